@@ -1,0 +1,34 @@
+//! Fanfare's wire types, shared by the broadcaster, the client and the hub.
+//!
+//! Everything that crosses a ZeroMQ socket between Fanfare parts is defined
+//! here and documented byte by byte in `PROTOCOL.md` at the repository root:
+//!
+//! * [`topic`]: what a valid topic is (dot-separated words, bounded length);
+//! * [`pattern`]: subscription patterns with AMQP wildcards (`*`, `#`);
+//! * [`stamp`]: the binary header every broadcast message carries;
+//! * [`meta`]: the optional publisher metadata frame on ingress;
+//! * [`replay`]: requests and replies of the history (replay) endpoint;
+//! * [`heartbeat`]: the periodic liveness and progress message;
+//! * [`position`]: a subscriber's place in the fabric (per origin epoch and seq).
+//!
+//! ```
+//! use fanfare_protocol::pattern::Pattern;
+//! let p = Pattern::parse("metrics.*.#").unwrap();
+//! assert!(p.matches("metrics.cpu.worker-3"));
+//! assert_eq!(p.literal_prefix(), "metrics.");
+//! ```
+
+pub mod heartbeat;
+pub mod meta;
+pub mod pattern;
+pub mod position;
+pub mod replay;
+pub mod stamp;
+pub mod topic;
+
+/// Every topic starting with this prefix is reserved for Fanfare itself;
+/// publishers may not use it.
+pub const RESERVED_PREFIX: &str = "_fanfare.";
+
+/// Heartbeats are published on `_fanfare.hb.<origin>`.
+pub const HEARTBEAT_PREFIX: &str = "_fanfare.hb.";

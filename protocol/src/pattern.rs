@@ -1,0 +1,273 @@
+//! Subscription patterns with AMQP wildcards.
+//!
+//! A pattern is dot-separated words where `*` stands for exactly one word and
+//! `#` for zero or more words: `chat.#` matches `chat` and `chat.a.b`,
+//! `metrics.*.cpu` matches `metrics.w1.cpu` only.
+
+use crate::topic::MAX_TOPIC_LEN;
+
+/// Why a pattern was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// The pattern is empty.
+    #[error("pattern is empty")]
+    Empty,
+    /// The pattern is longer than the longest topic.
+    #[error("pattern is longer than {MAX_TOPIC_LEN} bytes")]
+    TooLong,
+    /// A word is empty.
+    #[error("pattern has an empty word")]
+    EmptyWord,
+    /// A word mixes a wildcard with other characters, or holds whitespace.
+    #[error("a wildcard must be a whole word; no whitespace or control characters")]
+    BadWord,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Word {
+    Literal(String),
+    One,
+    Many,
+}
+
+/// A parsed subscription pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    text: String,
+    words: Vec<Word>,
+    prefix: String,
+    literal: bool,
+}
+
+impl Pattern {
+    /// Parses a pattern such as `chat.#` or `metrics.*.cpu`.
+    pub fn parse(text: &str) -> Result<Self, PatternError> {
+        if text.is_empty() {
+            return Err(PatternError::Empty);
+        }
+        if text.len() > MAX_TOPIC_LEN {
+            return Err(PatternError::TooLong);
+        }
+        let mut words = Vec::new();
+        for w in text.split('.') {
+            let word = match w {
+                "" => return Err(PatternError::EmptyWord),
+                "*" => Word::One,
+                "#" => Word::Many,
+                _ if w
+                    .chars()
+                    .any(|c| c == '*' || c == '#' || c.is_whitespace() || c.is_control()) =>
+                {
+                    return Err(PatternError::BadWord)
+                }
+                _ => Word::Literal(w.to_owned()),
+            };
+            // `#.#` is the same as `#`: collapse runs.
+            if word == Word::Many && words.last() == Some(&Word::Many) {
+                continue;
+            }
+            words.push(word);
+        }
+        let literal = words.iter().all(|w| matches!(w, Word::Literal(_)));
+        let prefix = literal_prefix_of(&words, literal, text);
+        Ok(Self {
+            text: text.to_owned(),
+            words,
+            prefix,
+            literal,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The longest literal prefix: what is sent as the ZeroMQ SUB prefix.
+    ///
+    /// `chat.#` gives `chat` (it must also match the topic `chat` itself),
+    /// `chat.*` gives `chat.`, `a.b` gives `a.b`, `*.x` gives the empty prefix.
+    pub fn literal_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// True when the pattern has no wildcard.
+    pub fn is_literal(&self) -> bool {
+        self.literal
+    }
+
+    /// Does `topic` match this pattern?
+    pub fn matches(&self, topic: &str) -> bool {
+        if self.literal {
+            return topic == self.text;
+        }
+        let topic_words: Vec<&str> = topic.split('.').collect();
+        match_words(&self.words, &topic_words)
+    }
+}
+
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for Pattern {
+    type Err = PatternError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+fn literal_prefix_of(words: &[Word], literal: bool, text: &str) -> String {
+    if literal {
+        return text.to_owned();
+    }
+    let mut prefix = String::new();
+    for (i, w) in words.iter().enumerate() {
+        match w {
+            Word::Literal(l) => {
+                prefix.push_str(l);
+                prefix.push('.');
+            }
+            Word::One => return prefix,
+            Word::Many => {
+                // `#` may match zero words: `a.#` must match `a`, so the dot
+                // after the last literal word cannot be part of the prefix.
+                if i > 0 {
+                    prefix.pop();
+                }
+                return prefix;
+            }
+        }
+    }
+    prefix
+}
+
+fn match_words(pattern: &[Word], topic: &[&str]) -> bool {
+    // Iterative matcher with backtracking on the last `#` (glob-style), linear
+    // in practice and never exponential.
+    let (mut p, mut t) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while t < topic.len() {
+        match pattern.get(p) {
+            Some(Word::Literal(l)) if l == topic[t] => {
+                p += 1;
+                t += 1;
+            }
+            Some(Word::One) => {
+                p += 1;
+                t += 1;
+            }
+            Some(Word::Many) => {
+                star = Some((p, t));
+                p += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|w| *w == Word::Many)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn m(p: &str, t: &str) -> bool {
+        Pattern::parse(p).map(|p| p.matches(t)).unwrap_or(false)
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(m("chat.#", "chat"));
+        assert!(m("chat.#", "chat.a.b"));
+        assert!(!m("chat.#", "chatter"));
+        assert!(m("chat.*", "chat.a"));
+        assert!(!m("chat.*", "chat"));
+        assert!(!m("chat.*", "chat.a.b"));
+        assert!(m("#", "a.b.c"));
+        assert!(m("*.cpu", "w1.cpu"));
+        assert!(m("a.#.z", "a.z"));
+        assert!(m("a.#.z", "a.b.c.z"));
+        assert!(!m("a.#.z", "a.b.c"));
+        assert!(m("#.z", "z"));
+        assert!(m("a.*.#", "a.b"));
+        assert!(!m("a.*.#", "a"));
+        assert!(m("a.b", "a.b"));
+        assert!(!m("a.b", "a.b.c"));
+    }
+
+    #[test]
+    fn prefixes() {
+        let p = |s: &str| Pattern::parse(s).map(|p| p.literal_prefix().to_owned());
+        assert_eq!(p("chat.#"), Ok("chat".into()));
+        assert_eq!(p("chat.*"), Ok("chat.".into()));
+        assert_eq!(p("a.b.*.c"), Ok("a.b.".into()));
+        assert_eq!(p("a.b"), Ok("a.b".into()));
+        assert_eq!(p("#"), Ok("".into()));
+        assert_eq!(p("*.x"), Ok("".into()));
+    }
+
+    #[test]
+    fn bad_patterns() {
+        assert_eq!(Pattern::parse(""), Err(PatternError::Empty));
+        assert_eq!(Pattern::parse("a..b"), Err(PatternError::EmptyWord));
+        assert_eq!(Pattern::parse("a.b*"), Err(PatternError::BadWord));
+        assert_eq!(Pattern::parse("a b"), Err(PatternError::BadWord));
+    }
+
+    /// Reference matcher: plain recursion over the definition.
+    fn reference(p: &[&str], t: &[&str]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (None, Some(_)) => false,
+            (Some(&"#"), _) => reference(&p[1..], t) || (!t.is_empty() && reference(p, &t[1..])),
+            (Some(_), None) => false,
+            (Some(&"*"), Some(_)) => reference(&p[1..], &t[1..]),
+            (Some(w), Some(x)) => w == x && reference(&p[1..], &t[1..]),
+        }
+    }
+
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![Just("a".to_owned()), Just("b".to_owned()), Just("c".to_owned())]
+    }
+    fn pword() -> impl Strategy<Value = String> {
+        prop_oneof![word(), Just("*".to_owned()), Just("#".to_owned())]
+    }
+
+    proptest! {
+        #[test]
+        fn matcher_agrees_with_reference(
+            pw in proptest::collection::vec(pword(), 1..6),
+            tw in proptest::collection::vec(word(), 1..7),
+        ) {
+            let pattern = pw.join(".");
+            let topic = tw.join(".");
+            let p = Pattern::parse(&pattern).unwrap();
+            let pr: Vec<&str> = pw.iter().map(String::as_str).collect();
+            let tr: Vec<&str> = tw.iter().map(String::as_str).collect();
+            prop_assert_eq!(p.matches(&topic), reference(&pr, &tr), "{} vs {}", pattern, topic);
+        }
+
+        #[test]
+        fn every_match_starts_with_the_literal_prefix(
+            pw in proptest::collection::vec(pword(), 1..6),
+            tw in proptest::collection::vec(word(), 1..7),
+        ) {
+            let pattern = pw.join(".");
+            let topic = tw.join(".");
+            let p = Pattern::parse(&pattern).unwrap();
+            if p.matches(&topic) {
+                prop_assert!(topic.starts_with(p.literal_prefix()));
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared integration-test harness.
