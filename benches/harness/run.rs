@@ -1,0 +1,150 @@
+//! One measurement: a forwarder, S subscribers and the load generator, from
+//! start to the last subscriber's result line.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::c_tools::CTools;
+use super::config::{BenchConfig, Column};
+use super::forwarders::{self, ROLE_VAR};
+use super::procs::{field, Proc};
+
+/// How long subscribers may take to see the first probe (their subscription in place).
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What one subscriber reported.
+#[derive(Clone, Debug)]
+pub struct SinkResult {
+    /// Data messages received, duplicates included.
+    pub received: u64,
+    /// Distinct data messages received.
+    pub unique: u64,
+    /// From the first data message to the last, in microseconds.
+    pub elapsed_us: u64,
+    /// Why it stopped: `marker`, `quiet` or `deadline`.
+    pub end: String,
+    /// Messages missing by the Fanfare stamp's seq (raw SUB on the broadcaster only).
+    pub stamp_missing: u64,
+}
+
+impl SinkResult {
+    /// Distinct messages per second delivered to this subscriber.
+    pub fn rate(&self) -> f64 {
+        if self.elapsed_us == 0 {
+            0.0
+        } else {
+            self.unique as f64 * 1e6 / self.elapsed_us as f64
+        }
+    }
+}
+
+/// What one run measured.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// The load generator's send rate (msg/s): what the forwarder took in.
+    pub ingest_rate: f64,
+    /// One entry per subscriber.
+    pub sinks: Vec<SinkResult>,
+}
+
+/// Runs `column` once with `subscribers` subscribers and `payload`-byte payloads.
+pub fn run_once(
+    tools: &CTools,
+    config: &BenchConfig,
+    column: Column,
+    subscribers: usize,
+    payload: usize,
+) -> Result<RunResult> {
+    let mut forwarder = forwarders::start(column, tools, config)?;
+    // Slowest credible delivery is 10k msg/s; every wait below derives from it.
+    let deadline = Duration::from_secs(30) + Duration::from_millis(config.messages / 10);
+    let messages = config.messages.to_string();
+    let mut sinks = Vec::with_capacity(subscribers);
+    for i in 0..subscribers {
+        let (quiet, deadline_ms) = (
+            config.quiet_ms.to_string(),
+            deadline.as_millis().to_string(),
+        );
+        let command = if column == Column::FanfareClient {
+            let replay = forwarder
+                .replay
+                .as_deref()
+                .context("the broadcaster printed no replay endpoint")?;
+            let mut command =
+                Command::new(std::env::current_exe().context("locate the bench binary")?);
+            command.env(ROLE_VAR, "client-sink");
+            command.args([
+                &forwarder.pull,
+                &forwarder.publish,
+                replay,
+                &messages,
+                &quiet,
+                &deadline_ms,
+            ]);
+            command
+        } else {
+            let mut command = Command::new(&tools.sink);
+            command.args([
+                &forwarder.publish,
+                "bench",
+                &messages,
+                &config.hwm.to_string(),
+                &quiet,
+                &deadline_ms,
+            ]);
+            command
+        };
+        sinks.push(Proc::spawn(format!("subscriber {i}"), command)?);
+    }
+    let mut command = Command::new(&tools.load);
+    command.args([
+        &forwarder.pull,
+        &messages,
+        &payload.to_string(),
+        &config.hwm.to_string(),
+    ]);
+    let mut load = Proc::spawn("zmq_load", command)?;
+    load.expect_line("probing", SUBSCRIBE_TIMEOUT)?;
+    for sink in &mut sinks {
+        sink.expect_line("subscribed", SUBSCRIBE_TIMEOUT)?;
+    }
+    load.send_line("go")?;
+    let mut results = Vec::with_capacity(subscribers);
+    for sink in &mut sinks {
+        let line = sink.expect_line("result ", deadline + Duration::from_secs(10))?;
+        results.push(
+            parse_sink(&line)
+                .with_context(|| format!("{}: bad result line `{line}`", sink.name()))?,
+        );
+    }
+    let sent = load.expect_line("sent ", Duration::from_secs(10))?;
+    let sent_us: f64 = field(&sent, "elapsed_us")
+        .context("no elapsed_us in `sent` line")?
+        .parse()?;
+    load.close_stdin();
+    let _ = load.wait_exit(Duration::from_secs(2));
+
+    forwarder.proc.ensure_running()?;
+    drop(forwarder);
+    Ok(RunResult {
+        ingest_rate: config.messages as f64 * 1e6 / sent_us.max(1.0),
+        sinks: results,
+    })
+}
+
+fn parse_sink(line: &str) -> Result<SinkResult> {
+    let number = |key: &str| -> Result<u64> {
+        Ok(field(line, key)
+            .with_context(|| format!("no {key}"))?
+            .parse()?)
+    };
+    Ok(SinkResult {
+        received: number("received")?,
+        unique: number("unique")?,
+        elapsed_us: number("elapsed_us")?,
+        end: field(line, "end").unwrap_or("?").to_owned(),
+        stamp_missing: number("stamp_missing").unwrap_or(0),
+    })
+}
