@@ -7,7 +7,7 @@ mod harness;
 mod roles;
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
@@ -15,7 +15,17 @@ use harness::config::BenchConfig;
 use harness::forwarders::ROLE_VAR;
 use harness::table::{self, Cell};
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("forwarding benchmark: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     if let Ok(role) = std::env::var(ROLE_VAR) {
         return match role.as_str() {
             "naive-forwarder" => roles::naive_forwarder::run(),
@@ -28,6 +38,14 @@ fn main() -> Result<()> {
     }
     let target_dir = target_dir()?;
     let config = BenchConfig::from_env(&target_dir)?;
+    let uses_broadcaster = config.uses_broadcaster();
+    if uses_broadcaster && !config.broadcaster_bin.is_file() {
+        bail!(
+            "no broadcaster binary at {}: build it first with `cargo build --release -p fanfare-broadcaster` \
+             (same CARGO_TARGET_DIR), set FANFARE_BROADCASTER_BIN, or leave it out with FANFARE_BENCH_COLUMNS=proxy,naive",
+            config.broadcaster_bin.display()
+        );
+    }
     let tools = harness::c_tools::build(&target_dir.join("bench-tools"))?;
     let header = header(&config);
     eprintln!("{header}");
@@ -95,9 +113,23 @@ fn header(config: &BenchConfig) -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
+    let broadcaster = if config.uses_broadcaster() {
+        let age = std::fs::metadata(&config.broadcaster_bin)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map(|d| format!(", built {} min before the run", d.as_secs() / 60))
+            .unwrap_or_default();
+        format!(
+            " Broadcaster binary: `{}`{age}.",
+            config.broadcaster_bin.display()
+        )
+    } else {
+        String::new()
+    };
     format!(
         "# Forwarding benchmark\n\n{} messages per run, {} runs per cell, libzmq HWM {}, {cores} cores, git {rev}; \
-         load: one libzmq PUSH sending [bench.t, payload] at full speed.",
+         load: one libzmq PUSH sending [bench.t, payload] at full speed.{broadcaster}",
         config.messages, config.runs, config.hwm
     )
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use super::c_tools::CTools;
 use super::config::{BenchConfig, Column};
-use super::forwarders::{self, ROLE_VAR};
+use super::forwarders;
 use super::procs::{field, Proc};
 
 /// How long subscribers may take to see the first probe (their subscription in place).
@@ -67,35 +67,15 @@ pub fn run_once(
             config.quiet_ms.to_string(),
             deadline.as_millis().to_string(),
         );
-        let command = if column == Column::FanfareClient {
-            let replay = forwarder
-                .replay
-                .as_deref()
-                .context("the broadcaster printed no replay endpoint")?;
-            let mut command =
-                Command::new(std::env::current_exe().context("locate the bench binary")?);
-            command.env(ROLE_VAR, "client-sink");
-            command.args([
-                &forwarder.pull,
-                &forwarder.publish,
-                replay,
-                &messages,
-                &quiet,
-                &deadline_ms,
-            ]);
-            command
-        } else {
-            let mut command = Command::new(&tools.sink);
-            command.args([
-                &forwarder.publish,
-                "bench",
-                &messages,
-                &config.hwm.to_string(),
-                &quiet,
-                &deadline_ms,
-            ]);
-            command
-        };
+        let mut command = Command::new(&tools.sink);
+        command.args([
+            &forwarder.publish,
+            "bench",
+            &messages,
+            &config.hwm.to_string(),
+            &quiet,
+            &deadline_ms,
+        ]);
         sinks.push(Proc::spawn(format!("subscriber {i}"), command)?);
     }
     let mut command = Command::new(&tools.load);
