@@ -79,7 +79,7 @@ impl BenchConfig {
             Err(_) => Column::ALL.to_vec(),
         };
         let config = BenchConfig {
-            messages: var("FANFARE_BENCH_MESSAGES", 300_000)?,
+            messages: var("FANFARE_BENCH_MESSAGES", 500_000)?,
             runs: var("FANFARE_BENCH_RUNS", 3)?,
             subscribers: list("FANFARE_BENCH_SUBSCRIBERS", &[1, 4])?,
             payloads: list("FANFARE_BENCH_PAYLOADS", &[16, 100, 1000])?,
