@@ -127,9 +127,14 @@ fn header(config: &BenchConfig) -> String {
     } else {
         String::new()
     };
+    let pace = if config.rate > 0.0 {
+        format!("paced at {:.0} msg/s", config.rate)
+    } else {
+        "at full speed".to_owned()
+    };
     format!(
         "# Forwarding benchmark\n\n{} messages per run, {} runs per cell, libzmq HWM {}, {cores} cores, git {rev}; \
-         load: one libzmq PUSH sending [bench.t, payload] at full speed.{broadcaster}",
+         load: one libzmq PUSH sending [bench.t, payload] {pace}.{broadcaster}",
         config.messages, config.runs, config.hwm
     )
 }

@@ -1,6 +1,6 @@
 /* Load generator for the forwarding benchmark (libzmq).
  *
- * usage: zmq_load PULL_ENDPOINT COUNT PAYLOAD_BYTES HWM
+ * usage: zmq_load PULL_ENDPOINT COUNT PAYLOAD_BYTES HWM [RATE]
  *
  * PUSHes two-frame messages [topic, payload] to a forwarder's PULL socket.
  * Protocol with the harness (stdout lines, stdin commands):
@@ -8,8 +8,8 @@
  *      (non-blocking) until a line "go" arrives on stdin. Subscribers print
  *      their own readiness when they see a probe, so the harness knows every
  *      subscription is in place before the data starts.
- *   2. sends COUNT messages "bench.t" at full speed (blocking sends, SNDHWM =
- *      HWM); payload bytes 0..8 hold the message index (u64 big-endian), the
+ *   2. sends COUNT messages "bench.t" at full speed, or paced to RATE msg/s if
+ *      RATE > 0 (blocking sends, SNDHWM = HWM); payload bytes 0..8 hold the message index (u64 big-endian), the
  *      rest is filler. Prints "sent count=N elapsed_us=T".
  *   3. sends an end marker "bench.end" every 10 ms until stdin closes or 120 s
  *      pass, then exits. A subscriber stops at the first marker it sees.
@@ -53,14 +53,15 @@ static void put_u64_be(unsigned char *p, uint64_t v) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s PULL_ENDPOINT COUNT PAYLOAD_BYTES HWM\n", argv[0]);
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s PULL_ENDPOINT COUNT PAYLOAD_BYTES HWM [RATE]\n", argv[0]);
         return 2;
     }
     const char *endpoint = argv[1];
     uint64_t count = strtoull(argv[2], NULL, 10);
     size_t size = (size_t)strtoul(argv[3], NULL, 10);
     int hwm = atoi(argv[4]);
+    double rate = argc == 6 ? atof(argv[5]) : 0.0;
     if (size < 8) size = 8;
 
     void *ctx = zmq_ctx_new();
@@ -92,6 +93,15 @@ int main(int argc, char **argv) {
     zmq_setsockopt(push, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
     int64_t t0 = now_us();
     for (uint64_t i = 0; i < count; i++) {
+        if (rate > 0 && i % 64 == 0) {
+            /* Pacing: wait until message i is due (t0 + i / RATE). */
+            int64_t due = t0 + (int64_t)((double)i * 1e6 / rate);
+            int64_t ahead = due - now_us();
+            if (ahead > 0) {
+                struct timespec ts = {.tv_sec = ahead / 1000000, .tv_nsec = (ahead % 1000000) * 1000};
+                nanosleep(&ts, NULL);
+            }
+        }
         put_u64_be(payload, i);
         if (send_two(push, "bench.t", payload, size, 0) != 0) {
             fprintf(stderr, "zmq_load: send %llu: %s\n", (unsigned long long)i, zmq_strerror(zmq_errno()));

@@ -52,6 +52,8 @@ pub struct BenchConfig {
     pub payloads: Vec<usize>,
     /// Forwarders under test (`FANFARE_BENCH_COLUMNS`, e.g. `proxy,naive,broadcaster,client`).
     pub columns: Vec<Column>,
+    /// Load generator pace in msg/s, 0 = full speed (`FANFARE_BENCH_RATE`).
+    pub rate: f64,
     /// libzmq high-water mark for the load generator, zmq_proxy and raw SUBs (`FANFARE_BENCH_HWM`).
     pub hwm: u32,
     /// A subscriber that saw data and then nothing for this long stops (`FANFARE_BENCH_QUIET_MS`).
@@ -84,6 +86,7 @@ impl BenchConfig {
             subscribers: list("FANFARE_BENCH_SUBSCRIBERS", &[1, 4])?,
             payloads: list("FANFARE_BENCH_PAYLOADS", &[16, 100, 1000])?,
             columns,
+            rate: var("FANFARE_BENCH_RATE", 0.0)?,
             hwm: var("FANFARE_BENCH_HWM", 100_000)?,
             quiet_ms: var("FANFARE_BENCH_QUIET_MS", 3_000)?,
             broadcaster_bin: std::env::var_os("FANFARE_BROADCASTER_BIN")

@@ -84,6 +84,7 @@ pub fn run_once(
         &messages,
         &payload.to_string(),
         &config.hwm.to_string(),
+        &config.rate.to_string(),
     ]);
     let mut load = Proc::spawn("zmq_load", command)?;
     load.expect_line("probing", SUBSCRIBE_TIMEOUT)?;
