@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bad_input;
 pub mod binary;
 pub mod endpoints;
 pub mod http;

@@ -48,3 +48,29 @@ pub fn script(name: &str) -> PathBuf {
         .join("python")
         .join(name)
 }
+
+/// Runs `tests/python/<name>` with `args` under `py`, at most `timeout`;
+/// fails (with both output streams) unless it exits 0. Returns stdout.
+pub async fn run_script(
+    py: &std::path::Path,
+    name: &str,
+    args: &[&str],
+    timeout: std::time::Duration,
+) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let mut cmd = tokio::process::Command::new(py);
+    cmd.arg(script(name)).args(args).kill_on_drop(true);
+    let out = tokio::time::timeout(timeout, cmd.output())
+        .await
+        .with_context(|| format!("{name} did not finish within {timeout:?}"))?
+        .with_context(|| format!("running {name}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        anyhow::bail!(
+            "{name} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}

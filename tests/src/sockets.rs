@@ -193,3 +193,27 @@ pub async fn publish(push: &mut PushSocket, topic: &str, payload: impl Into<Byte
     )
     .await
 }
+
+/// Receives everything (internal messages included, probes excluded) until
+/// a message on `topic` arrives; returns what came before it and it.
+pub async fn recv_until_topic(
+    sub: &mut SubSocket,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(Vec<Broadcast>, Broadcast)> {
+    let deadline = Instant::now() + timeout;
+    let mut before = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = recv_timeout(sub, left)
+            .await
+            .with_context(|| format!("waiting for a message on {topic}"))?;
+        let b = Broadcast::decode(&msg.into_vec())?;
+        if b.topic == topic {
+            return Ok((before, b));
+        }
+        if !b.is_probe() {
+            before.push(b);
+        }
+    }
+}
