@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use bytes::Bytes;
 use fanfare_tests::process::BroadcasterProcess;
 use fanfare_tests::{python, sockets, RECV_TIMEOUT};
 
