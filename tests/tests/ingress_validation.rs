@@ -14,7 +14,7 @@ use fanfare_tests::bad_input::{bad_messages, expected_counts, BadMessage};
 use fanfare_tests::process::BroadcasterProcess;
 use fanfare_tests::sockets::{self, Broadcast};
 use fanfare_tests::wait::eventually;
-use fanfare_tests::zmtp::{multipart, RawPeer};
+use fanfare_tests::zmtp::{frame, multipart, RawPeer, FLAG_COMMAND};
 use fanfare_tests::{metrics, python, RECV_TIMEOUT};
 use zeromq::SubSocket;
 
@@ -99,26 +99,6 @@ async fn raw_zmtp_peer_bad_input_is_dropped_and_counted() -> Result<()> {
         let frames: Vec<&[u8]> = m.frames.iter().map(|f| &f[..]).collect();
         peer.send(&multipart(&frames)).await?;
     }
-    // A ZMTP 3.1 PING is answered with PONG, an unknown command is ignored.
-    peer.send(&fanfare_tests::zmtp::frame(
-        fanfare_tests::zmtp::FLAG_COMMAND,
-        b"\x04PING\x00\x00\x00",
-    ))
-    .await?;
-    let (flags, body) = peer.read_frame().await.context("waiting for PONG")?;
-    ensure!(
-        flags & fanfare_tests::zmtp::FLAG_COMMAND != 0,
-        "PONG is a command"
-    );
-    ensure!(
-        body.get(..5) == Some(&b"\x04PONG"[..]),
-        "PING answered with PONG: {body:?}"
-    );
-    peer.send(&fanfare_tests::zmtp::frame(
-        fanfare_tests::zmtp::FLAG_COMMAND,
-        b"\x07UNKNOWN",
-    ))
-    .await?;
     peer.send(&multipart(&[b"ok.raw-after", b"good"])).await?;
     expect_only_good(&mut sub, "ok.raw-after").await?;
     expect_counted(&b, &msgs).await?;
@@ -149,6 +129,39 @@ async fn libzmq_peer_bad_input_is_dropped_and_counted() -> Result<()> {
         .filter(|m| m.what != "truncated meta")
         .collect();
     expect_counted(&b, &msgs).await?;
+    ensure!(b.is_running(), "broadcaster still running");
+    Ok(())
+}
+
+#[tokio::test]
+async fn zmtp_ping_is_answered_and_unknown_commands_ignored_on_every_socket() -> Result<()> {
+    let mut b = broadcaster().await?;
+    let e = b.endpoints().clone();
+    for (endpoint, peer_type) in [
+        (&e.pull, "PUSH"),
+        (&e.publish, "SUB"),
+        (&e.replay, "DEALER"),
+    ] {
+        let mut peer = RawPeer::handshake(endpoint, peer_type).await?;
+        peer.send(&frame(FLAG_COMMAND, b"\x07UNKNOWN")).await?;
+        // PING: TTL 0, context "ctx" — PONG echoes the context.
+        peer.send(&frame(FLAG_COMMAND, b"\x04PING\x00\x00ctx"))
+            .await?;
+        let pong = loop {
+            let (flags, body) = peer
+                .read_frame()
+                .await
+                .with_context(|| format!("waiting for PONG on {endpoint}"))?;
+            // A SUB peer may see heartbeats only if it subscribed; it did not.
+            if flags & FLAG_COMMAND != 0 {
+                break body;
+            }
+        };
+        ensure!(
+            pong == b"\x04PONGctx",
+            "PONG echoes the context on {endpoint}: {pong:?}"
+        );
+    }
     ensure!(b.is_running(), "broadcaster still running");
     Ok(())
 }

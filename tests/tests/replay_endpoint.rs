@@ -146,6 +146,20 @@ async fn reply_limit_is_resumable_from_next() -> Result<()> {
     }
     let first = sockets::recv_broadcast(&mut sub, RECV_TIMEOUT).await?.seq;
     let last = first + 299;
+    // Poll the state until the broadcaster has stamped all 300.
+    let deadline = std::time::Instant::now() + RECV_TIMEOUT;
+    loop {
+        let (h, _) = ask(&mut d, &range("", 0, 0, 0)).await?;
+        if h.newest >= last {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "only {} of 300 stamped",
+            h.newest
+        );
+        tokio::time::sleep(fanfare_tests::wait::POLL).await;
+    }
     let mut from = first;
     let mut collected = Vec::new();
     for round in 0.. {
