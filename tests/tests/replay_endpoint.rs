@@ -136,15 +136,17 @@ async fn ranges_filters_and_limits() -> Result<()> {
 
 #[tokio::test]
 async fn reply_limit_is_resumable_from_next() -> Result<()> {
-    let (_b, mut push, mut sub, mut d) =
+    let (_b, mut push, _sub, mut d) =
         setup(&["--id", "replay-2", "--heartbeat-ms", "60000"]).await?;
+    // Where the history ends now: our 300 messages come right after.
+    let (h, _) = ask(&mut d, &range("", 0, 0, 0)).await?;
+    let first = h.newest + 1;
     // Payloads of 64 KiB: the 8 MiB reply limit cuts a 300-message range.
     for i in 0..300u32 {
         let mut p = vec![0u8; 64 * 1024];
         p[..4].copy_from_slice(&i.to_be_bytes());
         sockets::publish(&mut push, "a.big", p).await?;
     }
-    let first = sockets::recv_broadcast(&mut sub, RECV_TIMEOUT).await?.seq;
     let last = first + 299;
     // Poll the state until the broadcaster has stamped all 300.
     let deadline = std::time::Instant::now() + RECV_TIMEOUT;
