@@ -19,6 +19,7 @@
 
 pub mod bad_input;
 pub mod binary;
+pub mod cli;
 pub mod endpoints;
 pub mod http;
 pub mod metrics;
