@@ -24,6 +24,7 @@ pub mod endpoints;
 pub mod http;
 pub mod metrics;
 pub mod process;
+pub mod proxy;
 pub mod python;
 pub mod sockets;
 pub mod wait;
