@@ -213,3 +213,78 @@ async fn many_hostile_peers_at_once_do_not_disturb_a_live_stream() -> Result<()>
     )
     .await
 }
+
+#[tokio::test]
+async fn frames_just_over_each_socket_limit_disconnect_the_peer() -> Result<()> {
+    // Ingress: max_payload + 4 KiB; subscriptions: 1 KiB; replay requests: 16 KiB.
+    let mut b = BroadcasterProcess::spawn(&["--id", "limits", "--max-payload", "1024"]).await?;
+    let over = [
+        ("pull", "PUSH", 1024 + 4096 + 1, vec![]),
+        ("pub", "SUB", 1024 + 1, vec![0x01]),
+        ("replay", "DEALER", 16 * 1024 + 1, vec![]),
+    ];
+    for (label, peer_type, len, prefix) in over {
+        let endpoint = sockets_of(&b)
+            .into_iter()
+            .find(|(_, _, l)| *l == label)
+            .map(|(e, _, _)| e)
+            .context("socket")?;
+        let mut peer = RawPeer::handshake(&endpoint, peer_type).await?;
+        let mut body = prefix;
+        body.resize(len, b'z');
+        let mut bytes = frame_header(0, len as u64);
+        bytes.extend(&body);
+        let _ = peer.send(&bytes).await;
+        peer.expect_closed(CLOSE_TIMEOUT)
+            .await
+            .with_context(|| format!("{label}: a {len}-byte frame did not disconnect"))?;
+        still_forwards(&mut b, label).await?;
+    }
+    expect_per_socket(
+        &b,
+        "fanfare_oversize_frame_disconnects_total",
+        &["pull", "pub", "replay"],
+        1.0,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_payload_at_the_limit_is_accepted() -> Result<()> {
+    // The boundary from the other side: exactly max_payload goes through.
+    let b = BroadcasterProcess::spawn(&["--id", "at-limit", "--max-payload", "1024"]).await?;
+    let mut sub = sockets::sub(&b.endpoints().publish, &["edge."]).await?;
+    let mut push = sockets::push(&b.endpoints().pull).await?;
+    sockets::sync_subscription(&mut push, &mut sub, "edge").await?;
+    sockets::publish(&mut push, "edge.max", Bytes::from(vec![7u8; 1024])).await?;
+    let m = sockets::recv_broadcast(&mut sub, RECV_TIMEOUT).await?;
+    ensure!(m.topic == "edge.max" && m.payload.len() == 1024, "{m:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_dropped_at_the_handshake_deadline() -> Result<()> {
+    // PROTOCOL.md: a peer must finish its greeting and handshake within 10 s.
+    let mut b = BroadcasterProcess::spawn(&["--id", "silent"]).await?;
+    let mut silent = Vec::new();
+    for (endpoint, _, _) in sockets_of(&b) {
+        silent.push(RawPeer::connect(&endpoint).await?);
+    }
+    // Half a greeting on one more connection.
+    let mut half = RawPeer::connect(&b.endpoints().pull).await?;
+    half.send(&greeting()[..20]).await?;
+    silent.push(half);
+    still_forwards(&mut b, "during-silence").await?;
+    for mut p in silent {
+        p.expect_closed(Duration::from_secs(20))
+            .await
+            .context("a silent peer kept its connection past the handshake deadline")?;
+    }
+    expect_per_socket(
+        &b,
+        "fanfare_handshake_failures_total",
+        &["pull", "pub", "replay"],
+        1.0,
+    )
+    .await
+}
