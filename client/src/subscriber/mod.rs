@@ -251,15 +251,17 @@ impl State {
     fn on_tick(&mut self) {
         self.registry.sweep();
         let silent = self.last_traffic.elapsed() > self.task.heartbeat_timeout;
-        if self.socket.is_some() && silent {
-            if self.heard {
-                self.heard = false;
-                self.connected.send_replace(false);
-                let reason = format!("nothing heard for {:?}", self.task.heartbeat_timeout);
-                tracing::warn!(%reason, endpoint = %self.task.endpoint, "broadcaster silent");
-                let _ = self.task.events.send(ClientEvent::Disconnected { reason });
-            }
+        if silent && self.heard {
+            self.heard = false;
+            self.connected.send_replace(false);
+            let reason = format!("nothing heard for {:?}", self.task.heartbeat_timeout);
+            tracing::warn!(%reason, endpoint = %self.task.endpoint, "broadcaster silent");
+            let _ = self.task.events.send(ClientEvent::Disconnected { reason });
+        }
+        if silent && self.socket.is_some() {
+            // Connected at the TCP level but silent: start afresh.
             self.retry_later("silence");
+            self.last_traffic = Instant::now();
         }
     }
 
