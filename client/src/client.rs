@@ -26,7 +26,8 @@ use crate::subscription::Subscription;
 /// a publisher (PUSH socket and outbox), a subscriber (SUB socket, gap
 /// repair, deliveries) and a history task (DEALER to the replay endpoint).
 /// The tasks stop when the last `Client` and [`Subscription`] are dropped,
-/// or at [`Client::close`].
+/// or at [`Client::close`]; either way the publisher first sends what is in
+/// the outbox (for at most `close_timeout`, if the runtime keeps running).
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -78,6 +79,8 @@ impl Client {
                 connect_timeout: socket_connect,
                 events: events.clone(),
                 shutdown: shutdown.clone(),
+                drain_timeout: opts.close_timeout,
+                drain_deadline: None,
             },
             opts.outbox_capacity,
         );

@@ -206,3 +206,40 @@ async fn outbox_holds_messages_until_the_broadcaster_comes() -> Result<()> {
     ));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_publishers_several_subscribers_exactly_once_in_order() -> Result<()> {
+    const PER: u32 = 2000;
+    let b = Broadcaster::start(&["--heartbeat-ms", "100"]).await?;
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let c = b.client().await?;
+        let mut sub = c.subscribe("multi.#").await?;
+        readers.push(tokio::spawn(async move {
+            let mut last = [0u32; 3];
+            for _ in 0..3 * PER {
+                let m = next_message(&mut sub).await?;
+                let p: usize = m.topic.trim_start_matches("multi.p").parse()?;
+                let i: u32 = std::str::from_utf8(&m.payload)?.parse()?;
+                anyhow::ensure!(i == last[p] + 1, "publisher {p}: got {i} after {}", last[p]);
+                last[p] = i;
+            }
+            drop(c);
+            anyhow::Ok(last)
+        }));
+    }
+    for p in 0..3u32 {
+        // Each publisher drops its client when done: the outbox still drains.
+        let c = Client::connect(b.options().publisher_id(format!("p{p}"))).await?;
+        tokio::spawn(async move {
+            for i in 1..=PER {
+                c.publish(&format!("multi.p{p}"), i.to_string()).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    for r in readers {
+        assert_eq!(r.await??, [PER; 3], "every message exactly once, in order");
+    }
+    Ok(())
+}
