@@ -157,13 +157,13 @@ impl<M> Ctx<'_, M> {
         }
         if head.lane_seq <= lane.lane_seq || head.seq <= lane.seq {
             self.out.push(Action::Duplicate(msg));
-        } else if head.lane_seq == lane.lane_seq + 1 {
+        } else if lane.lane_seq.checked_add(1) == Some(head.lane_seq) {
             lane.lane_seq = head.lane_seq;
             lane.seq = head.seq;
             self.out.push(Action::Deliver(msg));
         } else {
             let target = (head.lane_seq - 1, head.seq - 1);
-            self.start(lane, lane.seq + 1, head.seq - 1, target);
+            self.start(lane, lane.seq.saturating_add(1), head.seq - 1, target);
             // Parked messages (if any) are later ones: this one goes first.
             *self.parked += 1;
             lane.parked.push_front((head, msg));
@@ -183,7 +183,7 @@ impl<M> Ctx<'_, M> {
         if lane.pending.is_none() {
             if let Some(tail) = lane.tail.take() {
                 if tail.0 > lane.lane_seq {
-                    self.start(lane, lane.seq + 1, tail.1, tail);
+                    self.start(lane, lane.seq.saturating_add(1), tail.1, tail);
                 }
             }
         }
@@ -316,7 +316,7 @@ impl<M> Tracker<M> {
                     if lane.pending.is_some() {
                         lane.tail = Some(target);
                     } else {
-                        ctx.start(lane, lane.seq + 1, mark.seq, target);
+                        ctx.start(lane, lane.seq.saturating_add(1), mark.seq, target);
                     }
                 }
                 None => {
@@ -427,7 +427,7 @@ fn restart<M>(
             *parked -= lane.parked.len();
             out.extend(lane.parked.drain(..).map(|(_, m)| Action::Deliver(m)));
             if let Some(t) = lane.tail.take() {
-                let from = last_parked.unwrap_or(p.to) + 1;
+                let from = last_parked.unwrap_or(p.to).saturating_add(1);
                 if t.1 >= from {
                     out.push(Action::Abandoned(Ticket {
                         id: p.id,

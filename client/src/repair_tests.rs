@@ -288,3 +288,17 @@ fn forgotten_lanes_start_afresh() {
     );
     assert_eq!(msg(&mut t, h(1, 51, B, 2)), vec![Action::Deliver(51)]);
 }
+
+#[test]
+fn extreme_values_from_the_network_do_not_panic() {
+    let mut t = Tracker::new(4);
+    msg(&mut t, h(1, u64::MAX, A, u64::MAX));
+    msg(&mut t, h(1, u64::MAX, A, u64::MAX));
+    msg(&mut t, h(1, 0, A, 0));
+    beat(&mut t, 1, u64::MAX, &[(A, u64::MAX, u64::MAX)]);
+    msg(&mut t, h(1, 5, B, u64::MAX));
+    let a = msg(&mut t, h(1, u64::MAX, B, 3));
+    let _ = a;
+    beat(&mut t, u64::MAX, 0, &[(B, u64::MAX, 0)]);
+    msg(&mut t, h(0, 0, 0, 0));
+}

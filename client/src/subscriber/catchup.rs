@@ -44,10 +44,11 @@ pub(crate) fn plan(
         from,
         to,
     };
+    let from = seq.saturating_add(1);
     match live {
-        Some((le, ls)) if le == epoch => vec![seg(epoch, seq + 1, ls)],
-        Some((le, ls)) if le > epoch => vec![seg(epoch, seq + 1, u64::MAX), seg(le, 1, ls)],
-        _ => vec![seg(epoch, seq + 1, u64::MAX)],
+        Some((le, ls)) if le == epoch => vec![seg(epoch, from, ls)],
+        Some((le, ls)) if le > epoch => vec![seg(epoch, from, u64::MAX), seg(le, 1, ls)],
+        _ => vec![seg(epoch, from, u64::MAX)],
     }
 }
 

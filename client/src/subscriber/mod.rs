@@ -117,7 +117,8 @@ struct State {
 impl State {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         self.start_connect();
-        let mut tick = tokio::time::interval(self.task.heartbeat_timeout / 4);
+        let period = (self.task.heartbeat_timeout / 4).max(Duration::from_millis(10));
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
