@@ -243,3 +243,28 @@ async fn several_publishers_several_subscribers_exactly_once_in_order() -> Resul
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn dropping_one_of_two_subscriptions_on_a_prefix_keeps_the_other() -> Result<()> {
+    let b = Broadcaster::start(&["--heartbeat-ms", "100"]).await?;
+    let c = b.client().await?;
+    let first = c.subscribe("shared.#").await?;
+    let mut second = c.subscribe("shared.#").await?;
+    c.publish("shared.x", "1").await?;
+    assert_eq!(next_message(&mut second).await?.payload, "1");
+    drop(first);
+    for i in 2..=50u32 {
+        c.publish("shared.x", i.to_string()).await?;
+    }
+    for i in 2..=50u32 {
+        assert_eq!(
+            next_message(&mut second).await?.payload,
+            i.to_string().as_bytes()
+        );
+    }
+    // A fresh subscription on a new prefix starts from now: nothing older.
+    let mut late = c.subscribe("shared.x").await?;
+    c.publish("shared.x", "51").await?;
+    assert_eq!(next_message(&mut late).await?.payload, "51");
+    Ok(())
+}
