@@ -97,6 +97,7 @@ impl Client {
             connect_timeout: socket_connect,
             backoff,
             capacity: opts.subscription_capacity,
+            replay_wait: opts.replay_timeout,
             history: history.clone(),
             events: events.clone(),
             shutdown: shutdown.clone(),

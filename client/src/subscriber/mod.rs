@@ -65,6 +65,8 @@ pub(crate) struct SubscriberTask {
     pub connect_timeout: Duration,
     pub backoff: Backoff,
     pub capacity: usize,
+    /// Longest wait for queue room before a repair round.
+    pub replay_wait: Duration,
     pub history: History,
     pub events: broadcast::Sender<ClientEvent>,
     pub shutdown: CancellationToken,
