@@ -404,3 +404,7 @@ fn position_of(e: &Entry, failed: Failed, low: &dyn Fn(&str) -> Option<Mark>) ->
     }
     pos
 }
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;
