@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use super::{Action, Head, Ticket};
 
+/// Most parked messages folded into one repair request.
+pub(super) const BATCH: usize = 1024;
+
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Pending {
     pub(super) id: u64,
@@ -95,12 +98,31 @@ impl<M> Ctx<'_, M> {
 
     /// Releases parked messages until one reveals another gap, then asks
     /// for the tail if nothing is pending.
+    ///
+    /// When a gap shows up with more messages parked behind it (typical of
+    /// prefix filtering: a narrow pattern in a busy namespace), one request
+    /// covers the range up to the last of them (at most [`BATCH`] parked
+    /// messages): the ones in between come back from history, in order,
+    /// instead of costing a round trip each.
     pub(super) fn drain(&mut self, lane: &mut Lane<M>) {
         while lane.pending.is_none() {
             let Some((head, msg)) = lane.parked.pop_front() else {
                 break;
             };
             *self.parked -= 1;
+            let fresh = head.lane_seq > lane.lane_seq && head.seq > lane.seq;
+            let jump = lane.lane_seq.checked_add(1) != Some(head.lane_seq);
+            if fresh && jump && !lane.parked.is_empty() {
+                let k = lane.parked.len().min(BATCH) - 1;
+                let last = lane.parked[k].0;
+                // `msg` and the k parked before `last` are in the range.
+                drop(msg);
+                lane.parked.drain(..k);
+                *self.parked -= k;
+                let target = (last.lane_seq - 1, last.seq - 1);
+                self.start(lane, lane.seq.saturating_add(1), last.seq - 1, target);
+                break;
+            }
             self.step(lane, head, msg);
         }
         if lane.pending.is_none() {
