@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fanfare_protocol::{meta::MetaRef, topic};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +61,12 @@ pub async fn serve(
             }
         };
         let count = match msg {
+            Ok(Some(0)) => {
+                if let Some(pong) = conn.reader.take_pong() {
+                    conn.writer.write_all(&pong).await?;
+                }
+                continue;
+            }
             Ok(Some(n)) => n,
             Ok(None) => break,
             Err(e) => {
@@ -91,7 +98,10 @@ async fn flush(tx: &mpsc::Sender<Vec<Incoming>>, batch: &mut Vec<Incoming>) -> b
     if batch.is_empty() {
         return true;
     }
-    let full = std::mem::replace(batch, Vec::with_capacity(MAX_BATCH));
+    // Size the next batch like this one: busy peers get big batches, quiet
+    // peers don't pay for 512 empty slots per message.
+    let hint = batch.len().next_power_of_two().min(MAX_BATCH);
+    let full = std::mem::replace(batch, Vec::with_capacity(hint));
     tx.send(full).await.is_ok()
 }
 
