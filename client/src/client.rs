@@ -41,6 +41,7 @@ struct Inner {
     events: broadcast::Sender<ClientEvent>,
     heard: watch::Receiver<bool>,
     publisher_id: String,
+    max_payload: usize,
     close_timeout: std::time::Duration,
     shutdown: CancellationToken,
 }
@@ -110,6 +111,7 @@ impl Client {
                 events,
                 heard,
                 publisher_id: opts.publisher_id.clone(),
+                max_payload: opts.max_payload,
                 close_timeout: opts.close_timeout,
                 shutdown,
             }),
@@ -143,6 +145,13 @@ impl Client {
         payload: impl Into<Bytes>,
     ) -> Result<(), PublishError> {
         fanfare_protocol::topic::validate(topic.as_bytes())?;
+        let payload: Bytes = payload.into();
+        if payload.len() > self.inner.max_payload {
+            return Err(PublishError::PayloadTooLarge {
+                size: payload.len(),
+                limit: self.inner.max_payload,
+            });
+        }
         let meta = fanfare_protocol::meta::encode(
             &self.inner.publisher_id,
             b"",
@@ -150,7 +159,7 @@ impl Client {
         );
         let mut msg = ZmqMessage::from(Bytes::copy_from_slice(topic.as_bytes()));
         msg.push_back(Bytes::from(meta));
-        msg.push_back(payload.into());
+        msg.push_back(payload);
         self.inner.publisher.send(msg).await
     }
 

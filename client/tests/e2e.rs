@@ -282,3 +282,34 @@ async fn dropping_one_of_two_subscriptions_on_a_prefix_keeps_the_other() -> Resu
     assert_eq!(next_message(&mut late).await?.payload, "51");
     Ok(())
 }
+
+#[tokio::test]
+async fn close_flushes_the_outbox_and_oversize_payloads_are_refused() -> Result<()> {
+    let b = Broadcaster::start(&["--heartbeat-ms", "100"]).await?;
+    let reader = b.client().await?;
+    let mut sub = reader.subscribe("bye.#").await?;
+    let writer = Client::connect(b.options().max_payload(10)).await?;
+    assert!(matches!(
+        writer.publish("bye.x", vec![0u8; 11]).await,
+        Err(PublishError::PayloadTooLarge {
+            size: 11,
+            limit: 10
+        })
+    ));
+    for i in 1..=500u32 {
+        writer.publish("bye.x", i.to_string()).await?;
+    }
+    writer.close().await;
+    for i in 1..=500u32 {
+        assert_eq!(
+            next_message(&mut sub).await?.payload,
+            i.to_string().as_bytes()
+        );
+    }
+    reader.close().await;
+    assert!(matches!(
+        next(&mut sub).await?,
+        Delivery::Closed(CloseReason::ClientClosed)
+    ));
+    Ok(())
+}
