@@ -313,3 +313,38 @@ async fn close_flushes_the_outbox_and_oversize_payloads_are_refused() -> Result<
     ));
     Ok(())
 }
+
+#[tokio::test]
+async fn an_unreachable_replay_endpoint_fails_fast_and_says_so() -> Result<()> {
+    let b = Broadcaster::start(&["--heartbeat-ms", "100"]).await?;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let opts = ClientOptions::new(&b.pull, &b.publish, format!("tcp://127.0.0.1:{dead}"))
+        .replay_timeout(Duration::from_millis(200))
+        .replay_attempts(2)
+        .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .connect_timeout(support::RECV);
+    let c = Client::connect(opts).await?;
+    let started = std::time::Instant::now();
+    let err = c.replay(ReplayQuery::since("b1", 0, 1)).await.err();
+    assert!(matches!(
+        err,
+        Some(fanfare_client::ReplayError::Unavailable { attempts: 2 })
+    ));
+    let mut since = Position::new();
+    since.advance("b1", 1, 0);
+    let mut sub = c.subscribe_from("z.#", since).await?;
+    let Delivery::Gap(gap) = next(&mut sub).await? else {
+        panic!("expected a gap")
+    };
+    assert_eq!((gap.reason, gap.first), (GapReason::ReplayFailed, 1));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by timeouts"
+    );
+    // Live traffic still flows.
+    c.publish("z.x", "live").await?;
+    assert_eq!(next_message(&mut sub).await?.payload, "live");
+    Ok(())
+}
