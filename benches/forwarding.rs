@@ -29,6 +29,7 @@ fn run() -> Result<()> {
     if let Ok(role) = std::env::var(ROLE_VAR) {
         return match role.as_str() {
             "naive-forwarder" => roles::naive_forwarder::run(),
+            "client-sink" => roles::client_sink::run(&std::env::args().skip(1).collect::<Vec<_>>()),
             other => bail!("unknown {ROLE_VAR}={other}"),
         };
     }
@@ -145,12 +146,14 @@ fn describe(result: &harness::run::RunResult) -> String {
         .iter()
         .map(|s| {
             format!(
-                "{:.0}/s {}/{} ({}, stamp gaps {})",
+                "{:.0}/s {}/{} ({}, stamp gaps {}, replayed {}, resumes {})",
                 s.rate(),
                 s.unique,
                 s.received,
                 s.end,
-                s.stamp_missing
+                s.stamp_missing,
+                s.replayed,
+                s.resumes
             )
         })
         .collect();

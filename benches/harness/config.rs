@@ -14,11 +14,18 @@ pub enum Column {
     NaiveZmqRs,
     /// The Fanfare broadcaster, seen by a raw libzmq SUB.
     Broadcaster,
+    /// The Fanfare broadcaster, seen through fanfare-client after gap repair.
+    FanfareClient,
 }
 
 impl Column {
     /// Every column, in table order.
-    pub const ALL: [Column; 3] = [Column::ZmqProxy, Column::NaiveZmqRs, Column::Broadcaster];
+    pub const ALL: [Column; 4] = [
+        Column::ZmqProxy,
+        Column::NaiveZmqRs,
+        Column::Broadcaster,
+        Column::FanfareClient,
+    ];
 
     /// The short name used in `FANFARE_BENCH_COLUMNS`.
     pub fn key(self) -> &'static str {
@@ -26,6 +33,7 @@ impl Column {
             Column::ZmqProxy => "proxy",
             Column::NaiveZmqRs => "naive",
             Column::Broadcaster => "broadcaster",
+            Column::FanfareClient => "client",
         }
     }
 
@@ -35,6 +43,7 @@ impl Column {
             Column::ZmqProxy => "libzmq zmq_proxy",
             Column::NaiveZmqRs => "naive zmq.rs loop",
             Column::Broadcaster => "broadcaster (raw SUB)",
+            Column::FanfareClient => "broadcaster via fanfare-client",
         }
     }
 }
@@ -65,7 +74,9 @@ pub struct BenchConfig {
 impl BenchConfig {
     /// Whether a column under test runs the broadcaster binary.
     pub fn uses_broadcaster(&self) -> bool {
-        self.columns.contains(&Column::Broadcaster)
+        self.columns
+            .iter()
+            .any(|c| matches!(c, Column::Broadcaster | Column::FanfareClient))
     }
 
     /// Defaults overridden by the environment; `target_dir` is the Cargo target directory.

@@ -24,6 +24,8 @@ pub struct Forwarder {
     pub pull: String,
     /// Where subscribers connect (`tcp://127.0.0.1:P`).
     pub publish: String,
+    /// The Fanfare replay endpoint, for forwarders that have one.
+    pub replay: Option<String>,
 }
 
 /// Starts the forwarder of `column` and waits for its readiness line.
@@ -40,7 +42,7 @@ pub fn start(column: Column, tools: &CTools, config: &BenchConfig) -> Result<For
             command.env(ROLE_VAR, "naive-forwarder");
             ("naive zmq.rs loop", command)
         }
-        Column::Broadcaster => {
+        Column::Broadcaster | Column::FanfareClient => {
             let bin = &config.broadcaster_bin;
             if !bin.is_file() {
                 bail!(
@@ -71,9 +73,11 @@ pub fn start(column: Column, tools: &CTools, config: &BenchConfig) -> Result<For
     };
     let pull = endpoint("pull")?;
     let publish = endpoint("pub")?;
+    let replay = field(&ready, "replay").map(str::to_owned);
     Ok(Forwarder {
         proc,
         pull,
         publish,
+        replay,
     })
 }

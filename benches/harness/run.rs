@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use super::c_tools::CTools;
 use super::config::{BenchConfig, Column};
-use super::forwarders;
+use super::forwarders::{self, ROLE_VAR};
 use super::procs::{field, Proc};
 
 /// How long subscribers may take to see the first probe (their subscription in place).
@@ -25,8 +25,13 @@ pub struct SinkResult {
     pub elapsed_us: u64,
     /// Why it stopped: `marker`, `quiet` or `deadline`.
     pub end: String,
-    /// Messages missing by the Fanfare stamp's seq (raw SUB on the broadcaster only).
+    /// Messages missing by the Fanfare stamp's seq (raw SUB on the broadcaster),
+    /// or reported unrecoverable (fanfare-client).
     pub stamp_missing: u64,
+    /// Messages fanfare-client fetched from history (gap repair).
+    pub replayed: u64,
+    /// Times fanfare-client closed the subscription as a slow consumer and it was resumed.
+    pub resumes: u64,
 }
 
 impl SinkResult {
@@ -67,15 +72,35 @@ pub fn run_once(
             config.quiet_ms.to_string(),
             deadline.as_millis().to_string(),
         );
-        let mut command = Command::new(&tools.sink);
-        command.args([
-            &forwarder.publish,
-            "bench",
-            &messages,
-            &config.hwm.to_string(),
-            &quiet,
-            &deadline_ms,
-        ]);
+        let command = if column == Column::FanfareClient {
+            let replay = forwarder
+                .replay
+                .as_deref()
+                .context("the broadcaster printed no replay endpoint")?;
+            let mut command =
+                Command::new(std::env::current_exe().context("locate the bench binary")?);
+            command.env(ROLE_VAR, "client-sink");
+            command.args([
+                forwarder.pull.as_str(),
+                &forwarder.publish,
+                replay,
+                &messages,
+                &quiet,
+                &deadline_ms,
+            ]);
+            command
+        } else {
+            let mut command = Command::new(&tools.sink);
+            command.args([
+                forwarder.publish.as_str(),
+                "bench",
+                &messages,
+                &config.hwm.to_string(),
+                &quiet,
+                &deadline_ms,
+            ]);
+            command
+        };
         sinks.push(Proc::spawn(format!("subscriber {i}"), command)?);
     }
     let mut command = Command::new(&tools.load);
@@ -127,5 +152,7 @@ fn parse_sink(line: &str) -> Result<SinkResult> {
         elapsed_us: number("elapsed_us")?,
         end: field(line, "end").unwrap_or("?").to_owned(),
         stamp_missing: number("stamp_missing").unwrap_or(0),
+        replayed: number("replayed").unwrap_or(0),
+        resumes: number("resumes").unwrap_or(0),
     })
 }

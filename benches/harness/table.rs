@@ -32,6 +32,12 @@ struct Summary {
     /// Subscriber-runs whose stamp-seq gaps are fewer than the payload-index loss
     /// (more is expected: end markers dropped in the tail count as stamp gaps too).
     stamp_mismatches: usize,
+    /// Messages fanfare-client fetched from history per subscriber (median over runs).
+    replayed: f64,
+    /// Messages fanfare-client reported unrecoverable per subscriber (median over runs).
+    unrecoverable: f64,
+    /// Slow-consumer closes resumed with `subscribe_from`, over all runs.
+    resumes: u64,
 }
 
 impl Cell {
@@ -63,6 +69,14 @@ impl Cell {
                 .flat_map(|run| &run.sinks)
                 .filter(|s| s.stamp_missing < messages - s.unique.min(messages))
                 .count(),
+            replayed: per_run(&|run| mean(&|s| s.replayed as f64, run)),
+            unrecoverable: per_run(&|run| mean(&|s| s.stamp_missing as f64, run)),
+            resumes: self
+                .runs
+                .iter()
+                .flat_map(|run| &run.sinks)
+                .map(|s| s.resumes)
+                .sum(),
         })
     }
 }
@@ -151,6 +165,13 @@ pub fn render(config: &BenchConfig, cells: &[Cell], header: &str) -> String {
                         "{subs} sub × {payload} B, {}: in {} run(s) a subscriber stopped on its quiet timeout, not the end marker",
                         cell.column.title(),
                         s.unmarked
+                    ));
+                }
+                if cell.column == Column::FanfareClient {
+                    notes.push(format!(
+                        "{subs} sub × {payload} B, fanfare-client: {:.0} messages repaired from history and \
+                         {:.0} reported unrecoverable per subscriber (medians); {} slow-consumer resume(s) in all runs",
+                        s.replayed, s.unrecoverable, s.resumes
                     ));
                 }
                 if cell.column == Column::Broadcaster && s.stamp_mismatches > 0 {
