@@ -69,7 +69,9 @@ pub fn run(args: &[String]) -> Result<()> {
     runtime.block_on(async {
         let options = ClientOptions::new(pull, publish, replay).subscription_capacity(SUBSCRIPTION_CAPACITY);
         let client = timeout_at(deadline, Client::connect(options)).await.context("connect timed out")??;
-        let mut subscription = client.subscribe(PATTERN).await?;
+        let mut subscription = timeout_at(deadline, client.subscribe(PATTERN))
+            .await
+            .context("subscribe timed out")??;
         let mut tally = Tally {
             seen: vec![false; count],
             received: 0,
@@ -105,7 +107,9 @@ pub fn run(args: &[String]) -> Result<()> {
                 }
                 Delivery::Closed(CloseReason::SlowConsumer { position }) => {
                     tally.resumes += 1;
-                    subscription = client.subscribe_from(PATTERN, position).await?;
+                    subscription = timeout_at(deadline, client.subscribe_from(PATTERN, position))
+                        .await
+                        .context("resubscribe timed out")??;
                 }
                 Delivery::Closed(_) => break "closed",
             }
