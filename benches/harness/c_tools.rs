@@ -21,7 +21,9 @@ const MISSING: &str =
     "the forwarding benchmark needs a C compiler and libzmq's development files: \
                        `apt-get install -y build-essential libzmq3-dev` (Debian/Ubuntu)";
 
-/// Compiles the C programs into `out_dir` (skipped when a binary is newer than its source).
+/// Compiles the C programs into `out_dir`. A binary is named after a hash of
+/// its source, so one built from other sources (the target directory may be
+/// shared by several checkouts) is never reused.
 pub fn build(out_dir: &Path) -> Result<CTools> {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
     match Command::new(&cc).arg("--version").output() {
@@ -32,13 +34,16 @@ pub fn build(out_dir: &Path) -> Result<CTools> {
     let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("c");
     let compile = |name: &str| -> Result<PathBuf> {
         let src = src_dir.join(format!("{name}.c"));
-        let bin = out_dir.join(name);
-        if is_fresh(&bin, &src) {
+        let source = std::fs::read(&src).with_context(|| format!("read {}", src.display()))?;
+        let bin = out_dir.join(format!("{name}-{:016x}", fnv1a64(&source)));
+        if bin.is_file() {
             return Ok(bin);
         }
+        // Compiled under a temporary name, then renamed: a concurrent run never sees half a binary.
+        let partial = out_dir.join(format!("{name}.{}.partial", std::process::id()));
         let out = Command::new(&cc)
             .args(["-O2", "-Wall", "-Wextra", "-o"])
-            .arg(&bin)
+            .arg(&partial)
             .arg(&src)
             .arg("-lzmq")
             .output()
@@ -50,6 +55,7 @@ pub fn build(out_dir: &Path) -> Result<CTools> {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        std::fs::rename(&partial, &bin).with_context(|| format!("rename {}", partial.display()))?;
         Ok(bin)
     };
     Ok(CTools {
@@ -59,7 +65,9 @@ pub fn build(out_dir: &Path) -> Result<CTools> {
     })
 }
 
-fn is_fresh(bin: &Path, src: &Path) -> bool {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    matches!((modified(bin), modified(src)), (Some(b), Some(s)) if b > s)
+/// FNV-1a, 64 bit: a stable hash of a source file.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
