@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use super::c_tools::CTools;
 use super::config::{BenchConfig, Column};
-use super::forwarders::{self, ROLE_VAR};
+use super::forwarders::{self, Forwarder, ROLE_VAR};
 use super::procs::{field, Proc};
 
 /// How long subscribers may take to see the first probe (their subscription in place).
@@ -68,39 +68,7 @@ pub fn run_once(
     let messages = config.messages.to_string();
     let mut sinks = Vec::with_capacity(subscribers);
     for i in 0..subscribers {
-        let (quiet, deadline_ms) = (
-            config.quiet_ms.to_string(),
-            deadline.as_millis().to_string(),
-        );
-        let command = if column == Column::FanfareClient {
-            let replay = forwarder
-                .replay
-                .as_deref()
-                .context("the broadcaster printed no replay endpoint")?;
-            let mut command =
-                Command::new(std::env::current_exe().context("locate the bench binary")?);
-            command.env(ROLE_VAR, "client-sink");
-            command.args([
-                forwarder.pull.as_str(),
-                &forwarder.publish,
-                replay,
-                &messages,
-                &quiet,
-                &deadline_ms,
-            ]);
-            command
-        } else {
-            let mut command = Command::new(&tools.sink);
-            command.args([
-                forwarder.publish.as_str(),
-                "bench",
-                &messages,
-                &config.hwm.to_string(),
-                &quiet,
-                &deadline_ms,
-            ]);
-            command
-        };
+        let command = subscriber_command(tools, config, column, &forwarder, deadline)?;
         sinks.push(Proc::spawn(format!("subscriber {i}"), command)?);
     }
     let mut command = Command::new(&tools.load);
@@ -131,13 +99,54 @@ pub fn run_once(
         .parse()?;
     load.close_stdin();
     let _ = load.wait_exit(Duration::from_secs(2));
-
     forwarder.proc.ensure_running()?;
     drop(forwarder);
     Ok(RunResult {
         ingest_rate: config.messages as f64 * 1e6 / sent_us.max(1.0),
         sinks: results,
     })
+}
+
+/// The command line of one subscriber: the raw libzmq SUB, or the bench
+/// binary as a fanfare-client subscriber for the fanfare-client column.
+fn subscriber_command(
+    tools: &CTools,
+    config: &BenchConfig,
+    column: Column,
+    forwarder: &Forwarder,
+    deadline: Duration,
+) -> Result<Command> {
+    let messages = config.messages.to_string();
+    let quiet = config.quiet_ms.to_string();
+    let deadline = deadline.as_millis().to_string();
+    if column == Column::FanfareClient {
+        let replay = forwarder
+            .replay
+            .as_deref()
+            .context("the broadcaster printed no replay endpoint")?;
+        let mut command = Command::new(std::env::current_exe().context("locate the bench binary")?);
+        command.env(ROLE_VAR, "client-sink");
+        command.args([
+            forwarder.pull.as_str(),
+            &forwarder.publish,
+            replay,
+            &messages,
+            &quiet,
+            &deadline,
+        ]);
+        Ok(command)
+    } else {
+        let mut command = Command::new(&tools.sink);
+        command.args([
+            forwarder.publish.as_str(),
+            "bench",
+            &messages,
+            &config.hwm.to_string(),
+            &quiet,
+            &deadline,
+        ]);
+        Ok(command)
+    }
 }
 
 fn parse_sink(line: &str) -> Result<SinkResult> {
