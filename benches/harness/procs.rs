@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -21,6 +22,7 @@ pub struct Proc {
     stdin: Option<ChildStdin>,
     stdout: Receiver<String>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    stderr_done: Arc<AtomicBool>,
 }
 
 impl Proc {
@@ -49,6 +51,8 @@ impl Proc {
         });
         let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
         let tail = Arc::clone(&stderr_tail);
+        let stderr_done = Arc::new(AtomicBool::new(false));
+        let done = Arc::clone(&stderr_done);
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -59,6 +63,7 @@ impl Proc {
                     tail.push_back(line);
                 }
             }
+            done.store(true, Ordering::Release);
         });
         Ok(Proc {
             name,
@@ -66,6 +71,7 @@ impl Proc {
             stdin,
             stdout: rx,
             stderr_tail,
+            stderr_done,
         })
     }
 
@@ -91,9 +97,14 @@ impl Proc {
                     )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.child.try_wait().ok().flatten();
+                    // Stdout closed: give the child a moment to exit, for its status and stderr.
+                    let _ = self.wait_exit(Duration::from_secs(1));
+                    let status = match self.child.try_wait() {
+                        Ok(Some(status)) => status.to_string(),
+                        _ => "still running".to_owned(),
+                    };
                     bail!(
-                        "{}: exited (status {status:?}) before printing `{prefix}`{}",
+                        "{}: closed its stdout ({status}) before printing `{prefix}`{}",
                         self.name,
                         self.stderr_note()
                     )
@@ -143,6 +154,11 @@ impl Proc {
     }
 
     fn stderr_note(&self) -> String {
+        // Once the child has exited, its stderr reader finishes soon: wait for it (bounded).
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while !self.stderr_done.load(Ordering::Acquire) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
         let tail = self
             .stderr_tail
             .lock()

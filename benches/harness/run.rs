@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 
 use super::c_tools::CTools;
 use super::config::{BenchConfig, Column};
@@ -63,12 +63,31 @@ pub fn run_once(
     payload: usize,
 ) -> Result<RunResult> {
     let mut forwarder = forwarders::start(column, tools, config)?;
+    let measured = measure(tools, config, column, subscribers, payload, &forwarder);
+    // A forwarder that died is the first thing to say about a failed run.
+    match (measured, forwarder.proc.ensure_running()) {
+        (Ok(result), Ok(())) => Ok(result),
+        (Ok(_), Err(died)) => Err(died),
+        (Err(error), Ok(())) => Err(error),
+        (Err(error), Err(died)) => Err(anyhow!("{died:#}\n  and then: {error:#}")),
+    }
+}
+
+/// Subscribers and load generator against a running forwarder.
+fn measure(
+    tools: &CTools,
+    config: &BenchConfig,
+    column: Column,
+    subscribers: usize,
+    payload: usize,
+    forwarder: &Forwarder,
+) -> Result<RunResult> {
     // Slowest credible delivery is 10k msg/s; every wait below derives from it.
     let deadline = Duration::from_secs(30) + Duration::from_millis(config.messages / 10);
     let messages = config.messages.to_string();
     let mut sinks = Vec::with_capacity(subscribers);
     for i in 0..subscribers {
-        let command = subscriber_command(tools, config, column, &forwarder, deadline)?;
+        let command = subscriber_command(tools, config, column, forwarder, deadline)?;
         sinks.push(Proc::spawn(format!("subscriber {i}"), command)?);
     }
     let mut command = Command::new(&tools.load);
@@ -99,8 +118,6 @@ pub fn run_once(
         .parse()?;
     load.close_stdin();
     let _ = load.wait_exit(Duration::from_secs(2));
-    forwarder.proc.ensure_running()?;
-    drop(forwarder);
     Ok(RunResult {
         ingest_rate: config.messages as f64 * 1e6 / sent_us.max(1.0),
         sinks: results,
