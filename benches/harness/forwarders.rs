@@ -58,7 +58,7 @@ pub fn start(column: Column, tools: &CTools, config: &BenchConfig) -> Result<For
                 .args(["--replay", "tcp://127.0.0.1:0", "--admin", "127.0.0.1:0"])
                 .args(["--id", "bench"])
                 .env(
-                    "RUST_LOG",
+                    "FANFARE_LOG",
                     std::env::var("FANFARE_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()),
                 );
             ("broadcaster", command)
