@@ -157,8 +157,17 @@ fn describe(result: &harness::run::RunResult) -> String {
             )
         })
         .collect();
+    let counters = result
+        .counters
+        .map(|c| {
+            format!(
+                "; broadcaster metrics: ingress {}, rejected {}, egress dropped {}",
+                c.ingress, c.rejected, c.egress_dropped
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "ingest {:.0}/s; subscribers: {}",
+        "ingest {:.0}/s; subscribers: {}{counters}",
         result.ingest_rate,
         sinks.join("; ")
     )

@@ -26,6 +26,8 @@ pub struct Forwarder {
     pub publish: String,
     /// The Fanfare replay endpoint, for forwarders that have one.
     pub replay: Option<String>,
+    /// The Fanfare admin endpoint (`http://127.0.0.1:P`), for forwarders that have one.
+    pub admin: Option<String>,
 }
 
 /// Starts the forwarder of `column` and waits for its readiness line.
@@ -74,10 +76,12 @@ pub fn start(column: Column, tools: &CTools, config: &BenchConfig) -> Result<For
     let pull = endpoint("pull")?;
     let publish = endpoint("pub")?;
     let replay = field(&ready, "replay").map(str::to_owned);
+    let admin = field(&ready, "admin").map(str::to_owned);
     Ok(Forwarder {
         proc,
         pull,
         publish,
         replay,
+        admin,
     })
 }

@@ -1,5 +1,6 @@
 //! The forwarding benchmark's harness: processes, the C tools, one run, the table.
 
+pub mod admin;
 pub mod c_tools;
 pub mod config;
 pub mod forwarders;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 
+use super::admin;
 use super::c_tools::CTools;
 use super::config::{BenchConfig, Column};
 use super::forwarders::{self, Forwarder, ROLE_VAR};
@@ -45,6 +46,17 @@ impl SinkResult {
     }
 }
 
+/// The broadcaster's own counters after a run (its `/metrics`).
+#[derive(Clone, Copy, Debug)]
+pub struct BroadcasterCounters {
+    /// `fanfare_ingress_messages_total`.
+    pub ingress: f64,
+    /// `fanfare_ingress_rejected_total`.
+    pub rejected: f64,
+    /// `fanfare_egress_dropped_total`: messages not sent to a subscriber whose queue was full.
+    pub egress_dropped: f64,
+}
+
 /// What one run measured.
 #[derive(Clone, Debug)]
 pub struct RunResult {
@@ -52,6 +64,8 @@ pub struct RunResult {
     pub ingest_rate: f64,
     /// One entry per subscriber.
     pub sinks: Vec<SinkResult>,
+    /// The broadcaster's counters, when the forwarder is the broadcaster and answered.
+    pub counters: Option<BroadcasterCounters>,
 }
 
 /// Runs `column` once with `subscribers` subscribers and `payload`-byte payloads.
@@ -66,7 +80,22 @@ pub fn run_once(
     let measured = measure(tools, config, column, subscribers, payload, &forwarder);
     // A forwarder that died is the first thing to say about a failed run.
     match (measured, forwarder.proc.ensure_running()) {
-        (Ok(result), Ok(())) => Ok(result),
+        (Ok(mut result), Ok(())) => {
+            if let Some(admin) = &forwarder.admin {
+                match admin::scrape(admin) {
+                    Ok(metrics) => {
+                        let get = |name: &str| metrics.get(name).copied().unwrap_or(f64::NAN);
+                        result.counters = Some(BroadcasterCounters {
+                            ingress: get("fanfare_ingress_messages_total"),
+                            rejected: get("fanfare_ingress_rejected_total"),
+                            egress_dropped: get("fanfare_egress_dropped_total"),
+                        });
+                    }
+                    Err(error) => eprintln!("warning: {admin}/metrics: {error:#}"),
+                }
+            }
+            Ok(result)
+        }
         (Ok(_), Err(died)) => Err(died),
         (Err(error), Ok(())) => Err(error),
         (Err(error), Err(died)) => Err(anyhow!("{died:#}\n  and then: {error:#}")),
@@ -121,6 +150,7 @@ fn measure(
     Ok(RunResult {
         ingest_rate: config.messages as f64 * 1e6 / sent_us.max(1.0),
         sinks: results,
+        counters: None,
     })
 }
 

@@ -38,6 +38,12 @@ struct Summary {
     unrecoverable: f64,
     /// Slow-consumer closes resumed with `subscribe_from`, over all runs.
     resumes: u64,
+    /// The broadcaster's egress drops per run, median (NaN without counters).
+    egress_dropped: f64,
+    /// Messages the raw subscribers missed per run, all subscribers together, median.
+    missed: f64,
+    /// The broadcaster's rejected ingress messages, most in any run.
+    rejected: f64,
 }
 
 impl Cell {
@@ -71,6 +77,18 @@ impl Cell {
                 .count(),
             replayed: per_run(&|run| mean(&|s| s.replayed as f64, run)),
             unrecoverable: per_run(&|run| mean(&|s| s.stamp_missing as f64, run)),
+            egress_dropped: per_run(&|run| run.counters.map_or(f64::NAN, |c| c.egress_dropped)),
+            missed: per_run(&|run| {
+                run.sinks
+                    .iter()
+                    .map(|s| (messages - s.unique.min(messages)) as f64)
+                    .sum()
+            }),
+            rejected: self
+                .runs
+                .iter()
+                .filter_map(|run| run.counters.map(|c| c.rejected))
+                .fold(0.0, f64::max),
             resumes: self
                 .runs
                 .iter()
@@ -170,8 +188,23 @@ pub fn render(config: &BenchConfig, cells: &[Cell], header: &str) -> String {
                 if cell.column == Column::FanfareClient {
                     notes.push(format!(
                         "{subs} sub × {payload} B, fanfare-client: {:.0} messages repaired from history and \
-                         {:.0} reported unrecoverable per subscriber (medians); {} slow-consumer resume(s) in all runs",
-                        s.replayed, s.unrecoverable, s.resumes
+                         {:.0} reported unrecoverable per subscriber, the PUB dropped {:.0} per run (medians); \
+                         {} slow-consumer resume(s) in all runs",
+                        s.replayed, s.unrecoverable, s.egress_dropped, s.resumes
+                    ));
+                }
+                if cell.column == Column::Broadcaster && !s.egress_dropped.is_nan() {
+                    notes.push(format!(
+                        "{subs} sub × {payload} B, broadcaster: its own `fanfare_egress_dropped_total` says {:.0} \
+                         per run, the raw subscribers missed {:.0} together (medians)",
+                        s.egress_dropped, s.missed
+                    ));
+                }
+                if s.rejected > 0.0 {
+                    notes.push(format!(
+                        "{subs} sub × {payload} B, {}: the broadcaster rejected up to {:.0} ingress messages in a run",
+                        cell.column.title(),
+                        s.rejected
                     ));
                 }
                 if cell.column == Column::Broadcaster && s.stamp_mismatches > 0 {
