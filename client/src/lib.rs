@@ -1,1 +1,3 @@
 //! Fanfare client.
+#[cfg(feature = "hub")]
+pub mod hub;

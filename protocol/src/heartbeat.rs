@@ -91,7 +91,11 @@ mod tests {
     fn round_trip() {
         let hb = Heartbeat {
             oldest: 3,
-            lanes: vec![LaneMark { lane: 9, lane_seq: 2, seq: 11 }],
+            lanes: vec![LaneMark {
+                lane: 9,
+                lane_seq: 2,
+                seq: 11,
+            }],
         };
         let mut b = Vec::new();
         hb.encode(&mut b);

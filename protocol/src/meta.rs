@@ -84,7 +84,10 @@ mod tests {
     fn round_trip_and_garbage() {
         let b = encode("worker-1", b"abc", 5);
         let m = MetaRef::decode(&b).unwrap();
-        assert_eq!((m.publisher, m.trace_id, m.published_us), ("worker-1", &b"abc"[..], 5));
+        assert_eq!(
+            (m.publisher, m.trace_id, m.published_us),
+            ("worker-1", &b"abc"[..], 5)
+        );
         assert!(MetaRef::decode(&b[..b.len() - 1]).is_err());
         assert!(MetaRef::decode(b"").is_err());
         assert!(MetaRef::decode(b"\x02").is_err());

@@ -237,7 +237,11 @@ mod tests {
     }
 
     fn word() -> impl Strategy<Value = String> {
-        prop_oneof![Just("a".to_owned()), Just("b".to_owned()), Just("c".to_owned())]
+        prop_oneof![
+            Just("a".to_owned()),
+            Just("b".to_owned()),
+            Just("c".to_owned())
+        ]
     }
     fn pword() -> impl Strategy<Value = String> {
         prop_oneof![word(), Just("*".to_owned()), Just("#".to_owned())]

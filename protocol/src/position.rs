@@ -74,9 +74,18 @@ impl std::str::FromStr for Position {
         }
         for entry in s.split(',') {
             let mut parts = entry.rsplitn(3, ':');
-            let seq = parts.next().and_then(|x| x.parse().ok()).ok_or(PositionError)?;
-            let epoch = parts.next().and_then(|x| x.parse().ok()).ok_or(PositionError)?;
-            let origin = parts.next().filter(|o| !o.is_empty()).ok_or(PositionError)?;
+            let seq = parts
+                .next()
+                .and_then(|x| x.parse().ok())
+                .ok_or(PositionError)?;
+            let epoch = parts
+                .next()
+                .and_then(|x| x.parse().ok())
+                .ok_or(PositionError)?;
+            let origin = parts
+                .next()
+                .filter(|o| !o.is_empty())
+                .ok_or(PositionError)?;
             if origin.len() > crate::stamp::MAX_ORIGIN_LEN {
                 return Err(PositionError);
             }
