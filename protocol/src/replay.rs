@@ -209,7 +209,7 @@ impl ReplyHeader {
         if frames.len() < REPLY_HEADER_FRAMES {
             return Err(Malformed("a reply has at least 6 frames"));
         }
-        if (frames.len() - REPLY_HEADER_FRAMES) % 3 != 0 {
+        if !(frames.len() - REPLY_HEADER_FRAMES).is_multiple_of(3) {
             return Err(Malformed("reply messages come in threes"));
         }
         Ok(Self {

@@ -205,6 +205,20 @@ fn be_u64(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
+/// Checks an origin id: 1..=64 characters of `A-Z a-z 0-9 . _ -`.
+pub fn validate_origin(id: &str) -> Result<(), StampError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ORIGIN_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StampError::BadOrigin)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,19 +254,5 @@ mod tests {
         assert_eq!(StampRef::decode(&b), Err(StampError::Truncated));
         b[0] = 9;
         assert_eq!(StampRef::decode(&b), Err(StampError::Version(9)));
-    }
-}
-
-/// Checks an origin id: 1..=64 characters of `A-Z a-z 0-9 . _ -`.
-pub fn validate_origin(id: &str) -> Result<(), StampError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_ORIGIN_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(StampError::BadOrigin)
     }
 }

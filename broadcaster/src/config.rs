@@ -1,0 +1,199 @@
+//! Broadcaster configuration: defaults, TOML file, validation.
+//!
+//! Precedence (applied by the binary): command-line flag, then `FANFARE_*`
+//! environment variable, then the `--config` file, then these defaults.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything a broadcaster needs to run. Field names are the TOML keys.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Ingress endpoint (PULL), `tcp://HOST:PORT`.
+    pub pull: String,
+    /// Egress endpoint (PUB).
+    #[serde(rename = "pub")]
+    pub publish: String,
+    /// History endpoint (ROUTER).
+    pub replay: String,
+    /// Admin HTTP address (`HOST:PORT`); `None` disables it.
+    pub admin: Option<String>,
+    /// Origin id stamped on every message (`A-Z a-z 0-9 . _ -`, ≤ 64).
+    pub id: String,
+    /// Largest payload accepted on ingress, bytes.
+    pub max_payload: usize,
+    /// History bound: messages.
+    pub history_count: usize,
+    /// History bound: payload + topic bytes.
+    pub history_bytes: usize,
+    /// History bound: age, seconds.
+    pub history_age_secs: u64,
+    /// Heartbeat interval, milliseconds.
+    pub heartbeat_ms: u64,
+    /// Per-subscriber egress queue bound, bytes. When full, that subscriber
+    /// alone misses messages (counted) and repairs them from history.
+    pub subscriber_queue_bytes: usize,
+    /// Most simultaneous connections per socket; more are closed at once.
+    pub max_connections: usize,
+    /// Most messages in one replay reply.
+    pub replay_max_messages: usize,
+    /// Most bytes in one replay reply.
+    pub replay_max_bytes: usize,
+    /// Time allowed for a graceful shutdown, milliseconds.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            pull: "tcp://127.0.0.1:5557".into(),
+            publish: "tcp://127.0.0.1:5558".into(),
+            replay: "tcp://127.0.0.1:5559".into(),
+            admin: Some("127.0.0.1:5560".into()),
+            id: default_id(),
+            max_payload: 1024 * 1024,
+            history_count: 100_000,
+            history_bytes: 64 * 1024 * 1024,
+            history_age_secs: 600,
+            heartbeat_ms: 1000,
+            subscriber_queue_bytes: 16 * 1024 * 1024,
+            max_connections: 4096,
+            replay_max_messages: 4096,
+            replay_max_bytes: 8 * 1024 * 1024,
+            shutdown_timeout_ms: 5000,
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this struct.
+    #[error("bad config file {path}: {source}")]
+    Parse {
+        /// File path.
+        path: String,
+        /// Cause.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file; missing keys keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: p,
+            source: Box::new(source),
+        })
+    }
+
+    /// Checks ranges and the origin id.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if fanfare_protocol::stamp::validate_origin(&self.id).is_err() {
+            return bad("id must be 1..=64 characters of A-Z a-z 0-9 . _ -");
+        }
+        if self.max_payload == 0 || self.max_payload > 256 * 1024 * 1024 {
+            return bad("max-payload must be 1 byte ..= 256 MiB");
+        }
+        if self.history_count == 0 || self.history_bytes == 0 {
+            return bad("history-count and history-bytes must be > 0");
+        }
+        if self.heartbeat_ms == 0 {
+            return bad("heartbeat-ms must be > 0");
+        }
+        if self.max_connections == 0 || self.replay_max_messages == 0 {
+            return bad("max-connections and replay-max-messages must be > 0");
+        }
+        if self.subscriber_queue_bytes < 64 * 1024 {
+            return bad("subscriber-queue-bytes must be at least 64 KiB");
+        }
+        Ok(())
+    }
+
+    /// History age bound.
+    pub fn history_age(&self) -> Duration {
+        Duration::from_secs(self.history_age_secs)
+    }
+
+    /// Heartbeat interval.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// Graceful shutdown budget.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+
+    /// Largest ingress frame: the payload limit plus room for topic and meta.
+    pub fn max_ingress_frame(&self) -> usize {
+        self.max_payload + 4096
+    }
+}
+
+/// The host name, cleaned to the origin-id alphabet, or `broadcaster`.
+fn default_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default();
+    let clean: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        "broadcaster".into()
+    } else {
+        clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_keys_and_defaults() {
+        let c: Config =
+            toml::from_str("pub = \"tcp://127.0.0.1:0\"\nid = \"b1\"\nhistory-count = 10\n")
+                .unwrap();
+        assert_eq!(c.publish, "tcp://127.0.0.1:0");
+        assert_eq!(c.history_count, 10);
+        assert_eq!(c.pull, Config::default().pull);
+        c.validate().unwrap();
+        assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+        let bad = Config {
+            id: "a b".into(),
+            ..Config::default()
+        };
+        assert!(bad.validate().is_err());
+        Config::default().validate().unwrap();
+    }
+}

@@ -1,0 +1,128 @@
+//! Egress (PUB): one connection per subscriber. Its reader applies
+//! subscriptions; its writer drains the subscriber's bounded queue (see
+//! [`crate::subscribers`] for the full-queue policy) in large writes.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::listener::Conn;
+use crate::subscribers::{Chunk, Control, SubscriberQueue, QUEUE_CHUNKS};
+use crate::zmtp::{subscription_command, ReadError, ZmtpFrame};
+
+/// Largest frame a subscriber may send (a subscription message).
+pub const MAX_SUBSCRIPTION_FRAME: usize = 1024;
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Serves one SUB peer.
+pub async fn serve(
+    conn: Conn,
+    id: u64,
+    control: mpsc::Sender<Control>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) -> Result<(), ReadError> {
+    let Conn {
+        mut reader, writer, ..
+    } = conn;
+    let (tx, rx) = mpsc::channel(QUEUE_CHUNKS);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let queue = SubscriberQueue {
+        tx,
+        queued: queued.clone(),
+    };
+    if control.send(Control::Add { id, queue }).await.is_err() {
+        return Ok(());
+    }
+    tracker.spawn(write_loop(rx, writer, queued));
+    let result = loop {
+        let frame = tokio::select! {
+            f = reader.next_frame() => f,
+            // On shutdown the forwarder drains and closes our queue; the
+            // writer flushes it. Nothing more to read.
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        let (subscribe, prefix) = match frame {
+            Ok(Some(ZmtpFrame::Message { more: false, body })) => match body.first() {
+                Some(1) => (true, body.slice(1..)),
+                Some(0) => (false, body.slice(1..)),
+                _ => continue, // not a subscription: PUB ignores peer messages
+            },
+            Ok(Some(ZmtpFrame::Message { more: true, .. })) => continue,
+            Ok(Some(ZmtpFrame::Command(body))) => match subscription_command(&body) {
+                Some(x) => x,
+                None => continue,
+            },
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        let c = if subscribe {
+            Control::Subscribe { id, prefix }
+        } else {
+            Control::Unsubscribe { id, prefix }
+        };
+        if control.send(c).await.is_err() {
+            break Ok(());
+        }
+    };
+    let _ = control.send(Control::Remove { id }).await;
+    result
+}
+
+/// Writes queued chunks; flushes whenever the queue runs empty. Ends when the
+/// queue is closed (subscriber removed, or forwarder finished) or a write fails.
+async fn write_loop(
+    mut rx: mpsc::Receiver<Chunk>,
+    writer: OwnedWriteHalf,
+    queued: Arc<AtomicUsize>,
+) {
+    let mut w = BufWriter::with_capacity(WRITE_BUFFER, writer);
+    while let Some(chunk) = rx.recv().await {
+        if write_chunk(&mut w, &chunk, &queued).await.is_err() {
+            return;
+        }
+        while let Ok(chunk) = rx.try_recv() {
+            if write_chunk(&mut w, &chunk, &queued).await.is_err() {
+                return;
+            }
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = w.flush().await;
+    let _ = w.shutdown().await;
+}
+
+async fn write_chunk(
+    w: &mut BufWriter<OwnedWriteHalf>,
+    chunk: &Chunk,
+    queued: &AtomicUsize,
+) -> std::io::Result<()> {
+    for part in &chunk.parts {
+        w.write_all(part).await?;
+    }
+    queued.fetch_sub(chunk.bytes, Relaxed);
+    Ok(())
+}
+
+/// Encodes a whole multipart message (used by replay replies).
+pub fn encode_multipart(out: &mut Vec<u8>, frames: &[&[u8]]) {
+    for (i, f) in frames.iter().enumerate() {
+        crate::zmtp::encode_frame_header(out, f.len(), i + 1 < frames.len());
+        out.extend_from_slice(f);
+    }
+}
+
+/// Convenience for tests and tools: the frames of `parts` as one buffer.
+pub fn multipart_bytes(frames: &[&[u8]]) -> Bytes {
+    let mut v = Vec::new();
+    encode_multipart(&mut v, frames);
+    Bytes::from(v)
+}

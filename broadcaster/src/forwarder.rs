@@ -1,0 +1,264 @@
+//! The forwarder: the one task that stamps. It takes ingress batches, stamps
+//! each message (origin, epoch, seq, lane seq), encodes the whole round of
+//! messages once into one buffer, appends zero-copy slices of it to history
+//! and queues slices of it to every subscriber. It also sends heartbeats.
+//!
+//! Per round: one buffer allocation and one history lock, whatever the
+//! number of messages; per message: no allocation.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use fanfare_protocol::heartbeat::{Heartbeat, LaneMark, MAX_HEARTBEAT_LANES};
+use fanfare_protocol::stamp::{self, StampFields, FLAG_HEARTBEAT};
+use tokio::sync::mpsc;
+
+use crate::history::{Entry, History};
+use crate::ingress::Incoming;
+use crate::metrics::Metrics;
+use crate::subscribers::{Control, Encoded, Subscribers};
+use crate::zmtp::encode_frame_header;
+
+/// Most ingress batches taken per round.
+const BATCHES_PER_ROUND: usize = 64;
+
+#[derive(Clone, Copy, Default)]
+struct Lane {
+    seq: u64,
+    last: u64,
+}
+
+/// The stamping and fan-out state.
+pub struct Forwarder {
+    id: String,
+    epoch: u64,
+    seq: u64,
+    lanes: Vec<Lane>,
+    used_lanes: Vec<u16>,
+    history: Arc<RwLock<History>>,
+    subscribers: Subscribers,
+    metrics: Arc<Metrics>,
+    encoded: Vec<Encoded>,
+    heartbeat_topic: Bytes,
+}
+
+impl Forwarder {
+    /// A forwarder for origin `id` at `epoch`.
+    pub fn new(
+        id: &str,
+        epoch: u64,
+        history: Arc<RwLock<History>>,
+        subscribers: Subscribers,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            id: id.to_owned(),
+            epoch,
+            seq: 0,
+            lanes: vec![Lane::default(); 1 << 16],
+            used_lanes: Vec::new(),
+            history,
+            subscribers,
+            metrics,
+            encoded: Vec::new(),
+            heartbeat_topic: Bytes::from(format!("{}{id}", fanfare_protocol::HEARTBEAT_PREFIX)),
+        }
+    }
+
+    /// Runs until every ingress sender is gone (shutdown drained ingress),
+    /// then sends a last heartbeat and returns, closing subscriber queues.
+    pub async fn run(
+        mut self,
+        mut ingress: mpsc::Receiver<Vec<Incoming>>,
+        mut control: mpsc::Receiver<Control>,
+        heartbeat: Duration,
+    ) {
+        let mut tick = tokio::time::interval(heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut batches = Vec::with_capacity(BATCHES_PER_ROUND);
+        loop {
+            tokio::select! {
+                biased;
+                Some(c) = control.recv() => self.subscribers.apply(c, &self.metrics),
+                n = ingress.recv_many(&mut batches, BATCHES_PER_ROUND) => {
+                    if n == 0 {
+                        break;
+                    }
+                    // Apply pending subscription changes first, so a subscriber
+                    // that subscribed before this round gets it.
+                    while let Ok(c) = control.try_recv() {
+                        self.subscribers.apply(c, &self.metrics);
+                    }
+                    self.forward(&mut batches);
+                }
+                _ = tick.tick() => self.heartbeat(),
+            }
+        }
+        while let Ok(c) = control.try_recv() {
+            self.subscribers.apply(c, &self.metrics);
+        }
+        self.heartbeat();
+    }
+
+    /// Stamps, stores and fans out one round of batches.
+    fn forward(&mut self, batches: &mut Vec<Vec<Incoming>>) {
+        let size: usize = batches
+            .iter()
+            .flatten()
+            .map(|m| {
+                27 + m.topic.len()
+                    + m.payload.len()
+                    + stamp::encoded_len(self.id.as_bytes(), m.meta.as_deref())
+            })
+            .sum();
+        let mut out = BytesMut::with_capacity(size);
+        let now_us = stamp::now_us();
+        self.encoded.clear();
+        let mut seqs = Vec::with_capacity(batches.iter().map(Vec::len).sum());
+        for m in batches.iter().flatten() {
+            self.seq += 1;
+            let lane_id = stamp::lane_of(&m.topic);
+            let lane = &mut self.lanes[lane_id as usize];
+            if lane.seq == 0 && self.used_lanes.len() < MAX_HEARTBEAT_LANES {
+                self.used_lanes.push(lane_id);
+            }
+            lane.seq += 1;
+            lane.last = self.seq;
+            let fields = StampFields {
+                flags: 0,
+                hops: 0,
+                lane: lane_id,
+                epoch: self.epoch,
+                seq: self.seq,
+                lane_seq: lane.seq,
+                timestamp_us: now_us,
+            };
+            let e = encode_message(
+                &mut out,
+                &m.topic,
+                |o| stamp::encode(o, &fields, self.id.as_bytes(), m.meta.as_deref()),
+                stamp::encoded_len(self.id.as_bytes(), m.meta.as_deref()),
+                &m.payload,
+            );
+            self.encoded.push(e.0);
+            seqs.push((self.seq, lane_id, e.1, e.2));
+        }
+        batches.clear();
+        let buf = out.freeze();
+        self.store(&buf, &seqs);
+        self.metrics.last_seq.store(self.seq, Relaxed);
+        self.subscribers.fan_out(&buf, &self.encoded, &self.metrics);
+    }
+
+    /// Appends the round to history and applies its bounds.
+    fn store(
+        &self,
+        buf: &Bytes,
+        seqs: &[(u64, u16, std::ops::Range<usize>, std::ops::Range<usize>)],
+    ) {
+        let Ok(mut h) = self.history.write() else {
+            return;
+        };
+        let at = Instant::now();
+        for (e, (seq, lane, stamp_r, payload_r)) in self.encoded.iter().zip(seqs) {
+            h.push(
+                &self.id,
+                Entry {
+                    seq: *seq,
+                    lane: *lane,
+                    topic: buf.slice(e.topic.clone()),
+                    stamp: buf.slice(stamp_r.clone()),
+                    payload: buf.slice(payload_r.clone()),
+                    at,
+                },
+            );
+        }
+        self.evict(&mut h, at);
+    }
+
+    fn evict(&self, h: &mut History, now: Instant) {
+        let evicted = h.evict(now);
+        let (n, bytes, oldest) = h.usage(&self.id);
+        let m = &self.metrics;
+        m.history_evicted.fetch_add(evicted as u64, Relaxed);
+        m.history_messages.store(n as u64, Relaxed);
+        m.history_bytes.store(bytes as u64, Relaxed);
+        m.history_oldest.store(oldest, Relaxed);
+    }
+
+    /// Publishes a heartbeat and applies the history age bound.
+    fn heartbeat(&mut self) {
+        let oldest = match self.history.write() {
+            Ok(mut h) => {
+                self.evict(&mut h, Instant::now());
+                h.usage(&self.id).2
+            }
+            Err(_) => 0,
+        };
+        let hb = Heartbeat {
+            oldest,
+            lanes: self
+                .used_lanes
+                .iter()
+                .map(|&l| LaneMark {
+                    lane: l,
+                    lane_seq: self.lanes[l as usize].seq,
+                    seq: self.lanes[l as usize].last,
+                })
+                .collect(),
+        };
+        let mut payload = Vec::with_capacity(10 + hb.lanes.len() * 18);
+        hb.encode(&mut payload);
+        let fields = StampFields {
+            flags: FLAG_HEARTBEAT,
+            epoch: self.epoch,
+            seq: self.seq,
+            timestamp_us: stamp::now_us(),
+            ..StampFields::default()
+        };
+        let mut out = BytesMut::new();
+        let (e, _, _) = encode_message(
+            &mut out,
+            &self.heartbeat_topic,
+            |o| stamp::encode(o, &fields, self.id.as_bytes(), None),
+            stamp::encoded_len(self.id.as_bytes(), None),
+            &payload,
+        );
+        self.metrics.heartbeats.fetch_add(1, Relaxed);
+        self.subscribers.fan_out(&out.freeze(), &[e], &self.metrics);
+    }
+}
+
+/// Appends `[topic, stamp, payload]` as ZMTP frames; returns the message's
+/// ranges and the stamp and payload body ranges.
+fn encode_message(
+    out: &mut BytesMut,
+    topic: &[u8],
+    write_stamp: impl FnOnce(&mut BytesMut),
+    stamp_len: usize,
+    payload: &[u8],
+) -> (Encoded, std::ops::Range<usize>, std::ops::Range<usize>) {
+    let start = out.len();
+    encode_frame_header(out, topic.len(), true);
+    let t0 = out.len();
+    out.put_slice(topic);
+    let t1 = out.len();
+    encode_frame_header(out, stamp_len, true);
+    let s0 = out.len();
+    write_stamp(out);
+    let s1 = out.len();
+    encode_frame_header(out, payload.len(), false);
+    let p0 = out.len();
+    out.put_slice(payload);
+    let end = out.len();
+    (
+        Encoded {
+            frames: start..end,
+            topic: t0..t1,
+        },
+        s0..s1,
+        p0..end,
+    )
+}

@@ -1,0 +1,162 @@
+//! Ingress (PULL): reads `[topic, payload]` / `[topic, meta, payload]`,
+//! validates, and hands batches to the forwarder.
+//!
+//! Queue policy: the channel to the forwarder is bounded; when it is full the
+//! connection stops reading, TCP pushes back and the publisher's PUSH socket
+//! blocks at its high-water mark — ingress never drops an accepted message.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fanfare_protocol::{meta::MetaRef, topic};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::listener::Conn;
+use crate::metrics::{Metrics, Reject};
+use crate::zmtp::ReadError;
+
+/// Most messages per batch handed to the forwarder.
+pub const MAX_BATCH: usize = 512;
+/// During shutdown, a connection is drained until it is quiet this long.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
+/// A validated ingress message. Frames are zero-copy slices of the read buffer.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// Topic (valid UTF-8, validated shape).
+    pub topic: Bytes,
+    /// Publisher metadata frame, if sent.
+    pub meta: Option<Bytes>,
+    /// Payload.
+    pub payload: Bytes,
+}
+
+/// Serves one PUSH peer until it leaves, fails, or shutdown has drained it.
+pub async fn serve(
+    mut conn: Conn,
+    tx: mpsc::Sender<Vec<Incoming>>,
+    max_payload: usize,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), ReadError> {
+    let peer = conn.peer.to_string();
+    let mut frames = Vec::with_capacity(4);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let read = conn.reader.next_message(&mut frames, 3);
+        let msg = if shutdown.is_cancelled() {
+            // Draining: take what the peer already sent, stop once it is quiet.
+            match tokio::time::timeout(DRAIN_QUIET, read).await {
+                Ok(r) => r,
+                Err(_) => Ok(None),
+            }
+        } else {
+            tokio::select! {
+                r = read => r,
+                _ = shutdown.cancelled() => continue,
+            }
+        };
+        let count = match msg {
+            Ok(Some(n)) => n,
+            Ok(None) => break,
+            Err(e) => {
+                flush(&tx, &mut batch).await;
+                return Err(e);
+            }
+        };
+        match check(&frames, count, max_payload) {
+            Ok(m) => {
+                metrics.ingress_messages.fetch_add(1, Relaxed);
+                metrics
+                    .ingress_bytes
+                    .fetch_add(m.payload.len() as u64, Relaxed);
+                batch.push(m);
+            }
+            Err(why) => metrics.reject(why, &peer),
+        }
+        let due = batch.len() >= MAX_BATCH || !conn.reader.has_buffered_frame();
+        if due && !flush(&tx, &mut batch).await {
+            break;
+        }
+    }
+    flush(&tx, &mut batch).await;
+    Ok(())
+}
+
+/// Sends the batch; false if the forwarder is gone.
+async fn flush(tx: &mpsc::Sender<Vec<Incoming>>, batch: &mut Vec<Incoming>) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    let full = std::mem::replace(batch, Vec::with_capacity(MAX_BATCH));
+    tx.send(full).await.is_ok()
+}
+
+/// Validates one message's frames.
+fn check(frames: &[Bytes], count: usize, max_payload: usize) -> Result<Incoming, Reject> {
+    let (topic_f, meta, payload) = match (count, frames) {
+        (2, [t, p]) => (t, None, p),
+        (3, [t, m, p]) => (t, Some(m), p),
+        _ => return Err(Reject::FrameCount),
+    };
+    match topic::validate(topic_f) {
+        Ok(_) => {}
+        Err(topic::TopicError::Reserved) => return Err(Reject::ReservedTopic),
+        Err(_) => return Err(Reject::BadTopic),
+    }
+    if payload.len() > max_payload {
+        return Err(Reject::OversizePayload);
+    }
+    if let Some(m) = meta {
+        MetaRef::decode(m).map_err(|_| Reject::BadMeta)?;
+    }
+    Ok(Incoming {
+        topic: topic_f.clone(),
+        meta: meta.cloned(),
+        payload: payload.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &[u8]) -> Bytes {
+        Bytes::copy_from_slice(s)
+    }
+
+    #[test]
+    fn validation() {
+        assert!(check(&[b(b"a.b"), b(b"x")], 2, 10).is_ok());
+        let meta = b(&fanfare_protocol::meta::encode("w", b"", 1));
+        assert!(check(&[b(b"a.b"), meta, b(b"x")], 3, 10).is_ok());
+        assert_eq!(check(&[b(b"a.b")], 1, 10).unwrap_err(), Reject::FrameCount);
+        assert_eq!(
+            check(&[b(b"a"), b(b"b"), b(b"c")], 4, 10).unwrap_err(),
+            Reject::FrameCount
+        );
+        assert_eq!(
+            check(&[b(b""), b(b"x")], 2, 10).unwrap_err(),
+            Reject::BadTopic
+        );
+        assert_eq!(
+            check(&[b(&[0xff]), b(b"x")], 2, 10).unwrap_err(),
+            Reject::BadTopic
+        );
+        assert_eq!(
+            check(&[b(b"_fanfare.hb.x"), b(b"x")], 2, 10).unwrap_err(),
+            Reject::ReservedTopic
+        );
+        assert_eq!(
+            check(&[b(b"a"), b(&[0; 11])], 2, 10).unwrap_err(),
+            Reject::OversizePayload
+        );
+        assert_eq!(
+            check(&[b(b"a"), b(b"zz"), b(b"x")], 3, 10).unwrap_err(),
+            Reject::BadMeta
+        );
+    }
+}

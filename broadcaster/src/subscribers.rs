@@ -1,0 +1,213 @@
+//! The forwarder's view of the PUB subscribers: their prefixes and bounded
+//! queues, and the fan-out of an encoded batch.
+//!
+//! Queue policy: each subscriber's queue is bounded in bytes
+//! (`subscriber_queue_bytes`). When a batch does not fit, that subscriber
+//! alone misses it; the miss is counted (`egress_dropped_total`) and the
+//! subscriber sees a seq gap it repairs from history. Others are unaffected.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+
+/// Most distinct prefixes one subscriber may hold.
+pub const MAX_PREFIXES: usize = 10_000;
+/// Most chunks queued to one subscriber (the byte bound usually binds first).
+pub const QUEUE_CHUNKS: usize = 4096;
+
+/// A run of encoded ZMTP bytes for one subscriber.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Slices of shared batch buffers, written in order.
+    pub parts: Vec<Bytes>,
+    /// Their total length.
+    pub bytes: usize,
+}
+
+/// The sending side of one subscriber's queue.
+#[derive(Debug, Clone)]
+pub struct SubscriberQueue {
+    /// Chunks to write.
+    pub tx: mpsc::Sender<Chunk>,
+    /// Bytes queued and not yet written (the writer subtracts).
+    pub queued: Arc<AtomicUsize>,
+}
+
+/// Messages from a subscriber's connection to the forwarder.
+#[derive(Debug)]
+pub enum Control {
+    /// A subscriber completed its handshake.
+    Add {
+        /// Connection id.
+        id: u64,
+        /// Its queue.
+        queue: SubscriberQueue,
+    },
+    /// `\x01prefix` or SUBSCRIBE.
+    Subscribe {
+        /// Connection id.
+        id: u64,
+        /// Prefix.
+        prefix: Bytes,
+    },
+    /// `\x00prefix` or CANCEL.
+    Unsubscribe {
+        /// Connection id.
+        id: u64,
+        /// Prefix.
+        prefix: Bytes,
+    },
+    /// The connection ended.
+    Remove {
+        /// Connection id.
+        id: u64,
+    },
+}
+
+/// Where one encoded message sits in a batch buffer.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// All three frames, headers included.
+    pub frames: Range<usize>,
+    /// The topic frame's body.
+    pub topic: Range<usize>,
+}
+
+struct Subscriber {
+    id: u64,
+    queue: SubscriberQueue,
+    prefixes: Vec<(Bytes, u32)>,
+    everything: u32,
+}
+
+impl Subscriber {
+    fn wants(&self, topic: &[u8]) -> bool {
+        self.everything > 0 || self.prefixes.iter().any(|(p, _)| topic.starts_with(p))
+    }
+}
+
+/// All subscribers, owned by the forwarder task (no locks).
+pub struct Subscribers {
+    list: Vec<Subscriber>,
+    max_queue_bytes: usize,
+}
+
+impl Subscribers {
+    /// No subscribers yet.
+    pub fn new(max_queue_bytes: usize) -> Self {
+        Self {
+            list: Vec::new(),
+            max_queue_bytes,
+        }
+    }
+
+    /// Applies a control message.
+    pub fn apply(&mut self, c: Control, metrics: &Metrics) {
+        match c {
+            Control::Add { id, queue } => {
+                self.list.push(Subscriber {
+                    id,
+                    queue,
+                    prefixes: Vec::new(),
+                    everything: 0,
+                });
+                metrics.subscribers.store(self.list.len() as u64, Relaxed);
+            }
+            Control::Remove { id } => {
+                self.list.retain(|s| s.id != id);
+                metrics.subscribers.store(self.list.len() as u64, Relaxed);
+            }
+            Control::Subscribe { id, prefix } => {
+                let Some(s) = self.list.iter_mut().find(|s| s.id == id) else {
+                    return;
+                };
+                if prefix.is_empty() {
+                    s.everything += 1;
+                } else if let Some(p) = s.prefixes.iter_mut().find(|(p, _)| *p == prefix) {
+                    p.1 += 1;
+                } else if s.prefixes.len() < MAX_PREFIXES {
+                    s.prefixes.push((prefix, 1));
+                } else if metrics.log_allowed() {
+                    tracing::warn!(
+                        subscriber = id,
+                        "subscription limit reached; prefix ignored"
+                    );
+                }
+            }
+            Control::Unsubscribe { id, prefix } => {
+                let Some(s) = self.list.iter_mut().find(|s| s.id == id) else {
+                    return;
+                };
+                if prefix.is_empty() {
+                    s.everything = s.everything.saturating_sub(1);
+                } else if let Some(i) = s.prefixes.iter().position(|(p, _)| *p == prefix) {
+                    s.prefixes[i].1 -= 1;
+                    if s.prefixes[i].1 == 0 {
+                        s.prefixes.swap_remove(i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Number of subscribers.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// True when nobody is connected.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Queues each subscriber the runs of `msgs` it subscribes to, as slices
+    /// of `buf` (no copy). Subscribers whose queue is gone are removed.
+    pub fn fan_out(&mut self, buf: &Bytes, msgs: &[Encoded], metrics: &Metrics) {
+        let max = self.max_queue_bytes;
+        let mut gone = Vec::new();
+        for s in &mut self.list {
+            let mut parts = Vec::new();
+            let (mut run, mut count, mut bytes) = (None::<Range<usize>>, 0u64, 0usize);
+            for m in msgs {
+                if s.wants(&buf[m.topic.clone()]) {
+                    count += 1;
+                    bytes += m.frames.len();
+                    run = Some(match run {
+                        Some(r) if r.end == m.frames.start => r.start..m.frames.end,
+                        Some(r) => {
+                            parts.push(buf.slice(r));
+                            m.frames.clone()
+                        }
+                        None => m.frames.clone(),
+                    });
+                }
+            }
+            let Some(r) = run else { continue };
+            parts.push(buf.slice(r));
+            if s.queue.queued.load(Relaxed) + bytes > max {
+                metrics.egress_dropped.fetch_add(count, Relaxed);
+                continue;
+            }
+            s.queue.queued.fetch_add(bytes, Relaxed);
+            match s.queue.tx.try_send(Chunk { parts, bytes }) {
+                Ok(()) => {
+                    metrics.egress_messages.fetch_add(count, Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    s.queue.queued.fetch_sub(bytes, Relaxed);
+                    metrics.egress_dropped.fetch_add(count, Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(s.id),
+            }
+        }
+        if !gone.is_empty() {
+            self.list.retain(|s| !gone.contains(&s.id));
+            metrics.subscribers.store(self.list.len() as u64, Relaxed);
+        }
+    }
+}

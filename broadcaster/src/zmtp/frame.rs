@@ -1,0 +1,252 @@
+//! ZMTP framing: a zero-copy frame reader with a size limit, and encoding.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Flag bit: more frames follow in this message.
+pub const MORE: u8 = 0x01;
+const LONG: u8 = 0x02;
+const COMMAND: u8 = 0x04;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// One frame as read from the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZmtpFrame {
+    /// A message frame; `more` says whether the message continues.
+    Message {
+        /// More frames follow.
+        more: bool,
+        /// Frame body (a zero-copy slice of the read buffer).
+        body: Bytes,
+    },
+    /// A command frame (body starts with the command name).
+    Command(Bytes),
+}
+
+/// Why reading failed. Every variant ends the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The peer announced a frame longer than this socket accepts.
+    #[error("peer announced a {announced}-byte frame; the limit is {limit}")]
+    Oversize {
+        /// Length in the frame header.
+        announced: u64,
+        /// Limit of this socket.
+        limit: usize,
+    },
+    /// Flag bits that ZMTP does not define.
+    #[error("invalid frame flags {0:#04x}")]
+    BadFlags(u8),
+    /// The connection ended in the middle of a frame.
+    #[error("connection closed mid-frame")]
+    Truncated,
+    /// Socket error.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads frames from a byte stream; frames are slices of one growing buffer,
+/// so reading allocates once per 64 KiB of input, not per frame.
+pub struct FrameReader<R> {
+    io: R,
+    buf: BytesMut,
+    max_frame: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Wraps `io`; frames longer than `max_frame` end the connection.
+    pub fn new(io: R, max_frame: usize) -> Self {
+        Self::with_buffer(io, max_frame, BytesMut::new())
+    }
+
+    /// Like [`FrameReader::new`], keeping bytes already read (after the handshake).
+    pub fn with_buffer(io: R, max_frame: usize, buf: BytesMut) -> Self {
+        Self { io, buf, max_frame }
+    }
+
+    /// Changes the frame size limit (the handshake uses a small one).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+
+    /// Reads exactly `n` raw bytes (the greeting).
+    pub async fn read_raw(&mut self, n: usize) -> Result<Bytes, ReadError> {
+        while self.buf.len() < n {
+            self.fill(n - self.buf.len()).await?;
+        }
+        Ok(self.buf.split_to(n).freeze())
+    }
+
+    /// True when a whole frame is already buffered (the next read won't wait).
+    pub fn has_buffered_frame(&self) -> bool {
+        matches!(self.parse_header(), Ok(Some((h, len))) if self.buf.len() >= h + len)
+    }
+
+    /// Next frame, or `None` on a clean end of stream between frames.
+    pub async fn next_frame(&mut self) -> Result<Option<ZmtpFrame>, ReadError> {
+        loop {
+            if let Some((header, len)) = self.parse_header()? {
+                if self.buf.len() >= header + len {
+                    let flags = self.buf[0];
+                    self.buf.advance(header);
+                    let body = self.buf.split_to(len).freeze();
+                    return Ok(Some(if flags & COMMAND != 0 {
+                        ZmtpFrame::Command(body)
+                    } else {
+                        ZmtpFrame::Message {
+                            more: flags & MORE != 0,
+                            body,
+                        }
+                    }));
+                }
+                let missing = header + len - self.buf.len();
+                if self.fill(missing).await? == 0 {
+                    return Err(ReadError::Truncated);
+                }
+            } else if self.fill(1).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(ReadError::Truncated)
+                };
+            }
+        }
+    }
+
+    /// Reads one whole message. Up to `max_keep` frames are kept in `frames`
+    /// (cleared first); the rest are read and dropped. Commands between
+    /// messages are skipped. Returns the message's total frame count, or
+    /// `None` on a clean end of stream.
+    pub async fn next_message(
+        &mut self,
+        frames: &mut Vec<Bytes>,
+        max_keep: usize,
+    ) -> Result<Option<usize>, ReadError> {
+        frames.clear();
+        let mut count = 0usize;
+        loop {
+            match self.next_frame().await? {
+                None if count == 0 => return Ok(None),
+                None => return Err(ReadError::Truncated),
+                Some(ZmtpFrame::Command(_)) => {}
+                Some(ZmtpFrame::Message { more, body }) => {
+                    count += 1;
+                    if frames.len() < max_keep {
+                        frames.push(body);
+                    }
+                    if !more {
+                        return Ok(Some(count));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Header length and body length of the buffered frame, if the header is
+    /// complete. Fails as soon as the announced length exceeds the limit.
+    fn parse_header(&self) -> Result<Option<(usize, usize)>, ReadError> {
+        let Some(&flags) = self.buf.first() else {
+            return Ok(None);
+        };
+        if flags & !(MORE | LONG | COMMAND) != 0 || (flags & COMMAND != 0 && flags & MORE != 0) {
+            return Err(ReadError::BadFlags(flags));
+        }
+        let (header, len) = if flags & LONG != 0 {
+            if self.buf.len() < 9 {
+                return Ok(None);
+            }
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&self.buf[1..9]);
+            (9, u64::from_be_bytes(a))
+        } else {
+            if self.buf.len() < 2 {
+                return Ok(None);
+            }
+            (2, u64::from(self.buf[1]))
+        };
+        if len > self.max_frame as u64 {
+            return Err(ReadError::Oversize {
+                announced: len,
+                limit: self.max_frame,
+            });
+        }
+        Ok(Some((header, len as usize)))
+    }
+
+    /// Reads at least once; returns the bytes read (0 = end of stream).
+    async fn fill(&mut self, want: usize) -> Result<usize, ReadError> {
+        if self.buf.capacity() - self.buf.len() < want.min(READ_CHUNK) {
+            self.buf.reserve(want.max(READ_CHUNK));
+        }
+        Ok(self.io.read_buf(&mut self.buf).await?)
+    }
+}
+
+/// Writes a frame header for a body of `len` bytes.
+pub fn encode_frame_header(out: &mut impl BufMut, len: usize, more: bool) {
+    let more = if more { MORE } else { 0 };
+    if len <= 255 {
+        out.put_u8(more);
+        out.put_u8(len as u8);
+    } else {
+        out.put_u8(more | LONG);
+        out.put_u64(len as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn frames(bytes: &[u8], max: usize) -> Result<Vec<ZmtpFrame>, ReadError> {
+        let mut r = FrameReader::new(bytes, max);
+        let mut out = Vec::new();
+        while let Some(f) = r.next_frame().await? {
+            out.push(f);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn short_long_and_commands() {
+        let mut wire = Vec::new();
+        encode_frame_header(&mut wire, 3, true);
+        wire.extend_from_slice(b"abc");
+        encode_frame_header(&mut wire, 300, false);
+        wire.extend_from_slice(&[7u8; 300]);
+        wire.extend_from_slice(&[0x04, 5, 4, b'P', b'I', b'N', b'G']);
+        let f = frames(&wire, 1000).await.unwrap();
+        assert_eq!(f.len(), 3);
+        assert_eq!(
+            f[0],
+            ZmtpFrame::Message {
+                more: true,
+                body: Bytes::from_static(b"abc")
+            }
+        );
+        assert!(matches!(&f[1], ZmtpFrame::Message { more: false, body } if body.len() == 300));
+        assert!(matches!(&f[2], ZmtpFrame::Command(b) if &b[..] == b"\x04PING"));
+    }
+
+    #[tokio::test]
+    async fn refuses_huge_frame_before_reading_it() {
+        let mut wire = vec![0x02];
+        wire.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        let err = frames(&wire, 1 << 20).await.unwrap_err();
+        assert!(matches!(err, ReadError::Oversize { announced, .. } if announced == 1 << 40));
+    }
+
+    #[tokio::test]
+    async fn truncated_and_bad_flags() {
+        assert!(matches!(
+            frames(&[0x00, 5, b'a'], 10).await,
+            Err(ReadError::Truncated)
+        ));
+        assert!(matches!(
+            frames(&[0x40, 1, 0], 10).await,
+            Err(ReadError::BadFlags(0x40))
+        ));
+        assert!(frames(&[], 10).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,259 @@
+//! ZMTP 3.0 greeting and NULL-mechanism READY exchange (server side).
+
+use bytes::{BufMut, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::frame::{FrameReader, ReadError, ZmtpFrame};
+
+/// Largest READY command we read during the handshake.
+const MAX_HANDSHAKE_FRAME: usize = 8 * 1024;
+
+/// The socket type the broadcaster plays on a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketKind {
+    /// Ingress: peers PUSH.
+    Pull,
+    /// Egress: peers SUB / XSUB.
+    Pub,
+    /// Replay: peers DEALER / REQ / ROUTER.
+    Router,
+}
+
+impl SocketKind {
+    /// ZMTP socket-type name.
+    pub fn zmtp_name(self) -> &'static str {
+        match self {
+            SocketKind::Pull => "PULL",
+            SocketKind::Pub => "PUB",
+            SocketKind::Router => "ROUTER",
+        }
+    }
+
+    /// Short label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            SocketKind::Pull => "pull",
+            SocketKind::Pub => "pub",
+            SocketKind::Router => "replay",
+        }
+    }
+
+    fn accepts(self, peer: &[u8]) -> bool {
+        match self {
+            SocketKind::Pull => peer == b"PUSH",
+            SocketKind::Pub => peer == b"SUB" || peer == b"XSUB",
+            SocketKind::Router => matches!(peer, b"DEALER" | b"REQ" | b"ROUTER"),
+        }
+    }
+}
+
+/// Why a handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// Not a ZMTP greeting (wrong signature).
+    #[error("not a ZMTP peer (bad greeting signature)")]
+    NotZmtp,
+    /// ZMTP 1.0/2.0.
+    #[error("unsupported ZMTP version {0}.{1}")]
+    Version(u8, u8),
+    /// A security mechanism other than NULL.
+    #[error("unsupported security mechanism (only NULL)")]
+    Mechanism,
+    /// First command was not a well-formed READY.
+    #[error("bad READY command: {0}")]
+    BadReady(&'static str),
+    /// The peer's socket type cannot talk to ours.
+    #[error("incompatible peer socket type {peer} for {ours}")]
+    Incompatible {
+        /// Peer's type.
+        peer: String,
+        /// Ours.
+        ours: &'static str,
+    },
+    /// Reading failed (including an oversize frame).
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Writing failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the server side of the handshake. On success the reader's frame
+/// limit is set to `max_frame` and the peer's socket type is returned.
+pub async fn handshake<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut W,
+    kind: SocketKind,
+    max_frame: usize,
+) -> Result<Bytes, HandshakeError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    writer.write_all(&greeting()).await?;
+    let peer = reader.read_raw(64).await?;
+    if peer[0] != 0xff || peer[9] != 0x7f {
+        return Err(HandshakeError::NotZmtp);
+    }
+    if peer[10] < 3 {
+        return Err(HandshakeError::Version(peer[10], peer[11]));
+    }
+    if &peer[12..16] != b"NULL" || peer[16..32].iter().any(|&b| b != 0) {
+        return Err(HandshakeError::Mechanism);
+    }
+    writer.write_all(&ready_command(kind)).await?;
+    writer.flush().await?;
+    reader.set_max_frame(MAX_HANDSHAKE_FRAME);
+    let body = match reader.next_frame().await? {
+        Some(ZmtpFrame::Command(body)) => body,
+        Some(ZmtpFrame::Message { .. }) => return Err(HandshakeError::BadReady("a message")),
+        None => return Err(HandshakeError::BadReady("connection closed")),
+    };
+    let peer_type = ready_socket_type(&body)?;
+    if !kind.accepts(&peer_type) {
+        let reason = format!(
+            "{} cannot talk to {}",
+            kind.zmtp_name(),
+            String::from_utf8_lossy(&peer_type)
+        );
+        writer.write_all(&error_command(&reason)).await?;
+        return Err(HandshakeError::Incompatible {
+            peer: String::from_utf8_lossy(&peer_type).into_owned(),
+            ours: kind.zmtp_name(),
+        });
+    }
+    reader.set_max_frame(max_frame);
+    Ok(peer_type)
+}
+
+/// Our greeting: signature, version 3.0, NULL, as-server 0, filler.
+fn greeting() -> [u8; 64] {
+    let mut g = [0u8; 64];
+    g[0] = 0xff;
+    g[9] = 0x7f;
+    g[10] = 3;
+    g[11] = 0;
+    g[12..16].copy_from_slice(b"NULL");
+    g
+}
+
+fn command(name: &str, body: &[u8]) -> Vec<u8> {
+    let len = 1 + name.len() + body.len();
+    let mut out = Vec::with_capacity(len + 9);
+    if len <= 255 {
+        out.put_u8(0x04);
+        out.put_u8(len as u8);
+    } else {
+        out.put_u8(0x06);
+        out.put_u64(len as u64);
+    }
+    out.put_u8(name.len() as u8);
+    out.put_slice(name.as_bytes());
+    out.put_slice(body);
+    out
+}
+
+fn ready_command(kind: SocketKind) -> Vec<u8> {
+    let mut props = Vec::new();
+    let name = b"Socket-Type";
+    props.put_u8(name.len() as u8);
+    props.put_slice(name);
+    props.put_u32(kind.zmtp_name().len() as u32);
+    props.put_slice(kind.zmtp_name().as_bytes());
+    command("READY", &props)
+}
+
+fn error_command(reason: &str) -> Vec<u8> {
+    let r = &reason.as_bytes()[..reason.len().min(255)];
+    let mut body = vec![r.len() as u8];
+    body.extend_from_slice(r);
+    command("ERROR", &body)
+}
+
+/// Extracts `Socket-Type` from a READY command body.
+fn ready_socket_type(body: &Bytes) -> Result<Bytes, HandshakeError> {
+    let bad = HandshakeError::BadReady;
+    let name_len = *body.first().ok_or(bad("empty command"))? as usize;
+    if body.get(1..1 + name_len) != Some(b"READY".as_slice()) {
+        return Err(bad("first command is not READY"));
+    }
+    let mut pos = 1 + name_len;
+    let mut socket_type = None;
+    while pos < body.len() {
+        let nlen = body[pos] as usize;
+        let name = body
+            .get(pos + 1..pos + 1 + nlen)
+            .ok_or(bad("truncated property"))?;
+        pos += 1 + nlen;
+        let vlen = body.get(pos..pos + 4).ok_or(bad("truncated property"))?;
+        let vlen = u32::from_be_bytes([vlen[0], vlen[1], vlen[2], vlen[3]]) as usize;
+        pos += 4;
+        if body.len() < pos + vlen {
+            return Err(bad("truncated property value"));
+        }
+        if name.eq_ignore_ascii_case(b"Socket-Type") {
+            socket_type = Some(body.slice(pos..pos + vlen));
+        }
+        pos += vlen;
+    }
+    socket_type.ok_or(bad("no Socket-Type"))
+}
+
+/// Parses the body of a ZMTP 3.1 SUBSCRIBE / CANCEL command, if it is one.
+/// Returns `(subscribe?, prefix)`.
+pub(crate) fn subscription_command(body: &Bytes) -> Option<(bool, Bytes)> {
+    let n = *body.first()? as usize;
+    let name = body.get(1..1 + n)?;
+    let sub = match name {
+        b"SUBSCRIBE" => true,
+        b"CANCEL" => false,
+        _ => return None,
+    };
+    Some((sub, body.slice(1 + n..)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_round_trip() {
+        let cmd = Bytes::from(ready_command(SocketKind::Pub));
+        // Skip the 2-byte command header.
+        assert_eq!(&ready_socket_type(&cmd.slice(2..)).unwrap()[..], b"PUB");
+        assert!(SocketKind::Pub.accepts(b"SUB"));
+        assert!(!SocketKind::Pull.accepts(b"SUB"));
+        let sub = Bytes::from_static(b"\x09SUBSCRIBEchat.");
+        assert_eq!(
+            subscription_command(&sub),
+            Some((true, Bytes::from_static(b"chat.")))
+        );
+    }
+
+    #[tokio::test]
+    async fn handshake_with_a_zmtp_peer() {
+        let (client, server) = tokio::io::duplex(4096);
+        let (sr, mut sw) = tokio::io::split(server);
+        let mut reader = FrameReader::new(sr, 16);
+        let peer = tokio::spawn(async move {
+            let (cr, mut cw) = tokio::io::split(client);
+            let mut r = FrameReader::new(cr, 1024);
+            cw.write_all(&greeting()).await.unwrap();
+            let mut ready = Vec::new();
+            let mut props = Vec::new();
+            props.put_u8(11);
+            props.put_slice(b"Socket-Type");
+            props.put_u32(4);
+            props.put_slice(b"PUSH");
+            ready.extend(command("READY", &props));
+            cw.write_all(&ready).await.unwrap();
+            let _ = r.read_raw(64).await.unwrap();
+            r.next_frame().await.unwrap()
+        });
+        let t = handshake(&mut reader, &mut sw, SocketKind::Pull, 100)
+            .await
+            .unwrap();
+        assert_eq!(&t[..], b"PUSH");
+        assert!(matches!(peer.await.unwrap(), Some(ZmtpFrame::Command(_))));
+    }
+}
