@@ -85,6 +85,8 @@ pub struct HubMetrics {
     pub gaps_sent: AtomicU64,
     /// Events in the hub's ring (gauge).
     pub ring_entries: AtomicU64,
+    /// Stamp-to-dispatch delay of the last event, µs (gauge).
+    pub lag_us: AtomicU64,
     errors: [AtomicU64; ErrorCode::ALL.len()],
     closes: [AtomicU64; CloseCause::ALL.len()],
 }

@@ -26,6 +26,7 @@
 //! connection alone (4008); nothing awaits while holding the registry lock.
 
 mod auth;
+#[cfg(any())] // until fanfare-client lands
 mod client_fabric;
 mod connection;
 mod fabric;
@@ -272,6 +273,8 @@ fn dispatch(inner: &HubInner, m: FabricMessage) {
         return;
     }
     inner.metrics.events_in.fetch_add(1, Relaxed);
+    let lag = fanfare_protocol::stamp::now_us().saturating_sub(m.timestamp_us);
+    inner.metrics.lag_us.store(lag, Relaxed);
     let frame = protocol::event(&protocol::EventFields {
         topic: &m.topic,
         payload: &m.payload,
