@@ -91,7 +91,10 @@ async fn flush(tx: &mpsc::Sender<Vec<Incoming>>, batch: &mut Vec<Incoming>) -> b
     if batch.is_empty() {
         return true;
     }
-    let full = std::mem::replace(batch, Vec::with_capacity(MAX_BATCH));
+    // Size the next batch like this one: busy peers get big batches, quiet
+    // peers don't pay for 512 empty slots per message.
+    let hint = batch.len().next_power_of_two().min(MAX_BATCH);
+    let full = std::mem::replace(batch, Vec::with_capacity(hint));
     tx.send(full).await.is_ok()
 }
 
