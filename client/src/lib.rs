@@ -1,3 +1,83 @@
-//! Fanfare client.
+//! Fanfare client: what a worker process embeds to publish to and subscribe
+//! from a Fanfare broadcaster, losslessly.
+//!
+//! ```no_run
+//! use fanfare_client::{Client, ClientOptions, Delivery};
+//! use futures::StreamExt;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let opts = ClientOptions::new(
+//!     "tcp://127.0.0.1:5557", // broadcaster ingress (PULL)
+//!     "tcp://127.0.0.1:5558", // egress (PUB)
+//!     "tcp://127.0.0.1:5559", // replay (history)
+//! )
+//! .publisher_id("worker-1");
+//! let client = Client::connect(opts).await?;
+//!
+//! let mut chat = client.subscribe("chat.#").await?;
+//! client.publish("chat.lobby", "hello").await?;
+//! client.publish_json("chat.lobby", &serde_json::json!({"text": "hi"})).await?;
+//!
+//! while let Some(delivery) = chat.next().await {
+//!     match delivery {
+//!         Delivery::Message(m) => println!("{} {:?} seq {}", m.topic, m.payload, m.stamp.seq),
+//!         Delivery::Gap(g) => eprintln!("lost {}..={} from {}", g.first, g.last, g.origin),
+//!         Delivery::Closed(reason) => eprintln!("closed: {reason:?}"),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # What it guarantees
+//!
+//! * **Publishing** survives a broadcaster restart: a bounded outbox holds
+//!   messages while it is away ([`PublishError::OutboxFull`] beyond that)
+//!   and sends them in order when it is back.
+//! * **Subscribing** is lossless: the broadcaster's PUB drops messages for
+//!   slow subscribers, so the client tracks every origin's epoch and every
+//!   lane's sequence, and fetches whatever is missing from the replay
+//!   endpoint before delivering later messages of that lane (flagged
+//!   [`Message::replayed`]). Heartbeats reveal lost tails. What history no
+//!   longer holds is delivered as an explicit [`Delivery::Gap`].
+//! * **Order** is kept per lane: all topics sharing their first word
+//!   (`chat.*`), hence per topic and per publisher within it.
+//! * **Bounded memory**: every queue has a bound and a stated policy —
+//!   the outbox (fail fast when disconnected), each subscription (closed
+//!   with [`CloseReason::SlowConsumer`] and a position to resume from),
+//!   events (a lagging reader skips), commands and replay requests (senders
+//!   wait), messages parked during a repair (past the bound they are
+//!   re-fetched from history instead).
+//!
+//! # Tasks
+//!
+//! [`Client`] is a handle; three tasks own the sockets: the publisher
+//! (PUSH), the subscriber (SUB, gap tracking, deliveries) and the history
+//! task (DEALER to the replay endpoint). zmq.rs's PUSH and DEALER do not
+//! reconnect; these tasks recreate them with backoff and jitter.
+
+mod backoff;
+mod client;
+mod error;
+mod events;
+mod history;
+mod message;
+mod options;
+mod publisher;
+mod repair;
+mod replay;
+mod subscriber;
+mod subscription;
+
 #[cfg(feature = "hub")]
 pub mod hub;
+
+pub use client::Client;
+pub use error::{ConnectError, PublishError, ReplayError, SubscribeError};
+pub use events::{ClientEvent, EventStream};
+pub use message::{CloseReason, Delivery, Gap, GapReason, Message, Stamp};
+pub use options::{ClientOptions, DEFAULT_PUB, DEFAULT_PULL, DEFAULT_REPLAY};
+pub use replay::{ReplayBatch, ReplayQuery, ReplayStatus};
+pub use subscription::Subscription;
+
+/// Wire types re-exported from `fanfare-protocol`.
+pub use fanfare_protocol::{pattern::Pattern, position::Position};

@@ -26,7 +26,6 @@
 //! connection alone (4008); nothing awaits while holding the registry lock.
 
 mod auth;
-#[cfg(any())] // until fanfare-client lands
 mod client_fabric;
 mod connection;
 mod fabric;
@@ -36,6 +35,7 @@ mod options;
 pub mod protocol;
 mod recovery;
 mod registry;
+mod reorder;
 mod ring;
 #[cfg(test)]
 mod tests;
@@ -90,7 +90,6 @@ impl std::fmt::Debug for Hub {
 impl Hub {
     /// A hub fed by `client`. Must be called inside a tokio runtime: it
     /// spawns the task that subscribes the feed pattern and dispatches.
-    #[cfg(any())]
     pub fn new(client: crate::Client, options: HubOptions) -> Self {
         Self::with_fabric(Arc::new(client_fabric::ClientFabric::new(client)), options)
     }
@@ -239,29 +238,26 @@ async fn feed_loop(inner: Arc<HubInner>) {
                 continue;
             }
         };
+        let mut order = reorder::Reorder::new(50_000, Duration::from_secs(8));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut out = Vec::new();
         loop {
-            let item = tokio::select! {
+            tokio::select! {
                 _ = inner.shutdown.cancelled() => return,
-                i = feed.next() => i,
-            };
-            match item {
-                Some(FabricItem::Message(m)) => dispatch(&inner, m),
-                Some(FabricItem::Gap {
-                    origin,
-                    epoch,
-                    first,
-                    last,
-                    reason,
-                }) => {
-                    inner.registry.gap(&protocol::GapNotice {
-                        reason,
-                        origin: origin.to_string(),
-                        epoch,
-                        first,
-                        last,
-                    });
+                _ = tick.tick() => order.tick(&mut out),
+                item = feed.next() => match item {
+                    Some(FabricItem::Message(m)) => order.push(m, &mut out),
+                    Some(FabricItem::Gap { origin, epoch, first, last, reason }) => {
+                        order.gap(&origin, epoch, first, last, reason, &mut out)
+                    }
+                    None => break,
+                },
+            }
+            for o in out.drain(..) {
+                match o {
+                    reorder::Ordered::Message(m) => dispatch(&inner, m),
+                    reorder::Ordered::Lost(notice) => inner.registry.gap(&notice),
                 }
-                None => break,
             }
         }
         tracing::warn!("hub feed ended; resubscribing");

@@ -114,14 +114,10 @@ impl Ring {
     /// Records that `[.., last]` of `origin`/`epoch` will never come: the held
     /// run restarts after it.
     pub fn note_gap(&mut self, origin: &Arc<str>, epoch: u64, last: u64) {
-        let c = self.origins.entry(origin.clone()).or_insert(Coverage {
-            epoch,
-            first: last + 1,
-            last,
-        });
-        if c.epoch == epoch && c.last <= last {
-            c.first = last + 1;
-            c.last = last;
+        if let Some(c) = self.origins.get_mut(origin) {
+            if c.epoch == epoch && c.first <= last {
+                c.first = last + 1;
+            }
         }
     }
 

@@ -1,0 +1,236 @@
+//! [`Client`]: the cheap, cloneable handle a worker uses.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fanfare_protocol::pattern::Pattern;
+use fanfare_protocol::position::Position;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use zeromq::ZmqMessage;
+
+use crate::backoff::Backoff;
+use crate::error::{ConnectError, PublishError, ReplayError, SubscribeError};
+use crate::events::{ClientEvent, EventStream};
+use crate::history::{self, History, HistoryTask};
+use crate::message::Origins;
+use crate::options::ClientOptions;
+use crate::publisher::{self, PublisherHandle, PublisherTask};
+use crate::replay::{decode_reply, ReplayBatch, ReplayQuery};
+use crate::subscriber::{self, Command, SubscriberTask};
+use crate::subscription::Subscription;
+
+/// A handle on the fabric: publish, subscribe, query history, watch events.
+///
+/// Cheap to clone (an `Arc`); every clone talks to the same three tasks:
+/// a publisher (PUSH socket and outbox), a subscriber (SUB socket, gap
+/// repair, deliveries) and a history task (DEALER to the replay endpoint).
+/// The tasks stop when the last `Client` and [`Subscription`] are dropped,
+/// or at [`Client::close`].
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    publisher: PublisherHandle,
+    commands: mpsc::Sender<Command>,
+    history: History,
+    events: broadcast::Sender<ClientEvent>,
+    heard: watch::Receiver<bool>,
+    publisher_id: String,
+    close_timeout: std::time::Duration,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Client {
+    /// Starts the client's tasks and, unless the connect timeout is zero,
+    /// waits for the broadcaster's first heartbeat.
+    pub async fn connect(opts: ClientOptions) -> Result<Client, ConnectError> {
+        for ep in [
+            &opts.pull_endpoint,
+            &opts.pub_endpoint,
+            &opts.replay_endpoint,
+        ] {
+            ep.parse::<zeromq::Endpoint>()
+                .map_err(|e| ConnectError::InvalidEndpoint {
+                    endpoint: ep.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let shutdown = CancellationToken::new();
+        let (events, _) = broadcast::channel(opts.events_capacity);
+        let backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
+        // zmq.rs retries a refused connect internally up to this long; our
+        // own backoff takes over after it.
+        let socket_connect = opts.backoff_max.min(std::time::Duration::from_secs(1));
+        let publisher = publisher::spawn(
+            PublisherTask {
+                endpoint: opts.pull_endpoint.clone(),
+                backoff: backoff.clone(),
+                connect_timeout: socket_connect,
+                events: events.clone(),
+                shutdown: shutdown.clone(),
+            },
+            opts.outbox_capacity,
+        );
+        let history = history::spawn(HistoryTask {
+            endpoint: opts.replay_endpoint.clone(),
+            timeout: opts.replay_timeout,
+            attempts: opts.replay_attempts,
+            backoff: backoff.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let (commands, heard) = subscriber::spawn(SubscriberTask {
+            endpoint: opts.pub_endpoint.clone(),
+            heartbeat_timeout: opts.heartbeat_timeout,
+            connect_timeout: socket_connect,
+            backoff,
+            capacity: opts.subscription_capacity,
+            history: history.clone(),
+            events: events.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let client = Client {
+            inner: Arc::new(Inner {
+                publisher,
+                commands,
+                history,
+                events,
+                heard,
+                publisher_id: opts.publisher_id.clone(),
+                close_timeout: opts.close_timeout,
+                shutdown,
+            }),
+        };
+        if !opts.connect_timeout.is_zero() {
+            let mut heard = client.inner.heard.clone();
+            let wait = heard.wait_for(|h| *h);
+            if !matches!(
+                tokio::time::timeout(opts.connect_timeout, wait).await,
+                Ok(Ok(_))
+            ) {
+                return Err(ConnectError::Timeout {
+                    endpoint: opts.pub_endpoint,
+                    waited: opts.connect_timeout,
+                });
+            }
+        }
+        Ok(client)
+    }
+
+    /// Publishes `payload` on `topic` (with this client's publisher id and
+    /// the publish time as metadata).
+    ///
+    /// Returns once the message is in the outbox. While the broadcaster is
+    /// unreachable the outbox keeps up to `outbox_capacity` messages and
+    /// sends them, in order, once it is back; beyond that this fails with
+    /// [`PublishError::OutboxFull`]. While connected, a full outbox waits.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), PublishError> {
+        fanfare_protocol::topic::validate(topic.as_bytes())?;
+        let meta = fanfare_protocol::meta::encode(
+            &self.inner.publisher_id,
+            b"",
+            fanfare_protocol::stamp::now_us(),
+        );
+        let mut msg = ZmqMessage::from(Bytes::copy_from_slice(topic.as_bytes()));
+        msg.push_back(Bytes::from(meta));
+        msg.push_back(payload.into());
+        self.inner.publisher.send(msg).await
+    }
+
+    /// Publishes a value as JSON (see [`Client::publish`]).
+    pub async fn publish_json<T: serde::Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        value: &T,
+    ) -> Result<(), PublishError> {
+        let payload = serde_json::to_vec(value)?;
+        self.publish(topic, payload).await
+    }
+
+    /// Subscribes to a pattern (`*`: one word, `#`: zero or more words).
+    ///
+    /// Delivers messages stamped after the subscription was registered, with
+    /// lost ones repaired from history; see [`Subscription`].
+    pub async fn subscribe(&self, pattern: &str) -> Result<Subscription, SubscribeError> {
+        self.subscribe_inner(pattern, None).await
+    }
+
+    /// Subscribes and first delivers what came after `since` (from history),
+    /// then live messages, without duplicates. What history no longer holds
+    /// is delivered as a [`Delivery::Gap`](crate::Delivery::Gap) first. An
+    /// empty position is the same as [`Client::subscribe`].
+    pub async fn subscribe_from(
+        &self,
+        pattern: &str,
+        since: Position,
+    ) -> Result<Subscription, SubscribeError> {
+        self.subscribe_inner(pattern, Some(since)).await
+    }
+
+    async fn subscribe_inner(
+        &self,
+        pattern: &str,
+        since: Option<Position>,
+    ) -> Result<Subscription, SubscribeError> {
+        let parsed = Pattern::parse(pattern)?;
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Subscribe {
+            pattern: parsed,
+            since,
+            reply,
+        };
+        self.inner
+            .commands
+            .send(cmd)
+            .await
+            .map_err(|_| SubscribeError::Closed)?;
+        let parts = rx.await.map_err(|_| SubscribeError::Closed)?;
+        let keep: Arc<dyn Send + Sync> = self.inner.clone();
+        Ok(Subscription::new(
+            parts,
+            pattern.to_owned(),
+            self.inner.commands.clone(),
+            keep,
+        ))
+    }
+
+    /// Asks the replay endpoint for one range of history, as is (one reply;
+    /// follow [`ReplayBatch::next`] when it was cut).
+    pub async fn replay(&self, query: ReplayQuery) -> Result<ReplayBatch, ReplayError> {
+        let raw = self.inner.history.request(query.to_request()?).await?;
+        Ok(decode_reply(raw, &mut Origins::default()))
+    }
+
+    /// Connection events from now on (bounded: a slow reader skips).
+    pub fn events(&self) -> EventStream {
+        EventStream::new(self.inner.events.subscribe())
+    }
+
+    /// True while the broadcaster is heard (heartbeats or messages).
+    pub fn is_connected(&self) -> bool {
+        *self.inner.heard.borrow()
+    }
+
+    /// Flushes the outbox (at most `close_timeout`), then stops the client
+    /// for every clone: subscriptions end with
+    /// [`CloseReason::ClientClosed`](crate::CloseReason::ClientClosed).
+    pub async fn close(self) {
+        if !self.inner.publisher.flush(self.inner.close_timeout).await {
+            tracing::warn!("outbox not flushed before close timeout");
+        }
+        self.inner.shutdown.cancel();
+    }
+}

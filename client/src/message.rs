@@ -1,0 +1,249 @@
+//! What a subscription delivers: messages, gaps and the reason it closed.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fanfare_protocol::heartbeat::Heartbeat;
+use fanfare_protocol::meta::MetaRef;
+use fanfare_protocol::position::Position;
+use fanfare_protocol::stamp::StampRef;
+
+/// Where a message comes from: the stamp its origin broadcaster gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    /// Origin broadcaster id.
+    pub origin: Arc<str>,
+    /// Origin epoch (µs since the Unix epoch when it started).
+    pub epoch: u64,
+    /// Sequence number within origin and epoch.
+    pub seq: u64,
+    /// Lane (hash of the topic's first word).
+    pub lane: u16,
+    /// Sequence number within origin, epoch and lane.
+    pub lane_seq: u64,
+    /// When the origin stamped it, µs since the Unix epoch.
+    pub timestamp_us: u64,
+    /// Federation hops so far (0 at the origin).
+    pub hops: u8,
+    /// Publisher id from the message's metadata, if it had any.
+    pub publisher: Option<Arc<str>>,
+}
+
+/// One broadcast message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Its topic.
+    pub topic: Arc<str>,
+    /// Its payload, as published.
+    pub payload: Bytes,
+    /// Its stamp.
+    pub stamp: Stamp,
+    /// True when it was fetched from history (gap repair or
+    /// `subscribe_from`) rather than received live.
+    pub replayed: bool,
+}
+
+/// Why a range of messages is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapReason {
+    /// The broadcaster's history no longer holds them.
+    Expired,
+    /// The broadcaster does not hold that origin epoch any more (it or the
+    /// origin restarted), or does not know the origin.
+    EpochGone,
+    /// The replay endpoint did not answer (timeouts, refusals) after every
+    /// attempt.
+    ReplayFailed,
+}
+
+/// An explicit statement that messages are missing and will not come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// Origin broadcaster.
+    pub origin: Arc<str>,
+    /// Origin epoch.
+    pub epoch: u64,
+    /// First missing seq.
+    pub first: u64,
+    /// Last missing seq (inclusive; `u64::MAX` = "everything after `first`").
+    pub last: u64,
+    /// Why.
+    pub reason: GapReason,
+}
+
+/// Why a subscription ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Its queue was full: the application did not read fast enough.
+    /// `position` is where it stands; pass it to
+    /// [`Client::subscribe_from`](crate::Client::subscribe_from) to resume
+    /// without loss (a few messages may come twice).
+    SlowConsumer {
+        /// Where the subscription stands.
+        position: Position,
+    },
+    /// The client shut down.
+    ClientClosed,
+}
+
+/// One item of a [`Subscription`](crate::Subscription) stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// A message matching the pattern.
+    Message(Message),
+    /// Messages that may have matched are lost for good.
+    Gap(Gap),
+    /// The subscription ended; this is its last item.
+    Closed(CloseReason),
+}
+
+/// A frame-level problem with a broadcast message (logged and skipped).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FrameError {
+    #[error("expected 3 frames, got {0}")]
+    FrameCount(usize),
+    #[error("topic is not UTF-8")]
+    Topic,
+    #[error(transparent)]
+    Stamp(#[from] fanfare_protocol::stamp::StampError),
+    #[error(transparent)]
+    Heartbeat(#[from] fanfare_protocol::heartbeat::HeartbeatError),
+}
+
+/// A decoded egress message: a user message or a heartbeat.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    Message(Message),
+    Heartbeat {
+        origin: Arc<str>,
+        epoch: u64,
+        seq: u64,
+        beat: Heartbeat,
+    },
+}
+
+/// Interns origin ids so that messages share one allocation per origin.
+#[derive(Debug, Default)]
+pub(crate) struct Origins {
+    known: std::collections::HashMap<Box<str>, Arc<str>>,
+}
+
+impl Origins {
+    /// The shared `Arc<str>` for an origin id. At most 4096 distinct ids are
+    /// kept; beyond that each call allocates (hostile peers cannot grow it).
+    pub(crate) fn intern(&mut self, id: &str) -> Arc<str> {
+        if let Some(a) = self.known.get(id) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(id);
+        if self.known.len() < 4096 {
+            self.known.insert(Box::from(id), a.clone());
+        }
+        a
+    }
+}
+
+/// Decodes `[topic, stamp, payload]` frames (egress or a replay reply).
+pub(crate) fn decode(
+    topic: &Bytes,
+    stamp: &Bytes,
+    payload: Bytes,
+    origins: &mut Origins,
+    replayed: bool,
+) -> Result<Incoming, FrameError> {
+    let s = StampRef::decode(stamp)?;
+    let origin = origins.intern(s.origin);
+    if s.is_heartbeat() {
+        let beat = Heartbeat::decode(&payload)?;
+        return Ok(Incoming::Heartbeat {
+            origin,
+            epoch: s.epoch,
+            seq: s.seq,
+            beat,
+        });
+    }
+    let topic = std::str::from_utf8(topic).map_err(|_| FrameError::Topic)?;
+    let publisher = s
+        .meta
+        .and_then(|m| MetaRef::decode(m).ok())
+        .map(|m| Arc::from(m.publisher));
+    Ok(Incoming::Message(Message {
+        topic: Arc::from(topic),
+        payload,
+        stamp: Stamp {
+            origin,
+            epoch: s.epoch,
+            seq: s.seq,
+            lane: s.lane,
+            lane_seq: s.lane_seq,
+            timestamp_us: s.timestamp_us,
+            hops: s.hops,
+            publisher,
+        },
+        replayed,
+    }))
+}
+
+/// Decodes a whole egress message (exactly three frames).
+pub(crate) fn decode_frames(
+    frames: Vec<Bytes>,
+    origins: &mut Origins,
+) -> Result<Incoming, FrameError> {
+    let n = frames.len();
+    let mut it = frames.into_iter();
+    match (it.next(), it.next(), it.next(), it.next()) {
+        (Some(t), Some(s), Some(p), None) => decode(&t, &s, p, origins, false),
+        _ => Err(FrameError::FrameCount(n)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fanfare_protocol::stamp::{to_bytes, StampFields, FLAG_HEARTBEAT};
+
+    #[test]
+    fn decodes_messages_and_heartbeats() {
+        let mut origins = Origins::default();
+        let meta = fanfare_protocol::meta::encode("w1", b"", 5);
+        let f = StampFields {
+            seq: 3,
+            lane_seq: 2,
+            epoch: 9,
+            ..Default::default()
+        };
+        let stamp = to_bytes(&f, b"b1", Some(&meta));
+        let frames = vec![
+            Bytes::from_static(b"chat.x"),
+            stamp,
+            Bytes::from_static(b"hi"),
+        ];
+        let Ok(Incoming::Message(m)) = decode_frames(frames, &mut origins) else {
+            panic!("not a message")
+        };
+        assert_eq!((&*m.topic, m.stamp.seq, m.stamp.epoch), ("chat.x", 3, 9));
+        assert_eq!(m.stamp.publisher.as_deref(), Some("w1"));
+
+        let hb = Heartbeat::default();
+        let mut payload = Vec::new();
+        hb.encode(&mut payload);
+        let f = StampFields {
+            flags: FLAG_HEARTBEAT,
+            seq: 7,
+            ..Default::default()
+        };
+        let frames = vec![
+            Bytes::from_static(b"_fanfare.hb.b1"),
+            to_bytes(&f, b"b1", None),
+            Bytes::from(payload),
+        ];
+        assert!(matches!(
+            decode_frames(frames, &mut origins),
+            Ok(Incoming::Heartbeat { seq: 7, .. })
+        ));
+        assert_eq!(
+            decode_frames(vec![Bytes::new()], &mut origins).err(),
+            Some(FrameError::FrameCount(1))
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! [`ClientOptions`]: endpoints, identities, queue bounds and timeouts.
+
+use std::time::Duration;
+
+/// Default ingress (PULL) endpoint of a broadcaster.
+pub const DEFAULT_PULL: &str = "tcp://127.0.0.1:5557";
+/// Default egress (PUB) endpoint of a broadcaster.
+pub const DEFAULT_PUB: &str = "tcp://127.0.0.1:5558";
+/// Default replay (ROUTER) endpoint of a broadcaster.
+pub const DEFAULT_REPLAY: &str = "tcp://127.0.0.1:5559";
+
+/// How a [`Client`](crate::Client) connects and how much it may buffer.
+///
+/// A builder: start from [`ClientOptions::new`] (or [`Default`], the
+/// loopback endpoints 5557/5558/5559) and chain setters. Every default is
+/// stated on its setter.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub(crate) pull_endpoint: String,
+    pub(crate) pub_endpoint: String,
+    pub(crate) replay_endpoint: String,
+    pub(crate) publisher_id: String,
+    pub(crate) outbox_capacity: usize,
+    pub(crate) subscription_capacity: usize,
+    pub(crate) backoff_min: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) replay_timeout: Duration,
+    pub(crate) replay_attempts: u32,
+    pub(crate) heartbeat_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) events_capacity: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self::new(DEFAULT_PULL, DEFAULT_PUB, DEFAULT_REPLAY)
+    }
+}
+
+impl ClientOptions {
+    /// Options for a broadcaster's ingress (`pull`), egress (`publish`) and
+    /// replay endpoints, e.g. `tcp://127.0.0.1:5557`, `…:5558`, `…:5559`.
+    pub fn new(
+        pull: impl Into<String>,
+        publish: impl Into<String>,
+        replay: impl Into<String>,
+    ) -> Self {
+        Self {
+            pull_endpoint: pull.into(),
+            pub_endpoint: publish.into(),
+            replay_endpoint: replay.into(),
+            publisher_id: format!("client-{}", std::process::id()),
+            outbox_capacity: 10_000,
+            subscription_capacity: 4096,
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            replay_timeout: Duration::from_secs(2),
+            replay_attempts: 3,
+            heartbeat_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(5),
+            events_capacity: 1024,
+        }
+    }
+
+    /// The publisher id put in every message's metadata (at most 255 bytes
+    /// are sent). Default: `client-<process id>`.
+    pub fn publisher_id(mut self, id: impl Into<String>) -> Self {
+        self.publisher_id = id.into();
+        self
+    }
+
+    /// Messages kept while the broadcaster is unreachable (default 10 000).
+    /// When it is full, [`Client::publish`](crate::Client::publish) fails with
+    /// [`PublishError::OutboxFull`](crate::PublishError::OutboxFull).
+    pub fn outbox_capacity(mut self, n: usize) -> Self {
+        self.outbox_capacity = n.max(1);
+        self
+    }
+
+    /// Deliveries queued per subscription (default 4096). A subscription
+    /// whose queue is full is closed with
+    /// [`CloseReason::SlowConsumer`](crate::CloseReason::SlowConsumer).
+    pub fn subscription_capacity(mut self, n: usize) -> Self {
+        self.subscription_capacity = n.max(1);
+        self
+    }
+
+    /// Reconnect delays: doubling from `min` up to `max`, with jitter
+    /// (default 100 ms .. 5 s).
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff_min = min.max(Duration::from_millis(1));
+        self.backoff_max = max.max(self.backoff_min);
+        self
+    }
+
+    /// How long one replay request may take before the replay socket is
+    /// recreated and the request retried (default 2 s).
+    pub fn replay_timeout(mut self, d: Duration) -> Self {
+        self.replay_timeout = d;
+        self
+    }
+
+    /// Attempts per replay request before its range is reported
+    /// unrecoverable (default 3).
+    pub fn replay_attempts(mut self, n: u32) -> Self {
+        self.replay_attempts = n.max(1);
+        self
+    }
+
+    /// Silence (no heartbeat, no message) after which the broadcaster counts
+    /// as gone and the subscriber reconnects (default 3 s).
+    pub fn heartbeat_timeout(mut self, d: Duration) -> Self {
+        self.heartbeat_timeout = d;
+        self
+    }
+
+    /// How long [`Client::connect`](crate::Client::connect) waits for the
+    /// first heartbeat of the broadcaster (default 5 s). `Duration::ZERO`
+    /// returns at once and connects in the background (the outbox holds
+    /// what is published meanwhile).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// How long [`Client::close`](crate::Client::close) waits for the
+    /// outbox to drain (default 5 s).
+    pub fn close_timeout(mut self, d: Duration) -> Self {
+        self.close_timeout = d;
+        self
+    }
+
+    /// Connection events kept for slow [`Client::events`](crate::Client::events)
+    /// readers (default 1024); a lagging reader skips the oldest.
+    pub fn events_capacity(mut self, n: usize) -> Self {
+        self.events_capacity = n.max(1);
+        self
+    }
+
+    /// The ingress endpoint.
+    pub fn pull_endpoint(&self) -> &str {
+        &self.pull_endpoint
+    }
+
+    /// The egress endpoint.
+    pub fn pub_endpoint(&self) -> &str {
+        &self.pub_endpoint
+    }
+
+    /// The replay endpoint.
+    pub fn replay_endpoint(&self) -> &str {
+        &self.replay_endpoint
+    }
+}

@@ -1,0 +1,174 @@
+//! The publisher task: owns the PUSH socket, drains the outbox into it and
+//! reconnects when the broadcaster goes away.
+//!
+//! zmq.rs's PUSH neither reconnects nor queues without a peer: a send then
+//! fails and hands the message back (`ReturnToSender`). So the outbox is
+//! ours: a bounded channel of `outbox_capacity` messages between
+//! [`PublisherHandle`] and this task. While connected, a full outbox makes
+//! `publish` wait (backpressure); while disconnected it fails at once with
+//! [`PublishError::OutboxFull`]. The task keeps a copy of the message it is
+//! sending and resends it on the next socket when the send fails, so
+//! per-publisher order is kept and nothing handed to this task is dropped
+//! (except what the old connection had already taken into its kernel
+//! buffers when the broadcaster died: PUSH has no acknowledgements).
+
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use zeromq::{PushSocket, Socket, SocketOptions, SocketSend, ZmqError, ZmqMessage};
+
+use crate::backoff::Backoff;
+use crate::error::PublishError;
+use crate::events::ClientEvent;
+
+/// One item of the outbox.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// `[topic, meta, payload]`.
+    Message(ZmqMessage),
+    /// Answered once everything queued before it was handed to the socket.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side of the outbox.
+#[derive(Debug, Clone)]
+pub(crate) struct PublisherHandle {
+    tx: mpsc::Sender<Outgoing>,
+    connected: watch::Receiver<bool>,
+    capacity: usize,
+}
+
+impl PublisherHandle {
+    /// Queues a message (see the module docs for the full-outbox policy).
+    pub(crate) async fn send(&self, msg: ZmqMessage) -> Result<(), PublishError> {
+        let item = match self.tx.try_send(Outgoing::Message(msg)) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(PublishError::Closed),
+            Err(mpsc::error::TrySendError::Full(item)) => item,
+        };
+        let full = PublishError::OutboxFull {
+            capacity: self.capacity,
+        };
+        if !*self.connected.borrow() {
+            return Err(full);
+        }
+        let mut connected = self.connected.clone();
+        tokio::select! {
+            permit = self.tx.reserve() => {
+                permit.map_err(|_| PublishError::Closed)?.send(item);
+                Ok(())
+            }
+            _ = connected.wait_for(|c| !*c) => Err(full),
+        }
+    }
+
+    /// Waits (at most `limit`) until everything queued so far was handed to
+    /// the socket. Returns false on timeout.
+    pub(crate) async fn flush(&self, limit: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        let done = async { self.tx.send(Outgoing::Flush(tx)).await.is_ok() && rx.await.is_ok() };
+        tokio::time::timeout(limit, done).await.unwrap_or(false)
+    }
+}
+
+/// Everything the task needs.
+pub(crate) struct PublisherTask {
+    pub endpoint: String,
+    pub backoff: Backoff,
+    pub connect_timeout: Duration,
+    pub events: broadcast::Sender<ClientEvent>,
+    pub shutdown: CancellationToken,
+}
+
+/// Creates the outbox and spawns the task that drains it.
+pub(crate) fn spawn(task: PublisherTask, capacity: usize) -> PublisherHandle {
+    let (tx, rx) = mpsc::channel(capacity);
+    let (connected_tx, connected) = watch::channel(false);
+    tokio::spawn(task.run(rx, connected_tx));
+    PublisherHandle {
+        tx,
+        connected,
+        capacity,
+    }
+}
+
+impl PublisherTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Outgoing>, connected: watch::Sender<bool>) {
+        let mut socket: Option<PushSocket> = None;
+        // A message whose send failed: it goes first on the next socket.
+        let mut retry: Option<ZmqMessage> = None;
+        loop {
+            let Some(sock) = socket.as_mut() else {
+                match self.connect().await {
+                    Some(s) => {
+                        socket = Some(s);
+                        connected.send_replace(true);
+                        let _ = self.events.send(ClientEvent::PublisherConnected);
+                    }
+                    None => return,
+                }
+                continue;
+            };
+            let msg = match retry.take() {
+                Some(m) => m,
+                None => {
+                    let item = tokio::select! {
+                        biased;
+                        _ = self.shutdown.cancelled() => return,
+                        item = rx.recv() => item,
+                    };
+                    match item {
+                        Some(Outgoing::Message(m)) => m,
+                        Some(Outgoing::Flush(ack)) => {
+                            let _ = ack.send(());
+                            continue;
+                        }
+                        None => return,
+                    }
+                }
+            };
+            let copy = msg.clone();
+            if let Err(e) = sock.send(msg).await {
+                let reason = e.to_string();
+                retry = Some(match e {
+                    ZmqError::ReturnToSender { message, .. } => message,
+                    _ => copy,
+                });
+                tracing::warn!(error = %reason, endpoint = %self.endpoint, "publish failed; reconnecting");
+                socket = None;
+                connected.send_replace(false);
+                let _ = self
+                    .events
+                    .send(ClientEvent::PublisherDisconnected { reason });
+            }
+        }
+    }
+
+    /// Connects a fresh PUSH socket, retrying with backoff; `None` on shutdown.
+    async fn connect(&mut self) -> Option<PushSocket> {
+        loop {
+            let mut opts = SocketOptions::default();
+            opts.connect_timeout(self.connect_timeout);
+            let mut s = PushSocket::with_options(opts);
+            let attempt = tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                r = s.connect(&self.endpoint) => r,
+            };
+            match attempt {
+                Ok(()) => {
+                    self.backoff.reset();
+                    return Some(s);
+                }
+                Err(e) => {
+                    let delay = self.backoff.next_delay();
+                    tracing::debug!(error = %e, endpoint = %self.endpoint, ?delay, "push connect failed");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+}

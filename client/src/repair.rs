@@ -1,0 +1,452 @@
+//! Gap tracking: which messages are missing, per origin and lane.
+//!
+//! Pure logic, no I/O and no clock: the subscriber task feeds it every
+//! message and heartbeat and carries out the [`Action`]s it returns.
+//!
+//! Per origin it knows the epoch, and per lane the last lane seq and the seq
+//! of that lane's last message. A lane seq jump, or a heartbeat reporting a
+//! lane further on than we are, asks for a repair of the seq range in
+//! between (filtered by lane: a jump may also be prefix filtering, and the
+//! replay answer tells which). While a lane is being repaired its later
+//! messages are *parked* and released, in order, once the repair is
+//! [finished](Tracker::finish). Parking is bounded ([`Tracker::new`]): past
+//! the bound, messages are dropped and remembered as a *tail* that is fetched
+//! from history after the repair — nothing is lost, memory stays bounded.
+//!
+//! Ordering guarantee: per lane (all topics sharing a first word), messages
+//! are released in seq order. Lanes are independent.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use fanfare_protocol::heartbeat::LaneMark;
+
+/// The stamp fields the tracker needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub epoch: u64,
+    pub seq: u64,
+    pub lane: u16,
+    pub lane_seq: u64,
+}
+
+/// A seq range of one lane to fetch from history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    pub id: u64,
+    pub origin: Arc<str>,
+    pub epoch: u64,
+    pub lane: u16,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// What the caller must do, in this order.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Action<M> {
+    /// Deliver this message now.
+    Deliver(M),
+    /// Fetch this range (lane filter) and deliver it, then call
+    /// [`Tracker::finish`].
+    Repair(Ticket),
+    /// The origin restarted (a newer epoch).
+    Restarted {
+        origin: Arc<str>,
+        old_epoch: u64,
+        new_epoch: u64,
+    },
+    /// This range of an old epoch will not be repaired (the origin
+    /// restarted): report it lost.
+    Abandoned(Ticket),
+    /// Already delivered; drop it.
+    Duplicate(M),
+    /// From an older epoch than the origin's current one; drop it.
+    Stale(M),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    id: u64,
+    from: u64,
+    to: u64,
+    /// Lane state once the range is handled: (lane seq, seq).
+    target: (u64, u64),
+}
+
+#[derive(Debug)]
+struct Lane<M> {
+    lane_seq: u64,
+    seq: u64,
+    pending: Option<Pending>,
+    parked: VecDeque<(Head, M)>,
+    /// Highest (lane seq, seq) known to exist beyond what is parked.
+    tail: Option<(u64, u64)>,
+}
+
+impl<M> Lane<M> {
+    fn at(lane_seq: u64, seq: u64) -> Self {
+        Self {
+            lane_seq,
+            seq,
+            pending: None,
+            parked: VecDeque::new(),
+            tail: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Origin<M> {
+    epoch: u64,
+    /// Seqs up to this one came before we were listening.
+    base: u64,
+    max_seq: u64,
+    lanes: HashMap<u16, Lane<M>>,
+}
+
+/// Gap tracker over all origins. `M` is the message type carried through.
+#[derive(Debug)]
+pub(crate) struct Tracker<M> {
+    origins: HashMap<Arc<str>, Origin<M>>,
+    max_parked: usize,
+    parked: usize,
+    next_id: u64,
+}
+
+struct Ctx<'a, M> {
+    origin: &'a Arc<str>,
+    epoch: u64,
+    lane_id: u16,
+    next_id: &'a mut u64,
+    parked: &'a mut usize,
+    max_parked: usize,
+    out: &'a mut Vec<Action<M>>,
+}
+
+impl<M> Ctx<'_, M> {
+    fn start(&mut self, lane: &mut Lane<M>, from: u64, to: u64, target: (u64, u64)) {
+        *self.next_id += 1;
+        let id = *self.next_id;
+        lane.pending = Some(Pending {
+            id,
+            from,
+            to,
+            target,
+        });
+        self.out.push(Action::Repair(Ticket {
+            id,
+            origin: self.origin.clone(),
+            epoch: self.epoch,
+            lane: self.lane_id,
+            from,
+            to,
+        }));
+    }
+
+    /// One message on a known lane.
+    fn step(&mut self, lane: &mut Lane<M>, head: Head, msg: M) {
+        if lane.pending.is_some() {
+            if *self.parked < self.max_parked {
+                *self.parked += 1;
+                lane.parked.push_back((head, msg));
+            } else {
+                let t = (head.lane_seq, head.seq);
+                lane.tail = Some(lane.tail.map_or(t, |old| old.max(t)));
+            }
+            return;
+        }
+        if head.lane_seq <= lane.lane_seq || head.seq <= lane.seq {
+            self.out.push(Action::Duplicate(msg));
+        } else if head.lane_seq == lane.lane_seq + 1 {
+            lane.lane_seq = head.lane_seq;
+            lane.seq = head.seq;
+            self.out.push(Action::Deliver(msg));
+        } else {
+            let target = (head.lane_seq - 1, head.seq - 1);
+            self.start(lane, lane.seq + 1, head.seq - 1, target);
+            // Parked messages (if any) are later ones: this one goes first.
+            *self.parked += 1;
+            lane.parked.push_front((head, msg));
+        }
+    }
+
+    /// Releases parked messages until one reveals another gap, then asks
+    /// for the tail if nothing is pending.
+    fn drain(&mut self, lane: &mut Lane<M>) {
+        while lane.pending.is_none() {
+            let Some((head, msg)) = lane.parked.pop_front() else {
+                break;
+            };
+            *self.parked -= 1;
+            self.step(lane, head, msg);
+        }
+        if lane.pending.is_none() {
+            if let Some(tail) = lane.tail.take() {
+                if tail.0 > lane.lane_seq {
+                    self.start(lane, lane.seq + 1, tail.1, tail);
+                }
+            }
+        }
+    }
+}
+
+impl<M> Tracker<M> {
+    /// A tracker parking at most `max_parked` messages in all.
+    pub(crate) fn new(max_parked: usize) -> Self {
+        Self {
+            origins: HashMap::new(),
+            max_parked,
+            parked: 0,
+            next_id: 0,
+        }
+    }
+
+    /// A message arrived live. `floor` is asked only for a lane seen for the
+    /// first time: the seq after which subscriptions want this origin's
+    /// messages (to repair what the lane lost before its first message).
+    pub(crate) fn on_message(
+        &mut self,
+        origin: &Arc<str>,
+        head: Head,
+        msg: M,
+        floor: impl FnOnce() -> u64,
+        out: &mut Vec<Action<M>>,
+    ) {
+        let Some(o) = self.origins.get_mut(origin) else {
+            let mut lanes = HashMap::new();
+            lanes.insert(head.lane, Lane::at(head.lane_seq, head.seq));
+            self.origins.insert(
+                origin.clone(),
+                Origin {
+                    epoch: head.epoch,
+                    base: head.seq.saturating_sub(1),
+                    max_seq: head.seq,
+                    lanes,
+                },
+            );
+            out.push(Action::Deliver(msg));
+            return;
+        };
+        if head.epoch < o.epoch {
+            out.push(Action::Stale(msg));
+            return;
+        }
+        if head.epoch > o.epoch {
+            restart(origin, o, head.epoch, &mut self.parked, out);
+        }
+        o.max_seq = o.max_seq.max(head.seq);
+        let mut ctx = Ctx {
+            origin,
+            epoch: o.epoch,
+            lane_id: head.lane,
+            next_id: &mut self.next_id,
+            parked: &mut self.parked,
+            max_parked: self.max_parked,
+            out,
+        };
+        if let Some(lane) = o.lanes.get_mut(&head.lane) {
+            ctx.step(lane, head, msg);
+            return;
+        }
+        let floor = if head.lane_seq <= 1 {
+            u64::MAX
+        } else {
+            o.base.max(floor())
+        };
+        if floor.saturating_add(1) >= head.seq {
+            o.lanes.insert(head.lane, Lane::at(head.lane_seq, head.seq));
+            ctx.out.push(Action::Deliver(msg));
+            return;
+        }
+        let mut lane = Lane::at(0, floor);
+        ctx.step(&mut lane, head, msg);
+        o.lanes.insert(head.lane, lane);
+    }
+
+    /// A heartbeat arrived: `seq` is the origin's last stamped seq, `marks`
+    /// its recently active lanes. `floor(lane)` tells, for a lane not yet
+    /// seen, the seq after which subscriptions want it (`None`: no
+    /// subscription covers that lane).
+    pub(crate) fn on_heartbeat(
+        &mut self,
+        origin: &Arc<str>,
+        epoch: u64,
+        seq: u64,
+        marks: &[LaneMark],
+        floor: impl Fn(u16) -> Option<u64>,
+        out: &mut Vec<Action<M>>,
+    ) {
+        let Some(o) = self.origins.get_mut(origin) else {
+            self.origins.insert(
+                origin.clone(),
+                Origin {
+                    epoch,
+                    base: seq,
+                    max_seq: seq,
+                    lanes: HashMap::new(),
+                },
+            );
+            return;
+        };
+        if epoch < o.epoch {
+            return;
+        }
+        if epoch > o.epoch {
+            restart(origin, o, epoch, &mut self.parked, out);
+        }
+        o.max_seq = o.max_seq.max(seq);
+        for mark in marks {
+            let mut ctx = Ctx {
+                origin,
+                epoch: o.epoch,
+                lane_id: mark.lane,
+                next_id: &mut self.next_id,
+                parked: &mut self.parked,
+                max_parked: self.max_parked,
+                out,
+            };
+            let target = (mark.lane_seq, mark.seq);
+            match o.lanes.get_mut(&mark.lane) {
+                Some(lane) => {
+                    let parked = lane.parked.back().map_or(0, |(h, _)| h.lane_seq);
+                    let tail = lane.tail.map_or(0, |t| t.0);
+                    if mark.lane_seq <= lane.lane_seq.max(parked).max(tail) {
+                        continue;
+                    }
+                    if lane.pending.is_some() {
+                        lane.tail = Some(target);
+                    } else {
+                        ctx.start(lane, lane.seq + 1, mark.seq, target);
+                    }
+                }
+                None => {
+                    let Some(f) = floor(mark.lane) else { continue };
+                    let f = f.max(o.base);
+                    if mark.seq > f {
+                        let mut lane = Lane::at(0, f);
+                        ctx.start(&mut lane, f + 1, mark.seq, target);
+                        o.lanes.insert(mark.lane, lane);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The repair `ticket` is done (its messages were delivered, or its loss
+    /// reported): releases the lane's parked messages.
+    pub(crate) fn finish(&mut self, ticket: &Ticket, out: &mut Vec<Action<M>>) {
+        let Some(o) = self.origins.get_mut(&ticket.origin) else {
+            return;
+        };
+        if o.epoch != ticket.epoch {
+            return;
+        }
+        let Some(lane) = o.lanes.get_mut(&ticket.lane) else {
+            return;
+        };
+        let Some(p) = lane.pending.filter(|p| p.id == ticket.id) else {
+            return;
+        };
+        lane.pending = None;
+        lane.lane_seq = lane.lane_seq.max(p.target.0);
+        lane.seq = lane.seq.max(p.target.1);
+        let mut ctx = Ctx {
+            origin: &ticket.origin,
+            epoch: o.epoch,
+            lane_id: ticket.lane,
+            next_id: &mut self.next_id,
+            parked: &mut self.parked,
+            max_parked: self.max_parked,
+            out,
+        };
+        ctx.drain(lane);
+    }
+
+    /// The origin's epoch and the highest seq seen from it.
+    pub(crate) fn max_seq(&self, origin: &str) -> Option<(u64, u64)> {
+        self.origins.get(origin).map(|o| (o.epoch, o.max_seq))
+    }
+
+    /// Every known origin with its epoch and highest seq.
+    pub(crate) fn origins(&self) -> impl Iterator<Item = (&Arc<str>, u64, u64)> {
+        self.origins.iter().map(|(k, o)| (k, o.epoch, o.max_seq))
+    }
+
+    /// The lowest seq of the origin still being repaired, if any: a
+    /// position must stay below it to lose nothing.
+    pub(crate) fn lowest_pending(&self, origin: &str) -> Option<(u64, u64)> {
+        let o = self.origins.get(origin)?;
+        let low = o
+            .lanes
+            .values()
+            .filter_map(|l| l.pending.map(|p| p.from))
+            .min()?;
+        Some((o.epoch, low))
+    }
+
+    /// Forgets lanes (not under repair) that no subscription covers any more,
+    /// so a later subscription starts them afresh.
+    pub(crate) fn retain_lanes(&mut self, keep: impl Fn(u16) -> bool) {
+        for o in self.origins.values_mut() {
+            o.lanes.retain(|id, l| l.pending.is_some() || keep(*id));
+        }
+    }
+
+    /// Messages parked in all.
+    #[cfg(test)]
+    pub(crate) fn parked(&self) -> usize {
+        self.parked
+    }
+}
+
+/// The origin restarted: abandon old repairs (release their parked messages
+/// after reporting the loss) and expect every known lane from lane seq 1.
+fn restart<M>(
+    origin: &Arc<str>,
+    o: &mut Origin<M>,
+    new_epoch: u64,
+    parked: &mut usize,
+    out: &mut Vec<Action<M>>,
+) {
+    out.push(Action::Restarted {
+        origin: origin.clone(),
+        old_epoch: o.epoch,
+        new_epoch,
+    });
+    for (id, lane) in &mut o.lanes {
+        if let Some(p) = lane.pending.take() {
+            let last_parked = lane.parked.back().map(|(h, _)| h.seq);
+            out.push(Action::Abandoned(Ticket {
+                id: p.id,
+                origin: origin.clone(),
+                epoch: o.epoch,
+                lane: *id,
+                from: p.from,
+                to: p.to,
+            }));
+            *parked -= lane.parked.len();
+            out.extend(lane.parked.drain(..).map(|(_, m)| Action::Deliver(m)));
+            if let Some(t) = lane.tail.take() {
+                let from = last_parked.unwrap_or(p.to) + 1;
+                if t.1 >= from {
+                    out.push(Action::Abandoned(Ticket {
+                        id: p.id,
+                        origin: origin.clone(),
+                        epoch: o.epoch,
+                        lane: *id,
+                        from,
+                        to: t.1,
+                    }));
+                }
+            }
+        }
+        *lane = Lane::at(0, 0);
+    }
+    o.epoch = new_epoch;
+    o.base = 0;
+    o.max_seq = 0;
+}
+
+#[cfg(test)]
+#[path = "repair_tests.rs"]
+mod tests;

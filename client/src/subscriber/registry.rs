@@ -1,0 +1,391 @@
+//! The subscriptions of one client: patterns, SUB prefixes (refcounted),
+//! per-subscription start marks, bounded queues and the slow-consumer rule.
+//!
+//! Owned by the subscriber task; touches no socket. Prefix changes and
+//! slow-consumer closures are collected as [`Effects`] for the task to carry
+//! out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use fanfare_protocol::pattern::Pattern;
+use fanfare_protocol::position::Position;
+use fanfare_protocol::stamp::lane_of;
+use fanfare_protocol::RESERVED_PREFIX;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::message::{CloseReason, Delivery, Gap, Message};
+use crate::subscription::Parts;
+
+/// (epoch, seq).
+pub(crate) type Mark = (u64, u64);
+
+/// The delivery that did not fit: its origin and mark (none for a gap).
+type Failed = Option<(Arc<str>, Mark)>;
+
+/// A subscription catching up from history (`subscribe_from`).
+pub(crate) struct CatchUp {
+    /// Live deliveries held until history is delivered (bounded by the
+    /// subscription capacity; overflow closes the subscription as slow).
+    held: Vec<Delivery>,
+    /// What the catch-up task has delivered so far.
+    pub progress: Arc<Mutex<Position>>,
+    pub task: Option<JoinHandle<()>>,
+}
+
+struct Entry {
+    pattern: Pattern,
+    /// Lane of the literal first word; `None` for a wildcard first word.
+    lane: Option<u16>,
+    tx: mpsc::Sender<Delivery>,
+    reason: Option<oneshot::Sender<CloseReason>>,
+    /// Only messages after these marks are delivered.
+    start: HashMap<Arc<str>, Mark>,
+    delivered: HashMap<Arc<str>, Mark>,
+    catch_up: Option<CatchUp>,
+}
+
+/// Socket-level work for the subscriber task.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// The set of SUB prefixes changed.
+    pub dirty: bool,
+    /// Subscriptions closed as slow: (pattern, position).
+    pub slow: Vec<(String, Position)>,
+}
+
+/// All subscriptions.
+pub(crate) struct Registry {
+    subs: HashMap<u64, Entry>,
+    prefixes: HashMap<String, usize>,
+    capacity: usize,
+    next_id: u64,
+    effects: Effects,
+}
+
+impl Registry {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            subs: HashMap::new(),
+            prefixes: HashMap::new(),
+            capacity,
+            next_id: 0,
+            effects: Effects::default(),
+        }
+    }
+
+    /// Registers a subscription delivering messages after `start`.
+    /// Returns its parts and a sender for a catch-up task.
+    pub(crate) fn add(
+        &mut self,
+        pattern: Pattern,
+        start: HashMap<Arc<str>, Mark>,
+        catch_up: Option<Arc<Mutex<Position>>>,
+    ) -> (Parts, mpsc::Sender<Delivery>) {
+        self.next_id += 1;
+        let id = self.next_id;
+        let (tx, rx) = mpsc::channel(self.capacity);
+        let (reason_tx, reason) = oneshot::channel();
+        let prefix = pattern.literal_prefix().to_owned();
+        let count = self.prefixes.entry(prefix.clone()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.effects.dirty = true;
+        }
+        let first = pattern.as_str().split('.').next().unwrap_or_default();
+        let lane = (first != "*" && first != "#").then(|| lane_of(first.as_bytes()));
+        self.subs.insert(
+            id,
+            Entry {
+                pattern,
+                lane,
+                tx: tx.clone(),
+                reason: Some(reason_tx),
+                start,
+                delivered: HashMap::new(),
+                catch_up: catch_up.map(|progress| CatchUp {
+                    held: Vec::new(),
+                    progress,
+                    task: None,
+                }),
+            },
+        );
+        (Parts { id, rx, reason }, tx)
+    }
+
+    /// Remembers the catch-up task of a subscription (aborted if it closes).
+    pub(crate) fn set_catch_up_task(&mut self, id: u64, task: JoinHandle<()>) {
+        match self.subs.get_mut(&id).and_then(|e| e.catch_up.as_mut()) {
+            Some(c) => c.task = Some(task),
+            None => task.abort(),
+        }
+    }
+
+    /// Ends a subscription (with a reason, or silently when dropped).
+    pub(crate) fn remove(&mut self, id: u64, reason: Option<CloseReason>) {
+        let Some(mut e) = self.subs.remove(&id) else {
+            return;
+        };
+        if let Some(task) = e.catch_up.take().and_then(|c| c.task) {
+            task.abort();
+        }
+        if let (Some(r), Some(tx)) = (reason, e.reason.take()) {
+            let _ = tx.send(r);
+        }
+        let prefix = e.pattern.literal_prefix();
+        if let Some(n) = self.prefixes.get_mut(prefix) {
+            *n -= 1;
+            if *n == 0 {
+                self.prefixes.remove(prefix);
+                self.effects.dirty = true;
+            }
+        }
+    }
+
+    /// Drops subscriptions whose `Subscription` is gone.
+    pub(crate) fn sweep(&mut self) {
+        let gone: Vec<u64> = self
+            .subs
+            .iter()
+            .filter(|(_, e)| e.tx.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.remove(id, None);
+        }
+    }
+
+    /// Ends every subscription (client shutdown).
+    pub(crate) fn close_all(&mut self) {
+        let ids: Vec<u64> = self.subs.keys().copied().collect();
+        for id in ids {
+            self.remove(id, Some(CloseReason::ClientClosed));
+        }
+    }
+
+    /// Socket work collected so far.
+    pub(crate) fn take_effects(&mut self) -> Effects {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Asks the task to re-sync SUB prefixes (e.g. on a new socket).
+    pub(crate) fn mark_dirty(&mut self) {
+        self.effects.dirty = true;
+    }
+
+    /// Every SUB prefix in use.
+    pub(crate) fn prefixes(&self) -> impl Iterator<Item = &str> {
+        self.prefixes.keys().map(String::as_str)
+    }
+
+    /// Patterns to send as a replay filter: all of them, or none (no
+    /// filter) when there are more than the protocol allows.
+    pub(crate) fn replay_patterns(&self) -> Vec<Pattern> {
+        if self.subs.len() > fanfare_protocol::replay::MAX_PATTERNS {
+            return Vec::new();
+        }
+        self.subs.values().map(|e| e.pattern.clone()).collect()
+    }
+
+    /// Can any subscription want messages of `lane`? (`None` lanes, from a
+    /// wildcard first word, cover every lane.)
+    pub(crate) fn covers_lane(&self, lane: u16) -> bool {
+        self.subs.values().any(|e| e.lane.is_none_or(|l| l == lane))
+    }
+
+    /// For a lane first seen with `topic`: after which seq of `origin`'s
+    /// `epoch` do subscriptions that may cover it want messages?
+    pub(crate) fn floor_for_topic(&self, origin: &str, epoch: u64, topic: &str) -> u64 {
+        let lane = lane_of(topic.as_bytes());
+        self.subs
+            .values()
+            .filter(|e| e.lane.is_none_or(|l| l == lane))
+            .map(|e| floor_of(e, origin, epoch))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// For a lane a heartbeat reports that we never saw: the floor of the
+    /// subscriptions whose literal first word is on it (`None`: none are).
+    pub(crate) fn floor_for_lane(&self, origin: &str, epoch: u64, lane: u16) -> Option<u64> {
+        self.subs
+            .values()
+            .filter(|e| e.lane == Some(lane))
+            .map(|e| floor_of(e, origin, epoch))
+            .min()
+    }
+
+    /// Delivers a message to every matching subscription. `low` tells the
+    /// lowest seq of an origin still under repair (for slow positions).
+    pub(crate) fn deliver(&mut self, m: &Message, low: &dyn Fn(&str) -> Option<Mark>) {
+        let reserved = m.topic.starts_with(RESERVED_PREFIX);
+        let mark = (m.stamp.epoch, m.stamp.seq);
+        let mut slow = Vec::new();
+        for (id, e) in &mut self.subs {
+            if reserved && !e.pattern.as_str().starts_with(RESERVED_PREFIX) {
+                continue;
+            }
+            if !e.pattern.matches(&m.topic) {
+                continue;
+            }
+            if e.start.get(&m.stamp.origin).is_some_and(|s| mark <= *s) {
+                continue;
+            }
+            if !push(e, self.capacity, Delivery::Message(m.clone()), Some(m)) {
+                slow.push((*id, Some((m.stamp.origin.clone(), mark))));
+            }
+        }
+        self.close_slow(slow, low);
+    }
+
+    /// Tells a gap to every subscription that may have wanted the range
+    /// (`lane`: the lane it is on, if known).
+    pub(crate) fn gap(&mut self, gap: &Gap, lane: Option<u16>, low: &dyn Fn(&str) -> Option<Mark>) {
+        let mut slow = Vec::new();
+        for (id, e) in &mut self.subs {
+            if let (Some(l), Some(el)) = (lane, e.lane) {
+                if l != el {
+                    continue;
+                }
+            }
+            if e.start
+                .get(&gap.origin)
+                .is_some_and(|s| (gap.epoch, gap.last) <= *s)
+            {
+                continue;
+            }
+            if !push(e, self.capacity, Delivery::Gap(gap.clone()), None) {
+                slow.push((*id, None));
+            }
+        }
+        self.close_slow(slow, low);
+    }
+
+    /// A catch-up finished: `marks` are what history covered per origin.
+    /// Held live deliveries after those marks follow, in seq order.
+    pub(crate) fn finish_catch_up(
+        &mut self,
+        id: u64,
+        marks: Vec<(Arc<str>, Mark)>,
+        low: &dyn Fn(&str) -> Option<Mark>,
+    ) {
+        let Some(e) = self.subs.get_mut(&id) else {
+            return;
+        };
+        let Some(c) = e.catch_up.take() else {
+            return;
+        };
+        for (origin, mark) in marks {
+            let s = e.start.entry(origin.clone()).or_insert(mark);
+            *s = (*s).max(mark);
+            e.delivered.insert(origin, mark);
+        }
+        let mut held = c.held;
+        held.sort_by_key(|d| match d {
+            Delivery::Message(m) => (1, m.stamp.epoch, m.stamp.seq),
+            Delivery::Gap(g) => (0, g.epoch, g.first),
+            Delivery::Closed(_) => (2, 0, 0),
+        });
+        let mut slow = None;
+        for d in held {
+            if let Delivery::Message(m) = &d {
+                let mark = (m.stamp.epoch, m.stamp.seq);
+                if e.start.get(&m.stamp.origin).is_some_and(|s| mark <= *s) {
+                    continue;
+                }
+                if !push(e, self.capacity, d.clone(), Some(m)) {
+                    slow = Some((id, Some((m.stamp.origin.clone(), mark))));
+                    break;
+                }
+            } else if !push(e, self.capacity, d, None) {
+                slow = Some((id, None));
+                break;
+            }
+        }
+        self.close_slow(slow.into_iter().collect(), low);
+    }
+
+    fn close_slow(&mut self, slow: Vec<(u64, Failed)>, low: &dyn Fn(&str) -> Option<Mark>) {
+        for (id, failed) in slow {
+            let Some(e) = self.subs.get(&id) else {
+                continue;
+            };
+            if e.tx.is_closed() {
+                self.remove(id, None);
+                continue;
+            }
+            let position = position_of(e, failed, low);
+            let pattern = e.pattern.as_str().to_owned();
+            tracing::warn!(%pattern, %position, "slow subscription closed");
+            self.remove(
+                id,
+                Some(CloseReason::SlowConsumer {
+                    position: position.clone(),
+                }),
+            );
+            self.effects.slow.push((pattern, position));
+        }
+    }
+}
+
+/// Queues a delivery (or holds it while catching up). False when the
+/// subscription must close: queue (or hold) full, or receiver gone.
+fn push(e: &mut Entry, capacity: usize, d: Delivery, m: Option<&Message>) -> bool {
+    if let Some(c) = &mut e.catch_up {
+        if c.held.len() >= capacity {
+            return false;
+        }
+        c.held.push(d);
+        return true;
+    }
+    if e.tx.try_send(d).is_err() {
+        return false;
+    }
+    if let Some(m) = m {
+        let mark = (m.stamp.epoch, m.stamp.seq);
+        let d = e.delivered.entry(m.stamp.origin.clone()).or_insert(mark);
+        *d = (*d).max(mark);
+    }
+    true
+}
+
+fn floor_of(e: &Entry, origin: &str, epoch: u64) -> u64 {
+    match e.start.get(origin) {
+        Some(&(se, s)) if se == epoch => s,
+        Some(&(se, _)) if se > epoch => u64::MAX,
+        _ => 0,
+    }
+}
+
+/// Where a closing subscription stands: per origin, the last seq below
+/// which nothing it wants is missing.
+fn position_of(e: &Entry, failed: Failed, low: &dyn Fn(&str) -> Option<Mark>) -> Position {
+    let mut marks: HashMap<Arc<str>, Mark> = e.start.clone();
+    if let Some(c) = &e.catch_up {
+        if let Ok(p) = c.progress.lock() {
+            for (o, ep, s) in p.iter() {
+                let m = marks.entry(Arc::from(o)).or_insert((ep, s));
+                *m = (*m).max((ep, s));
+            }
+        }
+    }
+    for (o, d) in &e.delivered {
+        let m = marks.entry(o.clone()).or_insert(*d);
+        *m = (*m).max(*d);
+    }
+    if let Some((o, (ep, s))) = failed {
+        let m = marks.entry(o).or_insert((ep, s.saturating_sub(1)));
+        *m = (*m).min((ep, s.saturating_sub(1)));
+    }
+    let mut pos = Position::new();
+    for (o, (ep, mut s)) in marks {
+        if let Some((le, lf)) = low(&o) {
+            if le == ep {
+                s = s.min(lf.saturating_sub(1));
+            }
+        }
+        pos.advance(&o, ep, s);
+    }
+    pos
+}
