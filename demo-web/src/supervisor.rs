@@ -56,6 +56,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let exe = std::env::current_exe().context("finding my own binary")?;
     let mut children = Vec::new();
+    // Held apart: `Child::wait` closes a child's stdin, which stops it.
+    let mut stdins = Vec::new();
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<String>(args.workers.max(1));
     for i in 1..=args.workers {
         let id = format!("w{i}");
@@ -69,6 +71,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
         let mut child = cmd.spawn().with_context(|| format!("starting worker {id}"))?;
+        stdins.extend(child.stdin.take());
         if let Some(out) = child.stdout.take() {
             let tx = ready_tx.clone();
             tokio::spawn(async move {
@@ -104,7 +107,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             r.context("workers not ready within 60 s")??;
         }
         _ = stop_signal() => {
-            stop(children, shutdown, embedded).await;
+            stop(children, stdins, shutdown, embedded).await;
             return Ok(());
         }
     }
@@ -122,7 +125,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     let _ = stats.await;
-    stop(children, shutdown, embedded).await;
+    stop(children, stdins, shutdown, embedded).await;
     Ok(())
 }
 
@@ -133,13 +136,12 @@ async fn watch_children(children: &mut [Child]) {
 
 async fn stop(
     mut children: Vec<Child>,
+    stdins: Vec<tokio::process::ChildStdin>,
     shutdown: CancellationToken,
     embedded: Option<fanfare_broadcaster::RunningBroadcaster>,
 ) {
     // Closing stdin asks each worker to stop gracefully.
-    for c in &mut children {
-        drop(c.stdin.take());
-    }
+    drop(stdins);
     for c in &mut children {
         if tokio::time::timeout(Duration::from_secs(5), c.wait()).await.is_err() {
             let _ = c.kill().await;

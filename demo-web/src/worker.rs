@@ -54,8 +54,8 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         let (hub, shutdown) = (hub.clone(), shutdown.clone());
         async move {
             tokio::select! {
-                _ = crate::supervisor::stop_signal() => {}
-                _ = stdin_closed() => {}
+                _ = crate::supervisor::stop_signal() => tracing::info!("signal"),
+                _ = stdin_closed() => tracing::info!("stdin closed"),
             }
             tracing::info!(worker = %hub.worker_id(), "stopping");
             shutdown.cancel();
