@@ -104,7 +104,11 @@ impl HubArgs {
             format!("--max-frame={}", self.max_frame),
             format!("--publish-rate={}", self.publish_rate),
         ];
-        v.extend(self.allowed_origins.iter().map(|o| format!("--allowed-origin={o}")));
+        v.extend(
+            self.allowed_origins
+                .iter()
+                .map(|o| format!("--allowed-origin={o}")),
+        );
         v
     }
 }
@@ -112,7 +116,10 @@ impl HubArgs {
 /// Endpoints of a running broadcaster, from `pull=…,pub=…,replay=…`.
 pub fn parse_broadcaster(s: &str) -> anyhow::Result<(String, String, String)> {
     let (mut pull, mut publish, mut replay) = (None, None, None);
-    for kv in s.split([',', ' ']).filter(|x| !x.is_empty() && *x != "ready") {
+    for kv in s
+        .split([',', ' '])
+        .filter(|x| !x.is_empty() && *x != "ready")
+    {
         match kv.split_once('=') {
             Some(("pull", v)) => pull = Some(v.to_owned()),
             Some(("pub", v)) => publish = Some(v.to_owned()),

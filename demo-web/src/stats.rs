@@ -80,7 +80,10 @@ pub async fn broadcaster_stats(
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let (i, o) = (b.ingress_messages.load(Relaxed), b.egress_messages.load(Relaxed));
+        let (i, o) = (
+            b.ingress_messages.load(Relaxed),
+            b.egress_messages.load(Relaxed),
+        );
         let v = json!({
             "id": b.id,
             "epoch": b.epoch,

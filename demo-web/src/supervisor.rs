@@ -48,10 +48,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .context("--host/--port")?;
-    let reserve = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let reserve = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     reserve.set_reuseport(true)?;
     reserve.set_reuseaddr(true)?;
-    reserve.bind(addr).with_context(|| format!("binding {addr}"))?;
+    reserve
+        .bind(addr)
+        .with_context(|| format!("binding {addr}"))?;
     let port = reserve.local_addr()?.port();
 
     let exe = std::env::current_exe().context("finding my own binary")?;
@@ -63,14 +69,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let id = format!("w{i}");
         let mut cmd = Command::new(&exe);
         cmd.arg("worker")
-            .args(["--id", &id, "--host", &args.host, "--port", &port.to_string()])
+            .args([
+                "--id",
+                &id,
+                "--host",
+                &args.host,
+                "--port",
+                &port.to_string(),
+            ])
             .args(["--pull", &pull, "--pub", &publish, "--replay", &replay])
             .args(args.hub.to_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().with_context(|| format!("starting worker {id}"))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting worker {id}"))?;
         stdins.extend(child.stdin.take());
         if let Some(out) = child.stdout.take() {
             let tx = ready_tx.clone();
@@ -143,7 +158,10 @@ async fn stop(
     // Closing stdin asks each worker to stop gracefully.
     drop(stdins);
     for c in &mut children {
-        if tokio::time::timeout(Duration::from_secs(5), c.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), c.wait())
+            .await
+            .is_err()
+        {
             let _ = c.kill().await;
         }
     }

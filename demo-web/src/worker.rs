@@ -19,7 +19,9 @@ use crate::cli::WorkerArgs;
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let opts = ClientOptions::new(&args.pull, &args.publish, &args.replay).publisher_id(&args.id);
-    let client = Client::connect(opts).await.context("connecting to the broadcaster")?;
+    let client = Client::connect(opts)
+        .await
+        .context("connecting to the broadcaster")?;
 
     let h = &args.hub;
     let burst = (h.publish_rate * 2.0).clamp(1.0, 10_000.0) as u32;
@@ -38,18 +40,31 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let app = Router::new()
         .merge(crate::assets::router())
         .merge(hub.router())
-        .route("/metrics", get(move || async move { metrics_hub.render_metrics() }))
+        .route(
+            "/metrics",
+            get(move || async move { metrics_hub.render_metrics() }),
+        )
         .route("/api/info", get(move || async move { info }));
 
     let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseport(true)?;
     socket.set_reuseaddr(true)?;
-    socket.bind(addr).with_context(|| format!("binding {addr}"))?;
+    socket
+        .bind(addr)
+        .with_context(|| format!("binding {addr}"))?;
     let listener = socket.listen(1024)?;
     println!("ready worker={} pid={}", args.id, std::process::id());
 
-    let stats = tokio::spawn(crate::stats::worker_stats(client.clone(), hub.clone(), shutdown.child_token()));
+    let stats = tokio::spawn(crate::stats::worker_stats(
+        client.clone(),
+        hub.clone(),
+        shutdown.child_token(),
+    ));
     let stop = {
         let (hub, shutdown) = (hub.clone(), shutdown.clone());
         async move {

@@ -108,7 +108,9 @@ impl Fabric for ClientFabric {
                     let mut sub = state?;
                     loop {
                         match sub.next().await? {
-                            Delivery::Message(m) => return Some((FabricItem::Message(convert(m)), Some(sub))),
+                            Delivery::Message(m) => {
+                                return Some((FabricItem::Message(convert(m)), Some(sub)))
+                            }
                             Delivery::Gap(g) => {
                                 let item = FabricItem::Gap {
                                     origin: g.origin,
@@ -134,7 +136,11 @@ impl Fabric for ClientFabric {
     }
 }
 
-async fn resume(client: &Client, pattern: &Pattern, position: Position) -> Option<crate::Subscription> {
+async fn resume(
+    client: &Client,
+    pattern: &Pattern,
+    position: Position,
+) -> Option<crate::Subscription> {
     match client.subscribe_from(pattern.as_str(), position).await {
         Ok(s) => Some(s),
         Err(e) => {

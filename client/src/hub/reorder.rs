@@ -97,7 +97,15 @@ impl Reorder {
 
     /// A client gap: seqs `[first, last]` (of one lane) are lost. Holes in
     /// that range stop blocking.
-    pub fn gap(&mut self, origin: &Arc<str>, epoch: u64, first: u64, last: u64, reason: String, out: &mut Vec<Ordered>) {
+    pub fn gap(
+        &mut self,
+        origin: &Arc<str>,
+        epoch: u64,
+        first: u64,
+        last: u64,
+        reason: String,
+        out: &mut Vec<Ordered>,
+    ) {
         out.push(Ordered::Lost(GapNotice {
             reason,
             origin: origin.to_string(),
@@ -105,14 +113,15 @@ impl Reorder {
             first,
             last,
         }));
-        let Some(o) = self.origins.get_mut(origin) else { return };
+        let Some(o) = self.origins.get_mut(origin) else {
+            return;
+        };
         if o.epoch != epoch || last == 0 {
             return;
         }
         while o.next >= first && o.next <= last {
-            match o.parked.remove(&o.next) {
-                Some(m) => out.push(Ordered::Message(m)),
-                None => {}
+            if let Some(m) = o.parked.remove(&o.next) {
+                out.push(Ordered::Message(m));
             }
             o.next += 1;
         }
@@ -123,7 +132,9 @@ impl Reorder {
     pub fn tick(&mut self, out: &mut Vec<Ordered>) {
         let now = Instant::now();
         for o in self.origins.values_mut() {
-            if o.blocked_since.is_some_and(|t| now.duration_since(t) >= self.wait) {
+            if o.blocked_since
+                .is_some_and(|t| now.duration_since(t) >= self.wait)
+            {
                 skip_to_parked(o, out, "unrecoverable");
             }
         }
@@ -135,11 +146,17 @@ fn drain(o: &mut Origin, out: &mut Vec<Ordered>) {
         out.push(Ordered::Message(m));
         o.next += 1;
     }
-    o.blocked_since = if o.parked.is_empty() { None } else { Some(Instant::now()) };
+    o.blocked_since = if o.parked.is_empty() {
+        None
+    } else {
+        Some(Instant::now())
+    };
 }
 
 fn skip_to_parked(o: &mut Origin, out: &mut Vec<Ordered>, reason: &str) {
-    let Some((&first_parked, m)) = o.parked.iter().next() else { return };
+    let Some((&first_parked, m)) = o.parked.iter().next() else {
+        return;
+    };
     out.push(Ordered::Lost(GapNotice {
         reason: reason.to_owned(),
         origin: m.origin.to_string(),

@@ -1,0 +1,74 @@
+// Two pages of the demo in Debian's chromium: a chat message sent in one
+// appears in the other's DOM. Screenshots go to $ARTIFACTS.
+//
+//   node two_pages.mjs http://127.0.0.1:PORT
+//
+// Exits 0 on success and prints "browser ok"; any failure exits 1.
+import { chromium } from "playwright-core";
+import { mkdtempSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const url = process.argv[2];
+const artifacts = process.env.ARTIFACTS || "target/test-artifacts";
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+mkdirSync(artifacts, { recursive: true });
+
+const args = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  "--disable-dev-shm-usage",
+];
+// A fresh profile directory per run.
+const profile = mkdtempSync(join(tmpdir(), "fanfare-chromium-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath,
+  args,
+  headless: true,
+  viewport: { width: 1400, height: 900 },
+  timeout: 60000,
+});
+const fail = async (msg) => {
+  console.error("browser test failed:", msg);
+  await context.close().catch(() => {});
+  process.exit(1);
+};
+const timer = setTimeout(() => fail("timed out after 90 s"), 90000);
+
+try {
+  const a = await context.newPage();
+  const b = await context.newPage();
+  for (const p of [a, b]) {
+    p.on("pageerror", (e) => console.error("page error:", e.message));
+    await p.goto(url + "/#chat");
+    await p.waitForSelector('body[data-status="open"]', { timeout: 30000 });
+  }
+  const wa = await a.getAttribute("body", "data-worker");
+  const wb = await b.getAttribute("body", "data-worker");
+  console.log(`page A on worker ${wa}, page B on worker ${wb}`);
+  const text = `hello from A ${Date.now()}`;
+  await a.fill("#chat-name", "alice");
+  await a.fill("#chat-input", text);
+  await a.click("#chat-send");
+  const li = b.locator("#chat-log li.msg", { hasText: text });
+  await li.waitFor({ timeout: 15000 });
+  const via = await li.getAttribute("data-from");
+  console.log(`page B shows the message, published via ${via}`);
+  if (via !== wa) await fail(`expected via ${wa}, got ${via}`);
+  // Charts and fabric view fill within a few seconds.
+  await b.click('.tab[data-tab="monitor"]');
+  await b.waitForFunction(() => document.querySelectorAll("#worker-tiles .tile").length >= 2, null, { timeout: 15000 });
+  await b.waitForTimeout(3000);
+  await b.screenshot({ path: join(artifacts, "browser-monitor.png") });
+  await b.click('.tab[data-tab="chat"]');
+  await b.screenshot({ path: join(artifacts, "browser-chat.png") });
+  await b.click('.tab[data-tab="fabric"]');
+  await b.waitForTimeout(500);
+  await b.screenshot({ path: join(artifacts, "browser-fabric.png") });
+  clearTimeout(timer);
+  await context.close();
+  console.log("browser ok");
+  process.exit(0);
+} catch (e) {
+  await fail(e && e.stack ? e.stack : String(e));
+}
