@@ -15,10 +15,10 @@ for (const b of document.querySelectorAll(".tab")) b.onclick = () => { show(b.da
 if (location.hash) show(location.hash.slice(1));
 
 const charts = {
-  cpu: new LineChart($("chart-cpu"), { unit: "%", digits: 0 }),
-  rss: new LineChart($("chart-rss"), { digits: 0 }),
-  ws: new LineChart($("chart-ws"), { digits: 0 }),
-  out: new LineChart($("chart-out"), { digits: 0 }),
+  cpu: new LineChart($("chart-cpu"), { unit: "%", minMax: 5 }),
+  rss: new LineChart($("chart-rss"), { minMax: 16 }),
+  ws: new LineChart($("chart-ws"), { minMax: 4 }),
+  out: new LineChart($("chart-out"), { minMax: 10 }),
 };
 const fabric = new FabricView($("fabric-view"), $("fabric-table"));
 const tiles = new Map();

@@ -11,11 +11,11 @@ export function colorOf(name) {
 }
 
 export class LineChart {
-  constructor(canvas, { points = 60, unit = "", digits = 0 } = {}) {
+  constructor(canvas, { points = 60, unit = "", minMax = 1 } = {}) {
     this.canvas = canvas;
     this.points = points;
     this.unit = unit;
-    this.digits = digits;
+    this.minMax = minMax;
     this.series = new Map();
     this.dirty = true;
     const loop = () => {
@@ -52,7 +52,7 @@ export class LineChart {
     const pad = { l: 46, r: 12, t: 10, b: 26 };
     let max = 0;
     for (const s of this.series.values()) for (const v of s) max = Math.max(max, v);
-    max = niceMax(max);
+    max = niceMax(Math.max(max, this.minMax));
     const x = (i) => pad.l + (i / (this.points - 1)) * (w - pad.l - pad.r);
     const y = (v) => h - pad.b - (v / max) * (h - pad.t - pad.b);
     g.font = "11px system-ui, sans-serif";
@@ -66,7 +66,7 @@ export class LineChart {
       g.moveTo(pad.l, yy);
       g.lineTo(w - pad.r, yy);
       g.stroke();
-      g.fillText(v.toFixed(this.digits) + this.unit, 4, yy + 4);
+      g.fillText(fmt(v, max) + this.unit, 4, yy + 4);
     }
     g.fillText(`${this.points}s`, pad.l, h - 8);
     g.fillText("now", w - pad.r - 22, h - 8);
@@ -102,4 +102,9 @@ function niceMax(v) {
   const p = Math.pow(10, Math.floor(Math.log10(v)));
   for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
   return 10 * p;
+}
+
+function fmt(v, max) {
+  const d = max < 2 ? 2 : max < 20 ? 1 : 0;
+  return String(Number(v.toFixed(d)));
 }

@@ -61,6 +61,7 @@ try {
   await b.waitForTimeout(3000);
   await b.screenshot({ path: join(artifacts, "browser-monitor.png") });
   await b.click('.tab[data-tab="chat"]');
+  await b.waitForTimeout(500);
   await b.screenshot({ path: join(artifacts, "browser-chat.png") });
   await b.click('.tab[data-tab="fabric"]');
   await b.waitForTimeout(500);

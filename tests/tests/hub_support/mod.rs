@@ -32,8 +32,12 @@ pub fn demo_bin() -> Result<PathBuf> {
             }
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut args = vec!["build", "--quiet", "-p", "fanfare-demo-web"];
+            if !cfg!(debug_assertions) {
+                args.push("--release"); // benchmarks
+            }
             let status = std::process::Command::new(cargo)
-                .args(["build", "--quiet", "-p", "fanfare-demo-web"])
+                .args(&args)
                 .current_dir(&root)
                 .status()
                 .map_err(|e| format!("running cargo build: {e}"))?;
@@ -67,7 +71,8 @@ impl Demo {
     /// Starts `fanfare-demo-web --port 0 ARGS…` and waits for its ready line.
     pub async fn start(args: &[&str]) -> Result<Demo> {
         let mut child = Command::new(demo_bin()?)
-            .args(["--port", "0", "--threads", "1"])
+            .args(["--port", "0"])
+            .args(if args.contains(&"--threads") { &[][..] } else { &["--threads", "1"][..] })
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
