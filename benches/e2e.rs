@@ -30,7 +30,10 @@ const WINDOW: u64 = 400;
 const TOPIC: &str = "bench.e2e";
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn now_us() -> u64 {
@@ -48,7 +51,10 @@ struct Seen {
 /// Pulls `"key":<digits>` out of a frame without a JSON parse.
 fn field(frame: &str, key: &str) -> Option<u64> {
     let at = frame.find(key)? + key.len();
-    let digits: String = frame[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = frame[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     digits.parse().ok()
 }
 
@@ -60,7 +66,9 @@ async fn run_client(mut ws: Ws, seen: Arc<Seen>, record: Arc<AtomicU64>, stop: C
         };
         let Some(Ok(m)) = m else { return };
         let Message::Text(t) = m else { continue };
-        let (Some(sent), Some(i)) = (field(&t, "\"t\":"), field(&t, "\"i\":")) else { continue };
+        let (Some(sent), Some(i)) = (field(&t, "\"t\":"), field(&t, "\"i\":")) else {
+            continue;
+        };
         seen.received.fetch_add(1, Relaxed);
         seen.last_i.store(i, Relaxed);
         if record.load(Relaxed) == 1 {
@@ -74,7 +82,11 @@ async fn run_client(mut ws: Ws, seen: Arc<Seen>, record: Arc<AtomicU64>, stop: C
 
 fn payload(i: u64) -> String {
     // ~100 bytes of JSON.
-    format!("{{\"t\":{},\"i\":{i},\"pad\":\"{}\"}}", now_us(), "x".repeat(60))
+    format!(
+        "{{\"t\":{},\"i\":{i},\"pad\":\"{}\"}}",
+        now_us(),
+        "x".repeat(60)
+    )
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -119,7 +131,8 @@ async fn worker_pids(demo: &Demo, workers: usize) -> anyhow::Result<Vec<u32>> {
         }
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", demo.port)).await?;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        s.write_all(b"GET /api/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+        s.write_all(b"GET /api/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await?;
         let mut body = String::new();
         s.read_to_string(&mut body).await?;
         if let Some(pid) = field(&body, "\"pid\":") {
@@ -145,12 +158,25 @@ async fn main() -> anyhow::Result<()> {
         id: "bench".into(),
         ..Default::default()
     };
-    let b = fanfare_broadcaster::start(config, stop.child_token()).await?;
+    let broadcaster_stop = CancellationToken::new();
+    let b = fanfare_broadcaster::start(config, broadcaster_stop.clone()).await?;
     let e = b.endpoints().clone();
     let spec = format!("pull={},pub={},replay={}", e.pull, e.publish, e.replay);
     let w = workers.to_string();
-    let demo = Demo::start(&["--workers", &w, "--threads", "1", "--broadcaster", &spec, "--ws-queue", "2048"]).await?;
-    let publisher = Client::connect(ClientOptions::new(&e.pull, &e.publish, &e.replay).publisher_id("bench")).await?;
+    let demo = Demo::start(&[
+        "--workers",
+        &w,
+        "--threads",
+        "1",
+        "--broadcaster",
+        &spec,
+        "--ws-queue",
+        "2048",
+    ])
+    .await?;
+    let publisher =
+        Client::connect(ClientOptions::new(&e.pull, &e.publish, &e.replay).publisher_id("bench"))
+            .await?;
 
     // C clients, spread by the kernel over the workers.
     let record = Arc::new(AtomicU64::new(0));
@@ -165,7 +191,10 @@ async fn main() -> anyhow::Result<()> {
     // Warm up: one message reaches everyone.
     publisher.publish(TOPIC, payload(0)).await?;
     let got = wait_delivered(&seen, clients as u64, Duration::from_secs(30)).await;
-    anyhow::ensure!(got == clients as u64, "warm-up reached {got}/{clients} clients");
+    anyhow::ensure!(
+        got == clients as u64,
+        "warm-up reached {got}/{clients} clients"
+    );
     println!("e2e: publisher → broadcaster → {workers} workers → {clients} websockets, ~100 B JSON payload");
 
     // 1. Saturation, closed loop.
@@ -174,7 +203,13 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     for i in 1..=n {
         if i % 50 == 0 {
-            while i - seen.iter().map(|s| s.last_i.load(Relaxed)).min().unwrap_or(0) > WINDOW {
+            while i - seen
+                .iter()
+                .map(|s| s.last_i.load(Relaxed))
+                .min()
+                .unwrap_or(0)
+                > WINDOW
+            {
                 tokio::task::yield_now().await;
                 if started.elapsed() > Duration::from_secs(120) {
                     anyhow::bail!("saturation phase stalled");
@@ -254,5 +289,8 @@ async fn main() -> anyhow::Result<()> {
     );
     drop(idle_conns);
     publisher.close().await;
+    drop(demo);
+    broadcaster_stop.cancel();
+    let _ = b.wait().await;
     Ok(())
 }

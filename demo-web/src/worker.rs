@@ -85,6 +85,12 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
             tracing::warn!("connections still open after 5 s; leaving");
         }
     }
+    // Upgraded websockets outlive `serve`: give their writers a moment to
+    // send the 1001 close frames the hub queued.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while hub.connections() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let _ = stats.await;
     client.close().await;
     Ok(())

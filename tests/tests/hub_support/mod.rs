@@ -72,7 +72,11 @@ impl Demo {
     pub async fn start(args: &[&str]) -> Result<Demo> {
         let mut child = Command::new(demo_bin()?)
             .args(["--port", "0"])
-            .args(if args.contains(&"--threads") { &[][..] } else { &["--threads", "1"][..] })
+            .args(if args.contains(&"--threads") {
+                &[][..]
+            } else {
+                &["--threads", "1"][..]
+            })
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
