@@ -55,6 +55,24 @@ try {
   const via = await li.getAttribute("data-from");
   console.log(`page B shows the message, published via ${via}`);
   if (via !== wa) await fail(`expected via ${wa}, got ${via}`);
+  // fanfare.js: B drops its websocket and reconnects (to any worker) with
+  // its position; what A publishes meanwhile shows up in B exactly once.
+  await b.evaluate(() => window.fanfare.reconnect());
+  const burst = [1, 2, 3].map((k) => `while B reconnects ${k} ${Date.now()}`);
+  for (const t of burst) {
+    await a.fill("#chat-input", t);
+    await a.click("#chat-send");
+  }
+  for (const t of burst) {
+    await b.locator("#chat-log li.msg", { hasText: t }).first().waitFor({ timeout: 15000 });
+  }
+  await b.waitForSelector('body[data-status="open"]', { timeout: 15000 });
+  const counts = await b.evaluate((ts) => ts.map((t) =>
+    [...document.querySelectorAll("#chat-log li.msg .text")].filter((e) => e.textContent === t).length), burst);
+  const reconnects = await b.evaluate(() => window.fanfare.stats.reconnects);
+  console.log(`after reconnect (now on ${await b.getAttribute("body", "data-worker")}): counts ${counts}, reconnects ${reconnects}`);
+  if (counts.some((c) => c !== 1)) await fail(`expected each message once, got ${counts}`);
+  if (reconnects !== 1) await fail(`expected one reconnect, got ${reconnects}`);
   // Charts and fabric view fill within a few seconds.
   await b.click('.tab[data-tab="monitor"]');
   await b.waitForFunction(() => document.querySelectorAll("#worker-tiles .tile").length >= 2, null, { timeout: 15000 });

@@ -27,9 +27,9 @@ async fn a_slow_client_is_closed_with_4008_and_the_others_keep_pace() -> anyhow:
     same.subscribe(&["load.#"], None).await?;
     other.subscribe(&["load.#"], None).await?;
 
-    // 2000 × 8 KiB in batches of 50, the fast clients reading each batch:
+    // 3000 × 8 KiB in batches of 50, the fast clients reading each batch:
     // far more than the slow client's queue and socket buffers hold.
-    const N: u64 = 2000;
+    const N: u64 = 3000;
     const BATCH: u64 = 50;
     let pad = "x".repeat(8 * 1024);
     let mut p = demo.connect_where(|_| true).await?;
