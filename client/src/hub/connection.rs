@@ -31,10 +31,20 @@ use super::HubInner;
 /// Most frames written before one flush.
 pub const BATCH: usize = 64;
 
+/// What a connection may do when it opens.
+pub enum Access {
+    /// Authorized at the upgrade.
+    Granted(Identity),
+    /// Must send `{"op":"auth","token":…}` first; the request headers are
+    /// kept for the authorizer.
+    Pending(axum::http::HeaderMap),
+}
+
 struct Conn {
     hub: Arc<HubInner>,
     id: u64,
-    identity: Identity,
+    identity: Option<Identity>,
+    headers: axum::http::HeaderMap,
     shared: Arc<ConnShared>,
     tx: mpsc::Sender<Utf8Bytes>,
     publishes: TokenBucket,
@@ -43,7 +53,7 @@ struct Conn {
 
 /// Serves one websocket until it closes. Registers the connection, sends
 /// `welcome`, runs reader and writer, and unregisters.
-pub async fn serve<Si, St, E>(hub: Arc<HubInner>, identity: Identity, sink: Si, stream: St)
+pub async fn serve<Si, St, E>(hub: Arc<HubInner>, access: Access, sink: Si, stream: St)
 where
     Si: Sink<Message> + Unpin,
     St: Stream<Item = Result<Message, E>> + Unpin,
@@ -68,7 +78,12 @@ where
             shared.close(CloseCause::Shutdown);
         }
     };
+    let (identity, headers) = match access {
+        Access::Granted(i) => (Some(i), axum::http::HeaderMap::new()),
+        Access::Pending(h) => (None, h),
+    };
     let mut conn = Conn {
+        headers,
         publishes: TokenBucket::new(o.publish_rate, o.publish_burst),
         errors: TokenBucket::new(o.error_rate, o.error_burst),
         hub: hub.clone(),
@@ -241,6 +256,14 @@ impl Conn {
         }
         let (reference, request) = protocol::parse(text);
         let reference = reference.as_deref();
+        let request = match request {
+            Ok(Request::Auth { token }) => return self.authenticate(&token, reference),
+            Ok(_) if self.identity.is_none() => Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "authenticate first: {\"op\":\"auth\",\"token\":…}",
+            )),
+            other => other,
+        };
         let result = match request {
             Ok(Request::Ping) => {
                 self.queue(protocol::pong(reference));
@@ -255,10 +278,33 @@ impl Conn {
                 Ok(())
             }
             Ok(Request::Publish { topic, data }) => self.publish(topic, data).await,
+            Ok(Request::Auth { .. }) => Ok(()),
             Err(r) => Err(r),
         };
         if let Err(refusal) = result {
             self.refuse(refusal, reference);
+        }
+    }
+
+    fn authenticate(&mut self, token: &str, reference: Option<&RawValue>) {
+        let request = super::AuthRequest {
+            headers: &self.headers,
+            token: Some(token),
+        };
+        match self.hub.options.authorizer.authorize(&request) {
+            Ok(identity) => {
+                self.queue(protocol::authorized(&identity.name, reference));
+                self.identity = Some(identity);
+            }
+            Err(denied) => {
+                self.hub.metrics.refused_auth.fetch_add(1, Relaxed);
+                self.hub.metrics.error(ErrorCode::Forbidden);
+                self.queue(protocol::error(
+                    &Refusal::new(ErrorCode::Forbidden, denied.to_string()),
+                    reference,
+                ));
+                self.close(CloseCause::Unauthorized);
+            }
         }
     }
 
@@ -273,8 +319,8 @@ impl Conn {
         for t in topics {
             let p = Pattern::parse(t)
                 .map_err(|e| Refusal::new(ErrorCode::BadTopic, format!("{t:?}: {e}")))?;
-            if t.starts_with(fanfare_protocol::RESERVED_PREFIX) || !self.identity.may_subscribe(&p)
-            {
+            let allowed = self.identity.as_ref().is_some_and(|i| i.may_subscribe(&p));
+            if t.starts_with(fanfare_protocol::RESERVED_PREFIX) || !allowed {
                 return Err(Refusal::new(
                     ErrorCode::Forbidden,
                     format!("{t:?}: not allowed"),
@@ -346,7 +392,11 @@ impl Conn {
             }
             Err(e) => return Err(Refusal::new(ErrorCode::BadTopic, format!("{topic:?}: {e}"))),
         }
-        if !self.identity.may_publish(&topic) {
+        if !self
+            .identity
+            .as_ref()
+            .is_some_and(|i| i.may_publish(&topic))
+        {
             return Err(Refusal::new(
                 ErrorCode::Forbidden,
                 format!("{topic:?}: not allowed"),

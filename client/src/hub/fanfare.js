@@ -66,7 +66,8 @@ function defaultUrl() {
  * Opens a connection that stays open until `close()`.
  *
  * Options: `url` (default: `/ws` of this page's host), `token` (sent as
- * `?token=`), `since` (a position to start from), `minBackoff` (ms, 250),
+ * `?token=`, or with `tokenInFirstFrame: true` as `{"op":"auth"}` right after
+ * `welcome`, for hubs set up with `auth_in_first_frame`), `since` (a position to start from), `minBackoff` (ms, 250),
  * `maxBackoff` (ms, 10000), `outbox` (publishes kept while disconnected, 256),
  * and callbacks `onGap(gap)`, `onError(error)`, `onStatus(status, info)`,
  * `onEvent(data, event)` (every event).
@@ -106,7 +107,7 @@ export function connect(options = {}) {
   function open() {
     clearTimeout(timer);
     let url = o.url || defaultUrl();
-    if (o.token) url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(o.token);
+    if (o.token && !o.tokenInFirstFrame) url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(o.token);
     status("connecting", { attempt });
     ws = new WebSocket(url);
     ready = false;
@@ -129,6 +130,7 @@ export function connect(options = {}) {
         conn = f.conn;
         ready = true;
         attempt = 0;
+        if (o.token && o.tokenInFirstFrame) ws.send(JSON.stringify({ op: "auth", token: o.token }));
         const topics = [...handlers.keys()];
         if (topics.length) {
           const req = { op: "subscribe", topics };

@@ -18,16 +18,19 @@ pub enum CloseCause {
     TooLarge,
     /// The hub is shutting down (close code 1001).
     Shutdown,
+    /// The token sent in `auth` was refused (close code 4003).
+    Unauthorized,
 }
 
 impl CloseCause {
     /// Every cause, for metrics.
-    pub const ALL: [CloseCause; 5] = [
+    pub const ALL: [CloseCause; 6] = [
         CloseCause::SlowConsumer,
         CloseCause::Idle,
         CloseCause::Abuse,
         CloseCause::TooLarge,
         CloseCause::Shutdown,
+        CloseCause::Unauthorized,
     ];
 
     /// Websocket close code and reason.
@@ -38,6 +41,7 @@ impl CloseCause {
             CloseCause::Abuse => (1008, "too many bad frames"),
             CloseCause::TooLarge => (1009, "frame too large"),
             CloseCause::Shutdown => (1001, "server shutting down"),
+            CloseCause::Unauthorized => (4003, "unauthorized"),
         }
     }
 
@@ -48,6 +52,7 @@ impl CloseCause {
             CloseCause::Abuse => "abuse",
             CloseCause::TooLarge => "too_large",
             CloseCause::Shutdown => "shutdown",
+            CloseCause::Unauthorized => "unauthorized",
         }
     }
 }

@@ -157,7 +157,13 @@ impl Hub {
         St: futures::Stream<Item = Result<axum::extract::ws::Message, E>> + Unpin,
         E: std::fmt::Display,
     {
-        connection::serve(self.inner.clone(), identity, sink, stream).await
+        connection::serve(
+            self.inner.clone(),
+            connection::Access::Granted(identity),
+            sink,
+            stream,
+        )
+        .await
     }
 }
 
@@ -184,11 +190,14 @@ async fn upgrade(
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let token = auth::find_token(uri.query(), &headers);
-    let identity = match o.authorizer.authorize(&AuthRequest {
+    let access = match o.authorizer.authorize(&AuthRequest {
         headers: &headers,
         token,
     }) {
-        Ok(i) => i,
+        Ok(i) => connection::Access::Granted(i),
+        Err(_) if o.auth_in_first_frame && token.is_none() => {
+            connection::Access::Pending(headers.clone())
+        }
         Err(denied) => {
             inner.metrics.refused_auth.fetch_add(1, Relaxed);
             return (StatusCode::UNAUTHORIZED, denied.to_string()).into_response();
@@ -205,7 +214,7 @@ async fn upgrade(
         .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| async move {
             let (sink, stream) = socket.split();
-            hub.serve_socket(identity, sink, stream).await;
+            connection::serve(hub.inner.clone(), access, sink, stream).await;
         })
 }
 

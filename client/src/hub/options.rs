@@ -28,6 +28,7 @@ pub struct HubOptions {
     pub(crate) max_patterns: usize,
     pub(crate) origins: OriginPolicy,
     pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub(crate) auth_in_first_frame: bool,
 }
 
 impl std::fmt::Debug for HubOptions {
@@ -66,6 +67,7 @@ impl HubOptions {
             max_patterns: 64,
             origins: OriginPolicy::Any,
             authorizer: Arc::new(AllowAll),
+            auth_in_first_frame: false,
         }
     }
 
@@ -142,6 +144,15 @@ impl HubOptions {
     /// Allowed page origins (default: any).
     pub fn allowed_origins(mut self, origins: Vec<String>) -> Self {
         self.origins = OriginPolicy::AllowList(origins);
+        self
+    }
+
+    /// Accept upgrades that carry no token and let the browser send it in
+    /// its first frame, `{"op":"auth","token":"…"}` (default false: a request
+    /// the authorizer refuses gets HTTP 401). Until then every other request
+    /// gets `forbidden`.
+    pub fn auth_in_first_frame(mut self, on: bool) -> Self {
+        self.auth_in_first_frame = on;
         self
     }
 

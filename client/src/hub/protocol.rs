@@ -86,6 +86,9 @@ pub struct Inbound {
     /// Payload (`publish`): any JSON, kept as written.
     #[serde(default)]
     pub data: Option<Box<RawValue>>,
+    /// Token (`auth`).
+    #[serde(default)]
+    pub token: Option<String>,
     /// Optional request reference, echoed in the answer or error.
     #[serde(default, rename = "ref")]
     pub reference: Option<Box<RawValue>>,
@@ -115,6 +118,11 @@ pub enum Request {
     },
     /// Application-level ping.
     Ping,
+    /// Authenticate with a token (when the hub accepts it in the first frame).
+    Auth {
+        /// The token.
+        token: String,
+    },
 }
 
 /// A refused frame: the code and a human message.
@@ -148,6 +156,7 @@ pub fn parse(text: &str) -> (Option<Box<RawValue>>, Result<Request, Refusal>) {
         since,
         topic,
         data,
+        token,
         reference,
     } = inbound;
     let request = match op.as_deref() {
@@ -171,6 +180,10 @@ pub fn parse(text: &str) -> (Option<Box<RawValue>>, Result<Request, Refusal>) {
             (Some(_), None) => Err(Refusal::new(ErrorCode::BadJson, "publish needs \"data\"")),
         },
         Some("ping") => Ok(Request::Ping),
+        Some("auth") => match token {
+            Some(token) => Ok(Request::Auth { token }),
+            None => Err(Refusal::new(ErrorCode::BadJson, "auth needs \"token\"")),
+        },
         Some(other) => Err(Refusal::new(
             ErrorCode::UnknownOp,
             format!("unknown op {:?}", truncate(other, 32)),
@@ -208,6 +221,11 @@ enum Outbound<'a> {
         reference: Option<&'a RawValue>,
     },
     Pong {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RawValue>,
+    },
+    Authorized {
+        identity: &'a str,
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a RawValue>,
     },
@@ -265,6 +283,14 @@ pub fn unsubscribed(topics: &[String], reference: Option<&RawValue>) -> Utf8Byte
 /// `{"op":"pong"}`.
 pub fn pong(reference: Option<&RawValue>) -> Utf8Bytes {
     text(&Outbound::Pong { reference })
+}
+
+/// `{"op":"authorized","identity":…}`.
+pub fn authorized(identity: &str, reference: Option<&RawValue>) -> Utf8Bytes {
+    text(&Outbound::Authorized {
+        identity,
+        reference,
+    })
 }
 
 /// `{"op":"error",…}`.

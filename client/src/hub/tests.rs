@@ -323,3 +323,63 @@ async fn resume_uses_the_ring_then_the_history_then_says_gap() {
     );
     assert_eq!(e.json().await["pos"], "b1:7:3");
 }
+
+struct TokenAuth;
+
+impl Authorizer for TokenAuth {
+    fn authorize(&self, r: &AuthRequest<'_>) -> Result<Identity, Denied> {
+        match r.token {
+            Some("alice") => Ok(Identity {
+                name: "alice".into(),
+                subscribe: vec![Pattern::parse("public.#").unwrap()],
+                publish: vec![Pattern::parse("public.*").unwrap()],
+            }),
+            _ => Err(Denied("unknown token".into())),
+        }
+    }
+}
+
+fn connect_pending(hub: &Hub) -> Browser {
+    let (to_hub, hub_rx) = fmpsc::channel(16);
+    let (hub_tx, from_hub) = fmpsc::channel(64);
+    let inner = hub.inner.clone();
+    let access = connection::Access::Pending(axum::http::HeaderMap::new());
+    tokio::spawn(async move { connection::serve(inner, access, hub_tx, hub_rx).await });
+    Browser { to_hub, from_hub }
+}
+
+#[tokio::test]
+async fn a_token_in_the_first_frame_grants_only_its_patterns() {
+    let (hub, _f, _feed) = setup(
+        HubOptions::new("w1")
+            .authorizer(TokenAuth)
+            .auth_in_first_frame(true),
+    );
+    let mut a = connect_pending(&hub);
+    assert_eq!(a.json().await["op"], "welcome");
+    a.send(json!({"op":"subscribe","topics":["public.#"]}))
+        .await;
+    assert_eq!(a.json().await["code"], "forbidden", "nothing before auth");
+    a.send(json!({"op":"auth","token":"alice"})).await;
+    assert_eq!(
+        a.json().await,
+        json!({"op":"authorized","identity":"alice"})
+    );
+    subscribed(&mut a, json!(["public.news"]), None).await;
+    a.send(json!({"op":"subscribe","topics":["private.#"]}))
+        .await;
+    assert_eq!(a.json().await["code"], "forbidden");
+    a.send(json!({"op":"publish","topic":"private.x","data":1}))
+        .await;
+    assert_eq!(a.json().await["code"], "forbidden");
+    // A bad token: an error, then close 4003.
+    let mut b = connect_pending(&hub);
+    b.json().await;
+    b.send(json!({"op":"auth","token":"mallory"})).await;
+    assert_eq!(b.json().await["code"], "forbidden");
+    match b.next().await {
+        Message::Close(Some(c)) => assert_eq!(c.code, 4003),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(hub.metrics().refused_auth.load(Relaxed), 1);
+}
