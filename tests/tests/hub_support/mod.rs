@@ -243,3 +243,36 @@ pub fn seq_of(ev: &Value) -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
+
+impl Demo {
+    /// `GET path` on whichever worker the kernel picks: (worker id, body).
+    pub async fn get(&self, path: &str) -> Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).await?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await?;
+        let mut body = String::new();
+        tokio::time::timeout(RECV_TIMEOUT, s.read_to_string(&mut body)).await??;
+        Ok(body)
+    }
+
+    /// The Prometheus text of worker `worker` (retries until the kernel picks it).
+    pub async fn metrics_of(&self, worker: &str) -> Result<String> {
+        let label = format!("worker=\"{worker}\"");
+        for _ in 0..300 {
+            let body = self.get("/metrics").await?;
+            if body.contains(&label) {
+                return Ok(body);
+            }
+        }
+        bail!("never reached worker {worker} for /metrics")
+    }
+}
+
+/// The value of a Prometheus sample line starting with `prefix`.
+pub fn metric(text: &str, prefix: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
