@@ -48,7 +48,7 @@ async fn a_slow_client_is_closed_with_4008_and_the_others_keep_pace() -> anyhow:
             }
         }
         next += 50;
-        if closed_at.is_none() && next % 500 == 0 {
+        if closed_at.is_none() && next.is_multiple_of(500) {
             let text = demo.metrics_of(&slow_worker).await?;
             if metric(&text, &slow_label) == Some(1) {
                 closed_at = Some(next);
