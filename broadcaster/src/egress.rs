@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::listener::Conn;
 use crate::subscribers::{Chunk, Control, SubscriberQueue, QUEUE_CHUNKS};
-use crate::zmtp::{subscription_command, ReadError, ZmtpFrame};
+use crate::zmtp::{pong_for, subscription_command, ReadError, ZmtpFrame};
 
 /// Largest frame a subscriber may send (a subscription message).
 pub const MAX_SUBSCRIPTION_FRAME: usize = 1024;
@@ -37,6 +37,7 @@ pub async fn serve(
         tx,
         queued: queued.clone(),
     };
+    let pongs = queue.clone();
     if control.send(Control::Add { id, queue }).await.is_err() {
         return Ok(());
     }
@@ -57,7 +58,24 @@ pub async fn serve(
             Ok(Some(ZmtpFrame::Message { more: true, .. })) => continue,
             Ok(Some(ZmtpFrame::Command(body))) => match subscription_command(&body) {
                 Some(x) => x,
-                None => continue,
+                None => {
+                    if let Some(pong) = pong_for(&body) {
+                        // Through the subscriber's own queue, between whole
+                        // messages. If it is full the peer is too slow anyway.
+                        let bytes = pong.len();
+                        if pongs
+                            .tx
+                            .try_send(Chunk {
+                                parts: vec![pong],
+                                bytes,
+                            })
+                            .is_ok()
+                        {
+                            pongs.queued.fetch_add(bytes, Relaxed);
+                        }
+                    }
+                    continue;
+                }
             },
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fanfare_protocol::{meta::MetaRef, topic};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +61,12 @@ pub async fn serve(
             }
         };
         let count = match msg {
+            Ok(Some(0)) => {
+                if let Some(pong) = conn.reader.take_pong() {
+                    conn.writer.write_all(&pong).await?;
+                }
+                continue;
+            }
             Ok(Some(n)) => n,
             Ok(None) => break,
             Err(e) => {

@@ -47,6 +47,12 @@ pub async fn serve(
             _ = shutdown.cancelled() => return Ok(()),
         };
         let Some(count) = count else { return Ok(()) };
+        if count == 0 {
+            if let Some(pong) = conn.reader.take_pong() {
+                conn.writer.write_all(&pong).await?;
+            }
+            continue;
+        }
         out.clear();
         answer(&ctx, &frames, count, &mut out);
         conn.writer.write_all(&out).await?;

@@ -166,33 +166,45 @@ impl Subscribers {
     }
 
     /// Queues each subscriber the runs of `msgs` it subscribes to, as slices
-    /// of `buf` (no copy). Subscribers whose queue is gone are removed.
+    /// of `buf` (no copy): as many as fit in its queue's byte bound, in order;
+    /// the rest of the round is dropped for it alone (counted; repairable).
+    /// An empty queue always takes at least one message, so a message bigger
+    /// than the bound still reaches a subscriber that keeps up.
+    /// Subscribers whose queue is gone are removed.
     pub fn fan_out(&mut self, buf: &Bytes, msgs: &[Encoded], metrics: &Metrics) {
         let max = self.max_queue_bytes;
         let mut gone = Vec::new();
         for s in &mut self.list {
+            let queued = s.queue.queued.load(Relaxed);
+            let room = max.saturating_sub(queued);
             let mut parts = Vec::new();
-            let (mut run, mut count, mut bytes) = (None::<Range<usize>>, 0u64, 0usize);
+            let (mut run, mut count, mut bytes, mut dropped) =
+                (None::<Range<usize>>, 0u64, 0usize, 0u64);
             for m in msgs {
-                if s.wants(&buf[m.topic.clone()]) {
-                    count += 1;
-                    bytes += m.frames.len();
-                    run = Some(match run {
-                        Some(r) if r.end == m.frames.start => r.start..m.frames.end,
-                        Some(r) => {
-                            parts.push(buf.slice(r));
-                            m.frames.clone()
-                        }
-                        None => m.frames.clone(),
-                    });
+                if !s.wants(&buf[m.topic.clone()]) {
+                    continue;
                 }
+                let fits = bytes + m.frames.len() <= room || (queued == 0 && count == 0);
+                if dropped > 0 || !fits {
+                    dropped += 1;
+                    continue;
+                }
+                count += 1;
+                bytes += m.frames.len();
+                run = Some(match run {
+                    Some(r) if r.end == m.frames.start => r.start..m.frames.end,
+                    Some(r) => {
+                        parts.push(buf.slice(r));
+                        m.frames.clone()
+                    }
+                    None => m.frames.clone(),
+                });
+            }
+            if dropped > 0 {
+                metrics.egress_dropped.fetch_add(dropped, Relaxed);
             }
             let Some(r) = run else { continue };
             parts.push(buf.slice(r));
-            if s.queue.queued.load(Relaxed) + bytes > max {
-                metrics.egress_dropped.fetch_add(count, Relaxed);
-                continue;
-            }
             s.queue.queued.fetch_add(bytes, Relaxed);
             match s.queue.tx.try_send(Chunk { parts, bytes }) {
                 Ok(()) => {

@@ -1,1 +1,34 @@
-//! Shared integration-test harness.
+//! Shared integration-test harness for Fanfare.
+//!
+//! Everything here drives the *real* thing: the `broadcaster` binary as a
+//! child process bound on port 0 ([`process::BroadcasterProcess`]), real
+//! ZeroMQ sockets with a timeout on every receive ([`sockets`]), raw TCP
+//! peers that speak (or abuse) ZMTP ([`zmtp`]), the admin HTTP endpoint
+//! ([`http`], [`metrics`]) and libzmq through pyzmq ([`python`]).
+//!
+//! Synchronisation is never a bare sleep: [`wait::eventually`] polls a
+//! condition until a deadline.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use fanfare_tests::process::BroadcasterProcess;
+//! let b = BroadcasterProcess::spawn(&["--id", "t1"]).await?;
+//! println!("pull endpoint: {}", b.endpoints().pull);
+//! # Ok(()) }
+//! ```
+
+pub mod bad_input;
+pub mod binary;
+pub mod cli;
+pub mod endpoints;
+pub mod http;
+pub mod metrics;
+pub mod process;
+pub mod proxy;
+pub mod python;
+pub mod sockets;
+pub mod wait;
+pub mod zmtp;
+
+/// Default timeout for one receive in a test.
+pub const RECV_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

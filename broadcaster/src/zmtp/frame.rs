@@ -52,6 +52,7 @@ pub struct FrameReader<R> {
     io: R,
     buf: BytesMut,
     max_frame: usize,
+    pong: Option<Bytes>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -62,7 +63,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Like [`FrameReader::new`], keeping bytes already read (after the handshake).
     pub fn with_buffer(io: R, max_frame: usize, buf: BytesMut) -> Self {
-        Self { io, buf, max_frame }
+        Self {
+            io,
+            buf,
+            max_frame,
+            pong: None,
+        }
     }
 
     /// Changes the frame size limit (the handshake uses a small one).
@@ -116,8 +122,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads one whole message. Up to `max_keep` frames are kept in `frames`
     /// (cleared first); the rest are read and dropped. Commands between
-    /// messages are skipped. Returns the message's total frame count, or
-    /// `None` on a clean end of stream.
+    /// messages are skipped, except a PING, which returns `Some(0)` so the
+    /// caller can send [`Self::take_pong`]. Returns the message's total frame
+    /// count, or `None` on a clean end of stream.
     pub async fn next_message(
         &mut self,
         frames: &mut Vec<Bytes>,
@@ -129,7 +136,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             match self.next_frame().await? {
                 None if count == 0 => return Ok(None),
                 None => return Err(ReadError::Truncated),
-                Some(ZmtpFrame::Command(_)) => {}
+                Some(ZmtpFrame::Command(body)) => {
+                    self.note_command(&body);
+                    if count == 0 && self.pong.is_some() {
+                        return Ok(Some(0));
+                    }
+                }
                 Some(ZmtpFrame::Message { more, body }) => {
                     count += 1;
                     if frames.len() < max_keep {
@@ -141,6 +153,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 }
             }
         }
+    }
+
+    /// Remembers a PING so the connection can answer it (see [`Self::take_pong`]).
+    pub fn note_command(&mut self, body: &Bytes) {
+        if let Some(pong) = pong_for(body) {
+            self.pong = Some(pong);
+        }
+    }
+
+    /// The encoded PONG owed for the last PING read, if any.
+    pub fn take_pong(&mut self) -> Option<Bytes> {
+        self.pong.take()
     }
 
     /// Header length and body length of the buffered frame, if the header is
@@ -181,6 +205,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         Ok(self.io.read_buf(&mut self.buf).await?)
     }
+}
+
+/// ZMTP 3.1 PING body: `\x04PING`, TTL (u16), context (≤ 16 bytes). Returns
+/// the whole encoded PONG command echoing the context.
+pub fn pong_for(body: &[u8]) -> Option<Bytes> {
+    let rest = body.strip_prefix(b"\x04PING")?;
+    let context = rest.get(2..).unwrap_or_default();
+    let context = &context[..context.len().min(16)];
+    let mut out = Vec::with_capacity(7 + context.len());
+    out.put_u8(COMMAND);
+    out.put_u8((5 + context.len()) as u8);
+    out.put_slice(b"\x04PONG");
+    out.put_slice(context);
+    Some(Bytes::from(out))
 }
 
 /// Writes a frame header for a body of `len` bytes.
@@ -248,5 +286,12 @@ mod tests {
             Err(ReadError::BadFlags(0x40))
         ));
         assert!(frames(&[], 10).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn pong_echoes_ping_context() {
+        let pong = pong_for(b"\x04PING\x00\x0actx").unwrap();
+        assert_eq!(&pong[..], b"\x04\x08\x04PONGctx");
+        assert!(pong_for(b"\x05READY").is_none());
     }
 }

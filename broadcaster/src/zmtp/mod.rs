@@ -11,6 +11,6 @@
 mod frame;
 mod handshake;
 
-pub use frame::{encode_frame_header, FrameReader, ReadError, ZmtpFrame, MORE};
+pub use frame::{encode_frame_header, pong_for, FrameReader, ReadError, ZmtpFrame, MORE};
 pub(crate) use handshake::subscription_command;
 pub use handshake::{handshake, HandshakeError, SocketKind};
