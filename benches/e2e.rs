@@ -174,6 +174,26 @@ async fn main() -> anyhow::Result<()> {
         "2048",
     ])
     .await?;
+    println!("e2e: publisher → broadcaster → {workers} workers → {clients} websockets, ~100 B JSON payload");
+    // 0. RSS per idle websocket, on fresh workers.
+    let pids = worker_pids(&demo, workers).await?;
+    let before: u64 = pids.iter().map(|p| rss_of(*p)).sum();
+    let mut idle_conns = Vec::with_capacity(idle);
+    for _ in 0..idle {
+        let mut ws = Ws::connect(&demo.ws_url()).await?;
+        ws.subscribe(&["idle.#"], None).await?;
+        idle_conns.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after: u64 = pids.iter().map(|p| rss_of(*p)).sum();
+    println!(
+        "idle websockets: {idle} add {:.1} MiB RSS over {} workers = {:.1} KiB per connection",
+        after.saturating_sub(before) as f64 / 1048576.0,
+        pids.len(),
+        after.saturating_sub(before) as f64 / 1024.0 / idle as f64
+    );
+    drop(idle_conns);
+
     let publisher =
         Client::connect(ClientOptions::new(&e.pull, &e.publish, &e.replay).publisher_id("bench"))
             .await?;
@@ -195,7 +215,6 @@ async fn main() -> anyhow::Result<()> {
         got == clients as u64,
         "warm-up reached {got}/{clients} clients"
     );
-    println!("e2e: publisher → broadcaster → {workers} workers → {clients} websockets, ~100 B JSON payload");
 
     // 1. Saturation, closed loop.
     let n: u64 = env("FANFARE_E2E_MESSAGES", 20_000);
@@ -270,24 +289,6 @@ async fn main() -> anyhow::Result<()> {
     }
     stop.cancel();
 
-    // 3. RSS per idle websocket.
-    let pids = worker_pids(&demo, workers).await?;
-    let before: u64 = pids.iter().map(|p| rss_of(*p)).sum();
-    let mut idle_conns = Vec::with_capacity(idle);
-    for _ in 0..idle {
-        let mut ws = Ws::connect(&demo.ws_url()).await?;
-        ws.subscribe(&["idle.#"], None).await?;
-        idle_conns.push(ws);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after: u64 = pids.iter().map(|p| rss_of(*p)).sum();
-    println!(
-        "idle websockets: {idle} add {:.1} MiB RSS over {} workers = {:.1} KiB per connection",
-        after.saturating_sub(before) as f64 / 1048576.0,
-        pids.len(),
-        after.saturating_sub(before) as f64 / 1024.0 / idle as f64
-    );
-    drop(idle_conns);
     publisher.close().await;
     drop(demo);
     broadcaster_stop.cancel();
