@@ -2,21 +2,19 @@
 //! drains the connection's bounded queue, generic over `Sink`/`Stream` so the
 //! same code runs on an axum `WebSocket` and on channels in tests.
 //!
-//! The writer batches: it writes every frame already queued (up to
-//! [`BATCH`]) before one flush. Either side ending cancels the other; the
-//! writer then sends the close frame (code from [`CloseCause`]) within the
-//! close timeout.
+//! Either side ending cancels the other; the writer (`writer.rs`) then sends
+//! the close frame (code from [`CloseCause`]).
 
 use std::fmt::Display;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
 use fanfare_protocol::pattern::Pattern;
 use fanfare_protocol::position::Position;
 use fanfare_protocol::topic::{self, TopicError};
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{Sink, Stream, StreamExt};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
@@ -27,9 +25,6 @@ use super::protocol::{self, ErrorCode, Refusal, Request};
 use super::recovery;
 use super::registry::ConnShared;
 use super::HubInner;
-
-/// Most frames written before one flush.
-pub const BATCH: usize = 64;
 
 /// What a connection may do when it opens.
 pub enum Access {
@@ -92,7 +87,7 @@ where
         shared: shared.clone(),
         tx,
     };
-    let writer = write_loop(sink, rx, &hub, &shared);
+    let writer = super::writer::write_loop(sink, rx, &hub, &shared);
     let reader = async {
         tokio::select! {
             _ = conn.read_loop(stream) => {}
@@ -104,81 +99,6 @@ where
     hub.registry.remove(id);
     hub.metrics.connections_open.fetch_sub(1, Relaxed);
     tracing::debug!(conn = %conn_name, cause = ?shared.cause(), "websocket closed");
-}
-
-async fn write_loop<Si: Sink<Message> + Unpin>(
-    mut sink: Si,
-    mut rx: mpsc::Receiver<Utf8Bytes>,
-    hub: &HubInner,
-    shared: &ConnShared,
-) {
-    let o = &hub.options;
-    let mut ping = tokio::time::interval(o.keepalive_interval);
-    ping.tick().await;
-    loop {
-        let first = tokio::select! {
-            biased;
-            _ = shared.cancel.cancelled() => break,
-            f = rx.recv() => match f {
-                Some(f) => Message::Text(f),
-                None => break,
-            },
-            _ = ping.tick() => Message::Ping(Bytes::new()),
-        };
-        let written = tokio::select! {
-            biased;
-            _ = shared.cancel.cancelled() => break,
-            r = write_batch(&mut sink, first, &mut rx) => r,
-        };
-        match written {
-            Ok(n) => {
-                hub.metrics.frames_out.fetch_add(n, Relaxed);
-            }
-            Err(()) => return,
-        }
-    }
-    let (code, reason) = shared
-        .cause()
-        .map(CloseCause::close_frame)
-        .unwrap_or((1000, "closed"));
-    let close = Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    }));
-    let drain = !matches!(shared.cause(), Some(CloseCause::SlowConsumer) | None);
-    let _ = tokio::time::timeout(o.close_timeout, async {
-        // Errors explaining the close go out before it; a slow consumer's
-        // backlog does not.
-        while let (true, Ok(f)) = (drain, rx.try_recv()) {
-            if sink.feed(Message::Text(f)).await.is_err() {
-                return;
-            }
-        }
-        if sink.send(close).await.is_ok() {
-            let _ = sink.close().await;
-        }
-    })
-    .await;
-}
-
-async fn write_batch<Si: Sink<Message> + Unpin>(
-    sink: &mut Si,
-    first: Message,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
-) -> Result<u64, ()> {
-    sink.feed(first).await.map_err(|_| ())?;
-    let mut n = 1;
-    while n < BATCH as u64 {
-        match rx.try_recv() {
-            Ok(f) => {
-                sink.feed(Message::Text(f)).await.map_err(|_| ())?;
-                n += 1;
-            }
-            Err(_) => break,
-        }
-    }
-    sink.flush().await.map_err(|_| ())?;
-    Ok(n)
 }
 
 impl Conn {

@@ -37,6 +37,8 @@ mod recovery;
 mod registry;
 mod reorder;
 mod ring;
+mod writer;
+
 #[cfg(test)]
 mod tests;
 
