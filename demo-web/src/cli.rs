@@ -58,9 +58,10 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Use running broadcaster(s) instead of an embedded one:
-    /// `pull=tcp://…,pub=tcp://…,replay=tcp://…` (a broadcaster's ready line works).
+    /// `pull=tcp://…,pub=tcp://…,replay=tcp://…` (a broadcaster's ready line
+    /// works). Repeat for a federation: worker i uses broadcaster i mod n.
     #[arg(long)]
-    pub broadcaster: Option<String>,
+    pub broadcaster: Vec<String>,
     /// Embedded broadcaster: messages kept in its history.
     #[arg(long, default_value_t = 100_000)]
     pub history: usize,

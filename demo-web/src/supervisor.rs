@@ -21,9 +21,13 @@ use crate::cli::{parse_broadcaster, DemoArgs};
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut embedded = None;
-    let (pull, publish, replay) = match &args.broadcaster {
-        Some(s) => parse_broadcaster(s)?,
-        None => {
+    let mut targets = args
+        .broadcaster
+        .iter()
+        .map(|s| parse_broadcaster(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if targets.is_empty() {
+        targets.push({
             let config = fanfare_broadcaster::Config {
                 pull: "tcp://127.0.0.1:0".into(),
                 publish: "tcp://127.0.0.1:0".into(),
@@ -40,8 +44,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             tracing::info!(pull = %e.pull, publish = %e.publish, replay = %e.replay, "embedded broadcaster up");
             embedded = Some(b);
             (e.pull, e.publish, e.replay)
-        }
-    };
+        });
+    }
 
     // Reserve the port: bound with SO_REUSEPORT but never listening, so the
     // kernel hands connections to the workers only.
@@ -67,6 +71,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<String>(args.workers.max(1));
     for i in 1..=args.workers {
         let id = format!("w{i}");
+        let (pull, publish, replay) = &targets[(i - 1) % targets.len()];
         let mut cmd = Command::new(&exe);
         cmd.arg("worker")
             .args([
@@ -77,7 +82,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "--port",
                 &port.to_string(),
             ])
-            .args(["--pull", &pull, "--pub", &publish, "--replay", &replay])
+            .args(["--pull", pull, "--pub", publish, "--replay", replay])
             .args(args.hub.to_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -131,7 +136,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let stats = tokio::spawn(crate::stats::broadcaster_stats(
         embedded.as_ref().map(|b| b.metrics().clone()),
-        (pull.clone(), publish.clone(), replay.clone()),
+        targets[0].clone(),
         shutdown.child_token(),
     ));
     tokio::select! {

@@ -155,7 +155,16 @@ async fn events_reach_every_matching_connection_in_order() {
     feed.send(FabricItem::Message(msg(4, "news")))
         .await
         .unwrap();
-    for s in 1..=3u64 {
+    // Serialized once: both connections get the very same bytes.
+    let (Message::Text(x), Message::Text(y)) = (a.next().await, b.next().await) else {
+        panic!("text frames expected");
+    };
+    assert_eq!(
+        x.as_str().as_ptr(),
+        y.as_str().as_ptr(),
+        "one buffer, shared"
+    );
+    for s in 2..=3u64 {
         let (x, y) = (a.json().await, b.json().await);
         assert_eq!(x, y);
         assert_eq!(x["data"]["n"], s);
