@@ -21,7 +21,7 @@ for (let i = 0; i < 6; i++) {
   pages.push(p);
 }
 const names = ["ada", "grace", "linus", "barbara", "ken", "margaret"];
-const lines = ["anyone on w3?", "yes — and I see you from w1", "publish anywhere, arrive everywhere",
+const lines = ["anyone on w3?", "here, on another worker", "publish anywhere, arrive everywhere",
   "killed my tab, reconnected to another worker, nothing missed", "slow consumers get 4008 and resume", "four processes, one port, one conversation"];
 for (let k = 0; k < lines.length; k++) {
   const p = pages[k % pages.length];
