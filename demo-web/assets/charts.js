@@ -100,7 +100,7 @@ export class LineChart {
 function niceMax(v) {
   if (v <= 0) return 1;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  for (const m of [1, 2, 4, 6, 8, 10]) if (v <= m * p) return m * p;
   return 10 * p;
 }
 
