@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "fanfare-demo-web", version, about)]
 pub struct Cli {
-    /// Tokio worker threads per process (default 2).
+    /// Tokio worker threads of the supervisor and of each worker (default 2).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
     /// What to run (default: the supervisor).

@@ -31,6 +31,6 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Some(cli::Command::Worker(w)) => rt.block_on(worker::run(w)),
-        None => rt.block_on(supervisor::run(cli.demo)),
+        None => rt.block_on(supervisor::run(cli.demo, cli.threads)),
     }
 }

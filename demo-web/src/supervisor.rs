@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{parse_broadcaster, DemoArgs};
 
-/// Runs the demo until SIGINT/SIGTERM.
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+/// Runs the demo until SIGINT/SIGTERM; `threads` (if given) is passed on to
+/// the workers.
+pub async fn run(args: DemoArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut embedded = None;
     let mut targets = args
@@ -73,6 +74,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let id = format!("w{i}");
         let (pull, publish, replay) = &targets[(i - 1) % targets.len()];
         let mut cmd = Command::new(&exe);
+        if let Some(t) = threads {
+            cmd.arg(format!("--threads={t}"));
+        }
         cmd.arg("worker")
             .args([
                 "--id",
