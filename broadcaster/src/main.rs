@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fanfare_broadcaster::cli::{Cli, Command};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -30,10 +31,16 @@ async fn run(args: fanfare_broadcaster::cli::RunArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let shutdown = CancellationToken::new();
     let running = fanfare_broadcaster::start(config, shutdown.clone()).await?;
+    // Handlers exist before anyone can read the ready line and send a signal.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     // The readiness contract: exactly one line on stdout, once every socket is bound.
     println!("{}", running.endpoints().ready_line());
     tokio::spawn(async move {
-        wait_for_signal().await;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
         tracing::info!("shutting down");
         shutdown.cancel();
     });
@@ -42,21 +49,6 @@ async fn run(args: fanfare_broadcaster::cli::RunArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 fn init_logging() {

@@ -374,6 +374,6 @@ fn socket_index(kind: SocketKind) -> usize {
     match kind {
         SocketKind::Pull => 0,
         SocketKind::Pub => 1,
-        SocketKind::Router => 2,
+        SocketKind::Router | SocketKind::Push => 2,
     }
 }

@@ -17,6 +17,8 @@ pub enum SocketKind {
     Pub,
     /// Replay: peers DEALER / REQ / ROUTER.
     Router,
+    /// Client side of ingress (the `pub` tool): peer is PULL.
+    Push,
 }
 
 impl SocketKind {
@@ -26,6 +28,7 @@ impl SocketKind {
             SocketKind::Pull => "PULL",
             SocketKind::Pub => "PUB",
             SocketKind::Router => "ROUTER",
+            SocketKind::Push => "PUSH",
         }
     }
 
@@ -35,6 +38,7 @@ impl SocketKind {
             SocketKind::Pull => "pull",
             SocketKind::Pub => "pub",
             SocketKind::Router => "replay",
+            SocketKind::Push => "push",
         }
     }
 
@@ -43,6 +47,7 @@ impl SocketKind {
             SocketKind::Pull => peer == b"PUSH",
             SocketKind::Pub => peer == b"SUB" || peer == b"XSUB",
             SocketKind::Router => matches!(peer, b"DEALER" | b"REQ" | b"ROUTER"),
+            SocketKind::Push => peer == b"PULL",
         }
     }
 }
@@ -78,7 +83,8 @@ pub enum HandshakeError {
     Io(#[from] std::io::Error),
 }
 
-/// Runs the server side of the handshake. On success the reader's frame
+/// Runs the handshake (the NULL mechanism is symmetric: both sides greet
+/// and send READY, so this serves the `pub` tool's client side too). On success the reader's frame
 /// limit is set to `max_frame` and the peer's socket type is returned.
 pub async fn handshake<R, W>(
     reader: &mut FrameReader<R>,
