@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use axum::Router;
 use fanfare_client::hub::{Hub, HubOptions};
 use fanfare_client::{Client, ClientOptions};
@@ -57,7 +58,13 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     socket
         .bind(addr)
         .with_context(|| format!("binding {addr}"))?;
-    let listener = socket.listen(1024)?;
+    // Small frames must not wait for Nagle's algorithm (and the peer's
+    // delayed ACK): that alone adds up to 40 ms to an event.
+    let listener = socket.listen(1024)?.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+    });
     println!("ready worker={} pid={}", args.id, std::process::id());
 
     let stats = tokio::spawn(crate::stats::worker_stats(

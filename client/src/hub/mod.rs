@@ -16,7 +16,11 @@
 //! let app = axum::Router::new()
 //!     .route("/", axum::routing::get(|| async { "hello" }))
 //!     .merge(hub.router());
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! // Small frames must not wait for Nagle's algorithm: set TCP_NODELAY.
+//! use axum::serve::ListenerExt;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
+//!     .await?
+//!     .tap_io(|tcp| { let _ = tcp.set_nodelay(true); });
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
 //! ```

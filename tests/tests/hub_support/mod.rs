@@ -158,9 +158,12 @@ impl Ws {
     pub async fn connect_request(
         req: tokio_tungstenite::tungstenite::handshake::client::Request,
     ) -> Result<Ws> {
-        let (stream, _) = tokio::time::timeout(RECV_TIMEOUT, tokio_tungstenite::connect_async(req))
-            .await
-            .context("connect timed out")??;
+        let (stream, _) = tokio::time::timeout(
+            RECV_TIMEOUT,
+            tokio_tungstenite::connect_async_with_config(req, None, true),
+        )
+        .await
+        .context("connect timed out")??;
         let mut ws = Ws {
             stream,
             worker: String::new(),
