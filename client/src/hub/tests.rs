@@ -392,3 +392,38 @@ async fn a_token_in_the_first_frame_grants_only_its_patterns() {
     }
     assert_eq!(hub.metrics().refused_auth.load(Relaxed), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_connection_is_pinged_then_closed_with_4002() {
+    let opts = HubOptions::new("w1").keepalive(Duration::from_secs(1), Duration::from_secs(3));
+    let (hub, _f, _feed) = setup(opts);
+    let mut a = connect(&hub, 64);
+    a.json().await;
+    let mut pings = 0;
+    let code = loop {
+        match a.next().await {
+            Message::Ping(_) => pings += 1,
+            Message::Close(Some(c)) => break c.code,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(code, 4002);
+    assert!(pings >= 2, "pinged {pings} times first");
+    assert_eq!(hub.metrics().closes(CloseCause::Idle), 1);
+}
+
+#[tokio::test]
+async fn unsubscribe_stops_delivery() {
+    let (hub, _f, feed) = setup(HubOptions::new("w1"));
+    let mut a = connect(&hub, 64);
+    a.json().await;
+    subscribed(&mut a, json!(["x.#", "y.#"]), None).await;
+    a.send(json!({"op":"unsubscribe","topics":["x.#"]})).await;
+    assert_eq!(
+        a.json().await,
+        json!({"op":"unsubscribed","topics":["x.#"]})
+    );
+    feed.send(FabricItem::Message(msg(1, "x.a"))).await.unwrap();
+    feed.send(FabricItem::Message(msg(2, "y.a"))).await.unwrap();
+    assert_eq!(a.json().await["topic"], "y.a");
+}
