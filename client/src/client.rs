@@ -26,7 +26,8 @@ use crate::subscription::Subscription;
 /// a publisher (PUSH socket and outbox), a subscriber (SUB socket, gap
 /// repair, deliveries) and a history task (DEALER to the replay endpoint).
 /// The tasks stop when the last `Client` and [`Subscription`] are dropped,
-/// or at [`Client::close`].
+/// or at [`Client::close`]; either way the publisher first sends what is in
+/// the outbox (for at most `close_timeout`, if the runtime keeps running).
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -40,6 +41,7 @@ struct Inner {
     events: broadcast::Sender<ClientEvent>,
     heard: watch::Receiver<bool>,
     publisher_id: String,
+    max_payload: usize,
     close_timeout: std::time::Duration,
     shutdown: CancellationToken,
 }
@@ -78,6 +80,8 @@ impl Client {
                 connect_timeout: socket_connect,
                 events: events.clone(),
                 shutdown: shutdown.clone(),
+                drain_timeout: opts.close_timeout,
+                drain_deadline: None,
             },
             opts.outbox_capacity,
         );
@@ -94,6 +98,7 @@ impl Client {
             connect_timeout: socket_connect,
             backoff,
             capacity: opts.subscription_capacity,
+            replay_wait: opts.replay_timeout,
             history: history.clone(),
             events: events.clone(),
             shutdown: shutdown.clone(),
@@ -106,6 +111,7 @@ impl Client {
                 events,
                 heard,
                 publisher_id: opts.publisher_id.clone(),
+                max_payload: opts.max_payload,
                 close_timeout: opts.close_timeout,
                 shutdown,
             }),
@@ -139,6 +145,13 @@ impl Client {
         payload: impl Into<Bytes>,
     ) -> Result<(), PublishError> {
         fanfare_protocol::topic::validate(topic.as_bytes())?;
+        let payload: Bytes = payload.into();
+        if payload.len() > self.inner.max_payload {
+            return Err(PublishError::PayloadTooLarge {
+                size: payload.len(),
+                limit: self.inner.max_payload,
+            });
+        }
         let meta = fanfare_protocol::meta::encode(
             &self.inner.publisher_id,
             b"",
@@ -146,7 +159,7 @@ impl Client {
         );
         let mut msg = ZmqMessage::from(Bytes::copy_from_slice(topic.as_bytes()));
         msg.push_back(Bytes::from(meta));
-        msg.push_back(payload.into());
+        msg.push_back(payload);
         self.inner.publisher.send(msg).await
     }
 

@@ -34,6 +34,15 @@ pub enum PublishError {
     /// The topic is not a valid (non-reserved) topic.
     #[error("invalid topic: {0}")]
     InvalidTopic(#[from] TopicError),
+    /// The payload is larger than
+    /// [`ClientOptions::max_payload`](crate::ClientOptions::max_payload).
+    #[error("payload of {size} bytes exceeds the limit of {limit}")]
+    PayloadTooLarge {
+        /// Payload size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The broadcaster is unreachable and the outbox holds `capacity`
     /// messages already. Nothing was queued; retry later or drop.
     #[error("outbox full ({capacity} messages) while the broadcaster is unreachable")]

@@ -48,6 +48,31 @@
 //!   wait), messages parked during a repair (past the bound they are
 //!   re-fetched from history instead).
 //!
+//! # Semantics worth knowing
+//!
+//! * A subscription delivers messages stamped after it was registered. The
+//!   broadcaster applies a new SUB prefix a moment later (ZeroMQ's "slow
+//!   joiner"); what it missed meanwhile is fetched from history, so it is
+//!   delivered anyway, flagged `replayed`.
+//! * `replayed` means "fetched from history": repairs may also refetch a
+//!   few messages that had arrived live, to save round trips.
+//! * A subscription whose first pattern word is a wildcard (`*.x`, `#`)
+//!   cannot have heartbeats reveal a lost tail on lanes it never saw a
+//!   message of; the next message of that lane reveals it instead.
+//! * Connection events sent before [`Client::events`] is called are not
+//!   replayed to it; [`Client::is_connected`] gives the current state.
+//!
+//! # Limitations
+//!
+//! * PUSH has no acknowledgements: messages the old connection had already
+//!   accepted when the broadcaster died are lost (the outbox only keeps what
+//!   the socket handed back or what was published after the loss was seen).
+//! * The client trusts its broadcaster: frames from the PUB and replay
+//!   sockets are read by zmq.rs, which does not bound their size.
+//! * A narrow pattern in a busy namespace (`chat.room1` while `chat.*` is
+//!   busy) makes lane seqs jump for filtered messages; each jump costs a
+//!   history query (batched when messages queue up behind it).
+//!
 //! # Tasks
 //!
 //! [`Client`] is a handle; three tasks own the sockets: the publisher

@@ -122,14 +122,15 @@ pub(crate) enum Incoming {
     },
 }
 
-/// Interns origin ids so that messages share one allocation per origin.
+/// Interns origin and publisher ids so that messages share one allocation
+/// per name.
 #[derive(Debug, Default)]
 pub(crate) struct Origins {
     known: std::collections::HashMap<Box<str>, Arc<str>>,
 }
 
 impl Origins {
-    /// The shared `Arc<str>` for an origin id. At most 4096 distinct ids are
+    /// The shared `Arc<str>` for a name. At most 4096 distinct names are
     /// kept; beyond that each call allocates (hostile peers cannot grow it).
     pub(crate) fn intern(&mut self, id: &str) -> Arc<str> {
         if let Some(a) = self.known.get(id) {
@@ -166,7 +167,7 @@ pub(crate) fn decode(
     let publisher = s
         .meta
         .and_then(|m| MetaRef::decode(m).ok())
-        .map(|m| Arc::from(m.publisher));
+        .map(|m| origins.intern(m.publisher));
     Ok(Incoming::Message(Message {
         topic: Arc::from(topic),
         payload,

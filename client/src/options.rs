@@ -21,6 +21,7 @@ pub struct ClientOptions {
     pub(crate) replay_endpoint: String,
     pub(crate) publisher_id: String,
     pub(crate) outbox_capacity: usize,
+    pub(crate) max_payload: usize,
     pub(crate) subscription_capacity: usize,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
@@ -52,6 +53,7 @@ impl ClientOptions {
             replay_endpoint: replay.into(),
             publisher_id: format!("client-{}", std::process::id()),
             outbox_capacity: 10_000,
+            max_payload: 1024 * 1024,
             subscription_capacity: 4096,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
@@ -76,6 +78,13 @@ impl ClientOptions {
     /// [`PublishError::OutboxFull`](crate::PublishError::OutboxFull).
     pub fn outbox_capacity(mut self, n: usize) -> Self {
         self.outbox_capacity = n.max(1);
+        self
+    }
+
+    /// Largest payload `publish` accepts (default 1 MiB, the broadcaster's
+    /// default `max-payload`; it drops larger ones without telling).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
         self
     }
 

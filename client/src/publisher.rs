@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use zeromq::{PushSocket, Socket, SocketOptions, SocketSend, ZmqError, ZmqMessage};
 
@@ -78,7 +79,11 @@ pub(crate) struct PublisherTask {
     pub backoff: Backoff,
     pub connect_timeout: Duration,
     pub events: broadcast::Sender<ClientEvent>,
+    /// On cancellation the task still sends what is queued, for at most
+    /// `drain_timeout`, then stops.
     pub shutdown: CancellationToken,
+    pub drain_timeout: Duration,
+    pub drain_deadline: Option<Instant>,
 }
 
 /// Creates the outbox and spawns the task that drains it.
@@ -106,17 +111,29 @@ impl PublisherTask {
                         connected.send_replace(true);
                         let _ = self.events.send(ClientEvent::PublisherConnected);
                     }
-                    None => return,
+                    None if self.past_deadline() => return,
+                    None => {}
                 }
                 continue;
             };
             let msg = match retry.take() {
                 Some(m) => m,
                 None => {
-                    let item = tokio::select! {
-                        biased;
-                        _ = self.shutdown.cancelled() => return,
-                        item = rx.recv() => item,
+                    let item = if self.drain_deadline.is_some() {
+                        // Shutting down: send what is queued, then stop.
+                        match rx.try_recv() {
+                            Ok(item) => Some(item),
+                            Err(_) => return,
+                        }
+                    } else {
+                        tokio::select! {
+                            biased;
+                            _ = self.shutdown.cancelled() => {
+                                self.start_draining();
+                                continue;
+                            }
+                            item = rx.recv() => item,
+                        }
                     };
                     match item {
                         Some(Outgoing::Message(m)) => m,
@@ -129,7 +146,14 @@ impl PublisherTask {
                 }
             };
             let copy = msg.clone();
-            if let Err(e) = sock.send(msg).await {
+            let sent = match self.drain_deadline {
+                Some(d) => match tokio::time::timeout_at(d, sock.send(msg)).await {
+                    Ok(r) => r,
+                    Err(_) => return,
+                },
+                None => sock.send(msg).await,
+            };
+            if let Err(e) = sent {
                 let reason = e.to_string();
                 retry = Some(match e {
                     ZmqError::ReturnToSender { message, .. } => message,
@@ -145,14 +169,34 @@ impl PublisherTask {
         }
     }
 
-    /// Connects a fresh PUSH socket, retrying with backoff; `None` on shutdown.
+    fn start_draining(&mut self) {
+        if self.drain_deadline.is_none() {
+            self.drain_deadline = Some(Instant::now() + self.drain_timeout);
+        }
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.drain_deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Connects a fresh PUSH socket, retrying with backoff. `None` when
+    /// shutdown starts (then retried until the drain deadline) or the drain
+    /// deadline passed.
     async fn connect(&mut self) -> Option<PushSocket> {
         loop {
+            if self.past_deadline() {
+                return None;
+            }
             let mut opts = SocketOptions::default();
             opts.connect_timeout(self.connect_timeout);
             let mut s = PushSocket::with_options(opts);
+            let deadline = self.drain_deadline;
             let attempt = tokio::select! {
-                _ = self.shutdown.cancelled() => return None,
+                _ = self.shutdown.cancelled(), if deadline.is_none() => {
+                    self.start_draining();
+                    return None;
+                }
+                _ = sleep_opt(deadline) => return None,
                 r = s.connect(&self.endpoint) => r,
             };
             match attempt {
@@ -163,12 +207,24 @@ impl PublisherTask {
                 Err(e) => {
                     let delay = self.backoff.next_delay();
                     tracing::debug!(error = %e, endpoint = %self.endpoint, ?delay, "push connect failed");
+                    let deadline = self.drain_deadline;
                     tokio::select! {
-                        _ = self.shutdown.cancelled() => return None,
+                        _ = self.shutdown.cancelled(), if deadline.is_none() => {
+                            self.start_draining();
+                            return None;
+                        }
+                        _ = sleep_opt(deadline) => return None,
                         _ = tokio::time::sleep(delay) => {}
                     }
                 }
             }
         }
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

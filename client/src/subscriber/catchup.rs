@@ -44,10 +44,11 @@ pub(crate) fn plan(
         from,
         to,
     };
+    let from = seq.saturating_add(1);
     match live {
-        Some((le, ls)) if le == epoch => vec![seg(epoch, seq + 1, ls)],
-        Some((le, ls)) if le > epoch => vec![seg(epoch, seq + 1, u64::MAX), seg(le, 1, ls)],
-        _ => vec![seg(epoch, seq + 1, u64::MAX)],
+        Some((le, ls)) if le == epoch => vec![seg(epoch, from, ls)],
+        Some((le, ls)) if le > epoch => vec![seg(epoch, from, u64::MAX), seg(le, 1, ls)],
+        _ => vec![seg(epoch, from, u64::MAX)],
     }
 }
 
@@ -114,9 +115,11 @@ impl CatchUpTask {
                     return Ok(covered);
                 }
             }
+            let mut next = batch.next;
             if batch.oldest > cursor {
                 let last = seg.to.min(batch.oldest - 1);
                 self.gap(seg, cursor, last, GapReason::Expired).await?;
+                next = next.max(last.saturating_add(1));
             }
             for m in batch.messages {
                 if m.stamp.epoch != seg.epoch || !self.pattern.matches(&m.topic) {
@@ -131,11 +134,11 @@ impl CatchUpTask {
                     p.advance(&o, e, s);
                 }
             }
-            if batch.next > cursor {
-                covered = Some((seg.epoch, batch.next - 1));
+            if next > cursor {
+                covered = Some((seg.epoch, next - 1));
             }
-            if batch.next > cursor && batch.next <= seg.to.min(batch.newest) {
-                cursor = batch.next;
+            if next > cursor && next <= seg.to.min(batch.newest) {
+                cursor = next;
             } else {
                 return Ok(covered);
             }

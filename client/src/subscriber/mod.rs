@@ -65,6 +65,8 @@ pub(crate) struct SubscriberTask {
     pub connect_timeout: Duration,
     pub backoff: Backoff,
     pub capacity: usize,
+    /// Longest wait for queue room before a repair round.
+    pub replay_wait: Duration,
     pub history: History,
     pub events: broadcast::Sender<ClientEvent>,
     pub shutdown: CancellationToken,
@@ -117,7 +119,8 @@ struct State {
 impl State {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         self.start_connect();
-        let mut tick = tokio::time::interval(self.task.heartbeat_timeout / 4);
+        let period = (self.task.heartbeat_timeout / 4).max(Duration::from_millis(10));
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -251,15 +254,17 @@ impl State {
     fn on_tick(&mut self) {
         self.registry.sweep();
         let silent = self.last_traffic.elapsed() > self.task.heartbeat_timeout;
-        if self.socket.is_some() && silent {
-            if self.heard {
-                self.heard = false;
-                self.connected.send_replace(false);
-                let reason = format!("nothing heard for {:?}", self.task.heartbeat_timeout);
-                tracing::warn!(%reason, endpoint = %self.task.endpoint, "broadcaster silent");
-                let _ = self.task.events.send(ClientEvent::Disconnected { reason });
-            }
+        if silent && self.heard {
+            self.heard = false;
+            self.connected.send_replace(false);
+            let reason = format!("nothing heard for {:?}", self.task.heartbeat_timeout);
+            tracing::warn!(%reason, endpoint = %self.task.endpoint, "broadcaster silent");
+            let _ = self.task.events.send(ClientEvent::Disconnected { reason });
+        }
+        if silent && self.socket.is_some() {
+            // Connected at the TCP level but silent: start afresh.
             self.retry_later("silence");
+            self.last_traffic = Instant::now();
         }
     }
 

@@ -188,6 +188,21 @@ impl Registry {
         self.subs.values().map(|e| e.pattern.clone()).collect()
     }
 
+    /// Queues of the live subscriptions that may want messages of `lane`
+    /// (to wait for room before a repair round).
+    pub(crate) fn queues_for_lane(&self, lane: u16) -> Vec<mpsc::Sender<Delivery>> {
+        self.subs
+            .values()
+            .filter(|e| e.catch_up.is_none() && e.lane.is_none_or(|l| l == lane))
+            .map(|e| e.tx.clone())
+            .collect()
+    }
+
+    /// The per-subscription queue bound.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Can any subscription want messages of `lane`? (`None` lanes, from a
     /// wildcard first word, cover every lane.)
     pub(crate) fn covers_lane(&self, lane: u16) -> bool {
@@ -389,3 +404,7 @@ fn position_of(e: &Entry, failed: Failed, low: &dyn Fn(&str) -> Option<Mark>) ->
     }
     pos
 }
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;

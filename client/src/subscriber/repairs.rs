@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use fanfare_protocol::replay::{ReplayRequest, Status};
 use futures::FutureExt;
+use tokio::sync::mpsc;
 
 use super::State;
 use crate::error::ReplayError;
@@ -27,25 +28,45 @@ pub(crate) struct Round {
     result: Result<RawReply, ReplayError>,
 }
 
-fn round(
+/// How one round is asked: the seq window and the queues to wait for.
+struct Ask {
     history: History,
+    patterns: Vec<fanfare_protocol::pattern::Pattern>,
+    /// Last seq of this round (a window of the ticket's range).
+    to: u64,
+    /// Subscriptions' queues that must have `room` free slots first.
+    queues: Vec<mpsc::Sender<crate::Delivery>>,
+    room: usize,
+    /// Longest wait for that room; past it the round goes ahead (and a
+    /// consumer still too slow is closed as such).
+    wait: std::time::Duration,
+}
+
+fn round(
+    ask: Ask,
     ticket: Ticket,
     cursor: u64,
     recovered: u64,
     lost: bool,
-    patterns: Vec<fanfare_protocol::pattern::Pattern>,
 ) -> futures::future::BoxFuture<'static, Round> {
     async move {
+        let room = async {
+            for q in &ask.queues {
+                // Permits are dropped at once: this only waits for space.
+                let _ = q.reserve_many(ask.room).await;
+            }
+        };
+        let _ = tokio::time::timeout(ask.wait, room).await;
         let request = ReplayRequest {
             req_id: bytes::Bytes::new(),
             origin: ticket.origin.to_string(),
             epoch: ticket.epoch,
             from: cursor,
-            to: ticket.to,
+            to: ask.to,
             lane: Some(ticket.lane),
-            patterns,
+            patterns: ask.patterns,
         };
-        let result = history.request(request).await;
+        let result = ask.history.request(request).await;
         Round {
             ticket,
             cursor,
@@ -104,10 +125,19 @@ impl State {
 
     fn next_round(&mut self, t: Ticket, cursor: Option<u64>, recovered: u64, lost: bool) {
         let cursor = cursor.unwrap_or(t.from);
-        let patterns = self.registry.replay_patterns();
-        let history = self.task.history.clone();
-        self.rounds
-            .push(round(history, t, cursor, recovered, lost, patterns));
+        // Rounds cover at most a quarter of a subscription queue in seqs,
+        // so one reply never floods a queue that is keeping up.
+        let room = (self.registry.capacity() / 4).max(1);
+        let window = u64::try_from(room).unwrap_or(u64::MAX);
+        let ask = Ask {
+            history: self.task.history.clone(),
+            patterns: self.registry.replay_patterns(),
+            to: t.to.min(cursor.saturating_add(window - 1)),
+            queues: self.registry.queues_for_lane(t.lane),
+            room,
+            wait: self.task.replay_wait,
+        };
+        self.rounds.push(round(ask, t, cursor, recovered, lost));
     }
 
     /// Reports `[first, last]` of a ticket's lane as lost.
@@ -158,9 +188,12 @@ impl State {
                 return self.finish(t, recovered, true);
             }
         }
+        let mut next = batch.next;
         if batch.oldest > cursor {
-            self.lost(&t, cursor, t.to.min(batch.oldest - 1), GapReason::Expired);
+            let last = t.to.min(batch.oldest - 1);
+            self.lost(&t, cursor, last, GapReason::Expired);
             lost = true;
+            next = next.max(last.saturating_add(1));
         }
         let origin: &Arc<str> = &t.origin;
         for m in &batch.messages {
@@ -171,8 +204,8 @@ impl State {
                 self.deliver(m);
             }
         }
-        if batch.next > cursor && batch.next <= t.to.min(batch.newest) {
-            return self.next_round(t, Some(batch.next), recovered, lost);
+        if next > cursor && next <= t.to.min(batch.newest) {
+            return self.next_round(t, Some(next), recovered, lost);
         }
         self.finish(t, recovered, lost);
     }

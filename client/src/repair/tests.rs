@@ -250,13 +250,48 @@ fn a_second_gap_among_parked_messages_starts_another_repair() {
     let a = finish(&mut t, &tk);
     assert_eq!(a[0], Action::Deliver(4));
     assert_eq!(a[1], Action::Deliver(5));
+    // 9 reveals a gap with 10 parked behind it: one request covers the
+    // range up to 10 (9 comes back from history).
     let tk2 = ticket(&a);
-    assert_eq!(range(&tk2), (A, 6, 8));
-    assert_eq!(
-        finish(&mut t, &tk2),
-        vec![Action::Deliver(9), Action::Deliver(10)]
-    );
+    assert_eq!(range(&tk2), (A, 6, 9));
+    assert_eq!(finish(&mut t, &tk2), vec![Action::Deliver(10)]);
     assert_eq!(t.parked(), 0);
+}
+
+#[test]
+fn a_lone_parked_gap_asks_only_its_own_range() {
+    let mut t = Tracker::new(100);
+    msg(&mut t, h(1, 1, A, 1));
+    let tk = ticket(&msg(&mut t, h(1, 4, A, 3)));
+    msg(&mut t, h(1, 9, A, 5));
+    let a = finish(&mut t, &tk);
+    assert_eq!(a[0], Action::Deliver(4));
+    let tk2 = ticket(&a);
+    assert_eq!(range(&tk2), (A, 5, 8));
+    assert_eq!(finish(&mut t, &tk2), vec![Action::Deliver(9)]);
+}
+
+#[test]
+fn filtering_jumps_behind_a_repair_are_folded_into_one_request() {
+    let mut t = Tracker::new(10_000);
+    msg(&mut t, h(1, 1, A, 1));
+    // Every message of ours is two lane seqs after the previous one (the
+    // others are filtered by our prefix).
+    let tk = ticket(&msg(&mut t, h(1, 3, A, 3)));
+    for i in 2..=2000u64 {
+        assert!(msg(&mut t, h(1, 2 * i + 1, A, 2 * i + 1)).is_empty());
+    }
+    let a = finish(&mut t, &tk);
+    assert_eq!(a[0], Action::Deliver(3));
+    let tk2 = ticket(&a);
+    // 5 reveals a gap; 1024 parked messages are folded: the range ends just
+    // before the 1024th message parked behind 5.
+    let last = 2 * (2 + 1024) + 1;
+    assert_eq!(range(&tk2), (A, 4, last - 1));
+    assert_eq!(t.parked(), 2000 - 2 - 1023);
+    let a = finish(&mut t, &tk2);
+    assert_eq!(a[0], Action::Deliver(last));
+    assert_eq!(range(&ticket(&a)).1, last + 1);
 }
 
 #[test]
@@ -287,4 +322,18 @@ fn forgotten_lanes_start_afresh() {
         vec![Action::Deliver(50)]
     );
     assert_eq!(msg(&mut t, h(1, 51, B, 2)), vec![Action::Deliver(51)]);
+}
+
+#[test]
+fn extreme_values_from_the_network_do_not_panic() {
+    let mut t = Tracker::new(4);
+    msg(&mut t, h(1, u64::MAX, A, u64::MAX));
+    msg(&mut t, h(1, u64::MAX, A, u64::MAX));
+    msg(&mut t, h(1, 0, A, 0));
+    beat(&mut t, 1, u64::MAX, &[(A, u64::MAX, u64::MAX)]);
+    msg(&mut t, h(1, 5, B, u64::MAX));
+    let a = msg(&mut t, h(1, u64::MAX, B, 3));
+    let _ = a;
+    beat(&mut t, u64::MAX, 0, &[(B, u64::MAX, 0)]);
+    msg(&mut t, h(0, 0, 0, 0));
 }

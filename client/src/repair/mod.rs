@@ -16,7 +16,7 @@
 //! Ordering guarantee: per lane (all topics sharing a first word), messages
 //! are released in seq order. Lanes are independent.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use fanfare_protocol::heartbeat::LaneMark;
@@ -64,36 +64,9 @@ pub(crate) enum Action<M> {
     Stale(M),
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    id: u64,
-    from: u64,
-    to: u64,
-    /// Lane state once the range is handled: (lane seq, seq).
-    target: (u64, u64),
-}
+mod lane;
 
-#[derive(Debug)]
-struct Lane<M> {
-    lane_seq: u64,
-    seq: u64,
-    pending: Option<Pending>,
-    parked: VecDeque<(Head, M)>,
-    /// Highest (lane seq, seq) known to exist beyond what is parked.
-    tail: Option<(u64, u64)>,
-}
-
-impl<M> Lane<M> {
-    fn at(lane_seq: u64, seq: u64) -> Self {
-        Self {
-            lane_seq,
-            seq,
-            pending: None,
-            parked: VecDeque::new(),
-            tail: None,
-        }
-    }
-}
+use lane::{Ctx, Lane};
 
 #[derive(Debug)]
 struct Origin<M> {
@@ -111,83 +84,6 @@ pub(crate) struct Tracker<M> {
     max_parked: usize,
     parked: usize,
     next_id: u64,
-}
-
-struct Ctx<'a, M> {
-    origin: &'a Arc<str>,
-    epoch: u64,
-    lane_id: u16,
-    next_id: &'a mut u64,
-    parked: &'a mut usize,
-    max_parked: usize,
-    out: &'a mut Vec<Action<M>>,
-}
-
-impl<M> Ctx<'_, M> {
-    fn start(&mut self, lane: &mut Lane<M>, from: u64, to: u64, target: (u64, u64)) {
-        *self.next_id += 1;
-        let id = *self.next_id;
-        lane.pending = Some(Pending {
-            id,
-            from,
-            to,
-            target,
-        });
-        self.out.push(Action::Repair(Ticket {
-            id,
-            origin: self.origin.clone(),
-            epoch: self.epoch,
-            lane: self.lane_id,
-            from,
-            to,
-        }));
-    }
-
-    /// One message on a known lane.
-    fn step(&mut self, lane: &mut Lane<M>, head: Head, msg: M) {
-        if lane.pending.is_some() {
-            if *self.parked < self.max_parked {
-                *self.parked += 1;
-                lane.parked.push_back((head, msg));
-            } else {
-                let t = (head.lane_seq, head.seq);
-                lane.tail = Some(lane.tail.map_or(t, |old| old.max(t)));
-            }
-            return;
-        }
-        if head.lane_seq <= lane.lane_seq || head.seq <= lane.seq {
-            self.out.push(Action::Duplicate(msg));
-        } else if head.lane_seq == lane.lane_seq + 1 {
-            lane.lane_seq = head.lane_seq;
-            lane.seq = head.seq;
-            self.out.push(Action::Deliver(msg));
-        } else {
-            let target = (head.lane_seq - 1, head.seq - 1);
-            self.start(lane, lane.seq + 1, head.seq - 1, target);
-            // Parked messages (if any) are later ones: this one goes first.
-            *self.parked += 1;
-            lane.parked.push_front((head, msg));
-        }
-    }
-
-    /// Releases parked messages until one reveals another gap, then asks
-    /// for the tail if nothing is pending.
-    fn drain(&mut self, lane: &mut Lane<M>) {
-        while lane.pending.is_none() {
-            let Some((head, msg)) = lane.parked.pop_front() else {
-                break;
-            };
-            *self.parked -= 1;
-            self.step(lane, head, msg);
-        }
-        if lane.pending.is_none() {
-            if let Some(tail) = lane.tail.take() {
-                if tail.0 > lane.lane_seq {
-                    self.start(lane, lane.seq + 1, tail.1, tail);
-                }
-            }
-        }
-    }
 }
 
 impl<M> Tracker<M> {
@@ -316,7 +212,7 @@ impl<M> Tracker<M> {
                     if lane.pending.is_some() {
                         lane.tail = Some(target);
                     } else {
-                        ctx.start(lane, lane.seq + 1, mark.seq, target);
+                        ctx.start(lane, lane.seq.saturating_add(1), mark.seq, target);
                     }
                 }
                 None => {
@@ -427,7 +323,7 @@ fn restart<M>(
             *parked -= lane.parked.len();
             out.extend(lane.parked.drain(..).map(|(_, m)| Action::Deliver(m)));
             if let Some(t) = lane.tail.take() {
-                let from = last_parked.unwrap_or(p.to) + 1;
+                let from = last_parked.unwrap_or(p.to).saturating_add(1);
                 if t.1 >= from {
                     out.push(Action::Abandoned(Ticket {
                         id: p.id,
@@ -448,5 +344,4 @@ fn restart<M>(
 }
 
 #[cfg(test)]
-#[path = "repair_tests.rs"]
 mod tests;

@@ -1,0 +1,136 @@
+//! One lane's state and how a message or a finished repair moves it on.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::{Action, Head, Ticket};
+
+/// Most parked messages folded into one repair request.
+pub(super) const BATCH: usize = 1024;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pending {
+    pub(super) id: u64,
+    pub(super) from: u64,
+    pub(super) to: u64,
+    /// Lane state once the range is handled: (lane seq, seq).
+    pub(super) target: (u64, u64),
+}
+
+#[derive(Debug)]
+pub(super) struct Lane<M> {
+    pub(super) lane_seq: u64,
+    pub(super) seq: u64,
+    pub(super) pending: Option<Pending>,
+    pub(super) parked: VecDeque<(Head, M)>,
+    /// Highest (lane seq, seq) known to exist beyond what is parked.
+    pub(super) tail: Option<(u64, u64)>,
+}
+
+impl<M> Lane<M> {
+    pub(super) fn at(lane_seq: u64, seq: u64) -> Self {
+        Self {
+            lane_seq,
+            seq,
+            pending: None,
+            parked: VecDeque::new(),
+            tail: None,
+        }
+    }
+}
+
+pub(super) struct Ctx<'a, M> {
+    pub(super) origin: &'a Arc<str>,
+    pub(super) epoch: u64,
+    pub(super) lane_id: u16,
+    pub(super) next_id: &'a mut u64,
+    pub(super) parked: &'a mut usize,
+    pub(super) max_parked: usize,
+    pub(super) out: &'a mut Vec<Action<M>>,
+}
+
+impl<M> Ctx<'_, M> {
+    pub(super) fn start(&mut self, lane: &mut Lane<M>, from: u64, to: u64, target: (u64, u64)) {
+        *self.next_id += 1;
+        let id = *self.next_id;
+        lane.pending = Some(Pending {
+            id,
+            from,
+            to,
+            target,
+        });
+        self.out.push(Action::Repair(Ticket {
+            id,
+            origin: self.origin.clone(),
+            epoch: self.epoch,
+            lane: self.lane_id,
+            from,
+            to,
+        }));
+    }
+
+    /// One message on a known lane.
+    pub(super) fn step(&mut self, lane: &mut Lane<M>, head: Head, msg: M) {
+        if lane.pending.is_some() {
+            if *self.parked < self.max_parked {
+                *self.parked += 1;
+                lane.parked.push_back((head, msg));
+            } else {
+                let t = (head.lane_seq, head.seq);
+                lane.tail = Some(lane.tail.map_or(t, |old| old.max(t)));
+            }
+            return;
+        }
+        if head.lane_seq <= lane.lane_seq || head.seq <= lane.seq {
+            self.out.push(Action::Duplicate(msg));
+        } else if lane.lane_seq.checked_add(1) == Some(head.lane_seq) {
+            lane.lane_seq = head.lane_seq;
+            lane.seq = head.seq;
+            self.out.push(Action::Deliver(msg));
+        } else {
+            let target = (head.lane_seq - 1, head.seq - 1);
+            self.start(lane, lane.seq.saturating_add(1), head.seq - 1, target);
+            // Parked messages (if any) are later ones: this one goes first.
+            *self.parked += 1;
+            lane.parked.push_front((head, msg));
+        }
+    }
+
+    /// Releases parked messages until one reveals another gap, then asks
+    /// for the tail if nothing is pending.
+    ///
+    /// When a gap shows up with more messages parked behind it (typical of
+    /// prefix filtering: a narrow pattern in a busy namespace), one request
+    /// covers the range up to the last of them (at most [`BATCH`] parked
+    /// messages): the ones in between come back from history, in order,
+    /// instead of costing a round trip each.
+    pub(super) fn drain(&mut self, lane: &mut Lane<M>) {
+        while lane.pending.is_none() {
+            let Some((head, msg)) = lane.parked.pop_front() else {
+                break;
+            };
+            *self.parked -= 1;
+            let fresh = head.lane_seq > lane.lane_seq && head.seq > lane.seq;
+            let jump = lane.lane_seq.checked_add(1) != Some(head.lane_seq);
+            if fresh && jump && !lane.parked.is_empty() {
+                let k = lane.parked.len().min(BATCH) - 1;
+                let last = lane.parked[k].0;
+                // `msg` and the k parked before `last` are in the range.
+                drop(msg);
+                lane.parked.drain(..k);
+                *self.parked -= k;
+                let target = (last.lane_seq - 1, last.seq - 1);
+                self.start(lane, lane.seq.saturating_add(1), last.seq - 1, target);
+                break;
+            }
+            self.step(lane, head, msg);
+        }
+        if lane.pending.is_none() {
+            if let Some(tail) = lane.tail.take() {
+                if tail.0 > lane.lane_seq {
+                    self.start(lane, lane.seq.saturating_add(1), tail.1, tail);
+                }
+            }
+        }
+    }
+}
