@@ -25,6 +25,21 @@
 //! # Ok(()) }
 //! ```
 //!
+//! In the page:
+//!
+//! ```js
+//! import { connect } from "/fanfare.js";
+//! const ff = connect({ onGap: (g) => console.warn("lost", g) });
+//! ff.subscribe("chat.#", (data, ev) => console.log(ev.topic, data, ev.from));
+//! ff.publish("chat.lobby", { text: "hi" });
+//! ```
+//!
+//! Access control: give [`HubOptions::authorizer`] an [`Authorizer`] that
+//! maps a token (query `token=`, bearer header, `fanfare_token` cookie, or
+//! the first frame with [`HubOptions::auth_in_first_frame`]) to an
+//! [`Identity`] with the patterns it may subscribe to and publish on; and
+//! [`HubOptions::allowed_origins`] for the page origins.
+//!
 //! Invariants: each event is serialized once and its bytes are shared by all
 //! connections; every connection queue is bounded and a full one closes that
 //! connection alone (4008); nothing awaits while holding the registry lock.
