@@ -75,11 +75,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let stop = {
         let (hub, shutdown) = (hub.clone(), shutdown.clone());
         async move {
-            tokio::select! {
-                _ = crate::supervisor::stop_signal() => tracing::info!("signal"),
-                _ = stdin_closed() => tracing::info!("stdin closed"),
-            }
-            tracing::info!(worker = %hub.worker_id(), "stopping");
+            let reason = tokio::select! {
+                _ = crate::supervisor::stop_signal() => "signal",
+                _ = stdin_closed() => "supervisor gone (stdin closed)",
+            };
+            tracing::info!(worker = %hub.worker_id(), reason, "stopping");
             shutdown.cancel();
             hub.shutdown();
         }
