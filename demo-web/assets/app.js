@@ -39,6 +39,9 @@ const ff = connect({
       system(`resumed on ${ff.worker}: ${info.replayed} missed event(s) replayed${info.recovered ? "" : ", some lost"}`);
     }
   },
+  onError(e) {
+    system(`error ${e.code}: ${e.message}`);
+  },
   onGap(g) {
     system(`gap: ${g.reason} (${g.origin} ${g.first}–${g.last || "?"})`);
   },
