@@ -1,12 +1,13 @@
 // Takes the README screenshots of a running demo (not a test):
 //   node screenshot.mjs http://127.0.0.1:PORT docs/
 import { chromium } from "playwright-core";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const [url, out = "docs"] = process.argv.slice(2);
-const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "fanfare-shot-")), {
+const profile = mkdtempSync(join(tmpdir(), "fanfare-shot-"));
+const context = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync"],
@@ -42,4 +43,5 @@ for (const tab of ["monitor", "chat", "fabric"]) {
   await shot.screenshot({ path: join(out, `dashboard-${tab}.png`) });
 }
 await context.close();
+rmSync(profile, { recursive: true, force: true });
 console.log("screenshots written to", out);

@@ -5,7 +5,7 @@
 //
 // Exits 0 on success and prints "browser ok"; any failure exits 1.
 import { chromium } from "playwright-core";
-import { mkdtempSync, mkdirSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -28,9 +28,11 @@ const context = await chromium.launchPersistentContext(profile, {
   viewport: { width: 1400, height: 900 },
   timeout: 60000,
 });
+const cleanup = () => rmSync(profile, { recursive: true, force: true });
 const fail = async (msg) => {
   console.error("browser test failed:", msg);
   await context.close().catch(() => {});
+  cleanup();
   process.exit(1);
 };
 const timer = setTimeout(() => fail("timed out after 90 s"), 90000);
@@ -86,6 +88,7 @@ try {
   await b.screenshot({ path: join(artifacts, "browser-fabric.png") });
   clearTimeout(timer);
   await context.close();
+  cleanup();
   console.log("browser ok");
   process.exit(0);
 } catch (e) {
