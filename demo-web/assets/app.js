@@ -23,7 +23,10 @@ const charts = {
 const fabric = new FabricView($("fabric-view"), $("fabric-table"));
 const tiles = new Map();
 
+// A reload resumes where the page was: whatever was published meanwhile is
+// replayed (from any worker's ring or the broadcaster's history).
 const ff = connect({
+  since: sessionStorage.getItem("fanfare-position") || undefined,
   onStatus(status, info) {
     document.body.dataset.status = status === "subscribed" ? "open" : status;
     if (status === "open") {
@@ -53,6 +56,7 @@ const ff = connect({
   },
 });
 window.fanfare = ff; // for the console and for tests
+addEventListener("pagehide", () => sessionStorage.setItem("fanfare-position", ff.position));
 $("reconnect").onclick = () => ff.reconnect();
 
 // ---- system monitor ------------------------------------------------------
