@@ -185,6 +185,13 @@ impl Client {
     /// then live messages, without duplicates. What history no longer holds
     /// is delivered as a [`Delivery::Gap`](crate::Delivery::Gap) first. An
     /// empty position is the same as [`Client::subscribe`].
+    ///
+    /// Live messages that arrive meanwhile are held (up to the subscription
+    /// capacity); when live traffic outruns the catch-up they are fetched
+    /// from history too, so a subscription far behind a busy stream keeps
+    /// reading from history, in order, until it has caught up. It is closed
+    /// as a slow consumer only if the application leaves queued items
+    /// untaken for half a second while that happens.
     pub async fn subscribe_from(
         &self,
         pattern: &str,

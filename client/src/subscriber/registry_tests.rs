@@ -269,3 +269,16 @@ fn lane_repairs_do_not_reach_back_for_a_catch_up_its_history_does() {
         "live: its start"
     );
 }
+
+#[test]
+fn one_burst_overflowing_twice_does_not_close_a_catch_up() {
+    // The application gets no chance to run during one burst read off the
+    // socket: within the grace, that is not a slow application.
+    let mut r = Registry::new(2);
+    let (_s, tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(2)));
+    tx.try_send(Delivery::Message(msg("f.x", 3))).unwrap();
+    for seq in 10..=40 {
+        r.deliver(&msg("f.x", seq), &none);
+    }
+    assert!(r.take_effects().slow.is_empty());
+}
