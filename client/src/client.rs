@@ -247,6 +247,14 @@ impl Client {
     /// Flushes the outbox (at most `close_timeout`), then stops the client
     /// for every clone: subscriptions end with
     /// [`CloseReason::ClientClosed`](crate::CloseReason::ClientClosed).
+    ///
+    /// "Flushed" means handed to the PUSH socket, not received: zmq.rs
+    /// writes from a task of its own (its `send` returns once the message
+    /// is queued there) and PUSH has no acknowledgements. Those writes go on
+    /// while the Tokio runtime runs, so a process that exits right after
+    /// `close` returns may still lose its last messages. A publisher that
+    /// must know they arrived waits for them to come back (a subscription,
+    /// or [`Client::replay`]) before exiting.
     pub async fn close(self) {
         if !self.inner.publisher.flush(self.inner.close_timeout).await {
             tracing::warn!("outbox not flushed before close timeout");

@@ -108,6 +108,10 @@ pub(crate) enum FrameError {
     Stamp(#[from] fanfare_protocol::stamp::StampError),
     #[error(transparent)]
     Heartbeat(#[from] fanfare_protocol::heartbeat::HeartbeatError),
+    /// Seqs and lane seqs of messages start at 1; 0 would make the gap
+    /// tracker compute "the seq before" of nothing.
+    #[error("message stamped with seq {seq}, lane seq {lane_seq} (they start at 1)")]
+    ZeroSeq { seq: u64, lane_seq: u64 },
 }
 
 /// A decoded egress message: a user message or a heartbeat.
@@ -161,6 +165,12 @@ pub(crate) fn decode(
             epoch: s.epoch,
             seq: s.seq,
             beat,
+        });
+    }
+    if s.seq == 0 || s.lane_seq == 0 {
+        return Err(FrameError::ZeroSeq {
+            seq: s.seq,
+            lane_seq: s.lane_seq,
         });
     }
     let topic = std::str::from_utf8(topic).map_err(|_| FrameError::Topic)?;
@@ -246,5 +256,30 @@ mod tests {
             decode_frames(vec![Bytes::new()], &mut origins).err(),
             Some(FrameError::FrameCount(1))
         );
+    }
+
+    #[test]
+    fn messages_stamped_with_seq_zero_are_refused() {
+        // Parked behind a gap, such a message made the tracker compute
+        // `lane_seq - 1` of 0: a panic in debug builds, a lane stuck at
+        // u64::MAX (every later message dropped as a duplicate) in release.
+        let mut origins = Origins::default();
+        for (seq, lane_seq) in [(0, 1), (1, 0)] {
+            let f = StampFields {
+                seq,
+                lane_seq,
+                epoch: 9,
+                ..Default::default()
+            };
+            let frames = vec![
+                Bytes::from_static(b"chat.x"),
+                to_bytes(&f, b"b1", None),
+                Bytes::from_static(b"hi"),
+            ];
+            assert_eq!(
+                decode_frames(frames, &mut origins).err(),
+                Some(FrameError::ZeroSeq { seq, lane_seq })
+            );
+        }
     }
 }
