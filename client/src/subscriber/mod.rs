@@ -141,6 +141,11 @@ impl State {
                 m = recv_opt(&mut self.socket) => self.on_frames(m),
             }
             self.apply_effects().await;
+            // zmq.rs sockets do not take part in Tokio's cooperative
+            // budget: while the SUB always has data this loop would never
+            // yield, starving the application's readers on the same
+            // workers (their queues fill, they get closed as slow).
+            tokio::task::consume_budget().await;
         }
         self.registry.close_all();
         self.connected.send_replace(false);
