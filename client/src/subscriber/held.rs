@@ -50,6 +50,7 @@ pub(crate) struct CatchUp {
     /// Lane repairs do not go back for a catching-up subscription, so the
     /// live stream of a lane is complete only from its first delivery on:
     /// what came before it on that lane is fetched from history (as tail).
+    /// Bounded by origins × 65 536 lanes.
     lanes: HashSet<(Arc<str>, u16)>,
     /// What the catch-up tasks have delivered so far.
     pub progress: Arc<Mutex<Position>>,
@@ -72,10 +73,10 @@ impl CatchUp {
         }
     }
 
-    /// Holds a live delivery. `queue` is the subscription's queue, `taken`
-    /// how many items the application has taken from it so far. False when
-    /// the subscription must close: gone, or its application has taken
-    /// nothing for `stall` while items were waiting (seen at an overflow).
+    /// Holds a live delivery (`queue`: the subscription's queue and its
+    /// count of items taken). False when the subscription must close: it
+    /// is gone, or its application has taken nothing for `stall` while
+    /// items were waiting (checked at an overflow).
     pub(crate) fn hold(
         &mut self,
         d: Delivery,

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fanfare_protocol::pattern::Pattern;
@@ -15,7 +15,6 @@ use fanfare_protocol::position::Position;
 use fanfare_protocol::stamp::lane_of;
 use fanfare_protocol::RESERVED_PREFIX;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use super::held::{CatchUp, Queue};
 use crate::message::{CloseReason, Delivery, Gap, Message};
@@ -32,17 +31,6 @@ const STALL: Duration = Duration::from_millis(500);
 
 /// The delivery that did not fit: its origin and mark (none for a gap).
 type Failed = Option<(Arc<str>, Mark)>;
-
-/// History still to fetch for a catching-up subscription: what a new
-/// catch-up task needs.
-pub(crate) struct Extension {
-    pub tx: mpsc::Sender<Delivery>,
-    pub pattern: Pattern,
-    pub progress: Arc<Mutex<Position>>,
-    /// `(origin, after, up to)`: `after` is the subscription's start mark
-    /// (none if it has none for that origin).
-    pub ranges: Vec<(Arc<str>, Option<Mark>, Mark)>,
-}
 
 struct Entry {
     pattern: Pattern,
@@ -142,14 +130,6 @@ impl Registry {
             },
             tx,
         )
-    }
-
-    /// Remembers the catch-up task of a subscription (aborted if it closes).
-    pub(crate) fn set_catch_up_task(&mut self, id: u64, task: JoinHandle<()>) {
-        match self.subs.get_mut(&id).and_then(|e| e.catch_up.as_mut()) {
-            Some(c) => c.task = Some(task),
-            None => task.abort(),
-        }
     }
 
     /// Ends a subscription (with a reason, or silently when dropped).
@@ -307,55 +287,6 @@ impl Registry {
         self.close_slow(slow, low);
     }
 
-    /// A catch-up round finished: `marks` are what history covered per
-    /// origin. Returns what is still to fetch when live deliveries had to
-    /// be dropped meanwhile (see [`super::held`]); otherwise the held
-    /// deliveries after those marks follow, in seq order, and the
-    /// subscription goes live.
-    pub(crate) fn finish_catch_up(
-        &mut self,
-        id: u64,
-        marks: Vec<(Arc<str>, Mark)>,
-        low: &dyn Fn(&str) -> Option<Mark>,
-    ) -> Option<Extension> {
-        let e = self.subs.get_mut(&id)?;
-        let c = e.catch_up.as_mut()?;
-        for (origin, mark) in marks {
-            let s = e.start.entry(origin).or_insert(mark);
-            *s = (*s).max(mark);
-        }
-        let mut ranges = c.after_round(&e.start);
-        if ranges.is_empty() && e.queue.tx.capacity() < c.held() {
-            // The catch-up task waits for an empty queue before it reports,
-            // so this does not happen; if it did, fetch them again.
-            for d in c.take_held() {
-                c.drop_to_tail(d);
-            }
-            ranges = c.after_round(&e.start);
-        }
-        if !ranges.is_empty() {
-            return Some(Extension {
-                tx: e.queue.tx.clone(),
-                pattern: e.pattern.clone(),
-                progress: c.progress.clone(),
-                ranges,
-            });
-        }
-        // `start` now covers what the catch-up delivered: go live.
-        let held = c.take_held();
-        e.catch_up = None;
-        let mut slow = None;
-        for d in held {
-            let failed = mark_of(&d);
-            if !push(e, self.capacity, self.stall, d) {
-                slow = Some((id, failed));
-                break;
-            }
-        }
-        self.close_slow(slow.into_iter().collect(), low);
-        None
-    }
-
     fn close_slow(&mut self, slow: Vec<(u64, Failed)>, low: &dyn Fn(&str) -> Option<Mark>) {
         for (id, failed) in slow {
             let Some(e) = self.subs.get(&id) else {
@@ -450,6 +381,10 @@ fn position_of(e: &Entry, failed: Failed, low: &dyn Fn(&str) -> Option<Mark>) ->
     }
     pos
 }
+
+#[path = "registry_catch_up.rs"]
+mod catch_up;
+pub(crate) use catch_up::Extension;
 
 #[cfg(test)]
 #[path = "registry_tests.rs"]

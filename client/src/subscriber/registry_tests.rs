@@ -3,6 +3,7 @@
 use super::*;
 use crate::message::{GapReason, Stamp};
 use fanfare_protocol::stamp::lane_of;
+use std::sync::Mutex;
 
 const E: u64 = 7;
 
