@@ -199,6 +199,13 @@ impl<M> Tracker<M> {
         }
         o.max_seq = o.max_seq.max(seq);
         for mark in marks {
+            // A lane's seq is one of the origin's seqs, and counts no more
+            // messages than the origin stamped: a mark beyond that is
+            // corrupt (acting on it would move the lane past messages that
+            // exist, dropping every later one as a duplicate).
+            if mark.seq > seq || mark.lane_seq > mark.seq {
+                continue;
+            }
             let mut ctx = Ctx {
                 origin,
                 epoch: o.epoch,

@@ -354,3 +354,15 @@ fn a_lane_nobody_covers_is_not_tracked() {
         [Action::Deliver(900)]
     );
 }
+
+#[test]
+fn heartbeat_marks_beyond_the_origins_last_seq_are_ignored() {
+    let mut t = Tracker::new(100);
+    msg(&mut t, h(1, 10, A, 5));
+    // Claims lane A reached seq 900 while the origin stamped only 15;
+    // acting on it would move the lane to 900 and drop 16..=900 as
+    // duplicates. A lane seq above its seq is as impossible.
+    assert!(beat(&mut t, 1, 15, &[(A, 7, 900)]).is_empty());
+    assert!(beat(&mut t, 1, 15, &[(A, 15, 14)]).is_empty());
+    assert_eq!(msg(&mut t, h(1, 11, A, 6)), vec![Action::Deliver(11)]);
+}
