@@ -94,6 +94,9 @@ mod replay;
 mod subscriber;
 mod subscription;
 
+#[cfg(feature = "hub")]
+pub mod hub;
+
 pub use client::Client;
 pub use error::{ConnectError, PublishError, ReplayError, SubscribeError};
 pub use events::{ClientEvent, EventStream};

@@ -1,0 +1,214 @@
+//! One measurement: a forwarder, S subscribers and the load generator, from
+//! start to the last subscriber's result line.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+
+use super::admin;
+use super::c_tools::CTools;
+use super::config::{BenchConfig, Column};
+use super::forwarders::{self, Forwarder, ROLE_VAR};
+use super::procs::{field, Proc};
+
+/// How long subscribers may take to see the first probe (their subscription in place).
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What one subscriber reported.
+#[derive(Clone, Debug)]
+pub struct SinkResult {
+    /// Data messages received, duplicates included.
+    pub received: u64,
+    /// Distinct data messages received.
+    pub unique: u64,
+    /// From the first data message to the last, in microseconds.
+    pub elapsed_us: u64,
+    /// Why it stopped: `marker`, `quiet` or `deadline`.
+    pub end: String,
+    /// Messages missing by the Fanfare stamp's seq (raw SUB on the broadcaster),
+    /// or reported unrecoverable (fanfare-client).
+    pub stamp_missing: u64,
+    /// Messages fanfare-client fetched from history (gap repair).
+    pub replayed: u64,
+    /// Times fanfare-client closed the subscription as a slow consumer and it was resumed.
+    pub resumes: u64,
+}
+
+impl SinkResult {
+    /// Distinct messages per second delivered to this subscriber.
+    pub fn rate(&self) -> f64 {
+        if self.elapsed_us == 0 {
+            0.0
+        } else {
+            self.unique as f64 * 1e6 / self.elapsed_us as f64
+        }
+    }
+}
+
+/// The broadcaster's own counters after a run (its `/metrics`).
+#[derive(Clone, Copy, Debug)]
+pub struct BroadcasterCounters {
+    /// `fanfare_ingress_messages_total`.
+    pub ingress: f64,
+    /// `fanfare_ingress_rejected_total`.
+    pub rejected: f64,
+    /// `fanfare_egress_dropped_total`: messages not sent to a subscriber whose queue was full.
+    pub egress_dropped: f64,
+}
+
+/// What one run measured.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// The load generator's send rate (msg/s): what the forwarder took in.
+    pub ingest_rate: f64,
+    /// One entry per subscriber.
+    pub sinks: Vec<SinkResult>,
+    /// The broadcaster's counters, when the forwarder is the broadcaster and answered.
+    pub counters: Option<BroadcasterCounters>,
+}
+
+/// Runs `column` once with `subscribers` subscribers and `payload`-byte payloads.
+pub fn run_once(
+    tools: &CTools,
+    config: &BenchConfig,
+    column: Column,
+    subscribers: usize,
+    payload: usize,
+) -> Result<RunResult> {
+    let mut forwarder = forwarders::start(column, tools, config, payload)?;
+    let measured = measure(tools, config, column, subscribers, payload, &forwarder);
+    // A forwarder that died is the first thing to say about a failed run.
+    match (measured, forwarder.proc.ensure_running()) {
+        (Ok(mut result), Ok(())) => {
+            if let Some(admin) = &forwarder.admin {
+                match admin::scrape(admin) {
+                    Ok(metrics) => {
+                        let get = |name: &str| metrics.get(name).copied().unwrap_or(f64::NAN);
+                        result.counters = Some(BroadcasterCounters {
+                            ingress: get("fanfare_ingress_messages_total"),
+                            rejected: get("fanfare_ingress_rejected_total"),
+                            egress_dropped: get("fanfare_egress_dropped_total"),
+                        });
+                    }
+                    Err(error) => eprintln!("warning: {admin}/metrics: {error:#}"),
+                }
+            }
+            Ok(result)
+        }
+        (Ok(_), Err(died)) => Err(died),
+        (Err(error), Ok(())) => Err(error),
+        (Err(error), Err(died)) => Err(anyhow!("{died:#}\n  and then: {error:#}")),
+    }
+}
+
+/// Subscribers and load generator against a running forwarder.
+fn measure(
+    tools: &CTools,
+    config: &BenchConfig,
+    column: Column,
+    subscribers: usize,
+    payload: usize,
+    forwarder: &Forwarder,
+) -> Result<RunResult> {
+    // Slowest credible delivery is 10k msg/s; every wait below derives from it.
+    let deadline = Duration::from_secs(30) + Duration::from_millis(config.messages / 10);
+    let messages = config.messages.to_string();
+    let mut sinks = Vec::with_capacity(subscribers);
+    for i in 0..subscribers {
+        let command = subscriber_command(tools, config, column, forwarder, deadline)?;
+        sinks.push(Proc::spawn(format!("subscriber {i}"), command)?);
+    }
+    let mut command = Command::new(&tools.load);
+    command.args([
+        &forwarder.pull,
+        &messages,
+        &payload.to_string(),
+        &config.hwm.to_string(),
+        &config.rate.to_string(),
+    ]);
+    let mut load = Proc::spawn("zmq_load", command)?;
+    load.expect_line("probing", SUBSCRIBE_TIMEOUT)?;
+    for sink in &mut sinks {
+        sink.expect_line("subscribed", SUBSCRIBE_TIMEOUT)?;
+    }
+    load.send_line("go")?;
+    let mut results = Vec::with_capacity(subscribers);
+    for sink in &mut sinks {
+        let line = sink.expect_line("result ", deadline + Duration::from_secs(10))?;
+        results.push(
+            parse_sink(&line)
+                .with_context(|| format!("{}: bad result line `{line}`", sink.name()))?,
+        );
+    }
+    let sent = load.expect_line("sent ", Duration::from_secs(10))?;
+    let sent_us: f64 = field(&sent, "elapsed_us")
+        .context("no elapsed_us in `sent` line")?
+        .parse()?;
+    load.close_stdin();
+    let _ = load.wait_exit(Duration::from_secs(2));
+    Ok(RunResult {
+        ingest_rate: config.messages as f64 * 1e6 / sent_us.max(1.0),
+        sinks: results,
+        counters: None,
+    })
+}
+
+/// The command line of one subscriber: the raw libzmq SUB, or the bench
+/// binary as a fanfare-client subscriber for the fanfare-client column.
+fn subscriber_command(
+    tools: &CTools,
+    config: &BenchConfig,
+    column: Column,
+    forwarder: &Forwarder,
+    deadline: Duration,
+) -> Result<Command> {
+    let messages = config.messages.to_string();
+    let quiet = config.quiet_ms.to_string();
+    let deadline = deadline.as_millis().to_string();
+    if column == Column::FanfareClient {
+        let replay = forwarder
+            .replay
+            .as_deref()
+            .context("the broadcaster printed no replay endpoint")?;
+        let mut command = Command::new(std::env::current_exe().context("locate the bench binary")?);
+        command.env(ROLE_VAR, "client-sink");
+        command.args([
+            forwarder.pull.as_str(),
+            &forwarder.publish,
+            replay,
+            &messages,
+            &quiet,
+            &deadline,
+        ]);
+        Ok(command)
+    } else {
+        let mut command = Command::new(&tools.sink);
+        command.args([
+            forwarder.publish.as_str(),
+            "bench",
+            &messages,
+            &config.hwm.to_string(),
+            &quiet,
+            &deadline,
+        ]);
+        Ok(command)
+    }
+}
+
+fn parse_sink(line: &str) -> Result<SinkResult> {
+    let number = |key: &str| -> Result<u64> {
+        Ok(field(line, key)
+            .with_context(|| format!("no {key}"))?
+            .parse()?)
+    };
+    Ok(SinkResult {
+        received: number("received")?,
+        unique: number("unique")?,
+        elapsed_us: number("elapsed_us")?,
+        end: field(line, "end").unwrap_or("?").to_owned(),
+        stamp_missing: number("stamp_missing").unwrap_or(0),
+        replayed: number("replayed").unwrap_or(0),
+        resumes: number("resumes").unwrap_or(0),
+    })
+}

@@ -1,0 +1,151 @@
+//! [`Fabric`] over a real [`Client`]: the hub's feed is one client
+//! subscription (resumed with `subscribe_from` if the client ever closes it
+//! as a slow consumer), recovery uses the client's raw history queries.
+
+use bytes::Bytes;
+use fanfare_protocol::pattern::Pattern;
+use fanfare_protocol::position::Position;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+
+use super::fabric::{
+    Fabric, FabricItem, FabricMessage, FeedFailure, PublishFailure, ReplayChunk, ReplayFailure,
+    ReplayRange,
+};
+use crate::{Client, CloseReason, Delivery, GapReason, Message, ReplayQuery, ReplayStatus};
+
+/// The hub's view of a [`Client`].
+pub struct ClientFabric {
+    client: Client,
+}
+
+impl ClientFabric {
+    /// Wraps a client.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+fn convert(m: Message) -> FabricMessage {
+    FabricMessage {
+        topic: m.topic,
+        payload: m.payload,
+        origin: m.stamp.origin,
+        epoch: m.stamp.epoch,
+        seq: m.stamp.seq,
+        timestamp_us: m.stamp.timestamp_us,
+        publisher: m.stamp.publisher,
+    }
+}
+
+fn reason(r: GapReason) -> &'static str {
+    match r {
+        GapReason::Expired => "unrecoverable",
+        GapReason::EpochGone => "epoch_changed",
+        GapReason::ReplayFailed => "history_unavailable",
+    }
+}
+
+impl Fabric for ClientFabric {
+    fn publish(&self, topic: String, payload: Bytes) -> BoxFuture<'_, Result<(), PublishFailure>> {
+        async move {
+            self.client
+                .publish(&topic, payload)
+                .await
+                .map_err(|e| PublishFailure(e.to_string()))
+        }
+        .boxed()
+    }
+
+    fn replay(&self, r: ReplayRange) -> BoxFuture<'_, Result<ReplayChunk, ReplayFailure>> {
+        async move {
+            let query = ReplayQuery {
+                origin: r.origin,
+                epoch: r.epoch,
+                from: r.from,
+                to: r.to,
+                lane: None,
+                patterns: r.patterns,
+            };
+            let batch = self
+                .client
+                .replay(query)
+                .await
+                .map_err(|e| ReplayFailure::Unavailable(e.to_string()))?;
+            match batch.status {
+                ReplayStatus::Ok => Ok(ReplayChunk {
+                    oldest: batch.oldest,
+                    newest: batch.newest,
+                    next: batch.next,
+                    messages: batch.messages.into_iter().map(convert).collect(),
+                }),
+                ReplayStatus::UnknownEpoch => Err(ReplayFailure::UnknownEpoch),
+                ReplayStatus::UnknownOrigin => Err(ReplayFailure::UnknownOrigin),
+                other => Err(ReplayFailure::Unavailable(format!("{other:?}"))),
+            }
+        }
+        .boxed()
+    }
+
+    fn feed(
+        &self,
+        pattern: Pattern,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, FabricItem>, FeedFailure>> {
+        async move {
+            let sub = self
+                .client
+                .subscribe(pattern.as_str())
+                .await
+                .map_err(|e| FeedFailure(e.to_string()))?;
+            let client = self.client.clone();
+            // State: the live subscription; on a slow-consumer close, resume
+            // from its position so the hub loses nothing.
+            let stream = futures::stream::unfold(Some(sub), move |state| {
+                let client = client.clone();
+                let pattern = pattern.clone();
+                async move {
+                    let mut sub = state?;
+                    loop {
+                        match sub.next().await? {
+                            Delivery::Message(m) => {
+                                return Some((FabricItem::Message(convert(m)), Some(sub)))
+                            }
+                            Delivery::Gap(g) => {
+                                let item = FabricItem::Gap {
+                                    origin: g.origin,
+                                    epoch: g.epoch,
+                                    first: g.first,
+                                    last: if g.last == u64::MAX { 0 } else { g.last },
+                                    reason: reason(g.reason).to_owned(),
+                                };
+                                return Some((item, Some(sub)));
+                            }
+                            Delivery::Closed(CloseReason::SlowConsumer { position }) => {
+                                tracing::warn!("hub feed fell behind; resuming from its position");
+                                sub = resume(&client, &pattern, position).await?;
+                            }
+                            Delivery::Closed(_) => return None,
+                        }
+                    }
+                }
+            });
+            Ok(stream.boxed())
+        }
+        .boxed()
+    }
+}
+
+async fn resume(
+    client: &Client,
+    pattern: &Pattern,
+    position: Position,
+) -> Option<crate::Subscription> {
+    match client.subscribe_from(pattern.as_str(), position).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "hub feed could not resume");
+            None
+        }
+    }
+}

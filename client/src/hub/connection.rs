@@ -1,0 +1,348 @@
+//! One browser connection: a reader that answers requests and a writer that
+//! drains the connection's bounded queue, generic over `Sink`/`Stream` so the
+//! same code runs on an axum `WebSocket` and on channels in tests.
+//!
+//! Either side ending cancels the other; the writer (`writer.rs`) then sends
+//! the close frame (code from [`CloseCause`]).
+
+use std::fmt::Display;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, Utf8Bytes};
+use bytes::Bytes;
+use fanfare_protocol::pattern::Pattern;
+use fanfare_protocol::position::Position;
+use fanfare_protocol::topic::{self, TopicError};
+use futures::{Sink, Stream, StreamExt};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use super::auth::Identity;
+use super::limits::TokenBucket;
+use super::metrics::CloseCause;
+use super::protocol::{self, ErrorCode, Refusal, Request};
+use super::recovery;
+use super::registry::ConnShared;
+use super::HubInner;
+
+/// What a connection may do when it opens.
+pub enum Access {
+    /// Authorized at the upgrade.
+    Granted(Identity),
+    /// Must send `{"op":"auth","token":…}` first; the request headers are
+    /// kept for the authorizer.
+    Pending(axum::http::HeaderMap),
+}
+
+struct Conn {
+    hub: Arc<HubInner>,
+    id: u64,
+    identity: Option<Identity>,
+    headers: axum::http::HeaderMap,
+    shared: Arc<ConnShared>,
+    tx: mpsc::Sender<Utf8Bytes>,
+    publishes: TokenBucket,
+    errors: TokenBucket,
+}
+
+/// Serves one websocket until it closes. Registers the connection, sends
+/// `welcome`, runs reader and writer, and unregisters.
+pub async fn serve<Si, St, E>(hub: Arc<HubInner>, access: Access, sink: Si, stream: St)
+where
+    Si: Sink<Message> + Unpin,
+    St: Stream<Item = Result<Message, E>> + Unpin,
+    E: Display,
+{
+    let o = &hub.options;
+    let id = hub.next_conn.fetch_add(1, Relaxed) + 1;
+    let (tx, rx) = mpsc::channel(o.queue_capacity.max(1));
+    let shared = Arc::new(ConnShared::default());
+    let conn_name = format!("{}-{id}", o.worker_id);
+    // The queue is empty: the welcome always fits.
+    let _ = tx.try_send(protocol::welcome(&o.worker_id, &conn_name, o.max_frame));
+    hub.registry.add(id, tx.clone(), shared.clone());
+    hub.metrics.connections_total.fetch_add(1, Relaxed);
+    hub.metrics.connections_open.fetch_add(1, Relaxed);
+    // Hub shutdown closes this connection too.
+    let on_shutdown = {
+        let shared = shared.clone();
+        let token = hub.shutdown.clone();
+        async move {
+            token.cancelled().await;
+            shared.close(CloseCause::Shutdown);
+        }
+    };
+    let (identity, headers) = match access {
+        Access::Granted(i) => (Some(i), axum::http::HeaderMap::new()),
+        Access::Pending(h) => (None, h),
+    };
+    let mut conn = Conn {
+        headers,
+        publishes: TokenBucket::new(o.publish_rate, o.publish_burst),
+        errors: TokenBucket::new(o.error_rate, o.error_burst),
+        hub: hub.clone(),
+        id,
+        identity,
+        shared: shared.clone(),
+        tx,
+    };
+    let writer = super::writer::write_loop(sink, rx, &hub, &shared);
+    let reader = async {
+        tokio::select! {
+            _ = conn.read_loop(stream) => {}
+            _ = on_shutdown => {}
+        }
+        shared.cancel.cancel();
+    };
+    futures::future::join(reader, writer).await;
+    hub.registry.remove(id);
+    hub.metrics.connections_open.fetch_sub(1, Relaxed);
+    tracing::debug!(conn = %conn_name, cause = ?shared.cause(), "websocket closed");
+}
+
+impl Conn {
+    async fn read_loop<St, E>(&mut self, mut stream: St)
+    where
+        St: Stream<Item = Result<Message, E>> + Unpin,
+        E: Display,
+    {
+        let idle = self.hub.options.idle_timeout;
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.shared.cancel.cancelled() => return,
+                r = tokio::time::timeout(idle, stream.next()) => r,
+            };
+            let msg = match next {
+                Err(_) => return self.close(CloseCause::Idle),
+                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return,
+                Ok(Some(Err(e))) => {
+                    let e = e.to_string();
+                    if e.contains("too long") || e.contains("Space limit") {
+                        return self.close(CloseCause::TooLarge);
+                    }
+                    tracing::debug!(error = %e, "websocket read error");
+                    return;
+                }
+                Ok(Some(Ok(m))) => m,
+            };
+            match msg {
+                Message::Text(t) => self.handle_text(&t).await,
+                Message::Binary(_) => self.refuse(
+                    Refusal::new(
+                        ErrorCode::BadJson,
+                        "binary frames are not part of the protocol",
+                    ),
+                    None,
+                ),
+                _ => {} // ping/pong: liveness only (axum answers pings)
+            }
+            if self.shared.cancel.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    fn close(&self, cause: CloseCause) {
+        if self.shared.cause().is_none() {
+            self.hub.metrics.closed(cause);
+        }
+        self.shared.close(cause);
+    }
+
+    fn queue(&self, frame: Utf8Bytes) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame) {
+            self.close(CloseCause::SlowConsumer);
+        }
+    }
+
+    fn refuse(&mut self, refusal: Refusal, reference: Option<&RawValue>) {
+        self.hub.metrics.error(refusal.code);
+        self.queue(protocol::error(&refusal, reference));
+        if !self.errors.try_take() {
+            self.close(CloseCause::Abuse);
+        }
+    }
+
+    async fn handle_text(&mut self, text: &str) {
+        if text.len() > self.hub.options.max_frame {
+            let msg = format!(
+                "frame of {} bytes exceeds {}",
+                text.len(),
+                self.hub.options.max_frame
+            );
+            return self.refuse(Refusal::new(ErrorCode::TooLarge, msg), None);
+        }
+        let (reference, request) = protocol::parse(text);
+        let reference = reference.as_deref();
+        let request = match request {
+            Ok(Request::Auth { token }) => return self.authenticate(&token, reference),
+            Ok(_) if self.identity.is_none() => Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "authenticate first: {\"op\":\"auth\",\"token\":…}",
+            )),
+            other => other,
+        };
+        let result = match request {
+            Ok(Request::Ping) => {
+                self.queue(protocol::pong(reference));
+                Ok(())
+            }
+            Ok(Request::Subscribe { topics, since }) => {
+                self.subscribe(topics, since, reference).await
+            }
+            Ok(Request::Unsubscribe { topics }) => {
+                self.hub.registry.unsubscribe(self.id, &topics);
+                self.queue(protocol::unsubscribed(&topics, reference));
+                Ok(())
+            }
+            Ok(Request::Publish { topic, data }) => self.publish(topic, data).await,
+            Ok(Request::Auth { .. }) => Ok(()),
+            Err(r) => Err(r),
+        };
+        if let Err(refusal) = result {
+            self.refuse(refusal, reference);
+        }
+    }
+
+    fn authenticate(&mut self, token: &str, reference: Option<&RawValue>) {
+        let request = super::AuthRequest {
+            headers: &self.headers,
+            token: Some(token),
+        };
+        match self.hub.options.authorizer.authorize(&request) {
+            Ok(identity) => {
+                self.queue(protocol::authorized(&identity.name, reference));
+                self.identity = Some(identity);
+            }
+            Err(denied) => {
+                self.hub.metrics.refused_auth.fetch_add(1, Relaxed);
+                self.hub.metrics.error(ErrorCode::Forbidden);
+                self.queue(protocol::error(
+                    &Refusal::new(ErrorCode::Forbidden, denied.to_string()),
+                    reference,
+                ));
+                self.close(CloseCause::Unauthorized);
+            }
+        }
+    }
+
+    fn check_patterns(&self, topics: &[String]) -> Result<Vec<Pattern>, Refusal> {
+        let o = &self.hub.options;
+        let have = self.hub.registry.patterns(self.id).len();
+        if have + topics.len() > o.max_patterns {
+            let msg = format!("at most {} patterns per connection", o.max_patterns);
+            return Err(Refusal::new(ErrorCode::Forbidden, msg));
+        }
+        let mut out = Vec::with_capacity(topics.len());
+        for t in topics {
+            let p = Pattern::parse(t)
+                .map_err(|e| Refusal::new(ErrorCode::BadTopic, format!("{t:?}: {e}")))?;
+            let allowed = self.identity.as_ref().is_some_and(|i| i.may_subscribe(&p));
+            if t.starts_with(fanfare_protocol::RESERVED_PREFIX) || !allowed {
+                return Err(Refusal::new(
+                    ErrorCode::Forbidden,
+                    format!("{t:?}: not allowed"),
+                ));
+            }
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    async fn subscribe(
+        &mut self,
+        topics: Vec<String>,
+        since: Option<String>,
+        reference: Option<&RawValue>,
+    ) -> Result<(), Refusal> {
+        let patterns = self.check_patterns(&topics)?;
+        let since = match since.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(
+                s.parse::<Position>()
+                    .ok()
+                    .filter(|p| p.iter().count() <= 64)
+                    .ok_or_else(|| {
+                        Refusal::new(ErrorCode::BadSince, "expected origin:epoch:seq[,…]")
+                    })?,
+            ),
+        };
+        let Some(since) = since else {
+            let reply = protocol::subscribed(&topics, true, 0, reference);
+            self.hub.registry.subscribe(self.id, &patterns, reply);
+            return Ok(());
+        };
+        let marks: Vec<(String, u64, u64)> =
+            since.iter().map(|(o, e, s)| (o.to_owned(), e, s)).collect();
+        let hub = self.hub.clone();
+        let start = hub.registry.begin_resume(self.id, &patterns, &marks);
+        let o = &hub.options;
+        let rec = tokio::select! {
+            _ = self.shared.cancel.cancelled() => return Ok(()),
+            r = recovery::recover(&*hub.fabric, start, &patterns, &topics, o.recovery_budget, &hub.metrics) => r,
+        };
+        let counter = if rec.recovered {
+            &hub.metrics.recoveries_exact
+        } else {
+            &hub.metrics.recoveries_partial
+        };
+        counter.fetch_add(1, Relaxed);
+        hub.metrics.deliveries.fetch_add(rec.events, Relaxed);
+        let head = protocol::subscribed(&topics, rec.recovered, rec.events, reference);
+        for frame in std::iter::once(head).chain(rec.frames) {
+            tokio::select! {
+                _ = self.shared.cancel.cancelled() => return Ok(()),
+                r = self.tx.send(frame) => if r.is_err() { return Ok(()) },
+            }
+        }
+        hub.registry.finish_resume(self.id, &rec.delivered);
+        Ok(())
+    }
+
+    async fn publish(&mut self, topic: String, data: Box<RawValue>) -> Result<(), Refusal> {
+        match topic::validate(topic.as_bytes()) {
+            Ok(_) => {}
+            Err(TopicError::Reserved) => {
+                return Err(Refusal::new(
+                    ErrorCode::Forbidden,
+                    "topics starting _fanfare. are reserved",
+                ))
+            }
+            Err(e) => return Err(Refusal::new(ErrorCode::BadTopic, format!("{topic:?}: {e}"))),
+        }
+        if !self
+            .identity
+            .as_ref()
+            .is_some_and(|i| i.may_publish(&topic))
+        {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("{topic:?}: not allowed"),
+            ));
+        }
+        if !self.publishes.try_take() {
+            let wait = self.publishes.wait_time().as_millis();
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                format!("retry in {wait} ms"),
+            ));
+        }
+        let payload = Bytes::copy_from_slice(data.get().as_bytes());
+        let hub = self.hub.clone();
+        let sent = tokio::time::timeout(
+            hub.options.publish_timeout,
+            hub.fabric.publish(topic, payload),
+        )
+        .await;
+        match sent {
+            Ok(Ok(())) => {
+                hub.metrics.publishes.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(Refusal::new(ErrorCode::Unavailable, e.to_string())),
+            Err(_) => Err(Refusal::new(ErrorCode::Unavailable, "publish timed out")),
+        }
+    }
+}

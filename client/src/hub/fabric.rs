@@ -1,0 +1,117 @@
+//! What the hub needs from the fabric, as a small object-safe trait.
+//!
+//! [`crate::Client`] implements it (see `client_fabric.rs`); unit tests use an
+//! in-memory fabric. Keeping this seam narrow is what lets the per-connection
+//! logic be tested with channels.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fanfare_protocol::pattern::Pattern;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+
+/// A stamped message as the hub receives it.
+#[derive(Debug, Clone)]
+pub struct FabricMessage {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Payload as published.
+    pub payload: Bytes,
+    /// Origin broadcaster id.
+    pub origin: Arc<str>,
+    /// Origin epoch.
+    pub epoch: u64,
+    /// Origin seq.
+    pub seq: u64,
+    /// Stamp time (µs since the Unix epoch).
+    pub timestamp_us: u64,
+    /// Publisher id, when the publisher sent one.
+    pub publisher: Option<Arc<str>>,
+}
+
+/// One item of the hub's feed.
+#[derive(Debug, Clone)]
+pub enum FabricItem {
+    /// A message, in origin order.
+    Message(FabricMessage),
+    /// Seqs `[first, last]` of `origin`/`epoch` are lost for good at this worker.
+    Gap {
+        /// Origin broadcaster.
+        origin: Arc<str>,
+        /// Its epoch.
+        epoch: u64,
+        /// First lost seq.
+        first: u64,
+        /// Last lost seq.
+        last: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A history request for one origin.
+#[derive(Debug, Clone)]
+pub struct ReplayRange {
+    /// Origin broadcaster id.
+    pub origin: String,
+    /// Epoch wanted.
+    pub epoch: u64,
+    /// First seq wanted.
+    pub from: u64,
+    /// Last seq wanted (inclusive; `u64::MAX` = newest).
+    pub to: u64,
+    /// Only topics matching one of these.
+    pub patterns: Vec<Pattern>,
+}
+
+/// One answer to a [`ReplayRange`] (possibly cut: see `next`).
+#[derive(Debug, Clone, Default)]
+pub struct ReplayChunk {
+    /// Oldest seq the history still holds.
+    pub oldest: u64,
+    /// Newest seq the history holds.
+    pub newest: u64,
+    /// First seq this answer does not cover.
+    pub next: u64,
+    /// The messages of `[max(from, oldest), next - 1]` that pass the filter.
+    pub messages: Vec<FabricMessage>,
+}
+
+/// Why a history request gave nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayFailure {
+    /// The origin is held in another epoch (it restarted).
+    #[error("epoch not held (origin restarted)")]
+    UnknownEpoch,
+    /// Nothing is held from that origin.
+    #[error("origin not held")]
+    UnknownOrigin,
+    /// The history could not be asked (timeout, busy, disconnected).
+    #[error("history unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why a publish was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("publish failed: {0}")]
+pub struct PublishFailure(pub String);
+
+/// Why the feed could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot subscribe the hub feed: {0}")]
+pub struct FeedFailure(pub String);
+
+/// The fabric as the hub sees it.
+pub trait Fabric: Send + Sync + 'static {
+    /// Publishes a browser's payload.
+    fn publish(&self, topic: String, payload: Bytes) -> BoxFuture<'_, Result<(), PublishFailure>>;
+    /// Asks the history for a range.
+    fn replay(&self, range: ReplayRange) -> BoxFuture<'_, Result<ReplayChunk, ReplayFailure>>;
+    /// Opens the hub's feed: every message matching `pattern`, in order,
+    /// with explicit gaps.
+    fn feed(
+        &self,
+        pattern: Pattern,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, FabricItem>, FeedFailure>>;
+}

@@ -1,0 +1,320 @@
+//! The websocket hub: every browser connected to this worker gets the
+//! fabric's events, can publish, and can resume at any worker with `since`.
+//!
+//! [`Hub::router`] serves `GET /ws` (the websocket, protocol in `PROTOCOL.md`,
+//! "Browser protocol") and `GET /fanfare.js` (the browser client). Mounting it
+//! in an existing axum app:
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use fanfare_client::{Client, ClientOptions};
+//! use fanfare_client::hub::{Hub, HubOptions};
+//!
+//! let opts = ClientOptions::new("tcp://127.0.0.1:5557", "tcp://127.0.0.1:5558", "tcp://127.0.0.1:5559");
+//! let client = Client::connect(opts).await?;
+//! let hub = Hub::new(client, HubOptions::new("worker-1"));
+//! let app = axum::Router::new()
+//!     .route("/", axum::routing::get(|| async { "hello" }))
+//!     .merge(hub.router());
+//! // Small frames must not wait for Nagle's algorithm: set TCP_NODELAY.
+//! use axum::serve::ListenerExt;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
+//!     .await?
+//!     .tap_io(|tcp| { let _ = tcp.set_nodelay(true); });
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! In the page:
+//!
+//! ```js
+//! import { connect } from "/fanfare.js";
+//! const ff = connect({ onGap: (g) => console.warn("lost", g) });
+//! ff.subscribe("chat.#", (data, ev) => console.log(ev.topic, data, ev.from));
+//! ff.publish("chat.lobby", { text: "hi" });
+//! ```
+//!
+//! Access control: give [`HubOptions::authorizer`] an [`Authorizer`] that
+//! maps a token (query `token=`, bearer header, `fanfare_token` cookie, or
+//! the first frame with [`HubOptions::auth_in_first_frame`]) to an
+//! [`Identity`] with the patterns it may subscribe to and publish on; and
+//! [`HubOptions::allowed_origins`] for the page origins.
+//!
+//! Invariants: each event is serialized once and its bytes are shared by all
+//! connections; every connection queue is bounded and a full one closes that
+//! connection alone (4008); nothing awaits while holding the registry lock.
+
+mod auth;
+mod client_fabric;
+mod connection;
+mod fabric;
+mod limits;
+mod metrics;
+mod options;
+pub mod protocol;
+mod recovery;
+mod registry;
+mod reorder;
+mod ring;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use fanfare_protocol::pattern::Pattern;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::{AllowAll, AuthRequest, Authorizer, Denied, Identity, OriginPolicy};
+pub use fabric::{
+    Fabric, FabricItem, FabricMessage, FeedFailure, PublishFailure, ReplayChunk, ReplayFailure,
+    ReplayRange,
+};
+pub use metrics::{CloseCause, HubMetrics};
+pub use options::HubOptions;
+
+/// The browser client, served at `/fanfare.js`.
+pub const FANFARE_JS: &str = include_str!("fanfare.js");
+
+pub(crate) struct HubInner {
+    options: HubOptions,
+    fabric: Arc<dyn Fabric>,
+    registry: registry::Registry,
+    metrics: Arc<HubMetrics>,
+    next_conn: AtomicU64,
+    shutdown: CancellationToken,
+}
+
+/// A websocket hub for axum. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub fed by `client`. Must be called inside a tokio runtime: it
+    /// spawns the task that subscribes the feed pattern and dispatches.
+    pub fn new(client: crate::Client, options: HubOptions) -> Self {
+        Self::with_fabric(Arc::new(client_fabric::ClientFabric::new(client)), options)
+    }
+
+    /// A hub over any [`Fabric`] (tests use an in-memory one).
+    pub fn with_fabric(fabric: Arc<dyn Fabric>, options: HubOptions) -> Self {
+        let metrics = Arc::new(HubMetrics::default());
+        let registry = registry::Registry::new(
+            metrics.clone(),
+            options.ring_events,
+            options.ring_bytes,
+            options.queue_capacity,
+        );
+        let inner = Arc::new(HubInner {
+            options,
+            fabric,
+            registry,
+            metrics,
+            next_conn: AtomicU64::new(0),
+            shutdown: CancellationToken::new(),
+        });
+        tokio::spawn(feed_loop(inner.clone()));
+        Self { inner }
+    }
+
+    /// `GET /ws` and `GET /fanfare.js`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/ws", get(upgrade))
+            .route("/fanfare.js", get(fanfare_js))
+            .with_state(self.clone())
+    }
+
+    /// The hub's counters.
+    pub fn metrics(&self) -> &HubMetrics {
+        &self.inner.metrics
+    }
+
+    /// Prometheus text of the hub's counters.
+    pub fn render_metrics(&self) -> String {
+        self.inner.metrics.render(&self.inner.options.worker_id)
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.inner.registry.len()
+    }
+
+    /// The worker id given in the options.
+    pub fn worker_id(&self) -> &str {
+        &self.inner.options.worker_id
+    }
+
+    /// Stops the feed and closes every connection with 1001.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.registry.close_all(CloseCause::Shutdown);
+    }
+
+    /// Serves one already-upgraded connection given as a sink and a stream
+    /// of axum websocket messages (what `WebSocket::split` gives, or channels).
+    pub async fn serve_socket<Si, St, E>(&self, identity: Identity, sink: Si, stream: St)
+    where
+        Si: futures::Sink<axum::extract::ws::Message> + Unpin,
+        St: futures::Stream<Item = Result<axum::extract::ws::Message, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        connection::serve(
+            self.inner.clone(),
+            connection::Access::Granted(identity),
+            sink,
+            stream,
+        )
+        .await
+    }
+}
+
+async fn fanfare_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        FANFARE_JS,
+    )
+}
+
+async fn upgrade(
+    State(hub): State<Hub>,
+    ws: WebSocketUpgrade,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let inner = &hub.inner;
+    let o = &inner.options;
+    if !o.origins.allows(&headers) {
+        inner.metrics.refused_origin.fetch_add(1, Relaxed);
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let token = auth::find_token(uri.query(), &headers);
+    let access = match o.authorizer.authorize(&AuthRequest {
+        headers: &headers,
+        token,
+    }) {
+        Ok(i) => connection::Access::Granted(i),
+        Err(_) if o.auth_in_first_frame && token.is_none() => {
+            connection::Access::Pending(headers.clone())
+        }
+        Err(denied) => {
+            inner.metrics.refused_auth.fetch_add(1, Relaxed);
+            return (StatusCode::UNAUTHORIZED, denied.to_string()).into_response();
+        }
+    };
+    if inner.registry.len() >= o.max_connections {
+        inner.metrics.refused_full.fetch_add(1, Relaxed);
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
+    }
+    let hard = o.hard_frame_limit;
+    ws.max_message_size(hard)
+        .max_frame_size(hard)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+        .on_upgrade(move |socket| async move {
+            let (sink, stream) = socket.split();
+            connection::serve(hub.inner.clone(), access, sink, stream).await;
+        })
+}
+
+async fn feed_loop(inner: Arc<HubInner>) {
+    let pattern = match Pattern::parse(&inner.options.feed_pattern) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "hub feed pattern is invalid; the hub delivers nothing");
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(100);
+    while !inner.shutdown.is_cancelled() {
+        let feed = tokio::select! {
+            _ = inner.shutdown.cancelled() => return,
+            f = inner.fabric.feed(pattern.clone()) => f,
+        };
+        let mut feed = match feed {
+            Ok(f) => {
+                backoff = Duration::from_millis(100);
+                f
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "hub feed unavailable; retrying");
+                tokio::select! {
+                    _ = inner.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let mut order = reorder::Reorder::new(50_000, Duration::from_secs(8));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut out = Vec::new();
+        loop {
+            tokio::select! {
+                _ = inner.shutdown.cancelled() => return,
+                _ = tick.tick() => order.tick(&mut out),
+                item = feed.next() => match item {
+                    Some(FabricItem::Message(m)) => order.push(m, &mut out),
+                    Some(FabricItem::Gap { origin, epoch, first, last, reason }) => {
+                        order.gap(&origin, epoch, first, last, reason, &mut out)
+                    }
+                    None => break,
+                },
+            }
+            for o in out.drain(..) {
+                match o {
+                    reorder::Ordered::Message(m) => dispatch(&inner, m),
+                    reorder::Ordered::Lost(notice) => inner.registry.gap(&notice),
+                }
+            }
+        }
+        tracing::warn!("hub feed ended; resubscribing");
+    }
+}
+
+fn dispatch(inner: &HubInner, m: FabricMessage) {
+    if m.topic.starts_with(fanfare_protocol::RESERVED_PREFIX) {
+        return;
+    }
+    inner.metrics.events_in.fetch_add(1, Relaxed);
+    let lag = fanfare_protocol::stamp::now_us().saturating_sub(m.timestamp_us);
+    inner.metrics.lag_us.store(lag, Relaxed);
+    let frame = protocol::event(&protocol::EventFields {
+        topic: &m.topic,
+        payload: &m.payload,
+        origin: &m.origin,
+        epoch: m.epoch,
+        seq: m.seq,
+        timestamp_us: m.timestamp_us,
+        publisher: m.publisher.as_deref(),
+    });
+    inner.registry.dispatch(Arc::new(ring::Event {
+        topic: m.topic,
+        origin: m.origin,
+        epoch: m.epoch,
+        seq: m.seq,
+        frame,
+    }));
+}

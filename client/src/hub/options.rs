@@ -1,0 +1,164 @@
+//! [`HubOptions`]: a builder with documented defaults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::auth::{AllowAll, Authorizer, OriginPolicy};
+
+/// How a [`Hub`](super::Hub) behaves. Every setter documents its default.
+#[derive(Clone)]
+pub struct HubOptions {
+    pub(crate) worker_id: String,
+    pub(crate) feed_pattern: String,
+    pub(crate) queue_capacity: usize,
+    pub(crate) max_frame: usize,
+    pub(crate) hard_frame_limit: usize,
+    pub(crate) publish_rate: f64,
+    pub(crate) publish_burst: u32,
+    pub(crate) error_rate: f64,
+    pub(crate) error_burst: u32,
+    pub(crate) keepalive_interval: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) publish_timeout: Duration,
+    pub(crate) ring_events: usize,
+    pub(crate) ring_bytes: usize,
+    pub(crate) recovery_budget: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) max_patterns: usize,
+    pub(crate) origins: OriginPolicy,
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub(crate) auth_in_first_frame: bool,
+}
+
+impl std::fmt::Debug for HubOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubOptions")
+            .field("worker_id", &self.worker_id)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("max_frame", &self.max_frame)
+            .field("origins", &self.origins)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubOptions {
+    /// Options for a hub whose worker is called `worker_id` (sent to browsers
+    /// in `welcome`, used in connection ids and metrics).
+    pub fn new(worker_id: impl Into<String>) -> Self {
+        Self {
+            worker_id: worker_id.into(),
+            feed_pattern: "#".to_owned(),
+            queue_capacity: 1024,
+            max_frame: 64 * 1024,
+            hard_frame_limit: 256 * 1024,
+            publish_rate: 20.0,
+            publish_burst: 40,
+            error_rate: 1.0,
+            error_burst: 20,
+            keepalive_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            close_timeout: Duration::from_secs(5),
+            publish_timeout: Duration::from_secs(2),
+            ring_events: 10_000,
+            ring_bytes: 16 * 1024 * 1024,
+            recovery_budget: 10_000,
+            max_connections: 100_000,
+            max_patterns: 64,
+            origins: OriginPolicy::Any,
+            authorizer: Arc::new(AllowAll),
+            auth_in_first_frame: false,
+        }
+    }
+
+    /// The pattern the hub subscribes to on the fabric (default `#`: all).
+    /// Browsers only receive what this pattern lets through.
+    pub fn feed_pattern(mut self, pattern: impl Into<String>) -> Self {
+        self.feed_pattern = pattern.into();
+        self
+    }
+
+    /// Frames queued per connection before it is closed with 4008 (default 1024).
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n.max(1);
+        self
+    }
+
+    /// Largest text frame answered normally (default 64 KiB): a larger one
+    /// gets `too_large`; one over `hard` (default 256 KiB) closes with 1009.
+    pub fn max_frame(mut self, max: usize, hard: usize) -> Self {
+        self.max_frame = max;
+        self.hard_frame_limit = hard.max(max);
+        self
+    }
+
+    /// Browser publishes per second and burst per connection (default 20/s, 40).
+    pub fn publish_rate(mut self, per_second: f64, burst: u32) -> Self {
+        self.publish_rate = per_second;
+        self.publish_burst = burst;
+        self
+    }
+
+    /// Refused frames tolerated per second and burst before the connection
+    /// is closed with 1008 (default 1/s, 20).
+    pub fn error_rate(mut self, per_second: f64, burst: u32) -> Self {
+        self.error_rate = per_second;
+        self.error_burst = burst;
+        self
+    }
+
+    /// Websocket ping interval and the silence after which a connection is
+    /// closed with 4002 (default 20 s and 60 s).
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keepalive_interval = interval;
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Time given to deliver a close frame (default 5 s).
+    pub fn close_timeout(mut self, d: Duration) -> Self {
+        self.close_timeout = d;
+        self
+    }
+
+    /// Size of the hub's own ring for resumes (default 10 000 events, 16 MiB).
+    pub fn ring(mut self, events: usize, bytes: usize) -> Self {
+        self.ring_events = events.max(1);
+        self.ring_bytes = bytes;
+        self
+    }
+
+    /// Most events a resume may take from the broadcaster's history
+    /// (default 10 000); beyond, the browser gets a `too_far_behind` gap.
+    pub fn recovery_budget(mut self, n: usize) -> Self {
+        self.recovery_budget = n;
+        self
+    }
+
+    /// Most open websockets; more are refused with HTTP 503 (default 100 000).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Allowed page origins (default: any).
+    pub fn allowed_origins(mut self, origins: Vec<String>) -> Self {
+        self.origins = OriginPolicy::AllowList(origins);
+        self
+    }
+
+    /// Accept upgrades that carry no token and let the browser send it in
+    /// its first frame, `{"op":"auth","token":"…"}` (default false: a request
+    /// the authorizer refuses gets HTTP 401). Until then every other request
+    /// gets `forbidden`.
+    pub fn auth_in_first_frame(mut self, on: bool) -> Self {
+        self.auth_in_first_frame = on;
+        self
+    }
+
+    /// The authorization hook (default [`AllowAll`]).
+    pub fn authorizer(mut self, a: impl Authorizer) -> Self {
+        self.authorizer = Arc::new(a);
+        self
+    }
+}

@@ -1,0 +1,204 @@
+//! Hub → browser: every frame the hub sends, serialized once.
+
+use axum::extract::ws::Utf8Bytes;
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::Refusal;
+
+#[derive(Serialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Outbound<'a> {
+    Welcome {
+        worker: &'a str,
+        conn: &'a str,
+        max_frame: usize,
+    },
+    Subscribed {
+        topics: &'a [String],
+        recovered: bool,
+        replayed: u64,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RawValue>,
+    },
+    Unsubscribed {
+        topics: &'a [String],
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RawValue>,
+    },
+    Pong {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RawValue>,
+    },
+    Authorized {
+        identity: &'a str,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RawValue>,
+    },
+    Error {
+        code: &'a str,
+        message: &'a str,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RawValue>,
+    },
+    Gap {
+        topics: &'a [String],
+        reason: &'a str,
+        origin: &'a str,
+        epoch: u64,
+        first: u64,
+        last: u64,
+    },
+}
+
+fn text(frame: &impl Serialize) -> Utf8Bytes {
+    // Serializing these plain structs cannot fail; fall back to an empty
+    // object rather than panic.
+    Utf8Bytes::from(serde_json::to_string(frame).unwrap_or_else(|_| "{}".to_owned()))
+}
+
+/// `{"op":"welcome",…}`.
+pub fn welcome(worker: &str, conn: &str, max_frame: usize) -> Utf8Bytes {
+    text(&Outbound::Welcome {
+        worker,
+        conn,
+        max_frame,
+    })
+}
+
+/// `{"op":"subscribed",…}`.
+pub fn subscribed(
+    topics: &[String],
+    recovered: bool,
+    replayed: u64,
+    reference: Option<&RawValue>,
+) -> Utf8Bytes {
+    text(&Outbound::Subscribed {
+        topics,
+        recovered,
+        replayed,
+        reference,
+    })
+}
+
+/// `{"op":"unsubscribed",…}`.
+pub fn unsubscribed(topics: &[String], reference: Option<&RawValue>) -> Utf8Bytes {
+    text(&Outbound::Unsubscribed { topics, reference })
+}
+
+/// `{"op":"pong"}`.
+pub fn pong(reference: Option<&RawValue>) -> Utf8Bytes {
+    text(&Outbound::Pong { reference })
+}
+
+/// `{"op":"authorized","identity":…}`.
+pub fn authorized(identity: &str, reference: Option<&RawValue>) -> Utf8Bytes {
+    text(&Outbound::Authorized {
+        identity,
+        reference,
+    })
+}
+
+/// `{"op":"error",…}`.
+pub fn error(refusal: &Refusal, reference: Option<&RawValue>) -> Utf8Bytes {
+    text(&Outbound::Error {
+        code: refusal.code.as_str(),
+        message: &refusal.message,
+        reference,
+    })
+}
+
+/// What a `gap` frame says: `[first, last]` of `origin`'s `epoch` is lost
+/// (`last` 0 = unknown end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GapNotice {
+    /// Why it is lost (`unrecoverable`, `epoch_changed`, `too_far_behind`, …).
+    pub reason: String,
+    /// Origin broadcaster.
+    pub origin: String,
+    /// Its epoch.
+    pub epoch: u64,
+    /// First lost seq.
+    pub first: u64,
+    /// Last lost seq (0 = unknown).
+    pub last: u64,
+}
+
+/// `{"op":"gap",…}`.
+pub fn gap(topics: &[String], notice: &GapNotice) -> Utf8Bytes {
+    text(&Outbound::Gap {
+        topics,
+        reason: &notice.reason,
+        origin: &notice.origin,
+        epoch: notice.epoch,
+        first: notice.first,
+        last: notice.last,
+    })
+}
+
+/// The fields of one event frame.
+pub struct EventFields<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Payload as published.
+    pub payload: &'a [u8],
+    /// Origin broadcaster id.
+    pub origin: &'a str,
+    /// Origin epoch.
+    pub epoch: u64,
+    /// Origin seq.
+    pub seq: u64,
+    /// Stamp time, µs since the Unix epoch.
+    pub timestamp_us: u64,
+    /// Publisher id, if the publisher sent one.
+    pub publisher: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct EventFrame<'a> {
+    op: &'static str,
+    topic: &'a str,
+    data: Data<'a>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    binary: bool,
+    pos: String,
+    ts: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Data<'a> {
+    Json(&'a RawValue),
+    Base64(String),
+}
+
+/// `{"op":"event",…}`: serialized once per message and shared by every
+/// connection that receives it.
+///
+/// A payload that is JSON is embedded as is (`data`); any other payload is
+/// sent base64-encoded (standard alphabet, padded) as a string with
+/// `"binary":true`.
+pub fn event(f: &EventFields<'_>) -> Utf8Bytes {
+    let json = std::str::from_utf8(f.payload)
+        .ok()
+        .and_then(|s| serde_json::from_str::<&RawValue>(s).ok());
+    let (data, binary) = match json {
+        Some(raw) => (Data::Json(raw), false),
+        None => (
+            Data::Base64(base64::engine::general_purpose::STANDARD.encode(f.payload)),
+            true,
+        ),
+    };
+    text(&EventFrame {
+        op: "event",
+        topic: f.topic,
+        data,
+        binary,
+        pos: format!("{}:{}:{}", f.origin, f.epoch, f.seq),
+        ts: f.timestamp_us,
+        from: f.publisher,
+    })
+}

@@ -1,0 +1,358 @@
+//! The connections of one hub, their patterns, and dispatch.
+//!
+//! One mutex guards the connection table, the pattern index and the ring, so
+//! that "snapshot the ring, then go live" is atomic with respect to dispatch.
+//! The lock is held only for in-memory work: matching a topic against the
+//! distinct patterns and `try_send`ing a shared frame to each queue. Nothing
+//! awaits under it.
+//!
+//! Full policy of a connection queue: the connection is closed with 4008
+//! ("slow consumer") and removed; nobody else waits.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use axum::extract::ws::Utf8Bytes;
+use fanfare_protocol::pattern::Pattern;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::{CloseCause, HubMetrics};
+use super::protocol::{self, GapNotice};
+use super::ring::{Coverage, Event, Ring};
+
+/// What the connection's tasks share with the registry.
+#[derive(Debug, Default)]
+pub struct ConnShared {
+    /// Cancelled when the connection must end.
+    pub cancel: CancellationToken,
+    cause: OnceLock<CloseCause>,
+}
+
+impl ConnShared {
+    /// Ends the connection for `cause` (the first cause wins).
+    pub fn close(&self, cause: CloseCause) {
+        let _ = self.cause.set(cause);
+        self.cancel.cancel();
+    }
+
+    /// Why the hub ended it, if it did.
+    pub fn cause(&self) -> Option<CloseCause> {
+        self.cause.get().copied()
+    }
+}
+
+struct Entry {
+    patterns: Vec<String>,
+    tx: mpsc::Sender<Utf8Bytes>,
+    shared: Arc<ConnShared>,
+    /// While resuming: live events wait here (bounded by the queue capacity).
+    hold: Option<VecDeque<Arc<Event>>>,
+    mark: u64,
+}
+
+struct Index {
+    pattern: Pattern,
+    conns: HashSet<u64>,
+}
+
+struct State {
+    conns: HashMap<u64, Entry>,
+    index: HashMap<String, Index>,
+    ring: Ring,
+    generation: u64,
+}
+
+/// What a resuming connection gets when it goes on hold.
+pub struct ResumeStart {
+    /// Ring coverage of each origin of the position (None: not held).
+    pub coverage: Vec<(String, u64, u64, Option<Coverage>)>,
+    /// Ring events after the position that match the new patterns.
+    pub ring_events: Vec<Arc<Event>>,
+}
+
+/// The connection table.
+pub struct Registry {
+    state: Mutex<State>,
+    metrics: Arc<HubMetrics>,
+    hold_capacity: usize,
+}
+
+impl Registry {
+    /// An empty registry with a ring of `ring_events`/`ring_bytes`.
+    pub fn new(
+        metrics: Arc<HubMetrics>,
+        ring_events: usize,
+        ring_bytes: usize,
+        hold_capacity: usize,
+    ) -> Self {
+        Self {
+            state: Mutex::new(State {
+                conns: HashMap::new(),
+                index: HashMap::new(),
+                ring: Ring::new(ring_events, ring_bytes),
+                generation: 0,
+            }),
+            metrics,
+            hold_capacity,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data (no
+        // invariant spans an await or a user callback): keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a connection with no patterns.
+    pub fn add(&self, id: u64, tx: mpsc::Sender<Utf8Bytes>, shared: Arc<ConnShared>) {
+        self.lock().conns.insert(
+            id,
+            Entry {
+                patterns: Vec::new(),
+                tx,
+                shared,
+                hold: None,
+                mark: 0,
+            },
+        );
+    }
+
+    /// Removes a connection and its patterns.
+    pub fn remove(&self, id: u64) {
+        let mut st = self.lock();
+        remove_locked(&mut st, id);
+    }
+
+    /// Number of connections.
+    pub fn len(&self) -> usize {
+        self.lock().conns.len()
+    }
+
+    /// Closes every connection (shutdown).
+    pub fn close_all(&self, cause: CloseCause) {
+        for e in self.lock().conns.values() {
+            e.shared.close(cause);
+        }
+    }
+
+    /// Patterns of a connection.
+    pub fn patterns(&self, id: u64) -> Vec<String> {
+        self.lock()
+            .conns
+            .get(&id)
+            .map(|e| e.patterns.clone())
+            .unwrap_or_default()
+    }
+
+    /// Queues `reply` then adds `patterns`, atomically with respect to
+    /// dispatch: no event of the new patterns is queued before the reply.
+    pub fn subscribe(&self, id: u64, patterns: &[Pattern], reply: Utf8Bytes) {
+        let mut st = self.lock();
+        let Some(e) = st.conns.get(&id) else { return };
+        if !try_queue(&e.tx, &e.shared, reply, &self.metrics) {
+            return;
+        }
+        add_patterns(&mut st, id, patterns);
+    }
+
+    /// Drops patterns of a connection.
+    pub fn unsubscribe(&self, id: u64, patterns: &[String]) {
+        let mut st = self.lock();
+        for p in patterns {
+            if let Some(ix) = st.index.get_mut(p) {
+                ix.conns.remove(&id);
+                if ix.conns.is_empty() {
+                    st.index.remove(p);
+                }
+            }
+        }
+        if let Some(e) = st.conns.get_mut(&id) {
+            e.patterns.retain(|x| !patterns.contains(x));
+        }
+    }
+
+    /// Adds `patterns` with live events held back, and snapshots the ring for
+    /// the origins of `since`: `since` lists `(origin, epoch, seq)`.
+    pub fn begin_resume(
+        &self,
+        id: u64,
+        patterns: &[Pattern],
+        since: &[(String, u64, u64)],
+    ) -> ResumeStart {
+        let mut st = self.lock();
+        if let Some(e) = st.conns.get_mut(&id) {
+            e.hold.get_or_insert_with(VecDeque::new);
+        }
+        add_patterns(&mut st, id, patterns);
+        let wanted = |ev: &Event| patterns.iter().any(|p| p.matches(&ev.topic));
+        let mut coverage = Vec::new();
+        let mut ring_events = Vec::new();
+        for (origin, epoch, seq) in since {
+            let cov = st.ring.coverage(origin);
+            coverage.push((origin.clone(), *epoch, *seq, cov));
+            if let Some(c) = cov {
+                let (ep, after) = if c.epoch == *epoch {
+                    (*epoch, *seq)
+                } else {
+                    (c.epoch, 0)
+                };
+                ring_events.extend(st.ring.since(origin, ep, after, wanted));
+            }
+        }
+        ResumeStart {
+            coverage,
+            ring_events,
+        }
+    }
+
+    /// Ends a resume: queues the held live events that are newer than
+    /// `delivered` (per origin: epoch, last seq sent) and goes live.
+    pub fn finish_resume(&self, id: u64, delivered: &HashMap<Arc<str>, (u64, u64)>) {
+        let mut st = self.lock();
+        let Some(e) = st.conns.get_mut(&id) else {
+            return;
+        };
+        let held = e.hold.take().unwrap_or_default();
+        for ev in held {
+            if let Some(&(ep, seq)) = delivered.get(&ev.origin) {
+                if ep == ev.epoch && ev.seq <= seq {
+                    continue;
+                }
+            }
+            if !try_queue(&e.tx, &e.shared, ev.frame.clone(), &self.metrics) {
+                break;
+            }
+            self.metrics.deliveries.fetch_add(1, Relaxed);
+        }
+        if e.shared.cancel.is_cancelled() {
+            remove_locked(&mut st, id);
+        }
+    }
+
+    /// Records `event` in the ring and queues its frame to every connection
+    /// with a matching pattern. Returns the number of deliveries.
+    pub fn dispatch(&self, event: Arc<Event>) -> usize {
+        let mut st = self.lock();
+        if !st.ring.push(event.clone()) {
+            return 0;
+        }
+        self.metrics
+            .ring_entries
+            .store(st.ring.len() as u64, Relaxed);
+        st.generation += 1;
+        let generation = st.generation;
+        let State { conns, index, .. } = &mut *st;
+        let mut delivered = 0;
+        let mut dead = Vec::new();
+        for ix in index.values() {
+            if !ix.pattern.matches(&event.topic) {
+                continue;
+            }
+            for id in &ix.conns {
+                let Some(e) = conns.get_mut(id) else { continue };
+                if e.mark == generation {
+                    continue;
+                }
+                e.mark = generation;
+                if let Some(hold) = &mut e.hold {
+                    if hold.len() >= self.hold_capacity {
+                        e.shared.close(CloseCause::SlowConsumer);
+                        self.metrics.closed(CloseCause::SlowConsumer);
+                        dead.push(*id);
+                    } else {
+                        hold.push_back(event.clone());
+                    }
+                    continue;
+                }
+                if try_queue(&e.tx, &e.shared, event.frame.clone(), &self.metrics) {
+                    delivered += 1;
+                } else {
+                    dead.push(*id);
+                }
+            }
+        }
+        for id in dead {
+            remove_locked(&mut st, id);
+        }
+        self.metrics.deliveries.fetch_add(delivered as u64, Relaxed);
+        delivered
+    }
+
+    /// Tells every connection that part of an origin is lost for good.
+    pub fn gap(&self, notice: &GapNotice) {
+        let mut st = self.lock();
+        let origin: Arc<str> = notice.origin.as_str().into();
+        st.ring.note_gap(&origin, notice.epoch, notice.last);
+        let mut dead = Vec::new();
+        for (id, e) in &st.conns {
+            if e.patterns.is_empty() {
+                continue;
+            }
+            let frame = protocol::gap(&e.patterns, notice);
+            if try_queue(&e.tx, &e.shared, frame, &self.metrics) {
+                self.metrics.gaps_sent.fetch_add(1, Relaxed);
+            } else {
+                dead.push(*id);
+            }
+        }
+        for id in dead {
+            remove_locked(&mut st, id);
+        }
+    }
+}
+
+/// `try_send` with the slow-consumer policy; false when the connection is gone.
+fn try_queue(
+    tx: &mpsc::Sender<Utf8Bytes>,
+    shared: &ConnShared,
+    frame: Utf8Bytes,
+    m: &HubMetrics,
+) -> bool {
+    match tx.try_send(frame) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) => {
+            if shared.cause().is_none() {
+                m.closed(CloseCause::SlowConsumer);
+            }
+            shared.close(CloseCause::SlowConsumer);
+            false
+        }
+        Err(TrySendError::Closed(_)) => false,
+    }
+}
+
+fn add_patterns(st: &mut State, id: u64, patterns: &[Pattern]) {
+    let Some(e) = st.conns.get_mut(&id) else {
+        return;
+    };
+    for p in patterns {
+        if e.patterns.iter().any(|x| x == p.as_str()) {
+            continue;
+        }
+        e.patterns.push(p.as_str().to_owned());
+        st.index
+            .entry(p.as_str().to_owned())
+            .or_insert_with(|| Index {
+                pattern: p.clone(),
+                conns: HashSet::new(),
+            })
+            .conns
+            .insert(id);
+    }
+}
+
+fn remove_locked(st: &mut State, id: u64) {
+    let Some(e) = st.conns.remove(&id) else {
+        return;
+    };
+    for p in e.patterns {
+        if let Some(ix) = st.index.get_mut(&p) {
+            ix.conns.remove(&id);
+            if ix.conns.is_empty() {
+                st.index.remove(&p);
+            }
+        }
+    }
+}

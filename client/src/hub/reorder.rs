@@ -1,0 +1,213 @@
+//! Puts the feed back in origin seq order.
+//!
+//! The client keeps order per lane; while it repairs one lane, later
+//! messages of other lanes are delivered first. Browser positions are per
+//! origin (`origin:epoch:seq`), so the hub must deliver each origin's seqs in
+//! order: a message that arrives early is parked until the seqs before it
+//! arrive or are reported lost (a client gap covering them, or nothing for
+//! `wait`). Parked messages are bounded by count; past it the hole is
+//! declared lost.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::fabric::FabricMessage;
+use super::protocol::GapNotice;
+
+/// What comes out, in order.
+#[derive(Debug)]
+pub enum Ordered {
+    /// The next message of its origin.
+    Message(FabricMessage),
+    /// Seqs declared lost.
+    Lost(GapNotice),
+}
+
+#[derive(Debug)]
+struct Origin {
+    epoch: u64,
+    next: u64,
+    parked: BTreeMap<u64, FabricMessage>,
+    blocked_since: Option<Instant>,
+}
+
+/// The reorder buffer of one hub.
+#[derive(Debug)]
+pub struct Reorder {
+    origins: HashMap<Arc<str>, Origin>,
+    max_parked: usize,
+    wait: Duration,
+}
+
+impl Reorder {
+    /// Parks at most `max_parked` messages per origin, waits at most `wait` for a hole.
+    pub fn new(max_parked: usize, wait: Duration) -> Self {
+        Self {
+            origins: HashMap::new(),
+            max_parked: max_parked.max(1),
+            wait,
+        }
+    }
+
+    /// Takes one message; appends what can now be delivered to `out`.
+    pub fn push(&mut self, m: FabricMessage, out: &mut Vec<Ordered>) {
+        let o = match self.origins.get_mut(&m.origin) {
+            Some(o) if o.epoch == m.epoch => o,
+            Some(o) if o.epoch > m.epoch => return,
+            _ => {
+                // First sight of the origin, or it restarted: what was parked
+                // of the old epoch goes out as it is.
+                if let Some(old) = self.origins.remove(&m.origin) {
+                    out.extend(old.parked.into_values().map(Ordered::Message));
+                }
+                let origin = m.origin.clone();
+                self.origins.insert(
+                    origin.clone(),
+                    Origin {
+                        epoch: m.epoch,
+                        next: m.seq,
+                        parked: BTreeMap::new(),
+                        blocked_since: None,
+                    },
+                );
+                match self.origins.get_mut(&origin) {
+                    Some(o) => o,
+                    None => return,
+                }
+            }
+        };
+        if m.seq < o.next {
+            return; // late or duplicate
+        }
+        if m.seq > o.next {
+            o.parked.insert(m.seq, m);
+            o.blocked_since.get_or_insert_with(Instant::now);
+            if o.parked.len() > self.max_parked {
+                skip_to_parked(o, out, "too_far_behind");
+            }
+            return;
+        }
+        out.push(Ordered::Message(m));
+        o.next += 1;
+        drain(o, out);
+    }
+
+    /// A client gap: seqs `[first, last]` (of one lane) are lost. Holes in
+    /// that range stop blocking.
+    pub fn gap(
+        &mut self,
+        origin: &Arc<str>,
+        epoch: u64,
+        first: u64,
+        last: u64,
+        reason: String,
+        out: &mut Vec<Ordered>,
+    ) {
+        out.push(Ordered::Lost(GapNotice {
+            reason,
+            origin: origin.to_string(),
+            epoch,
+            first,
+            last,
+        }));
+        let Some(o) = self.origins.get_mut(origin) else {
+            return;
+        };
+        if o.epoch != epoch || last == 0 {
+            return;
+        }
+        while o.next >= first && o.next <= last {
+            if let Some(m) = o.parked.remove(&o.next) {
+                out.push(Ordered::Message(m));
+            }
+            o.next += 1;
+        }
+        drain(o, out);
+    }
+
+    /// Declares lost every hole waited on for longer than `wait`.
+    pub fn tick(&mut self, out: &mut Vec<Ordered>) {
+        let now = Instant::now();
+        for o in self.origins.values_mut() {
+            if o.blocked_since
+                .is_some_and(|t| now.duration_since(t) >= self.wait)
+            {
+                skip_to_parked(o, out, "unrecoverable");
+            }
+        }
+    }
+}
+
+fn drain(o: &mut Origin, out: &mut Vec<Ordered>) {
+    while let Some(m) = o.parked.remove(&o.next) {
+        out.push(Ordered::Message(m));
+        o.next += 1;
+    }
+    o.blocked_since = if o.parked.is_empty() {
+        None
+    } else {
+        Some(Instant::now())
+    };
+}
+
+fn skip_to_parked(o: &mut Origin, out: &mut Vec<Ordered>, reason: &str) {
+    let Some((&first_parked, m)) = o.parked.iter().next() else {
+        return;
+    };
+    out.push(Ordered::Lost(GapNotice {
+        reason: reason.to_owned(),
+        origin: m.origin.to_string(),
+        epoch: o.epoch,
+        first: o.next,
+        last: first_parked - 1,
+    }));
+    o.next = first_parked;
+    drain(o, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(seq: u64) -> FabricMessage {
+        FabricMessage {
+            topic: "t".into(),
+            payload: Default::default(),
+            origin: "b".into(),
+            epoch: 1,
+            seq,
+            timestamp_us: 0,
+            publisher: None,
+        }
+    }
+
+    fn seqs(out: &[Ordered]) -> Vec<i64> {
+        out.iter()
+            .map(|o| match o {
+                Ordered::Message(m) => m.seq as i64,
+                Ordered::Lost(g) => -(g.first as i64),
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn parks_until_the_hole_fills_or_is_lost() {
+        let mut r = Reorder::new(100, Duration::from_secs(8));
+        let mut out = Vec::new();
+        for s in [5, 7, 8, 6, 6, 10] {
+            r.push(m(s), &mut out);
+        }
+        assert_eq!(seqs(&out), vec![5, 6, 7, 8]);
+        out.clear();
+        r.gap(&"b".into(), 1, 9, 9, "x".into(), &mut out);
+        assert_eq!(seqs(&out), vec![-9, 10]);
+        out.clear();
+        r.push(m(13), &mut out);
+        tokio::time::advance(Duration::from_secs(9)).await;
+        r.tick(&mut out);
+        assert_eq!(seqs(&out), vec![-11, 13]);
+    }
+}

@@ -1,0 +1,190 @@
+//! The hub's own ring: the last events it dispatched, already serialized,
+//! so that a browser resuming with `since` is served without asking the
+//! broadcaster.
+//!
+//! Bounded by count and bytes; the oldest go first. For each origin the ring
+//! knows from which seq on it holds *every* message of the current epoch
+//! (`first`): below that, recovery must ask the broadcaster.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+
+/// One dispatched event: its stamp and its frame, shared by every connection.
+#[derive(Debug)]
+pub struct Event {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Origin broadcaster id.
+    pub origin: Arc<str>,
+    /// Origin epoch.
+    pub epoch: u64,
+    /// Origin seq.
+    pub seq: u64,
+    /// The `{"op":"event",…}` frame.
+    pub frame: Utf8Bytes,
+}
+
+/// What the ring holds of one origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coverage {
+    /// Epoch of the held run.
+    pub epoch: u64,
+    /// The ring holds every seq in `[first, last]` (first > last: none).
+    pub first: u64,
+    /// Newest seq seen.
+    pub last: u64,
+}
+
+/// The ring.
+#[derive(Debug)]
+pub struct Ring {
+    events: VecDeque<Arc<Event>>,
+    bytes: usize,
+    max_events: usize,
+    max_bytes: usize,
+    origins: HashMap<Arc<str>, Coverage>,
+}
+
+impl Ring {
+    /// An empty ring holding at most `max_events` events and `max_bytes` of frames.
+    pub fn new(max_events: usize, max_bytes: usize) -> Self {
+        Self {
+            events: VecDeque::new(),
+            bytes: 0,
+            max_events,
+            max_bytes,
+            origins: HashMap::new(),
+        }
+    }
+
+    /// Number of events held.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// What is held of `origin`.
+    pub fn coverage(&self, origin: &str) -> Option<Coverage> {
+        self.origins.get(origin).copied()
+    }
+
+    /// Records a dispatched event. Returns false (and keeps nothing) when it
+    /// is a duplicate or older than what was seen.
+    pub fn push(&mut self, event: Arc<Event>) -> bool {
+        match self.origins.get_mut(&event.origin) {
+            Some(c) if c.epoch == event.epoch => {
+                if event.seq <= c.last {
+                    return false;
+                }
+                if event.seq != c.last + 1 {
+                    // A hole the feed did not fill: the run restarts here.
+                    c.first = event.seq;
+                }
+                c.last = event.seq;
+            }
+            Some(c) if c.epoch > event.epoch => return false,
+            _ => {
+                self.origins.insert(
+                    event.origin.clone(),
+                    Coverage {
+                        epoch: event.epoch,
+                        first: event.seq,
+                        last: event.seq,
+                    },
+                );
+            }
+        }
+        self.bytes += event.frame.len();
+        self.events.push_back(event);
+        while self.events.len() > self.max_events || self.bytes > self.max_bytes {
+            let Some(old) = self.events.pop_front() else {
+                break;
+            };
+            self.bytes -= old.frame.len();
+            if let Some(c) = self.origins.get_mut(&old.origin) {
+                if c.epoch == old.epoch && c.first <= old.seq {
+                    c.first = old.seq + 1;
+                }
+            }
+        }
+        true
+    }
+
+    /// Records that `[.., last]` of `origin`/`epoch` will never come: the held
+    /// run restarts after it.
+    pub fn note_gap(&mut self, origin: &Arc<str>, epoch: u64, last: u64) {
+        if let Some(c) = self.origins.get_mut(origin) {
+            if c.epoch == epoch && c.first <= last {
+                c.first = last + 1;
+            }
+        }
+    }
+
+    /// Held events of `origin`/`epoch` with seq > `after` that `wanted` accepts.
+    pub fn since(
+        &self,
+        origin: &str,
+        epoch: u64,
+        after: u64,
+        wanted: impl Fn(&Event) -> bool,
+    ) -> Vec<Arc<Event>> {
+        self.events
+            .iter()
+            .filter(|e| &*e.origin == origin && e.epoch == epoch && e.seq > after && wanted(e))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(origin: &str, epoch: u64, seq: u64) -> Arc<Event> {
+        Arc::new(Event {
+            topic: "t".into(),
+            origin: origin.into(),
+            epoch,
+            seq,
+            frame: Utf8Bytes::from(format!("{seq:04}")),
+        })
+    }
+
+    #[test]
+    fn coverage_follows_pushes_evictions_and_holes() {
+        let mut r = Ring::new(3, 1 << 20);
+        for s in 1..=3 {
+            assert!(r.push(ev("b", 1, s)));
+        }
+        assert!(!r.push(ev("b", 1, 2)), "duplicate refused");
+        assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((1, 3)));
+        r.push(ev("b", 1, 4));
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((2, 4)));
+        r.push(ev("b", 1, 7));
+        assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((7, 7)));
+        assert_eq!(r.since("b", 1, 3, |_| true).len(), 2);
+        r.push(ev("b", 2, 1));
+        assert_eq!(
+            r.coverage("b"),
+            Some(Coverage {
+                epoch: 2,
+                first: 1,
+                last: 1
+            })
+        );
+        r.note_gap(&"b".into(), 2, 5);
+        assert_eq!(r.coverage("b").map(|c| c.first), Some(6));
+    }
+
+    #[test]
+    fn byte_bound() {
+        let mut r = Ring::new(100, 8);
+        for s in 1..=5 {
+            r.push(ev("b", 1, s));
+        }
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.coverage("b").map(|c| c.first), Some(4));
+    }
+}

@@ -1,0 +1,57 @@
+//! Resuming at a position: ring, history, gap.
+
+use super::*;
+
+#[tokio::test]
+async fn resume_uses_the_ring_then_the_history_then_says_gap() {
+    let (hub, fabric, feed) = setup(HubOptions::new("w1").ring(3, 1 << 20));
+    let mut watcher = connect(&hub, 64);
+    watcher.json().await;
+    subscribed(&mut watcher, json!(["#"]), None).await;
+    for s in 1..=6 {
+        fabric
+            .history
+            .lock()
+            .unwrap()
+            .push(msg(s, if s % 2 == 0 { "a.x" } else { "b.x" }));
+        feed.send(FabricItem::Message(msg(
+            s,
+            if s % 2 == 0 { "a.x" } else { "b.x" },
+        )))
+        .await
+        .unwrap();
+        watcher.json().await;
+    }
+    // Ring holds 4..=6. From 4: ring only.
+    let mut c = connect(&hub, 64);
+    c.json().await;
+    let v = subscribed(&mut c, json!(["#"]), Some("b1:7:4")).await;
+    assert_eq!(
+        (v["recovered"].as_bool(), v["replayed"].as_u64()),
+        (Some(true), Some(2))
+    );
+    assert_eq!(c.json().await["pos"], "b1:7:5");
+    assert_eq!(c.json().await["pos"], "b1:7:6");
+    // From 1 with a filter: history for 2..=3, ring for 4..=6.
+    let mut d = connect(&hub, 64);
+    d.json().await;
+    let v = subscribed(&mut d, json!(["a.*"]), Some("b1:7:1")).await;
+    assert_eq!(v["replayed"], 3);
+    for s in [2, 4, 6] {
+        assert_eq!(d.json().await["pos"], format!("b1:7:{s}"));
+    }
+    feed.send(FabricItem::Message(msg(7, "a.y"))).await.unwrap();
+    assert_eq!(d.json().await["pos"], "b1:7:7");
+    // History lost 1..=2: recovered false and a gap first.
+    *fabric.oldest.lock().unwrap() = 3;
+    let mut e = connect(&hub, 64);
+    e.json().await;
+    let v = subscribed(&mut e, json!(["#"]), Some("b1:7:0")).await;
+    assert_eq!(v["recovered"], false);
+    let g = e.json().await;
+    assert_eq!(
+        (g["op"].as_str(), g["first"].as_u64(), g["last"].as_u64()),
+        (Some("gap"), Some(1), Some(2))
+    );
+    assert_eq!(e.json().await["pos"], "b1:7:3");
+}

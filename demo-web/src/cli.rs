@@ -1,0 +1,135 @@
+//! Command line of the supervisor and of its (hidden) worker subcommand.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Fanfare live demo: a broadcaster and N web workers on one port.
+#[derive(Debug, Parser)]
+#[command(name = "fanfare-demo-web", version, about)]
+pub struct Cli {
+    /// Tokio worker threads of the supervisor and of each worker (default 2).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// What to run (default: the supervisor).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Supervisor options.
+    #[command(flatten)]
+    pub demo: DemoArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One web worker (started by the supervisor).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// Hub settings shared by the supervisor and its workers.
+#[derive(Debug, Clone, Args)]
+pub struct HubArgs {
+    /// Frames queued per websocket before it is closed with 4008.
+    #[arg(long, default_value_t = 1024)]
+    pub ws_queue: usize,
+    /// Events kept in each worker's ring for resumes.
+    #[arg(long, default_value_t = 10_000)]
+    pub ring: usize,
+    /// Largest browser frame answered normally, bytes (larger: too_large).
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_frame: usize,
+    /// Browser publishes per second per connection.
+    #[arg(long, default_value_t = 20.0)]
+    pub publish_rate: f64,
+    /// Allowed page origins (repeat); none = any.
+    #[arg(long = "allowed-origin")]
+    pub allowed_origins: Vec<String>,
+}
+
+/// Supervisor options.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Worker processes.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Port all workers listen on (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Use running broadcaster(s) instead of an embedded one:
+    /// `pull=tcp://…,pub=tcp://…,replay=tcp://…` (a broadcaster's ready line
+    /// works). Repeat for a federation: worker i uses broadcaster i mod n.
+    #[arg(long)]
+    pub broadcaster: Vec<String>,
+    /// Embedded broadcaster: messages kept in its history.
+    #[arg(long, default_value_t = 100_000)]
+    pub history: usize,
+    /// Hub settings.
+    #[command(flatten)]
+    pub hub: HubArgs,
+}
+
+/// Worker options.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Worker id (shown to browsers).
+    #[arg(long)]
+    pub id: String,
+    /// Address to listen on.
+    #[arg(long)]
+    pub host: String,
+    /// Port (shared with the other workers through SO_REUSEPORT).
+    #[arg(long)]
+    pub port: u16,
+    /// Broadcaster ingress.
+    #[arg(long)]
+    pub pull: String,
+    /// Broadcaster egress.
+    #[arg(long = "pub")]
+    pub publish: String,
+    /// Broadcaster replay endpoint.
+    #[arg(long)]
+    pub replay: String,
+    /// Hub settings.
+    #[command(flatten)]
+    pub hub: HubArgs,
+}
+
+impl HubArgs {
+    /// The same settings as worker arguments.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut v = vec![
+            format!("--ws-queue={}", self.ws_queue),
+            format!("--ring={}", self.ring),
+            format!("--max-frame={}", self.max_frame),
+            format!("--publish-rate={}", self.publish_rate),
+        ];
+        v.extend(
+            self.allowed_origins
+                .iter()
+                .map(|o| format!("--allowed-origin={o}")),
+        );
+        v
+    }
+}
+
+/// Endpoints of a running broadcaster, from `pull=…,pub=…,replay=…`.
+pub fn parse_broadcaster(s: &str) -> anyhow::Result<(String, String, String)> {
+    let (mut pull, mut publish, mut replay) = (None, None, None);
+    for kv in s
+        .split([',', ' '])
+        .filter(|x| !x.is_empty() && *x != "ready")
+    {
+        match kv.split_once('=') {
+            Some(("pull", v)) => pull = Some(v.to_owned()),
+            Some(("pub", v)) => publish = Some(v.to_owned()),
+            Some(("replay", v)) => replay = Some(v.to_owned()),
+            _ => {}
+        }
+    }
+    match (pull, publish, replay) {
+        (Some(a), Some(b), Some(c)) => Ok((a, b, c)),
+        _ => anyhow::bail!("--broadcaster needs pull=…,pub=…,replay=…"),
+    }
+}

@@ -1,0 +1,105 @@
+//! What the dashboards draw: every worker publishes its numbers on
+//! `metrics.worker.<id>` each second, the supervisor publishes the embedded
+//! broadcaster's on `metrics.broadcaster.<id>`.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fanfare_client::hub::{CloseCause, Hub};
+use fanfare_client::{Client, ClientOptions};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::sysinfo::{rss_bytes, CpuSampler};
+
+const PERIOD: Duration = Duration::from_secs(1);
+
+/// Publishes this worker's numbers every second until `shutdown`.
+pub async fn worker_stats(client: Client, hub: Hub, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(PERIOD);
+    let mut cpu = CpuSampler::new();
+    let m = hub.metrics();
+    let (mut last_in, mut last_out) = (0u64, 0u64);
+    let topic = format!("metrics.worker.{}", hub.worker_id());
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (ev_in, out) = (m.events_in.load(Relaxed), m.deliveries.load(Relaxed));
+        let errors: u64 = fanfare_client::hub::protocol::ErrorCode::ALL
+            .iter()
+            .map(|c| m.errors(*c))
+            .sum();
+        let v = json!({
+            "worker": hub.worker_id(),
+            "pid": std::process::id(),
+            "cpu": (cpu.sample() * 10.0).round() / 10.0,
+            "rss": rss_bytes(),
+            "ws": m.connections_open.load(Relaxed),
+            "in_rate": ev_in - last_in,
+            "out_rate": out - last_out,
+            "events_in": ev_in,
+            "deliveries": out,
+            "publishes": m.publishes.load(Relaxed),
+            "slow": m.closes(CloseCause::SlowConsumer),
+            "gaps": m.gaps_sent.load(Relaxed),
+            "resumes": m.recoveries_exact.load(Relaxed) + m.recoveries_partial.load(Relaxed),
+            "resumes_partial": m.recoveries_partial.load(Relaxed),
+            "errors": errors,
+            "lag_ms": m.lag_us.load(Relaxed) as f64 / 1000.0,
+        });
+        (last_in, last_out) = (ev_in, out);
+        if let Err(e) = client.publish_json(&topic, &v).await {
+            tracing::debug!(error = %e, "stats publish failed");
+        }
+    }
+}
+
+/// Publishes the embedded broadcaster's numbers every second until `shutdown`.
+pub async fn broadcaster_stats(
+    metrics: Option<Arc<fanfare_broadcaster::metrics::Metrics>>,
+    (pull, publish, replay): (String, String, String),
+    shutdown: CancellationToken,
+) {
+    let Some(b) = metrics else { return };
+    let opts = ClientOptions::new(pull, publish, replay).publisher_id("supervisor");
+    let client = match Client::connect(opts).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "no broadcaster stats");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(PERIOD);
+    let (mut last_in, mut last_out) = (0u64, 0u64);
+    let topic = format!("metrics.broadcaster.{}", b.id);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let (i, o) = (
+            b.ingress_messages.load(Relaxed),
+            b.egress_messages.load(Relaxed),
+        );
+        let v = json!({
+            "id": b.id,
+            "epoch": b.epoch,
+            "in_rate": i - last_in,
+            "out_rate": o - last_out,
+            "ingress": i,
+            "egress": o,
+            "dropped": b.egress_dropped.load(Relaxed),
+            "subscribers": b.subscribers.load(Relaxed),
+            "last_seq": b.last_seq.load(Relaxed),
+            "history": b.history_messages.load(Relaxed),
+            "history_oldest": b.history_oldest.load(Relaxed),
+            "replays": b.replay_requests.load(Relaxed),
+        });
+        (last_in, last_out) = (i, o);
+        let _ = client.publish_json(&topic, &v).await;
+    }
+    client.close().await;
+}

@@ -1,0 +1,199 @@
+//! The supervisor: starts (or points at) a broadcaster, reserves the port,
+//! starts N worker processes (this same binary, `worker` subcommand), prints
+//! `ready http://HOST:PORT` once every worker accepts, and on SIGINT/SIGTERM
+//! stops them all.
+//!
+//! Workers stop when their stdin closes: the supervisor holds the write end,
+//! so they also stop if the supervisor dies.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpSocket;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{parse_broadcaster, DemoArgs};
+
+/// Runs the demo until SIGINT/SIGTERM; `threads` (if given) is passed on to
+/// the workers.
+pub async fn run(args: DemoArgs, threads: Option<usize>) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let mut embedded = None;
+    let mut targets = args
+        .broadcaster
+        .iter()
+        .map(|s| parse_broadcaster(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if targets.is_empty() {
+        targets.push({
+            let config = fanfare_broadcaster::Config {
+                pull: "tcp://127.0.0.1:0".into(),
+                publish: "tcp://127.0.0.1:0".into(),
+                replay: "tcp://127.0.0.1:0".into(),
+                admin: None,
+                id: "b1".into(),
+                history_count: args.history,
+                ..Default::default()
+            };
+            let b = fanfare_broadcaster::start(config, shutdown.child_token())
+                .await
+                .context("starting the embedded broadcaster")?;
+            let e = b.endpoints().clone();
+            tracing::info!(pull = %e.pull, publish = %e.publish, replay = %e.replay, "embedded broadcaster up");
+            embedded = Some(b);
+            (e.pull, e.publish, e.replay)
+        });
+    }
+
+    // Reserve the port: bound with SO_REUSEPORT but never listening, so the
+    // kernel hands connections to the workers only.
+    let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .context("--host/--port")?;
+    let reserve = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    reserve.set_reuseport(true)?;
+    reserve.set_reuseaddr(true)?;
+    reserve
+        .bind(addr)
+        .with_context(|| format!("binding {addr}"))?;
+    let port = reserve.local_addr()?.port();
+
+    let exe = std::env::current_exe().context("finding my own binary")?;
+    let mut children = Vec::new();
+    // Held apart: `Child::wait` closes a child's stdin, which stops it.
+    let mut stdins = Vec::new();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<String>(args.workers.max(1));
+    for i in 1..=args.workers {
+        let id = format!("w{i}");
+        let (pull, publish, replay) = &targets[(i - 1) % targets.len()];
+        let mut cmd = Command::new(&exe);
+        if let Some(t) = threads {
+            cmd.arg(format!("--threads={t}"));
+        }
+        cmd.arg("worker")
+            .args([
+                "--id",
+                &id,
+                "--host",
+                &args.host,
+                "--port",
+                &port.to_string(),
+            ])
+            .args(["--pull", pull, "--pub", publish, "--replay", replay])
+            .args(args.hub.to_args())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting worker {id}"))?;
+        stdins.extend(child.stdin.take());
+        if let Some(out) = child.stdout.take() {
+            let tx = ready_tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(out).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.starts_with("ready") {
+                        let _ = tx.send(line).await;
+                    } else {
+                        println!("{line}");
+                    }
+                }
+            });
+        }
+        children.push(child);
+    }
+    drop(ready_tx);
+
+    let mut ready = 0;
+    let all_ready = async {
+        while ready < args.workers {
+            match ready_rx.recv().await {
+                Some(line) => {
+                    tracing::info!("{line}");
+                    ready += 1;
+                }
+                None => anyhow::bail!("a worker exited before it was ready"),
+            }
+        }
+        Ok(())
+    };
+    tokio::select! {
+        r = tokio::time::timeout(Duration::from_secs(60), all_ready) => {
+            r.context("workers not ready within 60 s")??;
+        }
+        _ = stop_signal() => {
+            stop(children, stdins, shutdown, embedded).await;
+            return Ok(());
+        }
+    }
+    drop(reserve);
+    println!("ready http://{}:{port}", args.host);
+
+    let stats = tokio::spawn(crate::stats::broadcaster_stats(
+        embedded.as_ref().map(|b| b.metrics().clone()),
+        targets[0].clone(),
+        shutdown.child_token(),
+    ));
+    tokio::select! {
+        _ = stop_signal() => tracing::info!("stopping"),
+        _ = watch_children(&mut children) => tracing::error!("a worker died; stopping the demo"),
+    }
+    shutdown.cancel();
+    let _ = stats.await;
+    stop(children, stdins, shutdown, embedded).await;
+    Ok(())
+}
+
+async fn watch_children(children: &mut [Child]) {
+    let waits = children.iter_mut().map(|c| Box::pin(c.wait()));
+    let _ = futures::future::select_all(waits).await;
+}
+
+async fn stop(
+    mut children: Vec<Child>,
+    stdins: Vec<tokio::process::ChildStdin>,
+    shutdown: CancellationToken,
+    embedded: Option<fanfare_broadcaster::RunningBroadcaster>,
+) {
+    // Closing stdin asks each worker to stop gracefully.
+    drop(stdins);
+    for c in &mut children {
+        if tokio::time::timeout(Duration::from_secs(5), c.wait())
+            .await
+            .is_err()
+        {
+            let _ = c.kill().await;
+        }
+    }
+    shutdown.cancel();
+    if let Some(b) = embedded {
+        if let Err(e) = b.wait().await {
+            tracing::warn!(error = %e, "broadcaster shutdown");
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

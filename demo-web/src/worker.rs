@@ -1,0 +1,116 @@
+//! One web worker: fanfare-client + the hub + the dashboards, listening with
+//! SO_REUSEPORT on the port the supervisor chose. Prints `ready worker=ID
+//! pid=PID` once it accepts; stops on SIGINT/SIGTERM or when stdin closes.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::routing::get;
+use axum::serve::ListenerExt as _;
+use axum::Router;
+use fanfare_client::hub::{Hub, HubOptions};
+use fanfare_client::{Client, ClientOptions};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpSocket;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::WorkerArgs;
+
+/// Serves until told to stop.
+pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let opts = ClientOptions::new(&args.pull, &args.publish, &args.replay).publisher_id(&args.id);
+    let client = Client::connect(opts)
+        .await
+        .context("connecting to the broadcaster")?;
+
+    let h = &args.hub;
+    let burst = (h.publish_rate * 2.0).clamp(1.0, 10_000.0) as u32;
+    let mut hub_opts = HubOptions::new(&args.id)
+        .queue_capacity(h.ws_queue)
+        .ring(h.ring, 64 * 1024 * 1024)
+        .max_frame(h.max_frame, h.max_frame.saturating_mul(4))
+        .publish_rate(h.publish_rate, burst);
+    if !h.allowed_origins.is_empty() {
+        hub_opts = hub_opts.allowed_origins(h.allowed_origins.clone());
+    }
+    let hub = Hub::new(client.clone(), hub_opts);
+
+    let metrics_hub = hub.clone();
+    let info = serde_json::json!({ "worker": args.id, "pid": std::process::id() }).to_string();
+    let app = Router::new()
+        .merge(crate::assets::router())
+        .merge(hub.router())
+        .route(
+            "/metrics",
+            get(move || async move { metrics_hub.render_metrics() }),
+        )
+        .route("/api/info", get(move || async move { info }));
+
+    let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseport(true)?;
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(addr)
+        .with_context(|| format!("binding {addr}"))?;
+    // Small frames must not wait for Nagle's algorithm (and the peer's
+    // delayed ACK): that alone adds up to 40 ms to an event.
+    let listener = socket.listen(1024)?.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+    });
+    println!("ready worker={} pid={}", args.id, std::process::id());
+
+    let stats = tokio::spawn(crate::stats::worker_stats(
+        client.clone(),
+        hub.clone(),
+        shutdown.child_token(),
+    ));
+    let stop = {
+        let (hub, shutdown) = (hub.clone(), shutdown.clone());
+        async move {
+            let reason = tokio::select! {
+                _ = crate::supervisor::stop_signal() => "signal",
+                _ = stdin_closed() => "supervisor gone (stdin closed)",
+            };
+            tracing::info!(worker = %hub.worker_id(), reason, "stopping");
+            shutdown.cancel();
+            hub.shutdown();
+        }
+    };
+    let serve = axum::serve(listener, app).with_graceful_shutdown(stop);
+    let drained = shutdown.clone();
+    tokio::select! {
+        r = serve => r?,
+        _ = async { drained.cancelled().await; tokio::time::sleep(Duration::from_secs(5)).await } => {
+            tracing::warn!("connections still open after 5 s; leaving");
+        }
+    }
+    // Upgraded websockets outlive `serve`: give their writers a moment to
+    // send the 1001 close frames the hub queued.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while hub.connections() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stats.await;
+    client.close().await;
+    Ok(())
+}
+
+/// Resolves when stdin reaches end of file (the supervisor closed it or died).
+async fn stdin_closed() {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    loop {
+        match stdin.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}

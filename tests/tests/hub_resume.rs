@@ -1,0 +1,105 @@
+//! A client that reconnects to another worker with its position gets exactly
+//! what it missed (from that worker's ring, or from the broadcaster's
+//! history when the ring is too short), then live events; a position older
+//! than any history gets `recovered:false` and a `gap`.
+
+mod hub_support;
+
+use hub_support::{seq_of, Demo, Ws};
+use serde_json::json;
+
+async fn publish_n(p: &mut Ws, from: u64, n: u64) -> anyhow::Result<()> {
+    for i in from..from + n {
+        p.publish("room.a", json!({ "i": i })).await?;
+    }
+    Ok(())
+}
+
+async fn expect_run(c: &mut Ws, from: u64, n: u64) -> anyhow::Result<String> {
+    let mut pos = String::new();
+    for i in from..from + n {
+        let ev = c.recv().await?;
+        assert_eq!(ev["op"], "event", "{ev}");
+        assert_eq!(ev["data"]["i"], i, "{ev}");
+        pos = ev["pos"].as_str().unwrap_or_default().to_owned();
+    }
+    Ok(pos)
+}
+
+/// Resumes at another worker after `missed` events; `ring` sizes the hubs' rings.
+async fn resume_elsewhere(ring: &str, missed: u64) -> anyhow::Result<()> {
+    let demo = Demo::start(&["--workers", "2", "--publish-rate", "10000", "--ring", ring]).await?;
+    let mut a = demo.connect_where(|_| true).await?;
+    let first = a.worker.clone();
+    let mut publisher = demo.connect_where(|_| true).await?;
+    // A watcher on the other worker proves the events got there before we resume.
+    let mut watcher = demo.connect_where(|w| w != first).await?;
+    watcher.subscribe(&["room.#"], None).await?;
+    a.subscribe(&["room.#"], None).await?;
+    publish_n(&mut publisher, 0, 10).await?;
+    let pos = expect_run(&mut a, 0, 10).await?;
+    drop(a);
+    publish_n(&mut publisher, 10, missed).await?;
+    expect_run(&mut watcher, 0, 10 + missed).await?;
+    let mut b = demo.connect_where(|w| w == watcher.worker).await?;
+    let v = b.subscribe(&["room.#"], Some(&pos)).await?;
+    assert_eq!(v["recovered"], true, "{v}");
+    assert_eq!(v["replayed"], missed, "{v}");
+    expect_run(&mut b, 10, missed).await?;
+    publish_n(&mut publisher, 10 + missed, 5).await?;
+    expect_run(&mut b, 10 + missed, 5).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn resume_at_another_worker_from_its_ring() -> anyhow::Result<()> {
+    resume_elsewhere("10000", 25).await
+}
+
+#[tokio::test]
+async fn resume_at_another_worker_from_the_broadcaster_history() -> anyhow::Result<()> {
+    // Each ring holds 5 events: the first 20 missed come from the broadcaster.
+    resume_elsewhere("5", 25).await
+}
+
+#[tokio::test]
+async fn a_position_older_than_any_history_gets_recovered_false_and_a_gap() -> anyhow::Result<()> {
+    let demo = Demo::start(&[
+        "--workers",
+        "2",
+        "--publish-rate",
+        "10000",
+        "--ring",
+        "5",
+        "--history",
+        "20",
+    ])
+    .await?;
+    let mut a = demo.connect_where(|_| true).await?;
+    let first = a.worker.clone();
+    let mut watcher = demo.connect_where(|w| w != first).await?;
+    watcher.subscribe(&["room.#"], None).await?;
+    a.subscribe(&["room.#"], None).await?;
+    a.publish("room.a", json!({ "i": 0 })).await?;
+    let ev = a.recv().await?;
+    let pos = ev["pos"].as_str().unwrap_or_default().to_owned();
+    let first_seq = seq_of(&ev);
+    publish_n(&mut a, 1, 60).await?;
+    let last = expect_run(&mut a, 1, 60).await?;
+    expect_run(&mut watcher, 0, 61).await?;
+    let mut b = demo.connect_where(|w| w == watcher.worker).await?;
+    let v = b.subscribe(&["room.#"], Some(&pos)).await?;
+    assert_eq!(v["recovered"], false, "{v}");
+    let gap = b.recv().await?;
+    assert_eq!(gap["op"], "gap", "{gap}");
+    assert_eq!(gap["first"], first_seq + 1, "{gap}");
+    // Then whatever the history still held, up to the newest, in order.
+    let mut seq = 0;
+    while seq < seq_of(&serde_json::json!({ "pos": last })) {
+        let ev = b.recv().await?;
+        assert_eq!(ev["op"], "event", "{ev}");
+        assert!(seq_of(&ev) > seq);
+        seq = seq_of(&ev);
+    }
+    Ok(())
+}
