@@ -135,7 +135,8 @@ fn header(config: &BenchConfig) -> String {
     };
     format!(
         "# Forwarding benchmark\n\n{} messages per run, {} runs per cell, libzmq HWM {}, {cores} cores, git {rev}; \
-         load: one libzmq PUSH sending [bench.t, payload] {pace}.{broadcaster}",
+         load: one libzmq PUSH sending [bench.t, payload] {pace}. Broadcaster buffers sized like the reference's: \
+         each subscriber queue holds HWM × (payload + 128) bytes, history holds the whole run.{broadcaster}",
         config.messages, config.runs, config.hwm
     )
 }

@@ -30,8 +30,33 @@ pub struct Forwarder {
     pub admin: Option<String>,
 }
 
+/// The broadcaster's buffers, made comparable to the reference and sized for
+/// the run: each subscriber queue holds as many messages as zmq_proxy's PUB
+/// high-water mark (`hwm` messages), and history holds the whole run, so a
+/// fanfare-client subscriber that falls behind can always be repaired. With the
+/// defaults (16 MiB per subscriber, 100 000 messages / 64 MiB of history) a
+/// full-speed burst of 1000-byte messages outruns history in ~0.15 s.
+pub fn broadcaster_buffers(config: &BenchConfig, payload: usize) -> Vec<String> {
+    let per_message = payload + 128;
+    let queue = (config.hwm as usize * per_message).max(64 * 1024);
+    let history = config.messages as usize + 1000;
+    vec![
+        "--subscriber-queue-bytes".into(),
+        queue.to_string(),
+        "--history-count".into(),
+        history.to_string(),
+        "--history-bytes".into(),
+        (history * per_message).to_string(),
+    ]
+}
+
 /// Starts the forwarder of `column` and waits for its readiness line.
-pub fn start(column: Column, tools: &CTools, config: &BenchConfig) -> Result<Forwarder> {
+pub fn start(
+    column: Column,
+    tools: &CTools,
+    config: &BenchConfig,
+    payload: usize,
+) -> Result<Forwarder> {
     let (name, command) = match column {
         Column::ZmqProxy => {
             let mut command = Command::new(&tools.proxy);
@@ -59,6 +84,7 @@ pub fn start(column: Column, tools: &CTools, config: &BenchConfig) -> Result<For
                 .args(["--pull", "tcp://127.0.0.1:0", "--pub", "tcp://127.0.0.1:0"])
                 .args(["--replay", "tcp://127.0.0.1:0", "--admin", "127.0.0.1:0"])
                 .args(["--id", "bench"])
+                .args(broadcaster_buffers(config, payload))
                 .env(
                     "FANFARE_LOG",
                     std::env::var("FANFARE_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()),

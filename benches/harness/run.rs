@@ -76,7 +76,7 @@ pub fn run_once(
     subscribers: usize,
     payload: usize,
 ) -> Result<RunResult> {
-    let mut forwarder = forwarders::start(column, tools, config)?;
+    let mut forwarder = forwarders::start(column, tools, config, payload)?;
     let measured = measure(tools, config, column, subscribers, payload, &forwarder);
     // A forwarder that died is the first thing to say about a failed run.
     match (measured, forwarder.proc.ensure_running()) {

@@ -20,6 +20,7 @@
 pub mod bad_input;
 pub mod binary;
 pub mod cli;
+pub mod client;
 pub mod endpoints;
 pub mod http;
 pub mod metrics;

@@ -165,3 +165,26 @@ async fn zmtp_ping_is_answered_and_unknown_commands_ignored_on_every_socket() ->
     ensure!(b.is_running(), "broadcaster still running");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_command_right_behind_a_message_does_not_hold_it_back() -> Result<()> {
+    // A libzmq peer with ZMQ_HEARTBEAT_IVL sends PINGs between messages; a
+    // message whose bytes arrive together with a following command must be
+    // forwarded at once, not when the peer's next message comes.
+    let b = broadcaster().await?;
+    let mut sub = subscriber(&b).await?;
+    let mut peer = RawPeer::handshake(&b.endpoints().pull, "PUSH").await?;
+    for (i, cmd) in [&b"\x04PING\x00\x00ctx"[..], &b"\x07UNKNOWN"[..]]
+        .iter()
+        .enumerate()
+    {
+        let topic = format!("ok.cmd-behind-{i}");
+        let mut bytes = multipart(&[topic.as_bytes(), b"good"]);
+        bytes.extend(frame(FLAG_COMMAND, cmd));
+        peer.send(&bytes).await?;
+        expect_only_good(&mut sub, &topic)
+            .await
+            .with_context(|| format!("message followed by command {cmd:?} held back"))?;
+    }
+    Ok(())
+}

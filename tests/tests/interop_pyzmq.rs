@@ -68,3 +68,34 @@ async fn libzmq_publisher_reaches_a_zmq_rs_subscriber() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn libzmq_zmtp_heartbeats_keep_idle_connections_up() -> Result<()> {
+    // pyzmq peers with ZMQ_HEARTBEAT_IVL 50 ms / TIMEOUT 300 ms idle for 1 s
+    // at a time; the broadcaster's own heartbeat is 60 s apart, so only its
+    // PONGs keep them connected.
+    let Some(py) = python::python() else {
+        return Ok(());
+    };
+    let b = BroadcasterProcess::spawn(&["--id", "interop-3", "--heartbeat-ms", "60000"]).await?;
+    let e = b.endpoints().clone();
+    let out = match python::run_script(
+        &py,
+        "zmtp_heartbeat.py",
+        &[&e.pull, &e.publish],
+        Duration::from_secs(60),
+    )
+    .await
+    {
+        Ok(out) => out,
+        Err(err) => {
+            let m = fanfare_tests::metrics::fetch(e.admin_addr())
+                .await
+                .unwrap_or_default();
+            let m: Vec<&str> = m.lines().filter(|l| !l.starts_with('#')).collect();
+            return Err(err.context(format!("broadcaster metrics:\n{}", m.join("\n"))));
+        }
+    };
+    ensure!(out.contains("heartbeat ok"), "script said: {out}");
+    Ok(())
+}

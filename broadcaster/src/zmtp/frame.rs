@@ -200,7 +200,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads at least once; returns the bytes read (0 = end of stream).
     async fn fill(&mut self, want: usize) -> Result<usize, ReadError> {
-        if self.buf.capacity() - self.buf.len() < want.min(READ_CHUNK) {
+        // Keep at least a quarter chunk of room so one read takes many
+        // messages; a nearly full buffer would otherwise read a few bytes.
+        if self.buf.capacity() - self.buf.len() < want.max(READ_CHUNK / 4) {
             self.buf.reserve(want.max(READ_CHUNK));
         }
         Ok(self.io.read_buf(&mut self.buf).await?)

@@ -1,0 +1,108 @@
+//! fanfare-client helpers: options for a broadcaster process, and receiving
+//! deliveries and events with a timeout.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use fanfare_client::{ClientEvent, ClientOptions, Delivery, EventStream, Message, Subscription};
+use futures::StreamExt;
+
+use crate::process::BroadcasterProcess;
+
+/// Options for a client of `b` (heartbeat timeout and backoff sized for tests).
+pub fn options(b: &BroadcasterProcess) -> ClientOptions {
+    let e = b.endpoints();
+    ClientOptions::new(e.pull.clone(), e.publish.clone(), e.replay.clone())
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
+}
+
+/// The next delivery, failing after `timeout` or when the stream ends.
+pub async fn next_delivery(sub: &mut Subscription, timeout: Duration) -> Result<Delivery> {
+    tokio::time::timeout(timeout, sub.next())
+        .await
+        .with_context(|| format!("no delivery within {timeout:?}"))?
+        .context("subscription stream ended")
+}
+
+/// The next message; a gap or a close is an error.
+pub async fn next_message(sub: &mut Subscription, timeout: Duration) -> Result<Message> {
+    match next_delivery(sub, timeout).await? {
+        Delivery::Message(m) => Ok(m),
+        other => bail!("expected a message, got {other:?}"),
+    }
+}
+
+/// Waits for an event matching `pred` (others are skipped), at most `timeout`.
+pub async fn wait_event(
+    events: &mut EventStream,
+    timeout: Duration,
+    pred: impl Fn(&ClientEvent) -> bool,
+) -> Result<ClientEvent> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .with_context(|| format!("no matching client event within {timeout:?}"))?
+            .context("event stream ended")?;
+        if pred(&ev) {
+            return Ok(ev);
+        }
+    }
+}
+
+/// Index carried in the first 8 bytes of a test payload.
+pub fn index_of(payload: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = payload.get(..8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(b))
+}
+
+/// A test payload: index in 8 bytes, padded to `len`.
+pub fn indexed_payload(i: u64, len: usize) -> bytes::Bytes {
+    let mut p = vec![b'.'; len.max(8)];
+    p[..8].copy_from_slice(&i.to_be_bytes());
+    bytes::Bytes::from(p)
+}
+
+/// Makes sure every subscription hears `publisher`: publishes
+/// `<namespace>.sync-probe` until each has delivered one. Later probes are
+/// skipped by [`is_probe`].
+pub async fn sync_subscriptions(
+    publisher: &fanfare_client::Client,
+    subs: &mut [&mut Subscription],
+    namespace: &str,
+) -> Result<()> {
+    let topic = format!("{namespace}.{}", crate::sockets::PROBE_WORD);
+    let mut synced = vec![false; subs.len()];
+    let deadline = tokio::time::Instant::now() + crate::RECV_TIMEOUT;
+    while synced.iter().any(|s| !s) {
+        if tokio::time::Instant::now() > deadline {
+            bail!("subscriptions never heard a probe: {synced:?}");
+        }
+        publisher.publish(&topic, "probe").await?;
+        for (i, sub) in subs.iter_mut().enumerate() {
+            while !synced[i] {
+                match next_delivery(sub, Duration::from_millis(50)).await {
+                    Ok(Delivery::Message(m)) if is_probe(&m) => synced[i] = true,
+                    Ok(other) => bail!("unexpected delivery while syncing: {other:?}"),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True for probes of [`sync_subscriptions`].
+pub fn is_probe(m: &Message) -> bool {
+    m.topic.rsplit('.').next() == Some(crate::sockets::PROBE_WORD)
+}
+
+/// The next message that is not a probe; a gap or a close is an error.
+pub async fn next_data(sub: &mut Subscription, timeout: Duration) -> Result<Message> {
+    loop {
+        let m = next_message(sub, timeout).await?;
+        if !is_probe(&m) {
+            return Ok(m);
+        }
+    }
+}
