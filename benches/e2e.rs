@@ -142,7 +142,7 @@ async fn worker_pids(demo: &Demo, workers: usize) -> anyhow::Result<Vec<u32>> {
     Ok(pids.into_iter().collect())
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let workers = env("FANFARE_E2E_WORKERS", 2) as usize;
     let clients = env("FANFARE_E2E_CLIENTS", 200) as usize;
@@ -158,9 +158,16 @@ async fn main() -> anyhow::Result<()> {
         id: "bench".into(),
         ..Default::default()
     };
+    // The broadcaster and the websocket clients get runtimes (threads) of
+    // their own, so that neither waits behind the other's tasks in one
+    // scheduler queue: the latencies are the fabric's, not the harness's.
     let broadcaster_stop = CancellationToken::new();
-    let b = fanfare_broadcaster::start(config, broadcaster_stop.clone()).await?;
-    let e = b.endpoints().clone();
+    let (e, broadcaster) = start_broadcaster(config, broadcaster_stop.clone())?;
+    let clients_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ws-clients")
+        .enable_all()
+        .build()?;
     let spec = format!("pull={},pub={},replay={}", e.pull, e.publish, e.replay);
     let w = workers.to_string();
     let demo = Demo::start(&[
@@ -202,11 +209,28 @@ async fn main() -> anyhow::Result<()> {
     let record = Arc::new(AtomicU64::new(0));
     let mut seen = Vec::new();
     for _ in 0..clients {
-        let mut ws = Ws::connect(&demo.ws_url()).await?;
-        ws.subscribe(&["bench.#"], None).await?;
         let s = Arc::new(Seen::default());
         seen.push(s.clone());
-        tokio::spawn(run_client(ws, s, record.clone(), stop.clone()));
+        let (url, record, stop) = (demo.ws_url(), record.clone(), stop.clone());
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        clients_rt.spawn(async move {
+            let ws = async {
+                let mut ws = Ws::connect(&url).await?;
+                ws.subscribe(&["bench.#"], None).await?;
+                anyhow::Ok(ws)
+            }
+            .await;
+            match ws {
+                Ok(ws) => {
+                    let _ = ready_tx.send(Ok(()));
+                    run_client(ws, s, record, stop).await;
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        });
+        ready_rx.await??;
     }
     // Warm up: one message reaches everyone.
     publisher.publish(TOPIC, payload(0)).await?;
@@ -292,6 +316,43 @@ async fn main() -> anyhow::Result<()> {
     publisher.close().await;
     drop(demo);
     broadcaster_stop.cancel();
-    let _ = b.wait().await;
+    let _ = broadcaster.join();
+    clients_rt.shutdown_background();
     Ok(())
+}
+
+/// Runs the broadcaster on a thread with its own runtime; returns its
+/// endpoints once bound.
+fn start_broadcaster(
+    config: fanfare_broadcaster::Config,
+    stop: CancellationToken,
+) -> anyhow::Result<(fanfare_broadcaster::Endpoints, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("broadcaster".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow::Error::from(e)));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match fanfare_broadcaster::start(config, stop).await {
+                    Ok(b) => {
+                        let _ = tx.send(Ok(b.endpoints().clone()));
+                        let _ = b.wait().await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                    }
+                }
+            });
+        })?;
+    let endpoints = rx.recv()??;
+    Ok((endpoints, handle))
 }

@@ -47,6 +47,10 @@ pub async fn serve(
     let mut frames = Vec::with_capacity(4);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
+        // Never wait on the network with accepted messages held back.
+        if !conn.reader.has_buffered_message() && !flush(&tx, &mut batch).await {
+            break;
+        }
         let read = conn.reader.next_message(&mut frames, 3);
         let msg = if shutdown.is_cancelled() {
             // Draining: take what the peer already sent, stop once it is quiet.
@@ -84,8 +88,7 @@ pub async fn serve(
             }
             Err(why) => metrics.reject(why, &peer),
         }
-        let due = batch.len() >= MAX_BATCH || !conn.reader.has_buffered_frame();
-        if due && !flush(&tx, &mut batch).await {
+        if batch.len() >= MAX_BATCH && !flush(&tx, &mut batch).await {
             break;
         }
     }

@@ -185,6 +185,13 @@ impl Client {
     /// then live messages, without duplicates. What history no longer holds
     /// is delivered as a [`Delivery::Gap`](crate::Delivery::Gap) first. An
     /// empty position is the same as [`Client::subscribe`].
+    ///
+    /// Live messages that arrive meanwhile are held (up to the subscription
+    /// capacity); when live traffic outruns the catch-up they are fetched
+    /// from history too, so a subscription far behind a busy stream keeps
+    /// reading from history, in order, until it has caught up. It is closed
+    /// as a slow consumer only if the application leaves queued items
+    /// untaken for half a second while that happens.
     pub async fn subscribe_from(
         &self,
         pattern: &str,
@@ -240,6 +247,14 @@ impl Client {
     /// Flushes the outbox (at most `close_timeout`), then stops the client
     /// for every clone: subscriptions end with
     /// [`CloseReason::ClientClosed`](crate::CloseReason::ClientClosed).
+    ///
+    /// "Flushed" means handed to the PUSH socket, not received: zmq.rs
+    /// writes from a task of its own (its `send` returns once the message
+    /// is queued there) and PUSH has no acknowledgements. Those writes go on
+    /// while the Tokio runtime runs, so a process that exits right after
+    /// `close` returns may still lose its last messages. A publisher that
+    /// must know they arrived waits for them to come back (a subscription,
+    /// or [`Client::replay`]) before exiting.
     pub async fn close(self) {
         if !self.inner.publisher.flush(self.inner.close_timeout).await {
             tracing::warn!("outbox not flushed before close timeout");

@@ -45,8 +45,9 @@
 //!   the outbox (fail fast when disconnected), each subscription (closed
 //!   with [`CloseReason::SlowConsumer`] and a position to resume from),
 //!   events (a lagging reader skips), commands and replay requests (senders
-//!   wait), messages parked during a repair (past the bound they are
-//!   re-fetched from history instead).
+//!   wait), messages parked during a repair and live messages held while a
+//!   `subscribe_from` catches up (past their bounds they are re-fetched
+//!   from history instead).
 //!
 //! # Semantics worth knowing
 //!

@@ -108,6 +108,12 @@ pub(crate) enum FrameError {
     Stamp(#[from] fanfare_protocol::stamp::StampError),
     #[error(transparent)]
     Heartbeat(#[from] fanfare_protocol::heartbeat::HeartbeatError),
+    /// Seqs and lane seqs of messages start at 1 and a lane seq counts a
+    /// subset of the origin's messages: anything else would make the gap
+    /// tracker compute "the seq before" of nothing, or jump a lane past
+    /// messages that exist.
+    #[error("message stamped with seq {seq}, lane seq {lane_seq} (1 <= lane seq <= seq)")]
+    BadSeq { seq: u64, lane_seq: u64 },
 }
 
 /// A decoded egress message: a user message or a heartbeat.
@@ -161,6 +167,12 @@ pub(crate) fn decode(
             epoch: s.epoch,
             seq: s.seq,
             beat,
+        });
+    }
+    if s.seq == 0 || s.lane_seq == 0 || s.lane_seq > s.seq {
+        return Err(FrameError::BadSeq {
+            seq: s.seq,
+            lane_seq: s.lane_seq,
         });
     }
     let topic = std::str::from_utf8(topic).map_err(|_| FrameError::Topic)?;
@@ -246,5 +258,31 @@ mod tests {
             decode_frames(vec![Bytes::new()], &mut origins).err(),
             Some(FrameError::FrameCount(1))
         );
+    }
+
+    #[test]
+    fn messages_with_impossible_seqs_are_refused() {
+        // Parked behind a gap, a lane seq of 0 made the tracker compute
+        // `lane_seq - 1` of 0: a panic in debug builds, a lane stuck at
+        // u64::MAX (every later message dropped as a duplicate) in release;
+        // a lane seq above the seq moved the lane past real messages.
+        let mut origins = Origins::default();
+        for (seq, lane_seq) in [(0, 1), (1, 0), (5, 6), (1, u64::MAX)] {
+            let f = StampFields {
+                seq,
+                lane_seq,
+                epoch: 9,
+                ..Default::default()
+            };
+            let frames = vec![
+                Bytes::from_static(b"chat.x"),
+                to_bytes(&f, b"b1", None),
+                Bytes::from_static(b"hi"),
+            ];
+            assert_eq!(
+                decode_frames(frames, &mut origins).err(),
+                Some(FrameError::BadSeq { seq, lane_seq })
+            );
+        }
     }
 }

@@ -44,7 +44,13 @@ impl PublisherHandle {
     /// Queues a message (see the module docs for the full-outbox policy).
     pub(crate) async fn send(&self, msg: ZmqMessage) -> Result<(), PublishError> {
         let item = match self.tx.try_send(Outgoing::Message(msg)) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                // `try_send` is outside Tokio's cooperative budget: without
+                // this a publishing loop would never yield while the outbox
+                // has room, starving the client's own tasks.
+                tokio::task::consume_budget().await;
+                return Ok(());
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(PublishError::Closed),
             Err(mpsc::error::TrySendError::Full(item)) => item,
         };

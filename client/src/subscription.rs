@@ -1,6 +1,7 @@
 //! [`Subscription`]: a stream of deliveries for one pattern.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -24,6 +25,9 @@ pub struct Subscription {
     pattern: String,
     rx: mpsc::Receiver<Delivery>,
     reason: oneshot::Receiver<CloseReason>,
+    /// Items taken from `rx` (the subscriber task tells a reading
+    /// application from one that stopped by it).
+    taken: Arc<AtomicU64>,
     finished: bool,
     commands: mpsc::Sender<Command>,
     _client: Arc<dyn Send + Sync>,
@@ -34,6 +38,7 @@ pub(crate) struct Parts {
     pub id: u64,
     pub rx: mpsc::Receiver<Delivery>,
     pub reason: oneshot::Receiver<CloseReason>,
+    pub taken: Arc<AtomicU64>,
 }
 
 impl Subscription {
@@ -48,6 +53,7 @@ impl Subscription {
             pattern,
             rx: parts.rx,
             reason: parts.reason,
+            taken: parts.taken,
             finished: false,
             commands,
             _client: client,
@@ -68,7 +74,10 @@ impl Stream for Subscription {
             return Poll::Ready(None);
         }
         match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(d)) => Poll::Ready(Some(d)),
+            Poll::Ready(Some(d)) => {
+                self.taken.fetch_add(1, Ordering::Relaxed);
+                Poll::Ready(Some(d))
+            }
             Poll::Ready(None) => {
                 self.finished = true;
                 let reason = self.reason.try_recv().unwrap_or(CloseReason::ClientClosed);

@@ -84,9 +84,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Ok(self.buf.split_to(n).freeze())
     }
 
-    /// True when a whole frame is already buffered (the next read won't wait).
-    pub fn has_buffered_frame(&self) -> bool {
-        matches!(self.parse_header(), Ok(Some((h, len))) if self.buf.len() >= h + len)
+    /// True when a whole message (every frame through the last, commands in
+    /// between skipped) is already buffered, so the next
+    /// [`Self::next_message`] will not wait on the network.
+    pub fn has_buffered_message(&self) -> bool {
+        let mut pos = 0;
+        while let Ok(Some((header, len))) = parse_header_at(&self.buf[pos..], self.max_frame) {
+            let flags = self.buf[pos];
+            pos += header + len;
+            if pos > self.buf.len() {
+                return false;
+            }
+            if flags & COMMAND == 0 && flags & MORE == 0 {
+                return true;
+            }
+        }
+        false
     }
 
     /// Next frame, or `None` on a clean end of stream between frames.
@@ -170,32 +183,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Header length and body length of the buffered frame, if the header is
     /// complete. Fails as soon as the announced length exceeds the limit.
     fn parse_header(&self) -> Result<Option<(usize, usize)>, ReadError> {
-        let Some(&flags) = self.buf.first() else {
-            return Ok(None);
-        };
-        if flags & !(MORE | LONG | COMMAND) != 0 || (flags & COMMAND != 0 && flags & MORE != 0) {
-            return Err(ReadError::BadFlags(flags));
-        }
-        let (header, len) = if flags & LONG != 0 {
-            if self.buf.len() < 9 {
-                return Ok(None);
-            }
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&self.buf[1..9]);
-            (9, u64::from_be_bytes(a))
-        } else {
-            if self.buf.len() < 2 {
-                return Ok(None);
-            }
-            (2, u64::from(self.buf[1]))
-        };
-        if len > self.max_frame as u64 {
-            return Err(ReadError::Oversize {
-                announced: len,
-                limit: self.max_frame,
-            });
-        }
-        Ok(Some((header, len as usize)))
+        parse_header_at(&self.buf, self.max_frame)
     }
 
     /// Reads at least once; returns the bytes read (0 = end of stream).
@@ -207,6 +195,37 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         Ok(self.io.read_buf(&mut self.buf).await?)
     }
+}
+
+/// Parses the frame header at the start of `buf`: `(header length, body
+/// length)`, `None` if incomplete, an error for bad flags or an oversize frame.
+fn parse_header_at(buf: &[u8], max_frame: usize) -> Result<Option<(usize, usize)>, ReadError> {
+    let Some(&flags) = buf.first() else {
+        return Ok(None);
+    };
+    if flags & !(MORE | LONG | COMMAND) != 0 || (flags & COMMAND != 0 && flags & MORE != 0) {
+        return Err(ReadError::BadFlags(flags));
+    }
+    let (header, len) = if flags & LONG != 0 {
+        if buf.len() < 9 {
+            return Ok(None);
+        }
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&buf[1..9]);
+        (9, u64::from_be_bytes(a))
+    } else {
+        if buf.len() < 2 {
+            return Ok(None);
+        }
+        (2, u64::from(buf[1]))
+    };
+    if len > max_frame as u64 {
+        return Err(ReadError::Oversize {
+            announced: len,
+            limit: max_frame,
+        });
+    }
+    Ok(Some((header, len as usize)))
 }
 
 /// ZMTP 3.1 PING body: `\x04PING`, TTL (u16), context (≤ 16 bytes). Returns
@@ -288,6 +307,28 @@ mod tests {
             Err(ReadError::BadFlags(0x40))
         ));
         assert!(frames(&[], 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn knows_when_a_whole_message_is_buffered() {
+        let mut wire = Vec::new();
+        encode_frame_header(&mut wire, 1, true);
+        wire.push(b't');
+        wire.extend_from_slice(&[0x04, 5, 4, b'P', b'I', b'N', b'G']);
+        let (mut tx, rx) = tokio::io::duplex(1024);
+        let mut r = FrameReader::new(rx, 100);
+        tokio::io::AsyncWriteExt::write_all(&mut tx, &wire)
+            .await
+            .unwrap();
+        r.fill(1).await.unwrap();
+        assert!(!r.has_buffered_message(), "only a MORE frame and a command");
+        tokio::io::AsyncWriteExt::write_all(&mut tx, &[0x00, 1, b'p'])
+            .await
+            .unwrap();
+        while r.buf.len() < wire.len() + 3 {
+            r.fill(1).await.unwrap();
+        }
+        assert!(r.has_buffered_message());
     }
 
     #[test]

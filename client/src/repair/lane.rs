@@ -119,8 +119,8 @@ impl<M> Ctx<'_, M> {
                 drop(msg);
                 lane.parked.drain(..k);
                 *self.parked -= k;
-                let target = (last.lane_seq - 1, last.seq - 1);
-                self.start(lane, lane.seq.saturating_add(1), last.seq - 1, target);
+                let target = (last.lane_seq.saturating_sub(1), last.seq.saturating_sub(1));
+                self.start(lane, lane.seq.saturating_add(1), target.1, target);
                 break;
             }
             self.step(lane, head, msg);

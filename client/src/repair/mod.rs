@@ -99,13 +99,16 @@ impl<M> Tracker<M> {
 
     /// A message arrived live. `floor` is asked only for a lane seen for the
     /// first time: the seq after which subscriptions want this origin's
-    /// messages (to repair what the lane lost before its first message).
+    /// messages (to repair what the lane lost before its first message), or
+    /// `None` when no subscription covers the lane: then the lane is not
+    /// tracked (a late message after an unsubscribe must not leave a lane
+    /// behind whose next message would ask for everything in between).
     pub(crate) fn on_message(
         &mut self,
         origin: &Arc<str>,
         head: Head,
         msg: M,
-        floor: impl FnOnce() -> u64,
+        floor: impl FnOnce() -> Option<u64>,
         out: &mut Vec<Action<M>>,
     ) {
         let Some(o) = self.origins.get_mut(origin) else {
@@ -144,10 +147,14 @@ impl<M> Tracker<M> {
             ctx.step(lane, head, msg);
             return;
         }
+        let Some(floor) = floor() else {
+            ctx.out.push(Action::Deliver(msg));
+            return;
+        };
         let floor = if head.lane_seq <= 1 {
             u64::MAX
         } else {
-            o.base.max(floor())
+            o.base.max(floor)
         };
         if floor.saturating_add(1) >= head.seq {
             o.lanes.insert(head.lane, Lane::at(head.lane_seq, head.seq));
@@ -192,6 +199,13 @@ impl<M> Tracker<M> {
         }
         o.max_seq = o.max_seq.max(seq);
         for mark in marks {
+            // A lane's seq is one of the origin's seqs, and counts no more
+            // messages than the origin stamped: a mark beyond that is
+            // corrupt (acting on it would move the lane past messages that
+            // exist, dropping every later one as a duplicate).
+            if mark.seq > seq || mark.lane_seq > mark.seq {
+                continue;
+            }
             let mut ctx = Ctx {
                 origin,
                 epoch: o.epoch,
@@ -256,6 +270,12 @@ impl<M> Tracker<M> {
             out,
         };
         ctx.drain(lane);
+    }
+
+    /// The origin's epoch and the seq up to which it had sent before the
+    /// client started listening to it.
+    pub(crate) fn base(&self, origin: &str) -> Option<(u64, u64)> {
+        self.origins.get(origin).map(|o| (o.epoch, o.base))
     }
 
     /// The origin's epoch and the highest seq seen from it.

@@ -26,7 +26,7 @@ fn msg(t: &mut Tracker<u64>, head: Head) -> Vec<Action<u64>> {
 
 fn msg_floor(t: &mut Tracker<u64>, head: Head, floor: u64) -> Vec<Action<u64>> {
     let mut out = Vec::new();
-    t.on_message(&o(), head, head.seq, || floor, &mut out);
+    t.on_message(&o(), head, head.seq, || Some(floor), &mut out);
     out
 }
 
@@ -336,4 +336,33 @@ fn extreme_values_from_the_network_do_not_panic() {
     let _ = a;
     beat(&mut t, u64::MAX, 0, &[(B, u64::MAX, 0)]);
     msg(&mut t, h(0, 0, 0, 0));
+}
+
+#[test]
+fn a_lane_nobody_covers_is_not_tracked() {
+    let mut t = Tracker::new(100);
+    assert_eq!(msg(&mut t, h(1, 1, A, 1)), [Action::Deliver(1)]);
+    // Unsubscribed: a late message of lane B is delivered (to nobody) and
+    // leaves no lane behind...
+    let mut out = Vec::new();
+    t.on_message(&o(), h(1, 2, B, 1), 2, || None, &mut out);
+    assert_eq!(out, [Action::Deliver(2)]);
+    // ...so a subscription made much later does not repair what it never
+    // wanted: its floor decides.
+    assert_eq!(
+        msg_floor(&mut t, h(1, 900, B, 800), 899),
+        [Action::Deliver(900)]
+    );
+}
+
+#[test]
+fn heartbeat_marks_beyond_the_origins_last_seq_are_ignored() {
+    let mut t = Tracker::new(100);
+    msg(&mut t, h(1, 10, A, 5));
+    // Claims lane A reached seq 900 while the origin stamped only 15;
+    // acting on it would move the lane to 900 and drop 16..=900 as
+    // duplicates. A lane seq above its seq is as impossible.
+    assert!(beat(&mut t, 1, 15, &[(A, 7, 900)]).is_empty());
+    assert!(beat(&mut t, 1, 15, &[(A, 15, 14)]).is_empty());
+    assert_eq!(msg(&mut t, h(1, 11, A, 6)), vec![Action::Deliver(11)]);
 }

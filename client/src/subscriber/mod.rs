@@ -8,11 +8,12 @@
 //! that subscription alone (see [`registry`]).
 
 mod catchup;
+mod held;
 mod registry;
 mod repairs;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fanfare_protocol::heartbeat::LaneMark;
@@ -140,6 +141,11 @@ impl State {
                 m = recv_opt(&mut self.socket) => self.on_frames(m),
             }
             self.apply_effects().await;
+            // zmq.rs sockets do not take part in Tokio's cooperative
+            // budget: while the SUB always has data this loop would never
+            // yield, starving the application's readers on the same
+            // workers (their queues fill, they get closed as slow).
+            tokio::task::consume_budget().await;
         }
         self.registry.close_all();
         self.connected.send_replace(false);
@@ -156,11 +162,7 @@ impl State {
                 tracing::debug!(id, "subscribed");
             }
             Command::Unsubscribe { id } => self.registry.remove(id, None),
-            Command::CatchUpDone { id, marks } => {
-                let tracker = &self.tracker;
-                let low = |o: &str| tracker.lowest_pending(o);
-                self.registry.finish_catch_up(id, marks, &low);
-            }
+            Command::CatchUpDone { id, marks } => self.on_catch_up_done(id, marks),
         }
     }
 
@@ -170,41 +172,17 @@ impl State {
         since: Option<Position>,
         reply: oneshot::Sender<Parts>,
     ) -> u64 {
-        let mut start: std::collections::HashMap<Arc<str>, Mark> = self
+        // Where a plain subscription starts: after what was seen so far.
+        let live: HashMap<Arc<str>, Mark> = self
             .tracker
             .origins()
             .map(|(o, e, s)| (o.clone(), (e, s)))
             .collect();
-        let since = since.filter(|p| !p.is_empty());
-        let Some(since) = since else {
-            let (parts, _) = self.registry.add(pattern, start, None);
-            let id = parts.id;
-            if reply.send(parts).is_err() {
-                self.registry.remove(id, None);
-            }
-            return id;
+        let parts = match since.filter(|p| !p.is_empty()) {
+            Some(since) => self.subscribe_from(pattern, since, live),
+            None => self.registry.add(pattern, live, None).0,
         };
-        let mut plan = Vec::new();
-        for (o, e, s) in since.iter() {
-            let origin = self.origins.intern(o);
-            plan.extend(catchup::plan(&origin, e, s, self.tracker.max_seq(o)));
-            start.insert(origin, (e, s));
-        }
-        let progress = Arc::new(Mutex::new(since));
-        let (parts, tx) = self
-            .registry
-            .add(pattern.clone(), start, Some(progress.clone()));
         let id = parts.id;
-        let job = catchup::CatchUpTask {
-            id,
-            history: self.task.history.clone(),
-            tx,
-            pattern,
-            plan,
-            progress,
-            done: self.commands.clone(),
-        };
-        self.registry.set_catch_up_task(id, tokio::spawn(job.run()));
         if reply.send(parts).is_err() {
             self.registry.remove(id, None);
         }

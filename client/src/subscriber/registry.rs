@@ -6,39 +6,37 @@
 //! out.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
 
 use fanfare_protocol::pattern::Pattern;
 use fanfare_protocol::position::Position;
 use fanfare_protocol::stamp::lane_of;
 use fanfare_protocol::RESERVED_PREFIX;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
+use super::held::{CatchUp, Queue};
 use crate::message::{CloseReason, Delivery, Gap, Message};
 use crate::subscription::Parts;
 
 /// (epoch, seq).
 pub(crate) type Mark = (u64, u64);
 
+/// How long a catching-up subscription's application may leave queued items
+/// untaken (while live messages overflow what is held) before it is closed
+/// as a slow consumer. A live subscription has no such grace: its full
+/// queue closes it.
+const STALL: Duration = Duration::from_millis(500);
+
 /// The delivery that did not fit: its origin and mark (none for a gap).
 type Failed = Option<(Arc<str>, Mark)>;
-
-/// A subscription catching up from history (`subscribe_from`).
-pub(crate) struct CatchUp {
-    /// Live deliveries held until history is delivered (bounded by the
-    /// subscription capacity; overflow closes the subscription as slow).
-    held: Vec<Delivery>,
-    /// What the catch-up task has delivered so far.
-    pub progress: Arc<Mutex<Position>>,
-    pub task: Option<JoinHandle<()>>,
-}
 
 struct Entry {
     pattern: Pattern,
     /// Lane of the literal first word; `None` for a wildcard first word.
     lane: Option<u16>,
-    tx: mpsc::Sender<Delivery>,
+    queue: Queue,
     reason: Option<oneshot::Sender<CloseReason>>,
     /// Only messages after these marks are delivered.
     start: HashMap<Arc<str>, Mark>,
@@ -60,6 +58,9 @@ pub(crate) struct Registry {
     subs: HashMap<u64, Entry>,
     prefixes: HashMap<String, usize>,
     capacity: usize,
+    /// A catching-up subscription whose application has taken nothing for
+    /// this long while items wait is closed as slow (see [`super::held`]).
+    stall: Duration,
     next_id: u64,
     effects: Effects,
 }
@@ -70,23 +71,33 @@ impl Registry {
             subs: HashMap::new(),
             prefixes: HashMap::new(),
             capacity,
+            stall: STALL,
             next_id: 0,
             effects: Effects::default(),
         }
     }
 
-    /// Registers a subscription delivering messages after `start`.
+    /// Sets the grace of catching-up subscriptions (tests).
+    #[cfg(test)]
+    pub(crate) fn stall_after(mut self, stall: Duration) -> Self {
+        self.stall = stall;
+        self
+    }
+
+    /// Registers a subscription delivering messages after `start`; with
+    /// `catch_up`, its live deliveries are held until history is delivered.
     /// Returns its parts and a sender for a catch-up task.
     pub(crate) fn add(
         &mut self,
         pattern: Pattern,
         start: HashMap<Arc<str>, Mark>,
-        catch_up: Option<Arc<Mutex<Position>>>,
+        catch_up: Option<CatchUp>,
     ) -> (Parts, mpsc::Sender<Delivery>) {
         self.next_id += 1;
         let id = self.next_id;
         let (tx, rx) = mpsc::channel(self.capacity);
         let (reason_tx, reason) = oneshot::channel();
+        let taken = Arc::new(AtomicU64::new(0));
         let prefix = pattern.literal_prefix().to_owned();
         let count = self.prefixes.entry(prefix.clone()).or_insert(0);
         *count += 1;
@@ -100,26 +111,25 @@ impl Registry {
             Entry {
                 pattern,
                 lane,
-                tx: tx.clone(),
+                queue: Queue {
+                    tx: tx.clone(),
+                    taken: taken.clone(),
+                },
                 reason: Some(reason_tx),
                 start,
                 delivered: HashMap::new(),
-                catch_up: catch_up.map(|progress| CatchUp {
-                    held: Vec::new(),
-                    progress,
-                    task: None,
-                }),
+                catch_up,
             },
         );
-        (Parts { id, rx, reason }, tx)
-    }
-
-    /// Remembers the catch-up task of a subscription (aborted if it closes).
-    pub(crate) fn set_catch_up_task(&mut self, id: u64, task: JoinHandle<()>) {
-        match self.subs.get_mut(&id).and_then(|e| e.catch_up.as_mut()) {
-            Some(c) => c.task = Some(task),
-            None => task.abort(),
-        }
+        (
+            Parts {
+                id,
+                rx,
+                reason,
+                taken,
+            },
+            tx,
+        )
     }
 
     /// Ends a subscription (with a reason, or silently when dropped).
@@ -148,7 +158,7 @@ impl Registry {
         let gone: Vec<u64> = self
             .subs
             .iter()
-            .filter(|(_, e)| e.tx.is_closed())
+            .filter(|(_, e)| e.queue.tx.is_closed())
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
@@ -194,7 +204,7 @@ impl Registry {
         self.subs
             .values()
             .filter(|e| e.catch_up.is_none() && e.lane.is_none_or(|l| l == lane))
-            .map(|e| e.tx.clone())
+            .map(|e| e.queue.tx.clone())
             .collect()
     }
 
@@ -210,15 +220,15 @@ impl Registry {
     }
 
     /// For a lane first seen with `topic`: after which seq of `origin`'s
-    /// `epoch` do subscriptions that may cover it want messages?
-    pub(crate) fn floor_for_topic(&self, origin: &str, epoch: u64, topic: &str) -> u64 {
+    /// `epoch` do subscriptions that may cover it want messages? `None`:
+    /// no subscription covers it.
+    pub(crate) fn floor_for_topic(&self, origin: &str, epoch: u64, topic: &str) -> Option<u64> {
         let lane = lane_of(topic.as_bytes());
         self.subs
             .values()
             .filter(|e| e.lane.is_none_or(|l| l == lane))
             .map(|e| floor_of(e, origin, epoch))
             .min()
-            .unwrap_or(u64::MAX)
     }
 
     /// For a lane a heartbeat reports that we never saw: the floor of the
@@ -247,7 +257,7 @@ impl Registry {
             if e.start.get(&m.stamp.origin).is_some_and(|s| mark <= *s) {
                 continue;
             }
-            if !push(e, self.capacity, Delivery::Message(m.clone()), Some(m)) {
+            if !push(e, self.capacity, self.stall, Delivery::Message(m.clone())) {
                 slow.push((*id, Some((m.stamp.origin.clone(), mark))));
             }
         }
@@ -270,55 +280,11 @@ impl Registry {
             {
                 continue;
             }
-            if !push(e, self.capacity, Delivery::Gap(gap.clone()), None) {
+            if !push(e, self.capacity, self.stall, Delivery::Gap(gap.clone())) {
                 slow.push((*id, None));
             }
         }
         self.close_slow(slow, low);
-    }
-
-    /// A catch-up finished: `marks` are what history covered per origin.
-    /// Held live deliveries after those marks follow, in seq order.
-    pub(crate) fn finish_catch_up(
-        &mut self,
-        id: u64,
-        marks: Vec<(Arc<str>, Mark)>,
-        low: &dyn Fn(&str) -> Option<Mark>,
-    ) {
-        let Some(e) = self.subs.get_mut(&id) else {
-            return;
-        };
-        let Some(c) = e.catch_up.take() else {
-            return;
-        };
-        for (origin, mark) in marks {
-            let s = e.start.entry(origin.clone()).or_insert(mark);
-            *s = (*s).max(mark);
-            e.delivered.insert(origin, mark);
-        }
-        let mut held = c.held;
-        held.sort_by_key(|d| match d {
-            Delivery::Message(m) => (1, m.stamp.epoch, m.stamp.seq),
-            Delivery::Gap(g) => (0, g.epoch, g.first),
-            Delivery::Closed(_) => (2, 0, 0),
-        });
-        let mut slow = None;
-        for d in held {
-            if let Delivery::Message(m) = &d {
-                let mark = (m.stamp.epoch, m.stamp.seq);
-                if e.start.get(&m.stamp.origin).is_some_and(|s| mark <= *s) {
-                    continue;
-                }
-                if !push(e, self.capacity, d.clone(), Some(m)) {
-                    slow = Some((id, Some((m.stamp.origin.clone(), mark))));
-                    break;
-                }
-            } else if !push(e, self.capacity, d, None) {
-                slow = Some((id, None));
-                break;
-            }
-        }
-        self.close_slow(slow.into_iter().collect(), low);
     }
 
     fn close_slow(&mut self, slow: Vec<(u64, Failed)>, low: &dyn Fn(&str) -> Option<Mark>) {
@@ -326,7 +292,7 @@ impl Registry {
             let Some(e) = self.subs.get(&id) else {
                 continue;
             };
-            if e.tx.is_closed() {
+            if e.queue.tx.is_closed() {
                 self.remove(id, None);
                 continue;
             }
@@ -345,27 +311,38 @@ impl Registry {
 }
 
 /// Queues a delivery (or holds it while catching up). False when the
-/// subscription must close: queue (or hold) full, or receiver gone.
-fn push(e: &mut Entry, capacity: usize, d: Delivery, m: Option<&Message>) -> bool {
+/// subscription must close: queue full (or, catching up, an application
+/// that stopped reading), or receiver gone.
+fn push(e: &mut Entry, capacity: usize, stall: Duration, d: Delivery) -> bool {
     if let Some(c) = &mut e.catch_up {
-        if c.held.len() >= capacity {
-            return false;
-        }
-        c.held.push(d);
-        return true;
+        return c.hold(d, capacity, &e.queue, stall);
     }
-    if e.tx.try_send(d).is_err() {
+    let mark = mark_of(&d);
+    if e.queue.tx.try_send(d).is_err() {
         return false;
     }
-    if let Some(m) = m {
-        let mark = (m.stamp.epoch, m.stamp.seq);
-        let d = e.delivered.entry(m.stamp.origin.clone()).or_insert(mark);
+    if let Some((origin, mark)) = mark {
+        let d = e.delivered.entry(origin).or_insert(mark);
         *d = (*d).max(mark);
     }
     true
 }
 
+/// The origin and mark of a message delivery.
+fn mark_of(d: &Delivery) -> Failed {
+    match d {
+        Delivery::Message(m) => Some((m.stamp.origin.clone(), (m.stamp.epoch, m.stamp.seq))),
+        _ => None,
+    }
+}
+
+/// After which seq of `origin`'s `epoch` the live stream must be complete
+/// for this subscription: none for one catching up (its catch-up fetches
+/// whatever comes before a lane's first live message, see [`super::held`]).
 fn floor_of(e: &Entry, origin: &str, epoch: u64) -> u64 {
+    if e.catch_up.is_some() {
+        return u64::MAX;
+    }
     match e.start.get(origin) {
         Some(&(se, s)) if se == epoch => s,
         Some(&(se, _)) if se > epoch => u64::MAX,
@@ -404,6 +381,10 @@ fn position_of(e: &Entry, failed: Failed, low: &dyn Fn(&str) -> Option<Mark>) ->
     }
     pos
 }
+
+#[path = "registry_catch_up.rs"]
+mod catch_up;
+pub(crate) use catch_up::Extension;
 
 #[cfg(test)]
 #[path = "registry_tests.rs"]

@@ -3,6 +3,7 @@
 use super::*;
 use crate::message::{GapReason, Stamp};
 use fanfare_protocol::stamp::lane_of;
+use std::sync::Mutex;
 
 const E: u64 = 7;
 
@@ -30,6 +31,13 @@ fn p(s: &str) -> Pattern {
 
 fn none(_: &str) -> Option<Mark> {
     None
+}
+
+/// Catch-up state for a position at seq `since` of b1.
+fn catching_up(since: u64) -> CatchUp {
+    let mut pos = Position::new();
+    pos.advance("b1", E, since);
+    CatchUp::new(Arc::new(Mutex::new(pos)))
 }
 
 fn seqs(rx: &mut mpsc::Receiver<Delivery>) -> Vec<u64> {
@@ -123,15 +131,15 @@ fn gaps_go_to_subscriptions_that_may_cover_the_lane() {
 #[test]
 fn catch_up_holds_live_messages_then_releases_those_after_history() {
     let mut r = Registry::new(8);
-    let progress = Arc::new(Mutex::new(Position::new()));
-    let (mut s, tx) = r.add(p("f.#"), HashMap::new(), Some(progress));
+    let (mut s, tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(0)));
     for seq in [5, 7, 6] {
         r.deliver(&msg("f.x", seq), &none);
     }
     assert!(s.rx.try_recv().is_err(), "held while catching up");
     // History (sent by the catch-up task) covered up to 6.
     tx.try_send(Delivery::Message(msg("f.x", 4))).unwrap();
-    r.finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 6))], &none);
+    let more = r.finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 6))], &none);
+    assert!(more.is_none(), "nothing was dropped");
     assert_eq!(seqs(&mut s.rx), [4, 7]);
     r.deliver(&msg("f.x", 6), &none);
     r.deliver(&msg("f.x", 8), &none);
@@ -158,17 +166,120 @@ fn floors_follow_start_marks_and_epochs() {
     let mut r = Registry::new(8);
     let start = HashMap::from([(Arc::from("b1"), (E, 10))]);
     r.add(p("chat.#"), start, None);
-    assert_eq!(r.floor_for_topic("b1", E, "chat.x"), 10);
+    assert_eq!(r.floor_for_topic("b1", E, "chat.x"), Some(10));
     assert_eq!(
         r.floor_for_topic("b1", E + 1, "chat.x"),
-        0,
+        Some(0),
         "a newer epoch: all of it"
     );
     assert_eq!(
         r.floor_for_topic("b1", E, "news.x"),
-        u64::MAX,
+        None,
         "nobody covers it"
     );
     assert_eq!(r.floor_for_lane("b1", E, lane_of(b"chat")), Some(10));
     assert_eq!(r.floor_for_lane("b1", E, lane_of(b"news")), None);
+}
+
+#[test]
+fn live_messages_past_the_bound_are_fetched_from_history_instead() {
+    let mut r = Registry::new(4);
+    let start = HashMap::from([(Arc::from("b1"), (E, 2))]);
+    let (mut s, _tx) = r.add(p("f.#"), start, Some(catching_up(2)));
+    // The fifth does not fit: all five are dropped, not the subscription.
+    for seq in 10..=16 {
+        r.deliver(&msg("f.x", seq), &none);
+    }
+    assert!(r.take_effects().slow.is_empty(), "not closed");
+    let more = r
+        .finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 9))], &none)
+        .expect("the dropped ones are fetched next");
+    // Fetching up to 16 also covers the two held after the drop.
+    assert_eq!(more.ranges, [(Arc::from("b1"), Some((E, 9)), (E, 16))]);
+    assert!(s.rx.try_recv().is_err(), "nothing released yet");
+    r.deliver(&msg("f.x", 17), &none);
+    let more = r.finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 16))], &none);
+    assert!(more.is_none());
+    assert_eq!(seqs(&mut s.rx), [17], "then live");
+    r.deliver(&msg("f.x", 16), &none);
+    r.deliver(&msg("f.x", 18), &none);
+    assert_eq!(seqs(&mut s.rx), [18]);
+}
+
+#[test]
+fn a_catch_up_whose_application_stops_reading_is_closed_at_its_progress() {
+    let mut r = Registry::new(2).stall_after(std::time::Duration::ZERO);
+    let (mut s, tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(2)));
+    // History fills the queue; the application takes one item and stops.
+    tx.try_send(Delivery::Message(msg("f.x", 3))).unwrap();
+    tx.try_send(Delivery::Message(msg("f.x", 4))).unwrap();
+    assert!(s.rx.try_recv().is_ok());
+    s.taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tx.try_send(Delivery::Message(msg("f.x", 5))).unwrap();
+    if let Some(c) = r.subs.get(&s.id).and_then(|e| e.catch_up.as_ref()) {
+        c.progress.lock().unwrap().advance("b1", E, 5);
+    }
+    // A first overflow only drops the held messages.
+    for seq in 10..=12 {
+        r.deliver(&msg("f.x", seq), &none);
+    }
+    assert!(r.take_effects().slow.is_empty());
+    // A second one with nothing taken meanwhile: the application is slow.
+    for seq in 13..=15 {
+        r.deliver(&msg("f.x", seq), &none);
+    }
+    let eff = r.take_effects();
+    assert_eq!(eff.slow.len(), 1);
+    assert_eq!(eff.slow[0].1.get("b1"), Some((E, 5)), "what it was given");
+    assert_eq!(seqs(&mut s.rx), [4, 5], "queued items still come");
+}
+
+#[test]
+fn a_reading_application_is_not_closed_while_catching_up() {
+    let mut r = Registry::new(2).stall_after(std::time::Duration::ZERO);
+    let (s, tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(2)));
+    tx.try_send(Delivery::Message(msg("f.x", 3))).unwrap();
+    for seq in 10..=30 {
+        if seq % 3 == 0 {
+            s.taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r.deliver(&msg("f.x", seq), &none);
+    }
+    assert!(r.take_effects().slow.is_empty());
+}
+
+#[test]
+fn lane_repairs_do_not_reach_back_for_a_catch_up_its_history_does() {
+    let mut r = Registry::new(8);
+    let start = HashMap::from([(Arc::from("b1"), (E, 10))]);
+    let (s, _tx) = r.add(p("chat.#"), start, Some(catching_up(10)));
+    assert_eq!(r.floor_for_topic("b1", E, "chat.x"), Some(u64::MAX));
+    assert_eq!(r.floor_for_lane("b1", E, lane_of(b"chat")), Some(u64::MAX));
+    // The lane's first live message is 40: 31..=39 come from history (and
+    // 40 with them: a round that fetches leaves nothing held).
+    r.deliver(&msg("chat.x", 40), &none);
+    let more = r
+        .finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 30))], &none)
+        .expect("history up to the first live message");
+    assert_eq!(more.ranges, [(Arc::from("b1"), Some((E, 30)), (E, 40))]);
+    let more = r.finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 40))], &none);
+    assert!(more.is_none());
+    assert_eq!(
+        r.floor_for_topic("b1", E, "chat.x"),
+        Some(40),
+        "live: its start"
+    );
+}
+
+#[test]
+fn one_burst_overflowing_twice_does_not_close_a_catch_up() {
+    // The application gets no chance to run during one burst read off the
+    // socket: within the grace, that is not a slow application.
+    let mut r = Registry::new(2);
+    let (_s, tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(2)));
+    tx.try_send(Delivery::Message(msg("f.x", 3))).unwrap();
+    for seq in 10..=40 {
+        r.deliver(&msg("f.x", seq), &none);
+    }
+    assert!(r.take_effects().slow.is_empty());
 }

@@ -1,0 +1,127 @@
+//! `subscribe_from` far behind while live traffic keeps coming (TEAM-LOG
+//! finding 3): live messages that arrive while history is in flight must
+//! not close the subscription as a slow consumer; past the subscription's
+//! bound they are dropped and fetched from history instead.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use fanfare_client::{Client, CloseReason, Delivery, Position, ReplayQuery};
+use support::{next, next_message, Broadcaster};
+
+/// The subscription's bound (as in the finding).
+const CAPACITY: usize = 64;
+/// Messages published before resuming: the position is this far behind.
+const BACKLOG: u64 = 5_000;
+/// Messages published at a steady pace while the subscription catches up.
+const STREAM: u64 = 20_000;
+/// The stream's pace: this many messages per millisecond.
+const PER_MS: u64 = 50;
+
+fn index(m: &fanfare_client::Message) -> Result<u64> {
+    Ok(std::str::from_utf8(&m.payload)?.parse()?)
+}
+
+/// Median time of the history query a catch-up from `seq` starts with
+/// (one reply, cut at the broadcaster's reply limit): one replay round trip.
+async fn replay_round_trip(c: &Client, origin: &str, epoch: u64, seq: u64) -> Result<Duration> {
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let q = ReplayQuery::since(origin, epoch, seq + 1);
+        let started = Instant::now();
+        let batch = tokio::time::timeout(support::RECV, c.replay(q)).await??;
+        took.push(started.elapsed());
+        ensure!(!batch.messages.is_empty(), "the backlog is in history");
+    }
+    took.sort();
+    Ok(took[took.len() / 2])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_far_behind_under_steady_traffic_gets_everything_once_in_order() -> Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
+        .with_test_writer()
+        .try_init();
+    let b = Broadcaster::start(&["--heartbeat-ms", "100"]).await?;
+    let publisher = b.client().await?;
+    let c = Client::connect(b.options().subscription_capacity(CAPACITY)).await?;
+
+    // The position: message 0, as a plain subscription saw it.
+    let mut probe = c.subscribe("steady.#").await?;
+    publisher.publish("steady.x", "0").await?;
+    let first = next_message(&mut probe).await?;
+    ensure!(index(&first)? == 0, "the probe sees message 0");
+    drop(probe);
+    let (origin, epoch) = (first.stamp.origin.to_string(), first.stamp.epoch);
+    let mut position = Position::new();
+    position.advance(&origin, epoch, first.stamp.seq);
+    for i in 1..=BACKLOG {
+        publisher.publish("steady.x", i.to_string()).await?;
+    }
+    let rtt = replay_round_trip(&c, &origin, epoch, first.stamp.seq).await?;
+    let per_rtt = PER_MS as f64 * rtt.as_secs_f64() * 1000.0;
+    eprintln!("replay round trip {rtt:?}: ~{per_rtt:.0} live messages per round trip");
+    ensure!(
+        per_rtt > CAPACITY as f64,
+        "the stream must outpace the capacity per round trip"
+    );
+
+    // A steady stream, started before resuming and running throughout.
+    let stream = tokio::spawn({
+        let p = publisher.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            let mut i = BACKLOG + 1;
+            while i <= BACKLOG + STREAM {
+                tick.tick().await;
+                for _ in 0..PER_MS.min(BACKLOG + STREAM + 1 - i) {
+                    p.publish("steady.x", i.to_string()).await?;
+                    i += 1;
+                }
+            }
+            anyhow::Ok(())
+        }
+    });
+
+    let mut resumed = c.subscribe_from("steady.#", position).await?;
+    let started = Instant::now();
+    let (mut replayed, mut live) = (0u64, 0u64);
+    for expected in 1..=BACKLOG + STREAM {
+        let m = match next(&mut resumed)
+            .await
+            .with_context(|| format!("waiting for message {expected}"))?
+        {
+            Delivery::Message(m) => m,
+            Delivery::Closed(CloseReason::SlowConsumer { position }) => {
+                bail!("closed as a slow consumer at {expected} (position {position}) while reading promptly")
+            }
+            other => bail!("expected message {expected}, got {other:?}"),
+        };
+        ensure!(
+            index(&m)? == expected,
+            "exactly once, in order: expected {expected}, got {}",
+            index(&m)?
+        );
+        if m.replayed {
+            replayed += 1;
+        } else {
+            live += 1;
+        }
+    }
+    stream.await??;
+    eprintln!(
+        "{} messages in {:?}: {replayed} from history, {live} live",
+        BACKLOG + STREAM,
+        started.elapsed()
+    );
+    ensure!(replayed >= BACKLOG, "the backlog came from history");
+
+    // Caught up: later traffic flows live.
+    publisher.publish("steady.x", "last").await?;
+    let last = next_message(&mut resumed).await?;
+    ensure!(last.payload == "last", "then live: {last:?}");
+    Ok(())
+}
