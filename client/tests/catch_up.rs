@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +22,10 @@ const BACKLOG: u64 = 5_000;
 const STREAM: u64 = 20_000;
 /// The stream's pace: this many messages per millisecond.
 const PER_MS: u64 = 50;
-/// Milliseconds (and messages) the stream goes on once caught up.
+/// Milliseconds (and messages) the stream goes on once the reader is near.
 const AFTER_CAUGHT_UP: u64 = 200;
+/// How close to the stream's head the reader is "near".
+const NEAR: u64 = 1_000;
 
 fn index(m: &fanfare_client::Message) -> Result<u64> {
     Ok(std::str::from_utf8(&m.payload)?.parse()?)
@@ -75,16 +77,18 @@ async fn resuming_far_behind_under_steady_traffic_gets_everything_once_in_order(
     );
 
     // A steady stream, started before resuming, at PER_MS while the
-    // subscription reads from history. Once it has caught up (a live
-    // message arrived) the stream slows to one message per millisecond:
-    // the live rule (a full queue closes) then gives a prompt reader 64 ms
-    // of slack, where 50 messages per millisecond would leave it about one
-    // on two busy debug-build cores.
+    // subscription is far behind. Once the reader is within NEAR of the
+    // stream's head the stream slows to one message per millisecond: the
+    // subscription then goes live, where the live rule (a full queue
+    // closes) gives a prompt reader 64 ms of slack at that pace, and only
+    // about one millisecond at PER_MS on two busy debug-build cores.
     let caught_up = Arc::new(AtomicBool::new(false));
+    let head = Arc::new(AtomicU64::new(BACKLOG));
     let (done_tx, mut done) = watch::channel(None::<u64>);
     let stream = tokio::spawn({
         let p = publisher.clone();
         let caught_up = caught_up.clone();
+        let head = head.clone();
         async move {
             let mut tick = tokio::time::interval(Duration::from_millis(1));
             let mut last = BACKLOG;
@@ -101,6 +105,7 @@ async fn resuming_far_behind_under_steady_traffic_gets_everything_once_in_order(
                     last += 1;
                     p.publish("steady.x", last.to_string()).await?;
                 }
+                head.store(last, Ordering::Relaxed);
             }
             done_tx.send_replace(Some(last));
             anyhow::Ok(())
@@ -136,6 +141,8 @@ async fn resuming_far_behind_under_steady_traffic_gets_everything_once_in_order(
             replayed += 1;
         } else {
             live += 1;
+        }
+        if head.load(Ordering::Relaxed).saturating_sub(expected) < NEAR {
             caught_up.store(true, Ordering::Relaxed);
         }
         expected += 1;
@@ -147,6 +154,11 @@ async fn resuming_far_behind_under_steady_traffic_gets_everything_once_in_order(
         started.elapsed()
     );
     ensure!(replayed >= BACKLOG, "the backlog came from history");
+    let fast = expected - 1 - BACKLOG - live.min(AFTER_CAUGHT_UP);
+    ensure!(
+        fast >= 10 * CAPACITY as u64,
+        "live traffic outran the catch-up: {fast} messages at {PER_MS}/ms while it ran"
+    );
 
     // Caught up: later traffic flows live.
     publisher.publish("steady.x", "last").await?;
