@@ -13,9 +13,18 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 
+/// This package's folder (`tests/`): `CARGO_MANIFEST_DIR` as cargo and
+/// nextest set it when they *run* the test (right even when the executable
+/// was built from another checkout sharing the target dir), else as it was
+/// at build time.
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// The workspace root (the folder holding the root `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    package_dir()
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }

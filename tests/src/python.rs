@@ -44,9 +44,7 @@ pub fn python() -> Option<PathBuf> {
 
 /// Path of a script in `tests/python/`.
 pub fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(name)
+    crate::binary::package_dir().join("python").join(name)
 }
 
 /// Runs `tests/python/<name>` with `args` under `py`, at most `timeout`;
