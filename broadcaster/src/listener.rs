@@ -81,7 +81,7 @@ where
         let counters = metrics.socket(kind);
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             counters.refused.fetch_add(1, Relaxed);
-            if metrics.log_allowed() {
+            if metrics.log_allowed(crate::metrics::LogKind::Connection) {
                 tracing::warn!(socket = kind.label(), %peer, "connection limit reached; refusing");
             }
             continue;
@@ -120,7 +120,7 @@ where
                 Err(e) => {
                     let c = if matches!(e, ReadError::Oversize { .. }) { &counters.oversize_frame } else { &counters.protocol_error };
                     c.fetch_add(1, Relaxed);
-                    if metrics.log_allowed() {
+                    if metrics.log_allowed(crate::metrics::LogKind::Connection) {
                         tracing::warn!(socket = kind.label(), %peer, error = %e, "peer disconnected");
                     }
                 }

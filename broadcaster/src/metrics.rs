@@ -99,7 +99,21 @@ pub struct Metrics {
     pub replay_messages: AtomicU64,
     /// Per socket: pull, pub, replay.
     pub sockets: [SocketCounters; 3],
-    log_gate: Mutex<Option<Instant>>,
+    log_gates: [Mutex<Option<Instant>>; 4],
+}
+
+/// What a rate-limited warning is about; each kind has its own gate, so a
+/// flood of one kind never hides another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogKind {
+    /// Ingress messages dropped as invalid.
+    Reject,
+    /// Peers disconnected for protocol errors, connection limit reached.
+    Connection,
+    /// Malformed replay requests.
+    Replay,
+    /// Subscription limits.
+    Subscription,
 }
 
 impl Metrics {
@@ -125,7 +139,7 @@ impl Metrics {
             replay_bad_requests: AtomicU64::new(0),
             replay_messages: AtomicU64::new(0),
             sockets: Default::default(),
-            log_gate: Mutex::new(None),
+            log_gates: Default::default(),
         }
     }
 
@@ -137,7 +151,7 @@ impl Metrics {
     /// Counts a rejected ingress message and logs it, at most once a second.
     pub fn reject(&self, why: Reject, peer: &str) {
         let n = self.rejected[why as usize].fetch_add(1, Relaxed) + 1;
-        if self.log_allowed() {
+        if self.log_allowed(LogKind::Reject) {
             tracing::warn!(reason = why.label(), %peer, total = n, "ingress message dropped");
         }
     }
@@ -147,9 +161,9 @@ impl Metrics {
         self.rejected[why as usize].load(Relaxed)
     }
 
-    /// True at most once per second: gates noisy warnings.
-    pub fn log_allowed(&self) -> bool {
-        let Ok(mut last) = self.log_gate.lock() else {
+    /// True at most once per second per kind: gates noisy warnings.
+    pub fn log_allowed(&self, kind: LogKind) -> bool {
+        let Ok(mut last) = self.log_gates[kind as usize].lock() else {
             return false;
         };
         let now = Instant::now();

@@ -82,7 +82,7 @@ fn answer(ctx: &ReplayContext, frames: &[Bytes], count: usize, out: &mut Vec<u8>
         }
         Err(e) => {
             ctx.metrics.replay_bad_requests.fetch_add(1, Relaxed);
-            if ctx.metrics.log_allowed() {
+            if ctx.metrics.log_allowed(crate::metrics::LogKind::Replay) {
                 tracing::warn!(error = %e, "bad replay request");
             }
             (status_only(Status::BadRequest, 0), Vec::new())

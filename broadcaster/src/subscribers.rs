@@ -132,7 +132,7 @@ impl Subscribers {
                     p.1 += 1;
                 } else if s.prefixes.len() < MAX_PREFIXES {
                     s.prefixes.push((prefix, 1));
-                } else if metrics.log_allowed() {
+                } else if metrics.log_allowed(crate::metrics::LogKind::Subscription) {
                     tracing::warn!(
                         subscriber = id,
                         "subscription limit reached; prefix ignored"

@@ -5,11 +5,14 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use fanfare_client::{Client, CloseReason, Delivery, Position, ReplayQuery};
 use support::{next, next_message, Broadcaster};
+use tokio::sync::watch;
 
 /// The subscription's bound (as in the finding).
 const CAPACITY: usize = 64;
@@ -19,6 +22,10 @@ const BACKLOG: u64 = 5_000;
 const STREAM: u64 = 20_000;
 /// The stream's pace: this many messages per millisecond.
 const PER_MS: u64 = 50;
+/// Milliseconds (and messages) the stream goes on once the reader is near.
+const AFTER_CAUGHT_UP: u64 = 200;
+/// How close to the stream's head the reader is "near".
+const NEAR: u64 = 1_000;
 
 fn index(m: &fanfare_client::Message) -> Result<u64> {
     Ok(std::str::from_utf8(&m.payload)?.parse()?)
@@ -69,19 +76,38 @@ async fn resuming_far_behind_under_steady_traffic_gets_everything_once_in_order(
         "the stream must outpace the capacity per round trip"
     );
 
-    // A steady stream, started before resuming and running throughout.
+    // A steady stream, started before resuming, at PER_MS while the
+    // subscription is far behind. Once the reader is within NEAR of the
+    // stream's head the stream slows to one message per millisecond: the
+    // subscription then goes live, where the live rule (a full queue
+    // closes) gives a prompt reader 64 ms of slack at that pace, and only
+    // about one millisecond at PER_MS on two busy debug-build cores.
+    let caught_up = Arc::new(AtomicBool::new(false));
+    let head = Arc::new(AtomicU64::new(BACKLOG));
+    let (done_tx, mut done) = watch::channel(None::<u64>);
     let stream = tokio::spawn({
         let p = publisher.clone();
+        let caught_up = caught_up.clone();
+        let head = head.clone();
         async move {
             let mut tick = tokio::time::interval(Duration::from_millis(1));
-            let mut i = BACKLOG + 1;
-            while i <= BACKLOG + STREAM {
+            let mut last = BACKLOG;
+            let mut after = 0;
+            while last < BACKLOG + STREAM && after < AFTER_CAUGHT_UP {
                 tick.tick().await;
-                for _ in 0..PER_MS.min(BACKLOG + STREAM + 1 - i) {
-                    p.publish("steady.x", i.to_string()).await?;
-                    i += 1;
+                let n = if caught_up.load(Ordering::Relaxed) {
+                    after += 1;
+                    1
+                } else {
+                    PER_MS.min(BACKLOG + STREAM - last)
+                };
+                for _ in 0..n {
+                    last += 1;
+                    p.publish("steady.x", last.to_string()).await?;
                 }
+                head.store(last, Ordering::Relaxed);
             }
+            done_tx.send_replace(Some(last));
             anyhow::Ok(())
         }
     });
@@ -89,11 +115,17 @@ async fn resuming_far_behind_under_steady_traffic_gets_everything_once_in_order(
     let mut resumed = c.subscribe_from("steady.#", position).await?;
     let started = Instant::now();
     let (mut replayed, mut live) = (0u64, 0u64);
-    for expected in 1..=BACKLOG + STREAM {
-        let m = match next(&mut resumed)
-            .await
-            .with_context(|| format!("waiting for message {expected}"))?
-        {
+    let mut expected = 1;
+    while done.borrow().is_none_or(|total| expected <= total) {
+        let d = tokio::select! {
+            d = next(&mut resumed) => d.with_context(|| format!("waiting for message {expected}"))?,
+            // The stream ended (or failed: then `stream` tells why).
+            r = done.changed(), if done.borrow().is_none() => match r {
+                Ok(()) => continue,
+                Err(_) => break,
+            },
+        };
+        let m = match d {
             Delivery::Message(m) => m,
             Delivery::Closed(CloseReason::SlowConsumer { position }) => {
                 bail!("closed as a slow consumer at {expected} (position {position}) while reading promptly")
@@ -110,14 +142,23 @@ async fn resuming_far_behind_under_steady_traffic_gets_everything_once_in_order(
         } else {
             live += 1;
         }
+        if head.load(Ordering::Relaxed).saturating_sub(expected) < NEAR {
+            caught_up.store(true, Ordering::Relaxed);
+        }
+        expected += 1;
     }
     stream.await??;
     eprintln!(
         "{} messages in {:?}: {replayed} from history, {live} live",
-        BACKLOG + STREAM,
+        expected - 1,
         started.elapsed()
     );
     ensure!(replayed >= BACKLOG, "the backlog came from history");
+    let fast = expected - 1 - BACKLOG - live.min(AFTER_CAUGHT_UP);
+    ensure!(
+        fast >= 10 * CAPACITY as u64,
+        "live traffic outran the catch-up: {fast} messages at {PER_MS}/ms while it ran"
+    );
 
     // Caught up: later traffic flows live.
     publisher.publish("steady.x", "last").await?;

@@ -48,9 +48,14 @@ impl Registry {
             *s = (*s).max(mark);
         }
         let mut ranges = c.after_round(&e.start);
-        if ranges.is_empty() && e.queue.tx.capacity() < c.held() {
-            // The catch-up task waits for an empty queue before it reports,
-            // so this does not happen; if it did, fetch them again.
+        // Going live leaves the held deliveries queued: the application
+        // needs room left for the live traffic that comes while it reads
+        // them, or the live rule (a full queue closes) would strike at
+        // once. More than half a queue held: one more round fetches them
+        // (with backpressure) instead; rounds shrink as the catch-up nears
+        // the live stream.
+        let room = (self.capacity / 2).max(1).min(e.queue.tx.capacity());
+        if ranges.is_empty() && c.held() > room {
             for d in c.take_held() {
                 c.drop_to_tail(d);
             }

@@ -283,3 +283,22 @@ fn one_burst_overflowing_twice_does_not_close_a_catch_up() {
     }
     assert!(r.take_effects().slow.is_empty());
 }
+
+#[test]
+fn a_catch_up_goes_live_only_with_room_left_in_the_queue() {
+    let mut r = Registry::new(8);
+    let (mut s, _tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(2)));
+    for seq in 3..=8 {
+        r.deliver(&msg("f.x", seq), &none);
+    }
+    // Six held, more than half the queue: fetched once more instead.
+    let more = r
+        .finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 2))], &none)
+        .expect("another round");
+    assert_eq!(more.ranges, [(Arc::from("b1"), Some((E, 2)), (E, 8))]);
+    r.deliver(&msg("f.x", 9), &none);
+    assert!(r
+        .finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 8))], &none)
+        .is_none());
+    assert_eq!(seqs(&mut s.rx), [9]);
+}
