@@ -5,7 +5,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
@@ -136,11 +135,4 @@ pub fn encode_multipart(out: &mut Vec<u8>, frames: &[&[u8]]) {
         crate::zmtp::encode_frame_header(out, f.len(), i + 1 < frames.len());
         out.extend_from_slice(f);
     }
-}
-
-/// Convenience for tests and tools: the frames of `parts` as one buffer.
-pub fn multipart_bytes(frames: &[&[u8]]) -> Bytes {
-    let mut v = Vec::new();
-    encode_multipart(&mut v, frames);
-    Bytes::from(v)
 }

@@ -6,6 +6,7 @@
 //! Per round: one buffer allocation and one history lock, whatever the
 //! number of messages; per message: no allocation.
 
+use std::ops::Range;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -41,7 +42,17 @@ pub struct Forwarder {
     subscribers: Subscribers,
     metrics: Arc<Metrics>,
     encoded: Vec<Encoded>,
+    stamped: Vec<Stamped>,
     heartbeat_topic: Bytes,
+}
+
+/// What history needs of one message of the round, beside its [`Encoded`]
+/// ranges (kept in a reused vector: no allocation per round).
+struct Stamped {
+    seq: u64,
+    lane: u16,
+    stamp: Range<usize>,
+    payload: Range<usize>,
 }
 
 impl Forwarder {
@@ -63,6 +74,7 @@ impl Forwarder {
             subscribers,
             metrics,
             encoded: Vec::new(),
+            stamped: Vec::new(),
             heartbeat_topic: Bytes::from(format!("{}{id}", fanfare_protocol::HEARTBEAT_PREFIX)),
         }
     }
@@ -104,19 +116,18 @@ impl Forwarder {
 
     /// Stamps, stores and fans out one round of batches.
     fn forward(&mut self, batches: &mut Vec<Vec<Incoming>>) {
+        let origin = self.id.as_bytes();
         let size: usize = batches
             .iter()
             .flatten()
             .map(|m| {
-                27 + m.topic.len()
-                    + m.payload.len()
-                    + stamp::encoded_len(self.id.as_bytes(), m.meta.as_deref())
+                27 + m.topic.len() + m.payload.len() + stamp::encoded_len(origin, m.meta.as_deref())
             })
             .sum();
         let mut out = BytesMut::with_capacity(size);
         let now_us = stamp::now_us();
         self.encoded.clear();
-        let mut seqs = Vec::with_capacity(batches.iter().map(Vec::len).sum());
+        self.stamped.clear();
         for m in batches.iter().flatten() {
             self.seq += 1;
             let lane_id = stamp::lane_of(&m.topic);
@@ -135,42 +146,44 @@ impl Forwarder {
                 lane_seq: lane.seq,
                 timestamp_us: now_us,
             };
-            let e = encode_message(
+            let meta = m.meta.as_deref();
+            let (encoded, stamp_r, payload_r) = encode_message(
                 &mut out,
                 &m.topic,
-                |o| stamp::encode(o, &fields, self.id.as_bytes(), m.meta.as_deref()),
-                stamp::encoded_len(self.id.as_bytes(), m.meta.as_deref()),
+                |o| stamp::encode(o, &fields, origin, meta),
+                stamp::encoded_len(origin, meta),
                 &m.payload,
             );
-            self.encoded.push(e.0);
-            seqs.push((self.seq, lane_id, e.1, e.2));
+            self.encoded.push(encoded);
+            self.stamped.push(Stamped {
+                seq: self.seq,
+                lane: lane_id,
+                stamp: stamp_r,
+                payload: payload_r,
+            });
         }
         batches.clear();
         let buf = out.freeze();
-        self.store(&buf, &seqs);
+        self.store(&buf);
         self.metrics.last_seq.store(self.seq, Relaxed);
         self.subscribers.fan_out(&buf, &self.encoded, &self.metrics);
     }
 
     /// Appends the round to history and applies its bounds.
-    fn store(
-        &self,
-        buf: &Bytes,
-        seqs: &[(u64, u16, std::ops::Range<usize>, std::ops::Range<usize>)],
-    ) {
+    fn store(&self, buf: &Bytes) {
         let Ok(mut h) = self.history.write() else {
             return;
         };
         let at = Instant::now();
-        for (e, (seq, lane, stamp_r, payload_r)) in self.encoded.iter().zip(seqs) {
+        for (e, m) in self.encoded.iter().zip(&self.stamped) {
             h.push(
                 &self.id,
                 Entry {
-                    seq: *seq,
-                    lane: *lane,
+                    seq: m.seq,
+                    lane: m.lane,
                     topic: buf.slice(e.topic.clone()),
-                    stamp: buf.slice(stamp_r.clone()),
-                    payload: buf.slice(payload_r.clone()),
+                    stamp: buf.slice(m.stamp.clone()),
+                    payload: buf.slice(m.payload.clone()),
                     at,
                 },
             );
@@ -239,7 +252,7 @@ fn encode_message(
     write_stamp: impl FnOnce(&mut BytesMut),
     stamp_len: usize,
     payload: &[u8],
-) -> (Encoded, std::ops::Range<usize>, std::ops::Range<usize>) {
+) -> (Encoded, Range<usize>, Range<usize>) {
     let start = out.len();
     encode_frame_header(out, topic.len(), true);
     let t0 = out.len();

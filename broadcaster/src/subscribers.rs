@@ -155,16 +155,6 @@ impl Subscribers {
         }
     }
 
-    /// Number of subscribers.
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    /// True when nobody is connected.
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     /// Queues each subscriber the runs of `msgs` it subscribes to, as slices
     /// of `buf` (no copy): as many as fit in its queue's byte bound, in order;
     /// the rest of the round is dropped for it alone (counted; repairable).

@@ -88,10 +88,9 @@ pub async fn run(a: TailArgs) -> anyhow::Result<()> {
                 }
             }
             if h.next > h.newest || h.next <= from {
-                last = Some(
-                    last.unwrap_or((h.epoch, h.newest))
-                        .max((h.epoch, h.newest.min(h.next.saturating_sub(1)))),
-                );
+                // History is done: live copies of what it covered are skipped.
+                let covered = (h.epoch, h.newest.min(h.next.saturating_sub(1)));
+                last = Some(last.unwrap_or((h.epoch, h.newest)).max(covered));
                 break;
             }
             from = h.next;

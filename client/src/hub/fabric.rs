@@ -30,6 +30,22 @@ pub struct FabricMessage {
     pub publisher: Option<Arc<str>>,
 }
 
+impl FabricMessage {
+    /// This message as a browser `event` frame: serialized once, then shared
+    /// by every connection it goes to.
+    pub fn event_frame(&self) -> axum::extract::ws::Utf8Bytes {
+        super::protocol::event(&super::protocol::EventFields {
+            topic: &self.topic,
+            payload: &self.payload,
+            origin: &self.origin,
+            epoch: self.epoch,
+            seq: self.seq,
+            timestamp_us: self.timestamp_us,
+            publisher: self.publisher.as_deref(),
+        })
+    }
+}
+
 /// One item of the hub's feed.
 #[derive(Debug, Clone)]
 pub enum FabricItem {

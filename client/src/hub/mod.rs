@@ -301,15 +301,7 @@ fn dispatch(inner: &HubInner, m: FabricMessage) {
     inner.metrics.events_in.fetch_add(1, Relaxed);
     let lag = fanfare_protocol::stamp::now_us().saturating_sub(m.timestamp_us);
     inner.metrics.lag_us.store(lag, Relaxed);
-    let frame = protocol::event(&protocol::EventFields {
-        topic: &m.topic,
-        payload: &m.payload,
-        origin: &m.origin,
-        epoch: m.epoch,
-        seq: m.seq,
-        timestamp_us: m.timestamp_us,
-        publisher: m.publisher.as_deref(),
-    });
+    let frame = m.event_frame();
     inner.registry.dispatch(Arc::new(ring::Event {
         topic: m.topic,
         origin: m.origin,

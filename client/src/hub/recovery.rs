@@ -10,7 +10,7 @@ use fanfare_protocol::pattern::Pattern;
 
 use super::fabric::{Fabric, FabricMessage, ReplayFailure, ReplayRange};
 use super::metrics::HubMetrics;
-use super::protocol::{self, EventFields, GapNotice};
+use super::protocol::{self, GapNotice};
 use super::registry::ResumeStart;
 
 /// What a resume produced, in the order it is to be sent.
@@ -64,15 +64,7 @@ impl Ctx<'_> {
         if !self.fresh(&m.origin, m.epoch, m.seq) {
             return;
         }
-        self.out.frames.push(protocol::event(&EventFields {
-            topic: &m.topic,
-            payload: &m.payload,
-            origin: &m.origin,
-            epoch: m.epoch,
-            seq: m.seq,
-            timestamp_us: m.timestamp_us,
-            publisher: m.publisher.as_deref(),
-        }));
+        self.out.frames.push(m.event_frame());
         self.out.events += 1;
         self.metrics.recovered_from_replay.fetch_add(1, Relaxed);
     }
