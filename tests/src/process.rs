@@ -180,8 +180,8 @@ async fn start(ports: &[u16; 4], extra: &[String]) -> Result<(Child, Endpoints, 
         .args(["--admin", &format!("127.0.0.1:{admin}")])
         .args(extra)
         .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            "FANFARE_LOG",
+            std::env::var("FANFARE_LOG").unwrap_or_else(|_| "info".into()),
         )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -3,16 +3,18 @@
 //! not close the subscription as a slow consumer; past the subscription's
 //! bound they are dropped and fetched from history instead.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use fanfare_client::{Client, CloseReason, Delivery, Position, ReplayQuery};
-use support::{next, next_message, Broadcaster};
+use fanfare_tests::client::{connect, next_delivery, next_message, options};
+use fanfare_tests::process::BroadcasterProcess;
 use tokio::sync::watch;
+
+/// Every receive (and a client's connect) in these tests waits at most this long.
+const RECV: Duration = Duration::from_secs(15);
 
 /// The subscription's bound (as in the finding).
 const CAPACITY: usize = 64;
@@ -38,7 +40,7 @@ async fn replay_round_trip(c: &Client, origin: &str, epoch: u64, seq: u64) -> Re
     for _ in 0..5 {
         let q = ReplayQuery::since(origin, epoch, seq + 1);
         let started = Instant::now();
-        let batch = tokio::time::timeout(support::RECV, c.replay(q)).await??;
+        let batch = tokio::time::timeout(RECV, c.replay(q)).await??;
         took.push(started.elapsed());
         ensure!(!batch.messages.is_empty(), "the backlog is in history");
     }
@@ -52,14 +54,19 @@ async fn resuming_far_behind_under_steady_traffic_gets_everything_once_in_order(
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
         .with_test_writer()
         .try_init();
-    let b = Broadcaster::start(&["--heartbeat-ms", "100"]).await?;
-    let publisher = b.client().await?;
-    let c = Client::connect(b.options().subscription_capacity(CAPACITY)).await?;
+    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let publisher = connect(&b, RECV).await?;
+    let c = Client::connect(
+        options(&b)
+            .connect_timeout(RECV)
+            .subscription_capacity(CAPACITY),
+    )
+    .await?;
 
     // The position: message 0, as a plain subscription saw it.
     let mut probe = c.subscribe("steady.#").await?;
     publisher.publish("steady.x", "0").await?;
-    let first = next_message(&mut probe).await?;
+    let first = next_message(&mut probe, RECV).await?;
     ensure!(index(&first)? == 0, "the probe sees message 0");
     drop(probe);
     let (origin, epoch) = (first.stamp.origin.to_string(), first.stamp.epoch);
@@ -118,7 +125,7 @@ async fn resuming_far_behind_under_steady_traffic_gets_everything_once_in_order(
     let mut expected = 1;
     while done.borrow().is_none_or(|total| expected <= total) {
         let d = tokio::select! {
-            d = next(&mut resumed) => d.with_context(|| format!("waiting for message {expected}"))?,
+            d = next_delivery(&mut resumed, RECV) => d.with_context(|| format!("waiting for message {expected}"))?,
             // The stream ended (or failed: then `stream` tells why).
             r = done.changed(), if done.borrow().is_none() => match r {
                 Ok(()) => continue,
@@ -162,7 +169,7 @@ async fn resuming_far_behind_under_steady_traffic_gets_everything_once_in_order(
 
     // Caught up: later traffic flows live.
     publisher.publish("steady.x", "last").await?;
-    let last = next_message(&mut resumed).await?;
+    let last = next_message(&mut resumed, RECV).await?;
     ensure!(last.payload == "last", "then live: {last:?}");
     Ok(())
 }

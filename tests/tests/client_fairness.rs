@@ -2,11 +2,15 @@
 //! task (a socket that always has data) must let the application's reader
 //! run, or the reader looks slow and its subscription is closed.
 
-mod support;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use fanfare_client::{Client, Delivery};
-use support::{next, Broadcaster};
+use fanfare_tests::client::{connect, next_delivery, options};
+use fanfare_tests::process::BroadcasterProcess;
+
+/// Every receive (and a client's connect) in these tests waits at most this long.
+const RECV: Duration = Duration::from_secs(15);
 
 const N: u32 = 20_000;
 const CAPACITY: usize = 1024;
@@ -15,13 +19,18 @@ const CAPACITY: usize = 1024;
 /// yield.
 #[tokio::test(flavor = "current_thread")]
 async fn a_busy_subscriber_task_lets_the_application_read() -> Result<()> {
-    let b = Broadcaster::start(&["--heartbeat-ms", "100"]).await?;
-    let publisher = b.client().await?;
-    let c = Client::connect(b.options().subscription_capacity(CAPACITY)).await?;
+    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let publisher = connect(&b, RECV).await?;
+    let c = Client::connect(
+        options(&b)
+            .connect_timeout(RECV)
+            .subscription_capacity(CAPACITY),
+    )
+    .await?;
     let mut sub = c.subscribe("fair.#").await?;
     // The subscription is in place once its first message arrives.
     publisher.publish("fair.x", "0").await?;
-    let _ = next(&mut sub).await?;
+    let _ = next_delivery(&mut sub, RECV).await?;
     let sender = tokio::spawn({
         let p = publisher.clone();
         async move {
@@ -32,7 +41,7 @@ async fn a_busy_subscriber_task_lets_the_application_read() -> Result<()> {
         }
     });
     for i in 1..=N {
-        match next(&mut sub).await? {
+        match next_delivery(&mut sub, RECV).await? {
             Delivery::Message(m) => {
                 assert_eq!(
                     m.payload,

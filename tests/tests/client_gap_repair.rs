@@ -2,13 +2,15 @@
 //! subscriber that falls behind; the client fetches them from history.
 //! And a SIGKILLed broadcaster: new epoch, reconnect, outbox flushed.
 
-mod support;
-
 use std::time::Duration;
 
 use anyhow::Result;
 use fanfare_client::{Client, ClientEvent, Delivery};
-use support::{next, next_message, wait_event, Broadcaster};
+use fanfare_tests::client::{connect, next_delivery, next_message, options, wait_event};
+use fanfare_tests::process::BroadcasterProcess;
+
+/// Every receive (and a client's connect) in these tests waits at most this long.
+const RECV: Duration = Duration::from_secs(15);
 
 const N: u32 = 30_000;
 
@@ -31,10 +33,17 @@ fn index(m: &fanfare_client::Message) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_dropped_by_the_pub_are_repaired_in_order() -> Result<()> {
-    let b =
-        Broadcaster::start(&["--heartbeat-ms", "100", "--subscriber-queue-bytes", "65536"]).await?;
-    let publisher = b.client().await?;
-    let subscriber = b.client().await?;
+    let b = BroadcasterProcess::spawn(&[
+        "--id",
+        "b1",
+        "--heartbeat-ms",
+        "100",
+        "--subscriber-queue-bytes",
+        "65536",
+    ])
+    .await?;
+    let publisher = connect(&b, RECV).await?;
+    let subscriber = connect(&b, RECV).await?;
     let mut events = subscriber.events();
     let mut sub = subscriber.subscribe("burst.#").await?;
     let sender = tokio::spawn({
@@ -43,14 +52,14 @@ async fn messages_dropped_by_the_pub_are_repaired_in_order() -> Result<()> {
     });
     let mut replayed = 0;
     for i in 1..=N {
-        let m = next_message(&mut sub).await?;
+        let m = next_message(&mut sub, RECV).await?;
         assert_eq!(index(&m), i, "every message exactly once, in order");
         replayed += u32::from(m.replayed);
     }
     sender.await??;
     eprintln!("{replayed} of {N} messages came from history");
     if replayed > 0 {
-        wait_event(&mut events, |e| {
+        wait_event(&mut events, RECV, |e| {
             matches!(e, ClientEvent::GapRepaired { .. })
         })
         .await?;
@@ -60,7 +69,9 @@ async fn messages_dropped_by_the_pub_are_repaired_in_order() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loss_beyond_history_is_reported_as_gaps() -> Result<()> {
-    let b = Broadcaster::start(&[
+    let b = BroadcasterProcess::spawn(&[
+        "--id",
+        "b1",
         "--heartbeat-ms",
         "100",
         "--subscriber-queue-bytes",
@@ -69,8 +80,8 @@ async fn loss_beyond_history_is_reported_as_gaps() -> Result<()> {
         "50",
     ])
     .await?;
-    let publisher = b.client().await?;
-    let subscriber = b.client().await?;
+    let publisher = connect(&b, RECV).await?;
+    let subscriber = connect(&b, RECV).await?;
     let mut sub = subscriber.subscribe("lossy.#").await?;
     let sender = tokio::spawn({
         let p = publisher.clone();
@@ -80,7 +91,7 @@ async fn loss_beyond_history_is_reported_as_gaps() -> Result<()> {
     let (mut delivered, mut lost, mut last) = (0u64, 0u64, 0u64);
     let mut first_seq = None;
     while delivered + lost < u64::from(N) {
-        match next(&mut sub).await? {
+        match next_delivery(&mut sub, RECV).await? {
             Delivery::Message(m) => {
                 first_seq.get_or_insert(m.stamp.seq);
                 assert!(m.stamp.seq > last, "in order");
@@ -103,17 +114,19 @@ async fn loss_beyond_history_is_reported_as_gaps() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_broadcaster_comes_back_with_a_new_epoch() -> Result<()> {
-    let mut b = Broadcaster::start(&["--heartbeat-ms", "100"]).await?;
-    let opts = b.options().heartbeat_timeout(Duration::from_millis(600));
+    let mut b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let opts = options(&b)
+        .connect_timeout(RECV)
+        .heartbeat_timeout(Duration::from_millis(600));
     let c = Client::connect(opts).await?;
     let mut events = c.events();
     let mut sub = c.subscribe("life.#").await?;
     c.publish("life.x", "before").await?;
-    let before = next_message(&mut sub).await?;
+    let before = next_message(&mut sub, RECV).await?;
     assert_eq!(before.payload, "before");
 
-    b.kill().await?;
-    wait_event(&mut events, |e| {
+    b.sigkill()?;
+    wait_event(&mut events, RECV, |e| {
         matches!(e, ClientEvent::Disconnected { .. })
     })
     .await?;
@@ -125,7 +138,7 @@ async fn sigkilled_broadcaster_comes_back_with_a_new_epoch() -> Result<()> {
         probes += 1;
         let seen = tokio::time::timeout(
             Duration::from_millis(100),
-            wait_event(&mut events, |e| {
+            wait_event(&mut events, RECV, |e| {
                 matches!(e, ClientEvent::PublisherDisconnected { .. })
             }),
         )
@@ -143,7 +156,7 @@ async fn sigkilled_broadcaster_comes_back_with_a_new_epoch() -> Result<()> {
     }
 
     b.restart().await?;
-    let ev = wait_event(&mut events, |e| {
+    let ev = wait_event(&mut events, RECV, |e| {
         matches!(e, ClientEvent::BroadcasterRestarted { .. })
     })
     .await?;
@@ -159,7 +172,7 @@ async fn sigkilled_broadcaster_comes_back_with_a_new_epoch() -> Result<()> {
     assert!(new_epoch > old_epoch);
     let mut held = Vec::new();
     while held.len() < 5 {
-        let m = next_message(&mut sub).await?;
+        let m = next_message(&mut sub, RECV).await?;
         if m.topic.as_ref() == "life.x" {
             assert_eq!(m.stamp.epoch, new_epoch);
             held.push(m.payload.clone());
@@ -168,7 +181,7 @@ async fn sigkilled_broadcaster_comes_back_with_a_new_epoch() -> Result<()> {
     assert_eq!(held, ["held-1", "held-2", "held-3", "held-4", "held-5"]);
     c.publish("life.x", "after").await?;
     loop {
-        let m = next_message(&mut sub).await?;
+        let m = next_message(&mut sub, RECV).await?;
         if m.payload == "after" {
             break;
         }
@@ -180,8 +193,8 @@ async fn sigkilled_broadcaster_comes_back_with_a_new_epoch() -> Result<()> {
 async fn a_narrow_pattern_in_a_busy_namespace_gets_everything_in_order() -> Result<()> {
     // `room.a` shares its lane with `room.b`: every lane seq jump our SUB
     // prefix causes must be told from loss by asking history.
-    let b = Broadcaster::start(&["--heartbeat-ms", "100"]).await?;
-    let c = b.client().await?;
+    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let c = connect(&b, RECV).await?;
     let mut a = c.subscribe("room.a").await?;
     let started = std::time::Instant::now();
     for i in 1..=3000u32 {
@@ -189,7 +202,7 @@ async fn a_narrow_pattern_in_a_busy_namespace_gets_everything_in_order() -> Resu
         c.publish("room.a", i.to_string()).await?;
     }
     for i in 1..=3000u32 {
-        let m = next_message(&mut a).await?;
+        let m = next_message(&mut a, RECV).await?;
         assert_eq!(m.payload, i.to_string().as_bytes());
     }
     eprintln!("3000 narrow messages in {:?}", started.elapsed());
