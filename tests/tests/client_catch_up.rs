@@ -54,7 +54,8 @@ async fn resuming_far_behind_under_steady_traffic_gets_everything_once_in_order(
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
         .with_test_writer()
         .try_init();
-    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let b =
+        BroadcasterProcess::spawn_without_admin(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
     let publisher = connect(&b, RECV).await?;
     let c = Client::connect(
         options(&b)

@@ -16,7 +16,8 @@ const RECV: Duration = Duration::from_secs(15);
 
 #[tokio::test]
 async fn publishes_and_delivers_in_order_with_stamps() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let b =
+        BroadcasterProcess::spawn_without_admin(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
     let publisher =
         Client::connect(options(&b).connect_timeout(RECV).publisher_id("pub-1")).await?;
     let subscriber = connect(&b, RECV).await?;
@@ -48,7 +49,8 @@ async fn publishes_and_delivers_in_order_with_stamps() -> Result<()> {
 
 #[tokio::test]
 async fn invalid_topics_and_patterns_are_refused() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let b =
+        BroadcasterProcess::spawn_without_admin(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
     let c = connect(&b, RECV).await?;
     assert!(matches!(
         c.publish("a..b", "x").await,
@@ -64,7 +66,8 @@ async fn invalid_topics_and_patterns_are_refused() -> Result<()> {
 
 #[tokio::test]
 async fn subscribe_from_replays_then_goes_live_without_duplicates() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let b =
+        BroadcasterProcess::spawn_without_admin(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
     let c = connect(&b, RECV).await?;
     let mut live = c.subscribe("feed.#").await?;
     for i in 1..=20u32 {
@@ -102,7 +105,7 @@ async fn subscribe_from_replays_then_goes_live_without_duplicates() -> Result<()
 
 #[tokio::test]
 async fn history_that_expired_is_delivered_as_a_gap() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&[
+    let b = BroadcasterProcess::spawn_without_admin(&[
         "--id",
         "b1",
         "--heartbeat-ms",
@@ -154,7 +157,8 @@ async fn history_that_expired_is_delivered_as_a_gap() -> Result<()> {
 
 #[tokio::test]
 async fn raw_replay_query_returns_history() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let b =
+        BroadcasterProcess::spawn_without_admin(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
     let c = connect(&b, RECV).await?;
     let mut s = c.subscribe("q.#").await?;
     for i in 1..=5u32 {
@@ -178,7 +182,8 @@ async fn raw_replay_query_returns_history() -> Result<()> {
 
 #[tokio::test]
 async fn slow_consumer_is_closed_with_a_position_to_resume_from() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let b =
+        BroadcasterProcess::spawn_without_admin(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
     let c = Client::connect(options(&b).connect_timeout(RECV).subscription_capacity(8)).await?;
     let mut slow = c.subscribe("s.#").await?;
     let mut events = c.events();
@@ -240,7 +245,8 @@ async fn outbox_holds_messages_until_the_broadcaster_comes() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_publishers_several_subscribers_exactly_once_in_order() -> Result<()> {
     const PER: u32 = 2000;
-    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let b =
+        BroadcasterProcess::spawn_without_admin(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
     let mut readers = Vec::new();
     for _ in 0..3 {
         let c = connect(&b, RECV).await?;
@@ -281,7 +287,8 @@ async fn several_publishers_several_subscribers_exactly_once_in_order() -> Resul
 
 #[tokio::test]
 async fn dropping_one_of_two_subscriptions_on_a_prefix_keeps_the_other() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let b =
+        BroadcasterProcess::spawn_without_admin(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
     let c = connect(&b, RECV).await?;
     let first = c.subscribe("shared.#").await?;
     let mut second = c.subscribe("shared.#").await?;
@@ -306,7 +313,8 @@ async fn dropping_one_of_two_subscriptions_on_a_prefix_keeps_the_other() -> Resu
 
 #[tokio::test]
 async fn close_flushes_the_outbox_and_oversize_payloads_are_refused() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let b =
+        BroadcasterProcess::spawn_without_admin(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
     let reader = connect(&b, RECV).await?;
     let mut sub = reader.subscribe("bye.#").await?;
     let writer = Client::connect(options(&b).connect_timeout(RECV).max_payload(10)).await?;
@@ -337,7 +345,8 @@ async fn close_flushes_the_outbox_and_oversize_payloads_are_refused() -> Result<
 
 #[tokio::test]
 async fn an_unreachable_replay_endpoint_fails_fast_and_says_so() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let b =
+        BroadcasterProcess::spawn_without_admin(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
     let dead = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();

@@ -19,7 +19,8 @@ const CAPACITY: usize = 1024;
 /// yield.
 #[tokio::test(flavor = "current_thread")]
 async fn a_busy_subscriber_task_lets_the_application_read() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let b =
+        BroadcasterProcess::spawn_without_admin(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
     let publisher = connect(&b, RECV).await?;
     let c = Client::connect(
         options(&b)

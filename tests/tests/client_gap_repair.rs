@@ -33,7 +33,7 @@ fn index(m: &fanfare_client::Message) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_dropped_by_the_pub_are_repaired_in_order() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&[
+    let b = BroadcasterProcess::spawn_without_admin(&[
         "--id",
         "b1",
         "--heartbeat-ms",
@@ -69,7 +69,7 @@ async fn messages_dropped_by_the_pub_are_repaired_in_order() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loss_beyond_history_is_reported_as_gaps() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&[
+    let b = BroadcasterProcess::spawn_without_admin(&[
         "--id",
         "b1",
         "--heartbeat-ms",
@@ -114,7 +114,8 @@ async fn loss_beyond_history_is_reported_as_gaps() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_broadcaster_comes_back_with_a_new_epoch() -> Result<()> {
-    let mut b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let mut b =
+        BroadcasterProcess::spawn_without_admin(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
     let opts = options(&b)
         .connect_timeout(RECV)
         .heartbeat_timeout(Duration::from_millis(600));
@@ -193,7 +194,8 @@ async fn sigkilled_broadcaster_comes_back_with_a_new_epoch() -> Result<()> {
 async fn a_narrow_pattern_in_a_busy_namespace_gets_everything_in_order() -> Result<()> {
     // `room.a` shares its lane with `room.b`: every lane seq jump our SUB
     // prefix causes must be told from loss by asking history.
-    let b = BroadcasterProcess::spawn(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
+    let b =
+        BroadcasterProcess::spawn_without_admin(&["--id", "b1", "--heartbeat-ms", "100"]).await?;
     let c = connect(&b, RECV).await?;
     let mut a = c.subscribe("room.a").await?;
     let started = std::time::Instant::now();
