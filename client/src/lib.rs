@@ -77,7 +77,7 @@
 //! # Tasks
 //!
 //! [`Client`] is a handle; three tasks own the sockets: the publisher
-//! (PUSH), the subscriber (SUB, gap tracking, deliveries) and the history
+//! (PUSH), the subscriber (SUB, gap tracking, deliveries) and the replay
 //! task (DEALER to the replay endpoint). zmq.rs's PUSH and DEALER do not
 //! reconnect; these tasks recreate them with backoff and jitter.
 
@@ -85,14 +85,13 @@ mod backoff;
 mod client;
 mod error;
 mod events;
-mod history;
+mod gaps;
 mod message;
 mod options;
 mod publisher;
-mod repair;
-mod replay;
+mod replay_query;
+mod replay_task;
 mod subscriber;
-mod subscription;
 
 #[cfg(feature = "hub")]
 pub mod hub;
@@ -102,8 +101,8 @@ pub use error::{ConnectError, PublishError, ReplayError, SubscribeError};
 pub use events::{ClientEvent, EventStream};
 pub use message::{CloseReason, Delivery, Gap, GapReason, Message, Stamp};
 pub use options::{ClientOptions, DEFAULT_PUB, DEFAULT_PULL, DEFAULT_REPLAY};
-pub use replay::{ReplayBatch, ReplayQuery, ReplayStatus};
-pub use subscription::Subscription;
+pub use replay_query::{ReplayBatch, ReplayQuery, ReplayStatus};
+pub use subscriber::Subscription;
 
 /// Wire types re-exported from `fanfare-protocol`.
 pub use fanfare_protocol::{pattern::Pattern, position::Position};
