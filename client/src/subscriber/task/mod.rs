@@ -91,7 +91,8 @@ pub(super) struct State {
     pub(super) origins: Origins,
     /// Repair rounds in flight (futures polled by this task, not tasks).
     pub(super) rounds: FuturesUnordered<futures::future::BoxFuture<'static, Round>>,
-    /// The SUB socket: owned by this task alone.
+    /// The SUB socket, once the connect task has handed it over; from then
+    /// on only this task touches it.
     pub(super) socket: Option<SubSocket>,
     /// The connect task building the next SUB socket, if one runs.
     pub(super) connecting: Option<Connecting>,
