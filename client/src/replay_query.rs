@@ -7,8 +7,8 @@ pub use fanfare_protocol::replay::Status as ReplayStatus;
 use fanfare_protocol::replay::{ReplayRequest, MAX_PATTERNS};
 
 use crate::error::ReplayError;
-use crate::history::RawReply;
 use crate::message::{decode, Incoming, Message, Origins};
+use crate::replay_task::RawReply;
 
 /// A range of one origin's history.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Unit tests of the subscription registry.
 
 use super::*;
-use crate::message::{GapReason, Stamp};
+use crate::message::{Gap, GapReason, Message, Stamp};
 use fanfare_protocol::stamp::lane_of;
 use std::sync::Mutex;
 

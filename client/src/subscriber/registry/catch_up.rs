@@ -1,5 +1,7 @@
-//! Live deliveries held while a subscription catches up from history
-//! (`subscribe_from`), and what happens when they do not fit.
+//! A catching-up subscription in the registry (`subscribe_from`): its
+//! [`CatchUp`] state — live deliveries held while the catch-up task
+//! delivers history, what happens when they do not fit — and the end of a
+//! catch-up round: going live, or asking for another round ([`NextRound`]).
 //!
 //! While the catch-up task delivers history, live deliveries for the
 //! subscription are *held* (at most the subscription's capacity). Past that
@@ -18,24 +20,103 @@
 //! none for a while (`stall`, see `Registry`). Counting overflows alone
 //! would not do: one burst read off the socket can overflow the held buffer
 //! twice before the application's task gets to run.
+//!
+//! Going live ([`CatchUp::end_round`]) leaves the held deliveries queued: the
+//! application needs room left for the live traffic that comes while it
+//! reads them, or the live rule (a full queue closes) would strike at once.
+//! So a subscription goes live only when what is held fills at most half of
+//! its queue (and fits in what is free); otherwise one more round fetches
+//! the held range from history, with backpressure. Rounds shrink as the
+//! catch-up nears the live stream.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fanfare_protocol::pattern::Pattern;
 use fanfare_protocol::position::Position;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::registry::Mark;
-use crate::message::Delivery;
+use super::delivery::{mark_of, push};
+use super::Registry;
+use crate::message::{Delivery, Mark};
+use crate::subscriber::queue::Queue;
 
-/// A subscription's queue and how many items its application has taken.
-pub(crate) struct Queue {
+/// History still to fetch for a catching-up subscription: what its next
+/// catch-up task needs.
+pub(crate) struct NextRound {
     pub tx: mpsc::Sender<Delivery>,
-    pub taken: Arc<AtomicU64>,
+    pub pattern: Pattern,
+    pub progress: Arc<Mutex<Position>>,
+    /// `(origin, after, up to)`: `after` is the subscription's start mark
+    /// (none if it has none for that origin).
+    pub ranges: Ranges,
+}
+
+impl Registry {
+    /// Remembers the catch-up task of a subscription (aborted if it closes).
+    pub(crate) fn set_catch_up_task(&mut self, id: u64, task: JoinHandle<()>) {
+        match self.subs.get_mut(&id).and_then(|e| e.catch_up.as_mut()) {
+            Some(c) => c.task = Some(task),
+            None => task.abort(),
+        }
+    }
+
+    /// A catch-up round finished: `marks` are what history covered per
+    /// origin. Returns what is still to fetch when live deliveries had to
+    /// be dropped meanwhile, or when going live now would leave too little
+    /// room (see the module docs); otherwise the held deliveries after
+    /// those marks follow, in seq order, and the subscription goes live.
+    pub(crate) fn finish_catch_up(
+        &mut self,
+        id: u64,
+        marks: Vec<(Arc<str>, Mark)>,
+        low: &dyn Fn(&str) -> Option<Mark>,
+    ) -> Option<NextRound> {
+        let e = self.subs.get_mut(&id)?;
+        let c = e.catch_up.as_mut()?;
+        for (origin, mark) in marks {
+            let s = e.start.entry(origin).or_insert(mark);
+            *s = (*s).max(mark);
+        }
+        let held = match c.end_round(&e.start, self.capacity, e.queue.tx.capacity()) {
+            RoundEnd::More(ranges) => {
+                return Some(NextRound {
+                    tx: e.queue.tx.clone(),
+                    pattern: e.pattern.clone(),
+                    progress: c.progress.clone(),
+                    ranges,
+                })
+            }
+            RoundEnd::Live(held) => held,
+        };
+        // `start` now covers what the catch-up delivered: go live.
+        e.catch_up = None;
+        let mut slow = None;
+        for d in held {
+            let failed = mark_of(&d);
+            if !push(e, self.capacity, self.stall, d) {
+                slow = Some((id, failed));
+                break;
+            }
+        }
+        self.close_slow(slow.into_iter().collect(), low);
+        None
+    }
+}
+
+/// Ranges still to fetch: `(origin, after, up to)`.
+pub(crate) type Ranges = Vec<(Arc<str>, Option<Mark>, Mark)>;
+
+/// What the end of a catch-up round leads to.
+pub(crate) enum RoundEnd {
+    /// Another round, for these ranges.
+    More(Ranges),
+    /// Live: these held deliveries are queued first, in this order.
+    Live(Vec<Delivery>),
 }
 
 /// A subscription catching up from history.
@@ -121,10 +202,7 @@ impl CatchUp {
     /// when some were dropped; then everything held is dropped too (it is
     /// after those, and fetching it in the same round leaves the held
     /// buffer empty for the next one).
-    pub(crate) fn after_round(
-        &mut self,
-        start: &HashMap<Arc<str>, Mark>,
-    ) -> Vec<(Arc<str>, Option<Mark>, Mark)> {
+    fn after_round(&mut self, start: &HashMap<Arc<str>, Mark>) -> Ranges {
         self.task = None;
         self.held.retain(|d| !covered(start, d));
         self.tail
@@ -145,9 +223,34 @@ impl CatchUp {
             .collect()
     }
 
+    /// A catch-up round delivered history up to `start` (per origin): the
+    /// subscription goes live, or another round follows — for what was
+    /// dropped, or for everything held when it fills more than half of the
+    /// queue (`capacity`; `free`: room left in it now). See the module docs.
+    pub(crate) fn end_round(
+        &mut self,
+        start: &HashMap<Arc<str>, Mark>,
+        capacity: usize,
+        free: usize,
+    ) -> RoundEnd {
+        let mut ranges = self.after_round(start);
+        let room = (capacity / 2).max(1).min(free);
+        if ranges.is_empty() && self.held() > room {
+            for d in self.take_held() {
+                self.drop_to_tail(d);
+            }
+            ranges = self.after_round(start);
+        }
+        if ranges.is_empty() {
+            RoundEnd::Live(self.take_held())
+        } else {
+            RoundEnd::More(ranges)
+        }
+    }
+
     /// The held deliveries in release order (gaps first, then messages by
     /// epoch and seq: per lane that is arrival order).
-    pub(crate) fn take_held(&mut self) -> Vec<Delivery> {
+    fn take_held(&mut self) -> Vec<Delivery> {
         let mut held = std::mem::take(&mut self.held);
         held.sort_by_key(|d| match d {
             Delivery::Gap(g) => (0, g.epoch, g.first),
@@ -158,12 +261,12 @@ impl CatchUp {
     }
 
     /// Number of held deliveries.
-    pub(crate) fn held(&self) -> usize {
+    fn held(&self) -> usize {
         self.held.len()
     }
 
     /// Remembers a dropped delivery as part of the tail.
-    pub(crate) fn drop_to_tail(&mut self, d: Delivery) {
+    fn drop_to_tail(&mut self, d: Delivery) {
         let (origin, mark) = match d {
             Delivery::Message(m) => (m.stamp.origin, (m.stamp.epoch, m.stamp.seq)),
             Delivery::Gap(g) => (g.origin, (g.epoch, g.last)),

@@ -8,8 +8,9 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 
+use super::handle::SubscriberHandle;
+use super::queue::Parts;
 use crate::message::{CloseReason, Delivery};
-use crate::subscriber::Command;
 
 /// A stream of [`Delivery`] items for one pattern.
 ///
@@ -29,23 +30,15 @@ pub struct Subscription {
     /// application from one that stopped by it).
     taken: Arc<AtomicU64>,
     finished: bool,
-    commands: mpsc::Sender<Command>,
+    subscriber: SubscriberHandle,
     _client: Arc<dyn Send + Sync>,
-}
-
-/// What the subscriber task hands back for a new subscription.
-pub(crate) struct Parts {
-    pub id: u64,
-    pub rx: mpsc::Receiver<Delivery>,
-    pub reason: oneshot::Receiver<CloseReason>,
-    pub taken: Arc<AtomicU64>,
 }
 
 impl Subscription {
     pub(crate) fn new(
         parts: Parts,
         pattern: String,
-        commands: mpsc::Sender<Command>,
+        subscriber: SubscriberHandle,
         client: Arc<dyn Send + Sync>,
     ) -> Self {
         Self {
@@ -55,7 +48,7 @@ impl Subscription {
             reason: parts.reason,
             taken: parts.taken,
             finished: false,
-            commands,
+            subscriber,
             _client: client,
         }
     }
@@ -92,7 +85,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         // If the command queue is full, the subscriber task still notices
         // the closed queue at its next delivery or sweep.
-        let _ = self.commands.try_send(Command::Unsubscribe { id: self.id });
+        self.subscriber.unsubscribe(self.id);
     }
 }
 

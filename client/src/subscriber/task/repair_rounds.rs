@@ -1,6 +1,13 @@
-//! Carrying out the tracker's actions: delivering, fetching lost ranges from
-//! history round by round (a reply may be cut at the broadcaster's reply
-//! limit), and reporting what cannot be recovered.
+//! Repair rounds: fetching a gap's range ([`Ticket`]) from the replay task
+//! round by round (a reply may be cut at the broadcaster's reply limit),
+//! delivering what comes back, reporting what cannot be recovered, and
+//! telling the tracker when a repair is finished.
+//!
+//! A round is a future polled by the subscriber task (in `State::rounds`),
+//! not a task: it first waits (at most `replay_wait`) until the queues of
+//! the live subscriptions on the lane have room for a window of a quarter
+//! of a subscription queue, then asks for that window. One reply therefore
+//! never floods a queue that is keeping up.
 
 use std::sync::Arc;
 
@@ -11,10 +18,10 @@ use tokio::sync::mpsc;
 use super::State;
 use crate::error::ReplayError;
 use crate::events::ClientEvent;
-use crate::history::{History, RawReply};
-use crate::message::{Gap, GapReason, Message};
-use crate::repair::{Action, Ticket};
-use crate::replay::decode_reply;
+use crate::gaps::Ticket;
+use crate::message::{Gap, GapReason};
+use crate::replay_query::decode_reply;
+use crate::replay_task::{RawReply, ReplayHandle};
 
 /// One answered request of a repair.
 pub(crate) struct Round {
@@ -30,7 +37,7 @@ pub(crate) struct Round {
 
 /// How one round is asked: the seq window and the queues to wait for.
 struct Ask {
-    history: History,
+    replay: ReplayHandle,
     patterns: Vec<fanfare_protocol::pattern::Pattern>,
     /// Last seq of this round (a window of the ticket's range).
     to: u64,
@@ -66,7 +73,7 @@ fn round(
             lane: Some(ticket.lane),
             patterns: ask.patterns,
         };
-        let result = ask.history.request(request).await;
+        let result = ask.replay.request(request).await;
         Round {
             ticket,
             cursor,
@@ -79,58 +86,20 @@ fn round(
 }
 
 impl State {
-    /// Carries out tracker actions in order.
-    pub(super) fn apply(&mut self, actions: Vec<Action<Message>>) {
-        for a in actions {
-            match a {
-                Action::Deliver(m) => self.deliver(&m),
-                Action::Repair(t) => {
-                    tracing::debug!(origin = %t.origin, lane = t.lane, from = t.from, to = t.to, "repairing gap");
-                    self.next_round(t, None, 0, false);
-                }
-                Action::Restarted {
-                    origin,
-                    old_epoch,
-                    new_epoch,
-                } => {
-                    tracing::info!(%origin, old_epoch, new_epoch, "broadcaster restarted");
-                    let _ = self.task.events.send(ClientEvent::BroadcasterRestarted {
-                        origin,
-                        old_epoch,
-                        new_epoch,
-                    });
-                }
-                Action::Abandoned(t) => {
-                    self.lost(&t, t.from, t.to, GapReason::EpochGone);
-                }
-                Action::Duplicate(m) => {
-                    tracing::trace!(seq = m.stamp.seq, "duplicate dropped");
-                }
-                Action::Stale(m) => {
-                    tracing::debug!(
-                        epoch = m.stamp.epoch,
-                        seq = m.stamp.seq,
-                        "stale epoch dropped"
-                    );
-                }
-            }
-        }
-    }
-
-    fn deliver(&mut self, m: &Message) {
-        let tracker = &self.tracker;
-        let low = |o: &str| tracker.lowest_pending(o);
-        self.registry.deliver(m, &low);
-    }
-
-    fn next_round(&mut self, t: Ticket, cursor: Option<u64>, recovered: u64, lost: bool) {
+    pub(super) fn next_round(
+        &mut self,
+        t: Ticket,
+        cursor: Option<u64>,
+        recovered: u64,
+        lost: bool,
+    ) {
         let cursor = cursor.unwrap_or(t.from);
         // Rounds cover at most a quarter of a subscription queue in seqs,
         // so one reply never floods a queue that is keeping up.
         let room = (self.registry.capacity() / 4).max(1);
         let window = u64::try_from(room).unwrap_or(u64::MAX);
         let ask = Ask {
-            history: self.task.history.clone(),
+            replay: self.task.replay.clone(),
             patterns: self.registry.replay_patterns(),
             to: t.to.min(cursor.saturating_add(window - 1)),
             queues: self.registry.queues_for_lane(t.lane),
@@ -141,7 +110,7 @@ impl State {
     }
 
     /// Reports `[first, last]` of a ticket's lane as lost.
-    fn lost(&mut self, t: &Ticket, first: u64, last: u64, reason: GapReason) {
+    pub(super) fn lost(&mut self, t: &Ticket, first: u64, last: u64, reason: GapReason) {
         if first > last {
             return;
         }

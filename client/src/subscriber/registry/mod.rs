@@ -3,25 +3,20 @@
 //!
 //! Owned by the subscriber task; touches no socket. Prefix changes and
 //! slow-consumer closures are collected as [`Effects`] for the task to carry
-//! out.
+//! out. `mod.rs` is the table; `delivery` queues messages and gaps and
+//! closes slow consumers; `catch_up` ends catch-up rounds.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fanfare_protocol::pattern::Pattern;
 use fanfare_protocol::position::Position;
 use fanfare_protocol::stamp::lane_of;
-use fanfare_protocol::RESERVED_PREFIX;
 use tokio::sync::{mpsc, oneshot};
 
-use super::held::{CatchUp, Queue};
-use crate::message::{CloseReason, Delivery, Gap, Message};
-use crate::subscription::Parts;
-
-/// (epoch, seq).
-pub(crate) type Mark = (u64, u64);
+use super::queue::{self, Parts, Queue};
+use crate::message::{CloseReason, Delivery, Mark};
 
 /// How long a catching-up subscription's application may leave queued items
 /// untaken (while live messages overflow what is held) before it is closed
@@ -59,7 +54,7 @@ pub(crate) struct Registry {
     prefixes: HashMap<String, usize>,
     capacity: usize,
     /// A catching-up subscription whose application has taken nothing for
-    /// this long while items wait is closed as slow (see [`super::held`]).
+    /// this long while items wait is closed as slow (see `catch_up`).
     stall: Duration,
     next_id: u64,
     effects: Effects,
@@ -95,9 +90,8 @@ impl Registry {
     ) -> (Parts, mpsc::Sender<Delivery>) {
         self.next_id += 1;
         let id = self.next_id;
-        let (tx, rx) = mpsc::channel(self.capacity);
-        let (reason_tx, reason) = oneshot::channel();
-        let taken = Arc::new(AtomicU64::new(0));
+        let (queue, reason_tx, parts) = queue::open(id, self.capacity);
+        let tx = queue.tx.clone();
         let prefix = pattern.literal_prefix().to_owned();
         let count = self.prefixes.entry(prefix.clone()).or_insert(0);
         *count += 1;
@@ -111,25 +105,14 @@ impl Registry {
             Entry {
                 pattern,
                 lane,
-                queue: Queue {
-                    tx: tx.clone(),
-                    taken: taken.clone(),
-                },
+                queue,
                 reason: Some(reason_tx),
                 start,
                 delivered: HashMap::new(),
                 catch_up,
             },
         );
-        (
-            Parts {
-                id,
-                rx,
-                reason,
-                taken,
-            },
-            tx,
-        )
+        (parts, tx)
     }
 
     /// Ends a subscription (with a reason, or silently when dropped).
@@ -240,105 +223,11 @@ impl Registry {
             .map(|e| floor_of(e, origin, epoch))
             .min()
     }
-
-    /// Delivers a message to every matching subscription. `low` tells the
-    /// lowest seq of an origin still under repair (for slow positions).
-    pub(crate) fn deliver(&mut self, m: &Message, low: &dyn Fn(&str) -> Option<Mark>) {
-        let reserved = m.topic.starts_with(RESERVED_PREFIX);
-        let mark = (m.stamp.epoch, m.stamp.seq);
-        let mut slow = Vec::new();
-        for (id, e) in &mut self.subs {
-            if reserved && !e.pattern.as_str().starts_with(RESERVED_PREFIX) {
-                continue;
-            }
-            if !e.pattern.matches(&m.topic) {
-                continue;
-            }
-            if e.start.get(&m.stamp.origin).is_some_and(|s| mark <= *s) {
-                continue;
-            }
-            if !push(e, self.capacity, self.stall, Delivery::Message(m.clone())) {
-                slow.push((*id, Some((m.stamp.origin.clone(), mark))));
-            }
-        }
-        self.close_slow(slow, low);
-    }
-
-    /// Tells a gap to every subscription that may have wanted the range
-    /// (`lane`: the lane it is on, if known).
-    pub(crate) fn gap(&mut self, gap: &Gap, lane: Option<u16>, low: &dyn Fn(&str) -> Option<Mark>) {
-        let mut slow = Vec::new();
-        for (id, e) in &mut self.subs {
-            if let (Some(l), Some(el)) = (lane, e.lane) {
-                if l != el {
-                    continue;
-                }
-            }
-            if e.start
-                .get(&gap.origin)
-                .is_some_and(|s| (gap.epoch, gap.last) <= *s)
-            {
-                continue;
-            }
-            if !push(e, self.capacity, self.stall, Delivery::Gap(gap.clone())) {
-                slow.push((*id, None));
-            }
-        }
-        self.close_slow(slow, low);
-    }
-
-    fn close_slow(&mut self, slow: Vec<(u64, Failed)>, low: &dyn Fn(&str) -> Option<Mark>) {
-        for (id, failed) in slow {
-            let Some(e) = self.subs.get(&id) else {
-                continue;
-            };
-            if e.queue.tx.is_closed() {
-                self.remove(id, None);
-                continue;
-            }
-            let position = position_of(e, failed, low);
-            let pattern = e.pattern.as_str().to_owned();
-            tracing::warn!(%pattern, %position, "slow subscription closed");
-            self.remove(
-                id,
-                Some(CloseReason::SlowConsumer {
-                    position: position.clone(),
-                }),
-            );
-            self.effects.slow.push((pattern, position));
-        }
-    }
-}
-
-/// Queues a delivery (or holds it while catching up). False when the
-/// subscription must close: queue full (or, catching up, an application
-/// that stopped reading), or receiver gone.
-fn push(e: &mut Entry, capacity: usize, stall: Duration, d: Delivery) -> bool {
-    if let Some(c) = &mut e.catch_up {
-        return c.hold(d, capacity, &e.queue, stall);
-    }
-    let mark = mark_of(&d);
-    if e.queue.tx.try_send(d).is_err() {
-        return false;
-    }
-    if let Some((origin, mark)) = mark {
-        let d = e.delivered.entry(origin).or_insert(mark);
-        *d = (*d).max(mark);
-    }
-    true
-}
-
-/// The origin and mark of a message delivery.
-fn mark_of(d: &Delivery) -> Failed {
-    match d {
-        Delivery::Message(m) => Some((m.stamp.origin.clone(), (m.stamp.epoch, m.stamp.seq))),
-        _ => None,
-    }
 }
 
 /// After which seq of `origin`'s `epoch` the live stream must be complete
 /// for this subscription: none for one catching up (its catch-up fetches
-/// whatever comes before a lane's first live message, see [`super::held`]).
+/// whatever comes before a lane's first live message, see `catch_up`).
 fn floor_of(e: &Entry, origin: &str, epoch: u64) -> u64 {
     if e.catch_up.is_some() {
         return u64::MAX;
@@ -350,42 +239,10 @@ fn floor_of(e: &Entry, origin: &str, epoch: u64) -> u64 {
     }
 }
 
-/// Where a closing subscription stands: per origin, the last seq below
-/// which nothing it wants is missing.
-fn position_of(e: &Entry, failed: Failed, low: &dyn Fn(&str) -> Option<Mark>) -> Position {
-    let mut marks: HashMap<Arc<str>, Mark> = e.start.clone();
-    if let Some(c) = &e.catch_up {
-        if let Ok(p) = c.progress.lock() {
-            for (o, ep, s) in p.iter() {
-                let m = marks.entry(Arc::from(o)).or_insert((ep, s));
-                *m = (*m).max((ep, s));
-            }
-        }
-    }
-    for (o, d) in &e.delivered {
-        let m = marks.entry(o.clone()).or_insert(*d);
-        *m = (*m).max(*d);
-    }
-    if let Some((o, (ep, s))) = failed {
-        let m = marks.entry(o).or_insert((ep, s.saturating_sub(1)));
-        *m = (*m).min((ep, s.saturating_sub(1)));
-    }
-    let mut pos = Position::new();
-    for (o, (ep, mut s)) in marks {
-        if let Some((le, lf)) = low(&o) {
-            if le == ep {
-                s = s.min(lf.saturating_sub(1));
-            }
-        }
-        pos.advance(&o, ep, s);
-    }
-    pos
-}
-
-#[path = "registry_catch_up.rs"]
 mod catch_up;
-pub(crate) use catch_up::Extension;
+mod delivery;
+
+pub(crate) use catch_up::{CatchUp, NextRound};
 
 #[cfg(test)]
-#[path = "registry_tests.rs"]
 mod tests;

@@ -1,4 +1,4 @@
-//! The history task: owns the DEALER socket to the replay endpoint and
+//! The replay task: owns the DEALER socket to the replay endpoint and
 //! serves requests one at a time.
 //!
 //! Every attempt has a deadline (`replay_timeout`). zmq.rs's DEALER does not
@@ -19,7 +19,7 @@ use zeromq::{DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMes
 use crate::backoff::Backoff;
 use crate::error::ReplayError;
 
-/// Requests waiting for the history task.
+/// Requests waiting for the replay task.
 const QUEUE: usize = 256;
 
 /// A reply: its header and the `(topic, stamp, payload)` frames after it.
@@ -34,9 +34,9 @@ struct Job {
     reply: oneshot::Sender<Result<RawReply, ReplayError>>,
 }
 
-/// Cloneable handle to the history task.
+/// Cloneable handle to the replay task.
 #[derive(Clone, Debug)]
-pub(crate) struct History {
+pub(crate) struct ReplayHandle {
     tx: mpsc::Sender<Job>,
 }
 
@@ -48,7 +48,7 @@ impl std::fmt::Debug for Job {
     }
 }
 
-impl History {
+impl ReplayHandle {
     /// Sends a request (its `req_id` is replaced) and waits for the answer.
     pub(crate) async fn request(&self, request: ReplayRequest) -> Result<RawReply, ReplayError> {
         let (tx, rx) = oneshot::channel();
@@ -60,8 +60,8 @@ impl History {
     }
 }
 
-/// Settings of the history task.
-pub(crate) struct HistoryTask {
+/// Settings of the replay task.
+pub(crate) struct ReplayTask {
     pub endpoint: String,
     pub timeout: Duration,
     pub attempts: u32,
@@ -69,11 +69,11 @@ pub(crate) struct HistoryTask {
     pub shutdown: CancellationToken,
 }
 
-/// Spawns the history task.
-pub(crate) fn spawn(task: HistoryTask) -> History {
+/// Spawns the replay task.
+pub(crate) fn spawn(task: ReplayTask) -> ReplayHandle {
     let (tx, rx) = mpsc::channel(QUEUE);
     tokio::spawn(task.run(rx));
-    History { tx }
+    ReplayHandle { tx }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +88,7 @@ enum AttemptError {
     Busy,
 }
 
-impl HistoryTask {
+impl ReplayTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut dealer: Option<DealerSocket> = None;
         let mut next_id: u64 = 0;
