@@ -20,7 +20,7 @@ use crate::history::{Entry, History};
 use crate::ingress::Incoming;
 use crate::metrics::Metrics;
 use crate::subscribers::{Control, Encoded, Subscribers};
-use crate::zmtp::encode_frame_header;
+use crate::zmtp::{put_frame, MAX_FRAME_HEADER};
 
 /// Most ingress batches taken per round.
 const BATCHES_PER_ROUND: usize = 64;
@@ -121,7 +121,10 @@ impl Forwarder {
             .iter()
             .flatten()
             .map(|m| {
-                27 + m.topic.len() + m.payload.len() + stamp::encoded_len(origin, m.meta.as_deref())
+                3 * MAX_FRAME_HEADER
+                    + m.topic.len()
+                    + m.payload.len()
+                    + stamp::encoded_len(origin, m.meta.as_deref())
             })
             .sum();
         let mut out = BytesMut::with_capacity(size);
@@ -254,24 +257,9 @@ fn encode_message(
     payload: &[u8],
 ) -> (Encoded, Range<usize>, Range<usize>) {
     let start = out.len();
-    encode_frame_header(out, topic.len(), true);
-    let t0 = out.len();
-    out.put_slice(topic);
-    let t1 = out.len();
-    encode_frame_header(out, stamp_len, true);
-    let s0 = out.len();
-    write_stamp(out);
-    let s1 = out.len();
-    encode_frame_header(out, payload.len(), false);
-    let p0 = out.len();
-    out.put_slice(payload);
-    let end = out.len();
-    (
-        Encoded {
-            frames: start..end,
-            topic: t0..t1,
-        },
-        s0..s1,
-        p0..end,
-    )
+    let topic = put_frame(out, topic.len(), true, |o| o.put_slice(topic));
+    let stamp = put_frame(out, stamp_len, true, write_stamp);
+    let payload = put_frame(out, payload.len(), false, |o| o.put_slice(payload));
+    let frames = start..out.len();
+    (Encoded { frames, topic }, stamp, payload)
 }

@@ -10,11 +10,10 @@ use fanfare_protocol::replay::{ReplayRequest, ReplyHeader, Status};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::egress::encode_multipart;
 use crate::history::{History, ReplyLimits};
 use crate::listener::Conn;
 use crate::metrics::Metrics;
-use crate::zmtp::ReadError;
+use crate::zmtp::{encode_multipart, ReadError};
 
 /// Largest frame of a replay request.
 pub const MAX_REQUEST_FRAME: usize = 16 * 1024;

@@ -12,8 +12,7 @@ use clap::Args;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 
-use crate::egress::encode_multipart;
-use crate::zmtp::{handshake, FrameReader, SocketKind};
+use crate::zmtp::{encode_multipart, handshake, FrameReader, SocketKind};
 
 /// Arguments of `pub`.
 #[derive(Debug, Args)]
