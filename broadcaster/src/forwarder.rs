@@ -7,7 +7,6 @@
 //! number of messages; per message: no allocation.
 
 use std::ops::Range;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -168,7 +167,10 @@ impl Forwarder {
         batches.clear();
         let buf = out.freeze();
         self.store(&buf);
-        self.metrics.last_seq.store(self.seq, Relaxed);
+        self.metrics.last_seq.set(self.seq);
+        self.metrics
+            .round_messages
+            .observe(self.encoded.len() as f64);
         self.subscribers.fan_out(&buf, &self.encoded, &self.metrics);
     }
 
@@ -198,10 +200,10 @@ impl Forwarder {
         let evicted = h.evict(now);
         let (n, bytes, oldest) = h.usage(&self.id);
         let m = &self.metrics;
-        m.history_evicted.fetch_add(evicted as u64, Relaxed);
-        m.history_messages.store(n as u64, Relaxed);
-        m.history_bytes.store(bytes as u64, Relaxed);
-        m.history_oldest.store(oldest, Relaxed);
+        m.history_evicted.inc_by(evicted as u64);
+        m.history_messages.set(n as u64);
+        m.history_bytes.set(bytes as u64);
+        m.history_oldest.set(oldest);
     }
 
     /// Publishes a heartbeat and applies the history age bound.
@@ -242,7 +244,7 @@ impl Forwarder {
             stamp::encoded_len(self.id.as_bytes(), None),
             &payload,
         );
-        self.metrics.heartbeats.fetch_add(1, Relaxed);
+        self.metrics.heartbeats.inc();
         self.subscribers.fan_out(&out.freeze(), &[e], &self.metrics);
     }
 }

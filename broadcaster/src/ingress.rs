@@ -5,7 +5,6 @@
 //! connection stops reading, TCP pushes back and the publisher's PUSH socket
 //! blocks at its high-water mark — ingress never drops an accepted message.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use crate::metrics::{Metrics, Reject};
 use crate::zmtp::ReadError;
 
 /// Most messages per batch handed to the forwarder.
-pub const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 512;
 /// During shutdown, a connection is drained until it is quiet this long.
 const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
@@ -80,10 +79,8 @@ pub async fn serve(
         };
         match check(&frames, count, max_payload) {
             Ok(m) => {
-                metrics.ingress_messages.fetch_add(1, Relaxed);
-                metrics
-                    .ingress_bytes
-                    .fetch_add(m.payload.len() as u64, Relaxed);
+                metrics.ingress_messages.inc();
+                metrics.ingress_bytes.inc_by(m.payload.len() as u64);
                 batch.push(m);
             }
             Err(why) => metrics.reject(why, &peer),

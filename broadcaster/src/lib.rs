@@ -48,6 +48,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{Config, ConfigError};
 pub use endpoint::EndpointError;
+pub use metrics::{MetricsSnapshot, MetricsView};
 
 use crate::history::{History, Limits, ReplyLimits};
 use crate::metrics::Metrics;
@@ -123,9 +124,9 @@ impl RunningBroadcaster {
         &self.endpoints
     }
 
-    /// Live metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+    /// A read-only view of the live metrics.
+    pub fn metrics(&self) -> MetricsView {
+        MetricsView(self.metrics.clone())
     }
 
     /// Waits for the shutdown token, then for a graceful shutdown: stop

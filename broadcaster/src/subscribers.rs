@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::metrics::Metrics;
 
 /// Most distinct prefixes one subscriber may hold.
-pub const MAX_PREFIXES: usize = 10_000;
+const MAX_PREFIXES: usize = 10_000;
 /// Most chunks queued to one subscriber (the byte bound usually binds first).
 pub const QUEUE_CHUNKS: usize = 4096;
 
@@ -116,11 +116,11 @@ impl Subscribers {
                     prefixes: Vec::new(),
                     everything: 0,
                 });
-                metrics.subscribers.store(self.list.len() as u64, Relaxed);
+                metrics.subscribers.set(self.list.len() as u64);
             }
             Control::Remove { id } => {
                 self.list.retain(|s| s.id != id);
-                metrics.subscribers.store(self.list.len() as u64, Relaxed);
+                metrics.subscribers.set(self.list.len() as u64);
             }
             Control::Subscribe { id, prefix } => {
                 let Some(s) = self.list.iter_mut().find(|s| s.id == id) else {
@@ -191,25 +191,25 @@ impl Subscribers {
                 });
             }
             if dropped > 0 {
-                metrics.egress_dropped.fetch_add(dropped, Relaxed);
+                metrics.egress_dropped.inc_by(dropped);
             }
             let Some(r) = run else { continue };
             parts.push(buf.slice(r));
             s.queue.queued.fetch_add(bytes, Relaxed);
             match s.queue.tx.try_send(Chunk { parts, bytes }) {
                 Ok(()) => {
-                    metrics.egress_messages.fetch_add(count, Relaxed);
+                    metrics.egress_messages.inc_by(count);
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     s.queue.queued.fetch_sub(bytes, Relaxed);
-                    metrics.egress_dropped.fetch_add(count, Relaxed);
+                    metrics.egress_dropped.inc_by(count);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => gone.push(s.id),
             }
         }
         if !gone.is_empty() {
             self.list.retain(|s| !gone.contains(&s.id));
-            metrics.subscribers.store(self.list.len() as u64, Relaxed);
+            metrics.subscribers.set(self.list.len() as u64);
         }
     }
 }
