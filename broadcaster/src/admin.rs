@@ -14,7 +14,11 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{Format, Metrics};
 
 /// Serves until `shutdown`.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(exposition))

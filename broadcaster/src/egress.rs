@@ -16,11 +16,11 @@ use crate::subscribers::{Chunk, Control, SubscriberQueue, QUEUE_CHUNKS};
 use crate::zmtp::{pong_for, ReadError, Subscription, ZmtpFrame};
 
 /// Largest frame a subscriber may send (a subscription message).
-pub const MAX_SUBSCRIPTION_FRAME: usize = 1024;
+pub(crate) const MAX_SUBSCRIPTION_FRAME: usize = 1024;
 const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Serves one SUB peer.
-pub async fn serve(
+pub(crate) async fn serve(
     conn: Conn,
     id: u64,
     control: mpsc::Sender<Control>,

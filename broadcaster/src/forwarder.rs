@@ -31,7 +31,7 @@ struct Lane {
 }
 
 /// The stamping and fan-out state.
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     id: String,
     epoch: u64,
     seq: u64,
@@ -56,7 +56,7 @@ struct Stamped {
 
 impl Forwarder {
     /// A forwarder for origin `id` at `epoch`.
-    pub fn new(
+    pub(crate) fn new(
         id: &str,
         epoch: u64,
         history: Arc<RwLock<History>>,
@@ -80,7 +80,7 @@ impl Forwarder {
 
     /// Runs until every ingress sender is gone (shutdown drained ingress),
     /// then sends a last heartbeat and returns, closing subscriber queues.
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         mut ingress: mpsc::Receiver<Vec<Incoming>>,
         mut control: mpsc::Receiver<Control>,

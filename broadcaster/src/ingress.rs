@@ -25,17 +25,17 @@ const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
 /// A validated ingress message. Frames are zero-copy slices of the read buffer.
 #[derive(Debug, Clone)]
-pub struct Incoming {
+pub(crate) struct Incoming {
     /// Topic (valid UTF-8, validated shape).
-    pub topic: Bytes,
+    pub(crate) topic: Bytes,
     /// Publisher metadata frame, if sent.
-    pub meta: Option<Bytes>,
+    pub(crate) meta: Option<Bytes>,
     /// Payload.
-    pub payload: Bytes,
+    pub(crate) payload: Bytes,
 }
 
 /// Serves one PUSH peer until it leaves, fails, or shutdown has drained it.
-pub async fn serve(
+pub(crate) async fn serve(
     mut conn: Conn,
     tx: mpsc::Sender<Vec<Incoming>>,
     max_payload: usize,

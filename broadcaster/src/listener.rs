@@ -19,36 +19,36 @@ use crate::zmtp::{handshake, FrameReader, ReadError, SocketKind};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A handshaken connection handed to a socket's handler.
-pub struct Conn {
+pub(crate) struct Conn {
     /// Frame reader on the read half (limit already set).
-    pub reader: FrameReader<OwnedReadHalf>,
+    pub(crate) reader: FrameReader<OwnedReadHalf>,
     /// Write half.
-    pub writer: OwnedWriteHalf,
+    pub(crate) writer: OwnedWriteHalf,
     /// Peer address.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
 }
 
 /// One listening socket and what its connections share.
-pub struct Acceptor {
+pub(crate) struct Acceptor {
     /// Bound listener.
-    pub listener: TcpListener,
+    pub(crate) listener: TcpListener,
     /// Which socket this is.
-    pub kind: SocketKind,
+    pub(crate) kind: SocketKind,
     /// Frame size limit after the handshake.
-    pub max_frame: usize,
+    pub(crate) max_frame: usize,
     /// Most simultaneous connections.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Counters.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Stops accepting.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// Connection tasks run here.
-    pub tracker: TaskTracker,
+    pub(crate) tracker: TaskTracker,
 }
 
 /// Accepts until `shutdown`; each connection runs `handler` in `tracker`.
 /// `handler` returns how the connection ended; read errors are counted.
-pub async fn accept_loop<H, F>(a: Acceptor, handler: H)
+pub(crate) async fn accept_loop<H, F>(a: Acceptor, handler: H)
 where
     H: Fn(Conn) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), ReadError>> + Send + 'static,

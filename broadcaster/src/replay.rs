@@ -16,24 +16,24 @@ use crate::metrics::Metrics;
 use crate::zmtp::{encode_multipart, ReadError};
 
 /// Largest frame of a replay request.
-pub const MAX_REQUEST_FRAME: usize = 16 * 1024;
+pub(crate) const MAX_REQUEST_FRAME: usize = 16 * 1024;
 /// Frames kept per request (envelope + 7 fixed + 16 patterns, with room).
 const MAX_REQUEST_FRAMES: usize = 32;
 
 /// What the replay server shares with the rest of the broadcaster.
-pub struct ReplayContext {
+pub(crate) struct ReplayContext {
     /// History to answer from.
-    pub history: Arc<RwLock<History>>,
+    pub(crate) history: Arc<RwLock<History>>,
     /// This broadcaster's id (requests with no origin mean this one).
-    pub own_id: String,
+    pub(crate) own_id: String,
     /// Reply size limits.
-    pub limits: ReplyLimits,
+    pub(crate) limits: ReplyLimits,
     /// Counters.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Serves one DEALER/REQ peer.
-pub async fn serve(
+pub(crate) async fn serve(
     mut conn: Conn,
     ctx: Arc<ReplayContext>,
     shutdown: CancellationToken,

@@ -7,7 +7,7 @@ use super::{Metrics, Reject, SOCKETS};
 
 /// A text exposition format of `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// Prometheus text format 0.0.4.
     Prometheus,
     /// OpenMetrics 1.0 text: `# UNIT` lines, `# EOF` at the end.
@@ -16,7 +16,7 @@ pub enum Format {
 
 impl Format {
     /// OpenMetrics if the `Accept` header names it, else Prometheus text.
-    pub fn from_accept(accept: Option<&str>) -> Self {
+    pub(crate) fn from_accept(accept: Option<&str>) -> Self {
         match accept {
             Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
             _ => Format::Prometheus,
@@ -24,7 +24,7 @@ impl Format {
     }
 
     /// The response's `Content-Type`.
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Format::Prometheus => prometheus_text::CONTENT_TYPE,
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -34,7 +34,7 @@ impl Format {
 
 impl Metrics {
     /// Every metric in `format`.
-    pub fn render(&self, format: Format) -> Result<String, std::fmt::Error> {
+    pub(crate) fn render(&self, format: Format) -> Result<String, std::fmt::Error> {
         self.uptime.set(self.started.elapsed().as_secs());
         let mut s = String::with_capacity(8192);
         match format {
@@ -45,7 +45,7 @@ impl Metrics {
     }
 
     /// `/stats` as JSON.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         let m = self.snapshot();
         let rejected: serde_json::Map<String, serde_json::Value> = Reject::ALL
             .iter()

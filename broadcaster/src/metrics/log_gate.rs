@@ -6,7 +6,7 @@ use std::time::Instant;
 
 /// What a rate-limited warning is about; each kind has its own gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogKind {
+pub(crate) enum LogKind {
     /// Ingress messages dropped as invalid.
     Reject,
     /// Peers disconnected for protocol errors, connection limit reached.

@@ -21,8 +21,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
-pub use exposition::Format;
-pub use log_gate::LogKind;
+pub(crate) use exposition::Format;
+pub(crate) use log_gate::LogKind;
 pub use view::{MetricsSnapshot, MetricsView};
 
 use crate::zmtp::SocketKind;
@@ -43,7 +43,7 @@ const REPLAY_BUCKETS: [f64; 14] = [
 
 /// Why an ingress message was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reject {
+pub(crate) enum Reject {
     /// Not 2 or 3 frames.
     FrameCount,
     /// Topic empty, too long, not UTF-8, badly shaped.
@@ -82,72 +82,72 @@ const SOCKETS: [SocketKind; 3] = [SocketKind::Pull, SocketKind::Pub, SocketKind:
 
 /// Per-socket connection counters (each a member of a `socket`-labelled family).
 #[derive(Debug, Clone, Default)]
-pub struct SocketCounters {
+pub(crate) struct SocketCounters {
     /// Connections open now.
-    pub open: CountGauge,
+    pub(crate) open: CountGauge,
     /// Connections accepted since start.
-    pub accepted: Counter,
+    pub(crate) accepted: Counter,
     /// Connections refused because `max_connections` was reached.
-    pub refused: Counter,
+    pub(crate) refused: Counter,
     /// Handshakes that failed or timed out.
-    pub handshake_failed: Counter,
+    pub(crate) handshake_failed: Counter,
     /// Peers disconnected for announcing an oversize frame.
-    pub oversize_frame: Counter,
+    pub(crate) oversize_frame: Counter,
     /// Peers disconnected for other protocol errors.
-    pub protocol_error: Counter,
+    pub(crate) protocol_error: Counter,
 }
 
 /// All broadcaster metrics. The fields are handles into `registry`.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     started: Instant,
     /// Origin id.
-    pub id: String,
+    pub(crate) id: String,
     /// Current epoch.
-    pub epoch: u64,
+    pub(crate) epoch: u64,
     /// Set from `started` when rendered.
     uptime: CountGauge,
     /// Last seq stamped.
-    pub last_seq: CountGauge,
+    pub(crate) last_seq: CountGauge,
     /// Messages accepted on ingress.
-    pub ingress_messages: Counter,
+    pub(crate) ingress_messages: Counter,
     /// Payload bytes accepted on ingress.
-    pub ingress_bytes: Counter,
+    pub(crate) ingress_bytes: Counter,
     rejected: [Counter; 5],
     /// Messages queued toward subscribers (one per subscriber per message).
-    pub egress_messages: Counter,
+    pub(crate) egress_messages: Counter,
     /// Messages a full subscriber queue could not take.
-    pub egress_dropped: Counter,
+    pub(crate) egress_dropped: Counter,
     /// Subscribers connected now.
-    pub subscribers: CountGauge,
+    pub(crate) subscribers: CountGauge,
     /// Heartbeats sent.
-    pub heartbeats: Counter,
+    pub(crate) heartbeats: Counter,
     /// Messages per forwarder round.
-    pub round_messages: Histogram,
+    pub(crate) round_messages: Histogram,
     /// Messages in history.
-    pub history_messages: CountGauge,
+    pub(crate) history_messages: CountGauge,
     /// Bytes in history.
-    pub history_bytes: CountGauge,
+    pub(crate) history_bytes: CountGauge,
     /// Oldest seq in history (`/stats` only).
-    pub history_oldest: CountGauge,
+    pub(crate) history_oldest: CountGauge,
     /// Messages evicted from history.
-    pub history_evicted: Counter,
+    pub(crate) history_evicted: Counter,
     /// Replay requests served.
-    pub replay_requests: Counter,
+    pub(crate) replay_requests: Counter,
     /// Replay requests refused as malformed.
-    pub replay_bad_requests: Counter,
+    pub(crate) replay_bad_requests: Counter,
     /// Messages sent in replay replies.
-    pub replay_messages: Counter,
+    pub(crate) replay_messages: Counter,
     /// Request read → reply written, seconds.
-    pub replay_duration: Histogram,
+    pub(crate) replay_duration: Histogram,
     sockets: [SocketCounters; 3],
     log_gates: LogGates,
 }
 
 impl Metrics {
     /// Fresh metrics for origin `id` at `epoch`, registered under `fanfare_`.
-    pub fn new(id: &str, epoch: u64) -> Self {
+    pub(crate) fn new(id: &str, epoch: u64) -> Self {
         let mut r = Registry::with_prefix("fanfare");
         let uptime = CountGauge::default();
         r.register_with_unit(
@@ -240,12 +240,12 @@ impl Metrics {
     }
 
     /// Counters of one socket.
-    pub fn socket(&self, kind: SocketKind) -> &SocketCounters {
+    pub(crate) fn socket(&self, kind: SocketKind) -> &SocketCounters {
         &self.sockets[socket_index(kind)]
     }
 
     /// Counts a rejected ingress message and logs it, at most once a second.
-    pub fn reject(&self, why: Reject, peer: &str) {
+    pub(crate) fn reject(&self, why: Reject, peer: &str) {
         let n = self.rejected[why as usize].inc() + 1;
         if self.log_allowed(LogKind::Reject) {
             tracing::warn!(reason = why.label(), %peer, total = n, "ingress message dropped");
@@ -258,7 +258,7 @@ impl Metrics {
     }
 
     /// True at most once per second per kind: gates noisy warnings.
-    pub fn log_allowed(&self, kind: LogKind) -> bool {
+    pub(crate) fn log_allowed(&self, kind: LogKind) -> bool {
         self.log_gates.allowed(kind)
     }
 }

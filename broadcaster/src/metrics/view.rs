@@ -9,7 +9,7 @@ use super::Metrics;
 /// (from [`RunningBroadcaster::metrics`](crate::RunningBroadcaster::metrics)).
 /// It stays valid after the broadcaster stopped, frozen at the last values.
 #[derive(Debug, Clone)]
-pub struct MetricsView(pub Arc<Metrics>);
+pub struct MetricsView(pub(crate) Arc<Metrics>);
 
 impl MetricsView {
     /// The origin id this broadcaster stamps.
@@ -71,7 +71,7 @@ pub struct MetricsSnapshot {
 
 impl Metrics {
     /// The current values.
-    pub fn snapshot(&self) -> MetricsSnapshot {
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             uptime_secs: self.started.elapsed().as_secs(),
             last_seq: self.last_seq.get(),

@@ -82,7 +82,7 @@ pub(super) fn ready_socket_type(body: &Bytes) -> Result<Bytes, &'static str> {
 
 /// ZMTP 3.1 PING body: `\x04PING`, TTL (u16), context (≤ 16 bytes). Returns
 /// the whole encoded PONG command echoing the context.
-pub fn pong_for(body: &[u8]) -> Option<Bytes> {
+pub(crate) fn pong_for(body: &[u8]) -> Option<Bytes> {
     let rest = body.strip_prefix(b"\x04PING")?;
     let context = rest.get(2..).unwrap_or_default();
     let context = &context[..context.len().min(MAX_PING_CONTEXT)];

@@ -7,7 +7,7 @@ use bytes::{BufMut, BytesMut};
 use super::frame::{LONG, MORE};
 
 /// Longest frame header: the flags byte and an 8-byte length.
-pub const MAX_FRAME_HEADER: usize = 9;
+pub(crate) const MAX_FRAME_HEADER: usize = 9;
 
 /// Writes a header with `flags` (`MORE` and/or `COMMAND`) for a body of
 /// `len` bytes, with the long form when the length needs it.
@@ -22,13 +22,13 @@ pub(super) fn put_header(out: &mut impl BufMut, flags: u8, len: usize) {
 }
 
 /// Writes a message frame header for a body of `len` bytes.
-pub fn encode_frame_header(out: &mut impl BufMut, len: usize, more: bool) {
+pub(crate) fn encode_frame_header(out: &mut impl BufMut, len: usize, more: bool) {
     put_header(out, if more { MORE } else { 0 }, len);
 }
 
 /// Appends one message frame whose `len`-byte body `write_body` writes;
 /// returns where the body sits in `out`.
-pub fn put_frame(
+pub(crate) fn put_frame(
     out: &mut BytesMut,
     len: usize,
     more: bool,
@@ -42,7 +42,7 @@ pub fn put_frame(
 }
 
 /// Appends a whole multipart message: every frame but the last has `MORE`.
-pub fn encode_multipart(out: &mut impl BufMut, frames: &[&[u8]]) {
+pub(crate) fn encode_multipart(out: &mut impl BufMut, frames: &[&[u8]]) {
     for (i, f) in frames.iter().enumerate() {
         encode_frame_header(out, f.len(), i + 1 < frames.len());
         out.put_slice(f);

@@ -17,7 +17,7 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// One frame as read from the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ZmtpFrame {
+pub(crate) enum ZmtpFrame {
     /// A message frame; `more` says whether the message continues.
     Message {
         /// More frames follow.
@@ -31,7 +31,7 @@ pub enum ZmtpFrame {
 
 /// Why reading failed. Every variant ends the connection.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// The peer announced a frame longer than this socket accepts.
     #[error("peer announced a {announced}-byte frame; the limit is {limit}")]
     Oversize {
@@ -53,7 +53,7 @@ pub enum ReadError {
 
 /// Reads frames from a byte stream; frames are slices of one growing buffer,
 /// so reading allocates once per 64 KiB of input, not per frame.
-pub struct FrameReader<R> {
+pub(crate) struct FrameReader<R> {
     io: R,
     buf: BytesMut,
     max_frame: usize,
@@ -62,7 +62,7 @@ pub struct FrameReader<R> {
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Wraps `io`; frames longer than `max_frame` end the connection.
-    pub fn new(io: R, max_frame: usize) -> Self {
+    pub(crate) fn new(io: R, max_frame: usize) -> Self {
         Self {
             io,
             buf: BytesMut::new(),
@@ -72,12 +72,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Changes the frame size limit (the handshake uses a small one).
-    pub fn set_max_frame(&mut self, max_frame: usize) {
+    pub(crate) fn set_max_frame(&mut self, max_frame: usize) {
         self.max_frame = max_frame;
     }
 
     /// Reads exactly `n` raw bytes (the greeting).
-    pub async fn read_raw(&mut self, n: usize) -> Result<Bytes, ReadError> {
+    pub(crate) async fn read_raw(&mut self, n: usize) -> Result<Bytes, ReadError> {
         while self.buf.len() < n {
             self.fill(n - self.buf.len()).await?;
         }
@@ -87,7 +87,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// True when a whole message (every frame through the last, commands in
     /// between skipped) is already buffered, so the next
     /// [`Self::next_message`] will not wait on the network.
-    pub fn has_buffered_message(&self) -> bool {
+    pub(crate) fn has_buffered_message(&self) -> bool {
         let mut pos = 0;
         while let Ok(Some((header, len))) = parse_header_at(&self.buf[pos..], self.max_frame) {
             let flags = self.buf[pos];
@@ -103,7 +103,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Next frame, or `None` on a clean end of stream between frames.
-    pub async fn next_frame(&mut self) -> Result<Option<ZmtpFrame>, ReadError> {
+    pub(crate) async fn next_frame(&mut self) -> Result<Option<ZmtpFrame>, ReadError> {
         loop {
             if let Some((header, len)) = self.parse_header()? {
                 if self.buf.len() >= header + len {
@@ -138,7 +138,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// messages are skipped, except a PING, which returns `Some(0)` so the
     /// caller can send [`Self::take_pong`]. Returns the message's total frame
     /// count, or `None` on a clean end of stream.
-    pub async fn next_message(
+    pub(crate) async fn next_message(
         &mut self,
         frames: &mut Vec<Bytes>,
         max_keep: usize,
@@ -176,7 +176,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// The encoded PONG owed for the last PING read, if any.
-    pub fn take_pong(&mut self) -> Option<Bytes> {
+    pub(crate) fn take_pong(&mut self) -> Option<Bytes> {
         self.pong.take()
     }
 

@@ -11,7 +11,7 @@ const MAX_HANDSHAKE_FRAME: usize = 8 * 1024;
 
 /// The socket type the broadcaster plays on a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SocketKind {
+pub(crate) enum SocketKind {
     /// Ingress: peers PUSH.
     Pull,
     /// Egress: peers SUB / XSUB.
@@ -34,7 +34,7 @@ impl SocketKind {
     }
 
     /// Short label for logs and metrics.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             SocketKind::Pull => "pull",
             SocketKind::Pub => "pub",
@@ -55,7 +55,7 @@ impl SocketKind {
 
 /// Why a handshake failed.
 #[derive(Debug, thiserror::Error)]
-pub enum HandshakeError {
+pub(crate) enum HandshakeError {
     /// Not a ZMTP greeting (wrong signature).
     #[error("not a ZMTP peer (bad greeting signature)")]
     NotZmtp,
@@ -87,7 +87,7 @@ pub enum HandshakeError {
 /// Runs the handshake (the NULL mechanism is symmetric: both sides greet
 /// and send READY, so this serves the `pub` tool's client side too). On success the reader's frame
 /// limit is set to `max_frame` and the peer's socket type is returned.
-pub async fn handshake<R, W>(
+pub(crate) async fn handshake<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut W,
     kind: SocketKind,

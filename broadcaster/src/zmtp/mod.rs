@@ -22,8 +22,8 @@ mod frame;
 mod handshake;
 mod subscription;
 
-pub use command::pong_for;
-pub use encode::{encode_multipart, put_frame, MAX_FRAME_HEADER};
-pub use frame::{FrameReader, ReadError, ZmtpFrame};
-pub use handshake::{handshake, HandshakeError, SocketKind};
-pub use subscription::Subscription;
+pub(crate) use command::pong_for;
+pub(crate) use encode::{encode_multipart, put_frame, MAX_FRAME_HEADER};
+pub(crate) use frame::{FrameReader, ReadError, ZmtpFrame};
+pub(crate) use handshake::{handshake, HandshakeError, SocketKind};
+pub(crate) use subscription::Subscription;

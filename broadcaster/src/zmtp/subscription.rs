@@ -8,7 +8,7 @@ use super::command;
 
 /// One subscription change; the prefix is a zero-copy slice of the frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Subscription {
+pub(crate) enum Subscription {
     /// Start receiving topics with this prefix (empty: everything).
     Subscribe(Bytes),
     /// Undo one earlier `Subscribe` of this prefix.
@@ -18,7 +18,7 @@ pub enum Subscription {
 impl Subscription {
     /// From the body of a single-frame message (ZMTP 3.0); `None` if it is
     /// not a subscription (a PUB ignores its peers' other messages).
-    pub fn from_message(body: &Bytes) -> Option<Self> {
+    pub(crate) fn from_message(body: &Bytes) -> Option<Self> {
         match body.first()? {
             1 => Some(Self::Subscribe(body.slice(1..))),
             0 => Some(Self::Cancel(body.slice(1..))),
@@ -27,7 +27,7 @@ impl Subscription {
     }
 
     /// From a command body (ZMTP 3.1); `None` for any other command.
-    pub fn from_command(body: &Bytes) -> Option<Self> {
+    pub(crate) fn from_command(body: &Bytes) -> Option<Self> {
         let (name, prefix) = command::parse(body)?;
         match name {
             b"SUBSCRIBE" => Some(Self::Subscribe(prefix)),
