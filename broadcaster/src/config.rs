@@ -131,22 +131,22 @@ impl Config {
     }
 
     /// History age bound.
-    pub fn history_age(&self) -> Duration {
+    pub(crate) fn history_age(&self) -> Duration {
         Duration::from_secs(self.history_age_secs)
     }
 
     /// Heartbeat interval.
-    pub fn heartbeat_interval(&self) -> Duration {
+    pub(crate) fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
     }
 
     /// Graceful shutdown budget.
-    pub fn shutdown_timeout(&self) -> Duration {
+    pub(crate) fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms)
     }
 
     /// Largest ingress frame: the payload limit plus room for topic and meta.
-    pub fn max_ingress_frame(&self) -> usize {
+    pub(crate) fn max_ingress_frame(&self) -> usize {
         self.max_payload + 4096
     }
 }

@@ -13,14 +13,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::listener::Conn;
 use crate::subscribers::{Chunk, Control, SubscriberQueue, QUEUE_CHUNKS};
-use crate::zmtp::{pong_for, subscription_command, ReadError, ZmtpFrame};
+use crate::zmtp::{pong_for, ReadError, Subscription, ZmtpFrame};
 
 /// Largest frame a subscriber may send (a subscription message).
-pub const MAX_SUBSCRIPTION_FRAME: usize = 1024;
+pub(crate) const MAX_SUBSCRIPTION_FRAME: usize = 1024;
 const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Serves one SUB peer.
-pub async fn serve(
+pub(crate) async fn serve(
     conn: Conn,
     id: u64,
     control: mpsc::Sender<Control>,
@@ -48,41 +48,26 @@ pub async fn serve(
             // writer flushes it. Nothing more to read.
             _ = shutdown.cancelled() => return Ok(()),
         };
-        let (subscribe, prefix) = match frame {
-            Ok(Some(ZmtpFrame::Message { more: false, body })) => match body.first() {
-                Some(1) => (true, body.slice(1..)),
-                Some(0) => (false, body.slice(1..)),
-                _ => continue, // not a subscription: PUB ignores peer messages
-            },
-            Ok(Some(ZmtpFrame::Message { more: true, .. })) => continue,
-            Ok(Some(ZmtpFrame::Command(body))) => match subscription_command(&body) {
-                Some(x) => x,
-                None => {
+        let change = match frame {
+            Ok(Some(ZmtpFrame::Message { more: false, body })) => Subscription::from_message(&body),
+            Ok(Some(ZmtpFrame::Message { more: true, .. })) => None,
+            Ok(Some(ZmtpFrame::Command(body))) => {
+                let change = Subscription::from_command(&body);
+                if change.is_none() {
                     if let Some(pong) = pong_for(&body) {
-                        // Through the subscriber's own queue, between whole
-                        // messages. If it is full the peer is too slow anyway.
-                        let bytes = pong.len();
-                        if pongs
-                            .tx
-                            .try_send(Chunk {
-                                parts: vec![pong],
-                                bytes,
-                            })
-                            .is_ok()
-                        {
-                            pongs.queued.fetch_add(bytes, Relaxed);
-                        }
+                        queue_pong(&pongs, pong);
                     }
-                    continue;
                 }
-            },
+                change
+            }
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
         };
-        let c = if subscribe {
-            Control::Subscribe { id, prefix }
-        } else {
-            Control::Unsubscribe { id, prefix }
+        // Not a subscription: a PUB ignores its peers' other messages.
+        let Some(change) = change else { continue };
+        let c = match change {
+            Subscription::Subscribe(prefix) => Control::Subscribe { id, prefix },
+            Subscription::Cancel(prefix) => Control::Unsubscribe { id, prefix },
         };
         if control.send(c).await.is_err() {
             break Ok(());
@@ -90,6 +75,19 @@ pub async fn serve(
     };
     let _ = control.send(Control::Remove { id }).await;
     result
+}
+
+/// Queues a PONG through the subscriber's own queue, between whole
+/// messages. If the queue is full the peer is too slow anyway: no PONG.
+fn queue_pong(queue: &SubscriberQueue, pong: bytes::Bytes) {
+    let bytes = pong.len();
+    let chunk = Chunk {
+        parts: vec![pong],
+        bytes,
+    };
+    if queue.tx.try_send(chunk).is_ok() {
+        queue.queued.fetch_add(bytes, Relaxed);
+    }
 }
 
 /// Writes queued chunks; flushes whenever the queue runs empty. Ends when the
@@ -127,12 +125,4 @@ async fn write_chunk(
     }
     queued.fetch_sub(chunk.bytes, Relaxed);
     Ok(())
-}
-
-/// Encodes a whole multipart message (used by replay replies).
-pub fn encode_multipart(out: &mut Vec<u8>, frames: &[&[u8]]) {
-    for (i, f) in frames.iter().enumerate() {
-        crate::zmtp::encode_frame_header(out, f.len(), i + 1 < frames.len());
-        out.extend_from_slice(f);
-    }
 }

@@ -22,7 +22,7 @@ pub enum EndpointError {
 }
 
 /// `tcp://HOST:PORT` → `HOST:PORT`; `*` means every interface (`0.0.0.0`).
-pub fn tcp_host_port(endpoint: &str) -> Result<String, EndpointError> {
+pub(crate) fn tcp_host_port(endpoint: &str) -> Result<String, EndpointError> {
     let rest = endpoint
         .strip_prefix("tcp://")
         .ok_or_else(|| EndpointError::Syntax(endpoint.to_owned()))?;
@@ -30,7 +30,7 @@ pub fn tcp_host_port(endpoint: &str) -> Result<String, EndpointError> {
 }
 
 /// `HOST:PORT` or `http://HOST:PORT` → `HOST:PORT`.
-pub fn http_host_port(addr: &str) -> Result<String, EndpointError> {
+pub(crate) fn http_host_port(addr: &str) -> Result<String, EndpointError> {
     let rest = addr.strip_prefix("http://").unwrap_or(addr);
     host_port(rest.trim_end_matches('/')).ok_or_else(|| EndpointError::Syntax(addr.to_owned()))
 }
@@ -43,7 +43,7 @@ fn host_port(s: &str) -> Option<String> {
 }
 
 /// Binds a TCP listener on `host:port`.
-pub async fn bind(
+pub(crate) async fn bind(
     endpoint: &str,
     host_port: &str,
 ) -> Result<(TcpListener, SocketAddr), EndpointError> {

@@ -7,7 +7,6 @@
 //! number of messages; per message: no allocation.
 
 use std::ops::Range;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ use crate::history::{Entry, History};
 use crate::ingress::Incoming;
 use crate::metrics::Metrics;
 use crate::subscribers::{Control, Encoded, Subscribers};
-use crate::zmtp::encode_frame_header;
+use crate::zmtp::{put_frame, MAX_FRAME_HEADER};
 
 /// Most ingress batches taken per round.
 const BATCHES_PER_ROUND: usize = 64;
@@ -32,7 +31,7 @@ struct Lane {
 }
 
 /// The stamping and fan-out state.
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     id: String,
     epoch: u64,
     seq: u64,
@@ -57,7 +56,7 @@ struct Stamped {
 
 impl Forwarder {
     /// A forwarder for origin `id` at `epoch`.
-    pub fn new(
+    pub(crate) fn new(
         id: &str,
         epoch: u64,
         history: Arc<RwLock<History>>,
@@ -81,7 +80,7 @@ impl Forwarder {
 
     /// Runs until every ingress sender is gone (shutdown drained ingress),
     /// then sends a last heartbeat and returns, closing subscriber queues.
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         mut ingress: mpsc::Receiver<Vec<Incoming>>,
         mut control: mpsc::Receiver<Control>,
@@ -121,7 +120,10 @@ impl Forwarder {
             .iter()
             .flatten()
             .map(|m| {
-                27 + m.topic.len() + m.payload.len() + stamp::encoded_len(origin, m.meta.as_deref())
+                3 * MAX_FRAME_HEADER
+                    + m.topic.len()
+                    + m.payload.len()
+                    + stamp::encoded_len(origin, m.meta.as_deref())
             })
             .sum();
         let mut out = BytesMut::with_capacity(size);
@@ -165,7 +167,10 @@ impl Forwarder {
         batches.clear();
         let buf = out.freeze();
         self.store(&buf);
-        self.metrics.last_seq.store(self.seq, Relaxed);
+        self.metrics.last_seq.set(self.seq);
+        self.metrics
+            .round_messages
+            .observe(self.encoded.len() as f64);
         self.subscribers.fan_out(&buf, &self.encoded, &self.metrics);
     }
 
@@ -195,10 +200,10 @@ impl Forwarder {
         let evicted = h.evict(now);
         let (n, bytes, oldest) = h.usage(&self.id);
         let m = &self.metrics;
-        m.history_evicted.fetch_add(evicted as u64, Relaxed);
-        m.history_messages.store(n as u64, Relaxed);
-        m.history_bytes.store(bytes as u64, Relaxed);
-        m.history_oldest.store(oldest, Relaxed);
+        m.history_evicted.inc_by(evicted as u64);
+        m.history_messages.set(n as u64);
+        m.history_bytes.set(bytes as u64);
+        m.history_oldest.set(oldest);
     }
 
     /// Publishes a heartbeat and applies the history age bound.
@@ -239,7 +244,7 @@ impl Forwarder {
             stamp::encoded_len(self.id.as_bytes(), None),
             &payload,
         );
-        self.metrics.heartbeats.fetch_add(1, Relaxed);
+        self.metrics.heartbeats.inc();
         self.subscribers.fan_out(&out.freeze(), &[e], &self.metrics);
     }
 }
@@ -254,24 +259,9 @@ fn encode_message(
     payload: &[u8],
 ) -> (Encoded, Range<usize>, Range<usize>) {
     let start = out.len();
-    encode_frame_header(out, topic.len(), true);
-    let t0 = out.len();
-    out.put_slice(topic);
-    let t1 = out.len();
-    encode_frame_header(out, stamp_len, true);
-    let s0 = out.len();
-    write_stamp(out);
-    let s1 = out.len();
-    encode_frame_header(out, payload.len(), false);
-    let p0 = out.len();
-    out.put_slice(payload);
-    let end = out.len();
-    (
-        Encoded {
-            frames: start..end,
-            topic: t0..t1,
-        },
-        s0..s1,
-        p0..end,
-    )
+    let topic = put_frame(out, topic.len(), true, |o| o.put_slice(topic));
+    let stamp = put_frame(out, stamp_len, true, write_stamp);
+    let payload = put_frame(out, payload.len(), false, |o| o.put_slice(payload));
+    let frames = start..out.len();
+    (Encoded { frames, topic }, stamp, payload)
 }

@@ -12,19 +12,19 @@ use fanfare_protocol::replay::{ReplayRequest, ReplyHeader, Status};
 
 /// One stored message.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Seq within the origin's epoch.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// Lane of the topic.
-    pub lane: u16,
+    pub(crate) lane: u16,
     /// Topic frame.
-    pub topic: Bytes,
+    pub(crate) topic: Bytes,
     /// Stamp frame.
-    pub stamp: Bytes,
+    pub(crate) stamp: Bytes,
     /// Payload frame.
-    pub payload: Bytes,
+    pub(crate) payload: Bytes,
     /// When it was stored.
-    pub at: Instant,
+    pub(crate) at: Instant,
 }
 
 impl Entry {
@@ -35,22 +35,22 @@ impl Entry {
 
 /// History bounds.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Most messages per origin.
-    pub count: usize,
+    pub(crate) count: usize,
     /// Most bytes per origin.
-    pub bytes: usize,
+    pub(crate) bytes: usize,
     /// Oldest age kept.
-    pub age: Duration,
+    pub(crate) age: Duration,
 }
 
 /// Limits on one replay reply.
 #[derive(Debug, Clone, Copy)]
-pub struct ReplyLimits {
+pub(crate) struct ReplyLimits {
     /// Most messages.
-    pub messages: usize,
+    pub(crate) messages: usize,
     /// Most bytes.
-    pub bytes: usize,
+    pub(crate) bytes: usize,
 }
 
 #[derive(Debug)]
@@ -69,17 +69,17 @@ impl OriginLog {
 
 /// Messages of every origin this broadcaster has seen.
 #[derive(Debug)]
-pub struct History {
+pub(crate) struct History {
     limits: Limits,
     logs: HashMap<String, OriginLog>,
 }
 
 /// A replay answer: header plus `(topic, stamp, payload)` triples.
-pub type Answer = (ReplyHeader, Vec<[Bytes; 3]>);
+type Answer = (ReplyHeader, Vec<[Bytes; 3]>);
 
 impl History {
     /// An empty history.
-    pub fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits) -> Self {
         Self {
             limits,
             logs: HashMap::new(),
@@ -87,7 +87,7 @@ impl History {
     }
 
     /// Starts (or restarts) an origin's log at `epoch`, dropping older epochs.
-    pub fn start_epoch(&mut self, origin: &str, epoch: u64) {
+    pub(crate) fn start_epoch(&mut self, origin: &str, epoch: u64) {
         self.logs.insert(
             origin.to_owned(),
             OriginLog {
@@ -101,7 +101,7 @@ impl History {
 
     /// Appends an entry of `origin` (whose epoch must have been started).
     /// Returns false if the origin is unknown.
-    pub fn push(&mut self, origin: &str, entry: Entry) -> bool {
+    pub(crate) fn push(&mut self, origin: &str, entry: Entry) -> bool {
         let Some(log) = self.logs.get_mut(origin) else {
             return false;
         };
@@ -112,7 +112,7 @@ impl History {
     }
 
     /// Applies the bounds; returns how many entries were evicted.
-    pub fn evict(&mut self, now: Instant) -> usize {
+    pub(crate) fn evict(&mut self, now: Instant) -> usize {
         let l = self.limits;
         let mut evicted = 0;
         for log in self.logs.values_mut() {
@@ -130,7 +130,7 @@ impl History {
     }
 
     /// `(messages, bytes, oldest seq)` of one origin.
-    pub fn usage(&self, origin: &str) -> (usize, usize, u64) {
+    pub(crate) fn usage(&self, origin: &str) -> (usize, usize, u64) {
         self.logs
             .get(origin)
             .map_or((0, 0, 0), |l| (l.entries.len(), l.bytes, l.oldest()))
@@ -138,7 +138,7 @@ impl History {
 
     /// Answers a replay request; `own` is this broadcaster's id (used when
     /// the request names no origin).
-    pub fn query(&self, req: &ReplayRequest, own: &str, limits: ReplyLimits) -> Answer {
+    pub(crate) fn query(&self, req: &ReplayRequest, own: &str, limits: ReplyLimits) -> Answer {
         let origin = if req.origin.is_empty() {
             own
         } else {

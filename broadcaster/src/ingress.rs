@@ -5,7 +5,6 @@
 //! connection stops reading, TCP pushes back and the publisher's PUSH socket
 //! blocks at its high-water mark — ingress never drops an accepted message.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,23 +19,23 @@ use crate::metrics::{Metrics, Reject};
 use crate::zmtp::ReadError;
 
 /// Most messages per batch handed to the forwarder.
-pub const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 512;
 /// During shutdown, a connection is drained until it is quiet this long.
 const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
 /// A validated ingress message. Frames are zero-copy slices of the read buffer.
 #[derive(Debug, Clone)]
-pub struct Incoming {
+pub(crate) struct Incoming {
     /// Topic (valid UTF-8, validated shape).
-    pub topic: Bytes,
+    pub(crate) topic: Bytes,
     /// Publisher metadata frame, if sent.
-    pub meta: Option<Bytes>,
+    pub(crate) meta: Option<Bytes>,
     /// Payload.
-    pub payload: Bytes,
+    pub(crate) payload: Bytes,
 }
 
 /// Serves one PUSH peer until it leaves, fails, or shutdown has drained it.
-pub async fn serve(
+pub(crate) async fn serve(
     mut conn: Conn,
     tx: mpsc::Sender<Vec<Incoming>>,
     max_payload: usize,
@@ -80,10 +79,8 @@ pub async fn serve(
         };
         match check(&frames, count, max_payload) {
             Ok(m) => {
-                metrics.ingress_messages.fetch_add(1, Relaxed);
-                metrics
-                    .ingress_bytes
-                    .fetch_add(m.payload.len() as u64, Relaxed);
+                metrics.ingress_messages.inc();
+                metrics.ingress_bytes.inc_by(m.payload.len() as u64);
                 batch.push(m);
             }
             Err(why) => metrics.reject(why, &peer),

@@ -3,8 +3,9 @@
 //!
 //! Embed it (the demo does) or run the `broadcaster` binary:
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use fanfare_broadcaster::{start, Config};
 //! use tokio_util::sync::CancellationToken;
 //!
@@ -18,26 +19,32 @@
 //! let shutdown = CancellationToken::new();
 //! let running = start(config, shutdown.clone()).await?;
 //! println!("publish to {}", running.endpoints().pull);
+//! println!("{} messages so far", running.metrics().snapshot().ingress_messages);
 //! shutdown.cancel();
 //! running.wait().await?;
 //! # Ok(()) }
 //! ```
 //!
-//! See `ARCHITECTURE.md` for the shape and `PROTOCOL.md` for the bytes.
+//! The library's face is this page: [`start`] with a [`Config`], the
+//! [`RunningBroadcaster`] it returns (its [`Endpoints`] and a
+//! [`MetricsView`]), the errors, and [`cli`] for the binary. Everything else
+//! is private to the crate. See `ARCHITECTURE.md` for the shape and
+//! `PROTOCOL.md` for the bytes.
 
-pub mod admin;
 pub mod cli;
-pub mod config;
-pub mod egress;
-pub mod endpoint;
-pub mod forwarder;
-pub mod history;
-pub mod ingress;
-pub mod listener;
-pub mod metrics;
-pub mod replay;
-pub mod subscribers;
-pub mod zmtp;
+
+mod admin;
+mod config;
+mod egress;
+mod endpoint;
+mod forwarder;
+mod history;
+mod ingress;
+mod listener;
+mod metrics;
+mod replay;
+mod subscribers;
+mod zmtp;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
@@ -48,6 +55,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{Config, ConfigError};
 pub use endpoint::EndpointError;
+pub use metrics::{MetricsSnapshot, MetricsView};
 
 use crate::history::{History, Limits, ReplyLimits};
 use crate::metrics::Metrics;
@@ -123,9 +131,9 @@ impl RunningBroadcaster {
         &self.endpoints
     }
 
-    /// Live metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+    /// A read-only view of the live metrics.
+    pub fn metrics(&self) -> MetricsView {
+        MetricsView(self.metrics.clone())
     }
 
     /// Waits for the shutdown token, then for a graceful shutdown: stop

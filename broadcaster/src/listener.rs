@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,39 +16,39 @@ use crate::metrics::Metrics;
 use crate::zmtp::{handshake, FrameReader, ReadError, SocketKind};
 
 /// A peer must finish greeting and READY within this time.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A handshaken connection handed to a socket's handler.
-pub struct Conn {
+pub(crate) struct Conn {
     /// Frame reader on the read half (limit already set).
-    pub reader: FrameReader<OwnedReadHalf>,
+    pub(crate) reader: FrameReader<OwnedReadHalf>,
     /// Write half.
-    pub writer: OwnedWriteHalf,
+    pub(crate) writer: OwnedWriteHalf,
     /// Peer address.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
 }
 
 /// One listening socket and what its connections share.
-pub struct Acceptor {
+pub(crate) struct Acceptor {
     /// Bound listener.
-    pub listener: TcpListener,
+    pub(crate) listener: TcpListener,
     /// Which socket this is.
-    pub kind: SocketKind,
+    pub(crate) kind: SocketKind,
     /// Frame size limit after the handshake.
-    pub max_frame: usize,
+    pub(crate) max_frame: usize,
     /// Most simultaneous connections.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Counters.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Stops accepting.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// Connection tasks run here.
-    pub tracker: TaskTracker,
+    pub(crate) tracker: TaskTracker,
 }
 
 /// Accepts until `shutdown`; each connection runs `handler` in `tracker`.
 /// `handler` returns how the connection ended; read errors are counted.
-pub async fn accept_loop<H, F>(a: Acceptor, handler: H)
+pub(crate) async fn accept_loop<H, F>(a: Acceptor, handler: H)
 where
     H: Fn(Conn) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), ReadError>> + Send + 'static,
@@ -80,13 +79,13 @@ where
         };
         let counters = metrics.socket(kind);
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            counters.refused.fetch_add(1, Relaxed);
+            counters.refused.inc();
             if metrics.log_allowed(crate::metrics::LogKind::Connection) {
                 tracing::warn!(socket = kind.label(), %peer, "connection limit reached; refusing");
             }
             continue;
         };
-        counters.accepted.fetch_add(1, Relaxed);
+        counters.accepted.inc();
         let (metrics, handler) = (metrics.clone(), handler.clone());
         tracker.spawn(async move {
             let _permit = permit;
@@ -98,28 +97,28 @@ where
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, shake).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
-                    counters.handshake_failed.fetch_add(1, Relaxed);
+                    counters.handshake_failed.inc();
                     if matches!(e, crate::zmtp::HandshakeError::Read(ReadError::Oversize { .. })) {
-                        counters.oversize_frame.fetch_add(1, Relaxed);
+                        counters.oversize_frame.inc();
                     }
                     tracing::debug!(socket = kind.label(), %peer, error = %e, "handshake failed");
                     return;
                 }
                 Err(_) => {
-                    counters.handshake_failed.fetch_add(1, Relaxed);
+                    counters.handshake_failed.inc();
                     tracing::debug!(socket = kind.label(), %peer, "handshake timed out");
                     return;
                 }
             }
-            counters.open.fetch_add(1, Relaxed);
+            counters.open.inc();
             let result = handler(Conn { reader, writer, peer }).await;
-            counters.open.fetch_sub(1, Relaxed);
+            counters.open.dec();
             match result {
                 Ok(()) => tracing::debug!(socket = kind.label(), %peer, "peer left"),
                 Err(ReadError::Io(e)) => tracing::debug!(socket = kind.label(), %peer, error = %e, "peer connection failed"),
                 Err(e) => {
                     let c = if matches!(e, ReadError::Oversize { .. }) { &counters.oversize_frame } else { &counters.protocol_error };
-                    c.fetch_add(1, Relaxed);
+                    c.inc();
                     if metrics.log_allowed(crate::metrics::LogKind::Connection) {
                         tracing::warn!(socket = kind.label(), %peer, error = %e, "peer disconnected");
                     }

@@ -2,39 +2,38 @@
 //! connection reads one request at a time and answers it on the same
 //! connection, so a slow or greedy requester only delays itself.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use fanfare_protocol::replay::{ReplayRequest, ReplyHeader, Status};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::egress::encode_multipart;
 use crate::history::{History, ReplyLimits};
 use crate::listener::Conn;
 use crate::metrics::Metrics;
-use crate::zmtp::ReadError;
+use crate::zmtp::{encode_multipart, ReadError};
 
 /// Largest frame of a replay request.
-pub const MAX_REQUEST_FRAME: usize = 16 * 1024;
+pub(crate) const MAX_REQUEST_FRAME: usize = 16 * 1024;
 /// Frames kept per request (envelope + 7 fixed + 16 patterns, with room).
 const MAX_REQUEST_FRAMES: usize = 32;
 
 /// What the replay server shares with the rest of the broadcaster.
-pub struct ReplayContext {
+pub(crate) struct ReplayContext {
     /// History to answer from.
-    pub history: Arc<RwLock<History>>,
+    pub(crate) history: Arc<RwLock<History>>,
     /// This broadcaster's id (requests with no origin mean this one).
-    pub own_id: String,
+    pub(crate) own_id: String,
     /// Reply size limits.
-    pub limits: ReplyLimits,
+    pub(crate) limits: ReplyLimits,
     /// Counters.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Serves one DEALER/REQ peer.
-pub async fn serve(
+pub(crate) async fn serve(
     mut conn: Conn,
     ctx: Arc<ReplayContext>,
     shutdown: CancellationToken,
@@ -53,9 +52,13 @@ pub async fn serve(
             }
             continue;
         }
+        let received = Instant::now();
         out.clear();
         answer(&ctx, &frames, count, &mut out);
         conn.writer.write_all(&out).await?;
+        ctx.metrics
+            .replay_duration
+            .observe(received.elapsed().as_secs_f64());
     }
 }
 
@@ -74,23 +77,21 @@ fn answer(ctx: &ReplayContext, frames: &[Bytes], count: usize, out: &mut Vec<u8>
     };
     let (header, msgs) = match parsed {
         Ok(req) => {
-            ctx.metrics.replay_requests.fetch_add(1, Relaxed);
+            ctx.metrics.replay_requests.inc();
             match ctx.history.read() {
                 Ok(h) => h.query(&req, &ctx.own_id, ctx.limits),
                 Err(_) => (status_only(Status::Busy, req.from), Vec::new()),
             }
         }
         Err(e) => {
-            ctx.metrics.replay_bad_requests.fetch_add(1, Relaxed);
+            ctx.metrics.replay_bad_requests.inc();
             if ctx.metrics.log_allowed(crate::metrics::LogKind::Replay) {
                 tracing::warn!(error = %e, "bad replay request");
             }
             (status_only(Status::BadRequest, 0), Vec::new())
         }
     };
-    ctx.metrics
-        .replay_messages
-        .fetch_add(msgs.len() as u64, Relaxed);
+    ctx.metrics.replay_messages.inc_by(msgs.len() as u64);
     let head = header.to_frames();
     let mut refs: Vec<&[u8]> = Vec::with_capacity(2 + head.len() + msgs.len() * 3);
     if envelope {

@@ -16,31 +16,31 @@ use tokio::sync::mpsc;
 use crate::metrics::Metrics;
 
 /// Most distinct prefixes one subscriber may hold.
-pub const MAX_PREFIXES: usize = 10_000;
+const MAX_PREFIXES: usize = 10_000;
 /// Most chunks queued to one subscriber (the byte bound usually binds first).
-pub const QUEUE_CHUNKS: usize = 4096;
+pub(crate) const QUEUE_CHUNKS: usize = 4096;
 
 /// A run of encoded ZMTP bytes for one subscriber.
 #[derive(Debug)]
-pub struct Chunk {
+pub(crate) struct Chunk {
     /// Slices of shared batch buffers, written in order.
-    pub parts: Vec<Bytes>,
+    pub(crate) parts: Vec<Bytes>,
     /// Their total length.
-    pub bytes: usize,
+    pub(crate) bytes: usize,
 }
 
 /// The sending side of one subscriber's queue.
 #[derive(Debug, Clone)]
-pub struct SubscriberQueue {
+pub(crate) struct SubscriberQueue {
     /// Chunks to write.
-    pub tx: mpsc::Sender<Chunk>,
+    pub(crate) tx: mpsc::Sender<Chunk>,
     /// Bytes queued and not yet written (the writer subtracts).
-    pub queued: Arc<AtomicUsize>,
+    pub(crate) queued: Arc<AtomicUsize>,
 }
 
 /// Messages from a subscriber's connection to the forwarder.
 #[derive(Debug)]
-pub enum Control {
+pub(crate) enum Control {
     /// A subscriber completed its handshake.
     Add {
         /// Connection id.
@@ -71,11 +71,11 @@ pub enum Control {
 
 /// Where one encoded message sits in a batch buffer.
 #[derive(Debug, Clone)]
-pub struct Encoded {
+pub(crate) struct Encoded {
     /// All three frames, headers included.
-    pub frames: Range<usize>,
+    pub(crate) frames: Range<usize>,
     /// The topic frame's body.
-    pub topic: Range<usize>,
+    pub(crate) topic: Range<usize>,
 }
 
 struct Subscriber {
@@ -92,14 +92,14 @@ impl Subscriber {
 }
 
 /// All subscribers, owned by the forwarder task (no locks).
-pub struct Subscribers {
+pub(crate) struct Subscribers {
     list: Vec<Subscriber>,
     max_queue_bytes: usize,
 }
 
 impl Subscribers {
     /// No subscribers yet.
-    pub fn new(max_queue_bytes: usize) -> Self {
+    pub(crate) fn new(max_queue_bytes: usize) -> Self {
         Self {
             list: Vec::new(),
             max_queue_bytes,
@@ -107,7 +107,7 @@ impl Subscribers {
     }
 
     /// Applies a control message.
-    pub fn apply(&mut self, c: Control, metrics: &Metrics) {
+    pub(crate) fn apply(&mut self, c: Control, metrics: &Metrics) {
         match c {
             Control::Add { id, queue } => {
                 self.list.push(Subscriber {
@@ -116,11 +116,11 @@ impl Subscribers {
                     prefixes: Vec::new(),
                     everything: 0,
                 });
-                metrics.subscribers.store(self.list.len() as u64, Relaxed);
+                metrics.subscribers.set(self.list.len() as u64);
             }
             Control::Remove { id } => {
                 self.list.retain(|s| s.id != id);
-                metrics.subscribers.store(self.list.len() as u64, Relaxed);
+                metrics.subscribers.set(self.list.len() as u64);
             }
             Control::Subscribe { id, prefix } => {
                 let Some(s) = self.list.iter_mut().find(|s| s.id == id) else {
@@ -161,7 +161,7 @@ impl Subscribers {
     /// An empty queue always takes at least one message, so a message bigger
     /// than the bound still reaches a subscriber that keeps up.
     /// Subscribers whose queue is gone are removed.
-    pub fn fan_out(&mut self, buf: &Bytes, msgs: &[Encoded], metrics: &Metrics) {
+    pub(crate) fn fan_out(&mut self, buf: &Bytes, msgs: &[Encoded], metrics: &Metrics) {
         let max = self.max_queue_bytes;
         let mut gone = Vec::new();
         for s in &mut self.list {
@@ -191,25 +191,25 @@ impl Subscribers {
                 });
             }
             if dropped > 0 {
-                metrics.egress_dropped.fetch_add(dropped, Relaxed);
+                metrics.egress_dropped.inc_by(dropped);
             }
             let Some(r) = run else { continue };
             parts.push(buf.slice(r));
             s.queue.queued.fetch_add(bytes, Relaxed);
             match s.queue.tx.try_send(Chunk { parts, bytes }) {
                 Ok(()) => {
-                    metrics.egress_messages.fetch_add(count, Relaxed);
+                    metrics.egress_messages.inc_by(count);
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     s.queue.queued.fetch_sub(bytes, Relaxed);
-                    metrics.egress_dropped.fetch_add(count, Relaxed);
+                    metrics.egress_dropped.inc_by(count);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => gone.push(s.id),
             }
         }
         if !gone.is_empty() {
             self.list.retain(|s| !gone.contains(&s.id));
-            metrics.subscribers.store(self.list.len() as u64, Relaxed);
+            metrics.subscribers.set(self.list.len() as u64);
         }
     }
 }

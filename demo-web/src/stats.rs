@@ -3,7 +3,6 @@
 //! broadcaster's on `metrics.broadcaster.<id>`.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::Duration;
 
 use fanfare_client::hub::{CloseCause, Hub};
@@ -59,7 +58,7 @@ pub async fn worker_stats(client: Client, hub: Hub, shutdown: CancellationToken)
 
 /// Publishes the embedded broadcaster's numbers every second until `shutdown`.
 pub async fn broadcaster_stats(
-    metrics: Option<Arc<fanfare_broadcaster::metrics::Metrics>>,
+    metrics: Option<fanfare_broadcaster::MetricsView>,
     (pull, publish, replay): (String, String, String),
     shutdown: CancellationToken,
 ) {
@@ -74,29 +73,27 @@ pub async fn broadcaster_stats(
     };
     let mut tick = tokio::time::interval(PERIOD);
     let (mut last_in, mut last_out) = (0u64, 0u64);
-    let topic = format!("metrics.broadcaster.{}", b.id);
+    let topic = format!("metrics.broadcaster.{}", b.id());
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let (i, o) = (
-            b.ingress_messages.load(Relaxed),
-            b.egress_messages.load(Relaxed),
-        );
+        let s = b.snapshot();
+        let (i, o) = (s.ingress_messages, s.egress_messages);
         let v = json!({
-            "id": b.id,
-            "epoch": b.epoch,
+            "id": b.id(),
+            "epoch": b.epoch(),
             "in_rate": i - last_in,
             "out_rate": o - last_out,
             "ingress": i,
             "egress": o,
-            "dropped": b.egress_dropped.load(Relaxed),
-            "subscribers": b.subscribers.load(Relaxed),
-            "last_seq": b.last_seq.load(Relaxed),
-            "history": b.history_messages.load(Relaxed),
-            "history_oldest": b.history_oldest.load(Relaxed),
-            "replays": b.replay_requests.load(Relaxed),
+            "dropped": s.egress_dropped,
+            "subscribers": s.subscribers,
+            "last_seq": s.last_seq,
+            "history": s.history_messages,
+            "history_oldest": s.history_oldest,
+            "replays": s.replay_requests,
         });
         (last_in, last_out) = (i, o);
         let _ = client.publish_json(&topic, &v).await;

@@ -139,7 +139,7 @@ pub async fn run(args: DemoArgs, threads: Option<usize>) -> anyhow::Result<()> {
     println!("ready http://{}:{port}", args.host);
 
     let stats = tokio::spawn(crate::stats::broadcaster_stats(
-        embedded.as_ref().map(|b| b.metrics().clone()),
+        embedded.as_ref().map(|b| b.metrics()),
         targets[0].clone(),
         shutdown.child_token(),
     ));

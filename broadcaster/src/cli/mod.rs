@@ -1,9 +1,15 @@
-//! Command-line interface of the `broadcaster` binary: the run flags and the
-//! `pub`, `tail` and `stats` tools.
+//! The `broadcaster` binary's command line: the run flags and the `pub`,
+//! `tail` and `stats` tools. Its one public item is [`Cli`]: the binary
+//! parses it and calls [`Cli::run`].
+//!
+//! This is the binary's code. It lives in the library because the `pub`
+//! tool speaks ZMTP through the crate-private `zmtp` module, which stays
+//! private; like binary code it reports errors with `anyhow`.
 
-pub mod publish;
-pub mod stats;
-pub mod tail;
+mod publish;
+mod serve;
+mod stats;
+mod tail;
 
 use std::path::PathBuf;
 
@@ -12,13 +18,13 @@ use clap::{Args, Parser, Subcommand};
 use crate::Config;
 
 /// Default ingress endpoint of the tools.
-pub const DEFAULT_PULL: &str = "tcp://127.0.0.1:5557";
+const DEFAULT_PULL: &str = "tcp://127.0.0.1:5557";
 /// Default egress endpoint of the tools.
-pub const DEFAULT_PUB: &str = "tcp://127.0.0.1:5558";
+const DEFAULT_PUB: &str = "tcp://127.0.0.1:5558";
 /// Default replay endpoint of the tools.
-pub const DEFAULT_REPLAY: &str = "tcp://127.0.0.1:5559";
+const DEFAULT_REPLAY: &str = "tcp://127.0.0.1:5559";
 /// Default admin address of the tools.
-pub const DEFAULT_ADMIN: &str = "http://127.0.0.1:5560";
+const DEFAULT_ADMIN: &str = "http://127.0.0.1:5560";
 
 /// Fanfare broadcaster: ZeroMQ PULL → stamp → PUB, with history and replay.
 #[derive(Debug, Parser)]
@@ -26,15 +32,29 @@ pub const DEFAULT_ADMIN: &str = "http://127.0.0.1:5560";
 pub struct Cli {
     /// Flags for running the broadcaster.
     #[command(flatten)]
-    pub run: RunArgs,
+    run: RunArgs,
     /// A tool to run instead of the broadcaster.
     #[command(subcommand)]
-    pub command: Option<Command>,
+    command: Option<Command>,
+}
+
+impl Cli {
+    /// Runs what the command line asks for: a tool, or the broadcaster
+    /// itself until SIGINT or SIGTERM (then a graceful drain). Prints the
+    /// `ready …` line on stdout once every socket is bound.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            None => serve::until_signal(self.run.into_config()?).await,
+            Some(Command::Pub(a)) => publish::run(a).await,
+            Some(Command::Tail(a)) => tail::run(a).await,
+            Some(Command::Stats(a)) => stats::run(a).await,
+        }
+    }
 }
 
 /// The tools.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Publish DATA (or each line of stdin) on TOPIC.
     Pub(publish::PubArgs),
     /// Print messages matching PATTERN as they come (optionally from --since).
@@ -45,51 +65,51 @@ pub enum Command {
 
 /// Flags of the broadcaster itself. Each overrides the config file.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+struct RunArgs {
     /// Ingress (PULL) endpoint [default: tcp://127.0.0.1:5557].
     #[arg(long, env = "FANFARE_PULL")]
-    pub pull: Option<String>,
+    pull: Option<String>,
     /// Egress (PUB) endpoint [default: tcp://127.0.0.1:5558].
     #[arg(long = "pub", env = "FANFARE_PUB")]
-    pub publish: Option<String>,
+    publish: Option<String>,
     /// Replay (ROUTER) endpoint [default: tcp://127.0.0.1:5559].
     #[arg(long, env = "FANFARE_REPLAY")]
-    pub replay: Option<String>,
+    replay: Option<String>,
     /// Admin HTTP address, or `off` [default: 127.0.0.1:5560].
     #[arg(long, env = "FANFARE_ADMIN")]
-    pub admin: Option<String>,
+    admin: Option<String>,
     /// Origin id [default: the host name].
     #[arg(long, env = "FANFARE_ID")]
-    pub id: Option<String>,
+    id: Option<String>,
     /// TOML file with the same keys (pull, pub, replay, admin, id, history-count, …).
     #[arg(long, env = "FANFARE_CONFIG")]
-    pub config: Option<PathBuf>,
+    config: Option<PathBuf>,
     /// Largest payload accepted, bytes [default: 1048576].
     #[arg(long, env = "FANFARE_MAX_PAYLOAD")]
-    pub max_payload: Option<usize>,
+    max_payload: Option<usize>,
     /// History bound, messages [default: 100000].
     #[arg(long, env = "FANFARE_HISTORY_COUNT")]
-    pub history_count: Option<usize>,
+    history_count: Option<usize>,
     /// History bound, bytes [default: 67108864].
     #[arg(long, env = "FANFARE_HISTORY_BYTES")]
-    pub history_bytes: Option<usize>,
+    history_bytes: Option<usize>,
     /// History bound, seconds [default: 600].
     #[arg(long, env = "FANFARE_HISTORY_AGE_SECS")]
-    pub history_age_secs: Option<u64>,
+    history_age_secs: Option<u64>,
     /// Heartbeat interval, ms [default: 1000].
     #[arg(long, env = "FANFARE_HEARTBEAT_MS")]
-    pub heartbeat_ms: Option<u64>,
+    heartbeat_ms: Option<u64>,
     /// Per-subscriber queue bound, bytes [default: 16777216].
     #[arg(long, env = "FANFARE_SUBSCRIBER_QUEUE_BYTES")]
-    pub subscriber_queue_bytes: Option<usize>,
+    subscriber_queue_bytes: Option<usize>,
     /// Graceful shutdown budget, ms [default: 5000].
     #[arg(long, env = "FANFARE_SHUTDOWN_TIMEOUT_MS")]
-    pub shutdown_timeout_ms: Option<u64>,
+    shutdown_timeout_ms: Option<u64>,
 }
 
 impl RunArgs {
     /// Defaults, then the config file, then flags and environment.
-    pub fn into_config(self) -> Result<Config, crate::ConfigError> {
+    fn into_config(self) -> Result<Config, crate::ConfigError> {
         let mut c = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),

@@ -12,25 +12,24 @@ use clap::Args;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 
-use crate::egress::encode_multipart;
-use crate::zmtp::{handshake, FrameReader, SocketKind};
+use crate::zmtp::{encode_multipart, handshake, FrameReader, SocketKind};
 
 /// Arguments of `pub`.
 #[derive(Debug, Args)]
-pub struct PubArgs {
+pub(super) struct PubArgs {
     /// Topic, e.g. `chat.lobby`.
-    pub topic: String,
+    topic: String,
     /// Payload; without it each line of stdin is one message.
-    pub data: Option<String>,
+    data: Option<String>,
     /// Broadcaster ingress endpoint.
     #[arg(long, env = "FANFARE_PULL", default_value = super::DEFAULT_PULL)]
-    pub pull: String,
+    pull: String,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs `pub`.
-pub async fn run(a: PubArgs) -> anyhow::Result<()> {
+pub(super) async fn run(a: PubArgs) -> anyhow::Result<()> {
     fanfare_protocol::topic::validate(a.topic.as_bytes())
         .map_err(|e| anyhow::anyhow!("topic {:?}: {e}", a.topic))?;
     let addr = crate::endpoint::tcp_host_port(&a.pull)?;

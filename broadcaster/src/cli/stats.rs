@@ -7,17 +7,17 @@ use serde_json::Value;
 
 /// Arguments of `stats`.
 #[derive(Debug, Args)]
-pub struct StatsArgs {
+pub(super) struct StatsArgs {
     /// Broadcaster admin address.
     #[arg(long, env = "FANFARE_ADMIN", default_value = super::DEFAULT_ADMIN)]
-    pub admin: String,
+    admin: String,
     /// Print the raw JSON.
     #[arg(long)]
-    pub json: bool,
+    json: bool,
 }
 
 /// Runs `stats`.
-pub async fn run(a: StatsArgs) -> anyhow::Result<()> {
+pub(super) async fn run(a: StatsArgs) -> anyhow::Result<()> {
     let v = fetch_json(&a.admin, "/stats").await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -28,7 +28,7 @@ pub async fn run(a: StatsArgs) -> anyhow::Result<()> {
 }
 
 /// GETs `path` from an admin address and parses the body as JSON.
-pub async fn fetch_json(admin: &str, path: &str) -> anyhow::Result<Value> {
+async fn fetch_json(admin: &str, path: &str) -> anyhow::Result<Value> {
     let host_port = crate::endpoint::http_host_port(admin)?;
     let stream = tokio::time::timeout(
         std::time::Duration::from_secs(5),
@@ -49,7 +49,7 @@ pub async fn fetch_json(admin: &str, path: &str) -> anyhow::Result<Value> {
 }
 
 /// Formats `/stats` for people.
-pub fn render(v: &Value) -> String {
+fn render(v: &Value) -> String {
     let n = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
     let mut s = String::new();
     let id = v.get("id").and_then(Value::as_str).unwrap_or("?");

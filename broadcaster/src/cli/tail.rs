@@ -12,27 +12,27 @@ use zeromq::{Socket, SocketRecv, SocketSend, ZmqMessage};
 
 /// Arguments of `tail`.
 #[derive(Debug, Args)]
-pub struct TailArgs {
+pub(super) struct TailArgs {
     /// Pattern, e.g. `chat.#` (`*` one word, `#` any number).
-    pub pattern: String,
+    pattern: String,
     /// Replay from this seq of the broadcaster's current epoch first.
     #[arg(long)]
-    pub since: Option<u64>,
+    since: Option<u64>,
     /// Exit after printing this many messages.
     #[arg(long)]
-    pub count: Option<u64>,
+    count: Option<u64>,
     /// Broadcaster egress endpoint.
     #[arg(long = "pub", env = "FANFARE_PUB", default_value = super::DEFAULT_PUB)]
-    pub publish: String,
+    publish: String,
     /// Broadcaster replay endpoint.
     #[arg(long, env = "FANFARE_REPLAY", default_value = super::DEFAULT_REPLAY)]
-    pub replay: String,
+    replay: String,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs `tail`.
-pub async fn run(a: TailArgs) -> anyhow::Result<()> {
+pub(super) async fn run(a: TailArgs) -> anyhow::Result<()> {
     let pattern =
         Pattern::parse(&a.pattern).map_err(|e| anyhow::anyhow!("pattern {:?}: {e}", a.pattern))?;
     let mut sub = zeromq::SubSocket::new();

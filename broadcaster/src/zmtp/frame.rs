@@ -1,18 +1,23 @@
-//! ZMTP framing: a zero-copy frame reader with a size limit, and encoding.
+//! Reading frames: a zero-copy frame reader that checks every header
+//! against a size limit before reading or allocating the body.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::command::pong_for;
+
 /// Flag bit: more frames follow in this message.
-pub const MORE: u8 = 0x01;
-const LONG: u8 = 0x02;
-const COMMAND: u8 = 0x04;
+pub(super) const MORE: u8 = 0x01;
+/// Flag bit: the length is 8 bytes, not 1.
+pub(super) const LONG: u8 = 0x02;
+/// Flag bit: a command frame, not a message frame.
+pub(super) const COMMAND: u8 = 0x04;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
 
 /// One frame as read from the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ZmtpFrame {
+pub(crate) enum ZmtpFrame {
     /// A message frame; `more` says whether the message continues.
     Message {
         /// More frames follow.
@@ -26,7 +31,7 @@ pub enum ZmtpFrame {
 
 /// Why reading failed. Every variant ends the connection.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// The peer announced a frame longer than this socket accepts.
     #[error("peer announced a {announced}-byte frame; the limit is {limit}")]
     Oversize {
@@ -48,7 +53,7 @@ pub enum ReadError {
 
 /// Reads frames from a byte stream; frames are slices of one growing buffer,
 /// so reading allocates once per 64 KiB of input, not per frame.
-pub struct FrameReader<R> {
+pub(crate) struct FrameReader<R> {
     io: R,
     buf: BytesMut,
     max_frame: usize,
@@ -57,27 +62,22 @@ pub struct FrameReader<R> {
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Wraps `io`; frames longer than `max_frame` end the connection.
-    pub fn new(io: R, max_frame: usize) -> Self {
-        Self::with_buffer(io, max_frame, BytesMut::new())
-    }
-
-    /// Like [`FrameReader::new`], keeping bytes already read (after the handshake).
-    pub fn with_buffer(io: R, max_frame: usize, buf: BytesMut) -> Self {
+    pub(crate) fn new(io: R, max_frame: usize) -> Self {
         Self {
             io,
-            buf,
+            buf: BytesMut::new(),
             max_frame,
             pong: None,
         }
     }
 
     /// Changes the frame size limit (the handshake uses a small one).
-    pub fn set_max_frame(&mut self, max_frame: usize) {
+    pub(crate) fn set_max_frame(&mut self, max_frame: usize) {
         self.max_frame = max_frame;
     }
 
     /// Reads exactly `n` raw bytes (the greeting).
-    pub async fn read_raw(&mut self, n: usize) -> Result<Bytes, ReadError> {
+    pub(crate) async fn read_raw(&mut self, n: usize) -> Result<Bytes, ReadError> {
         while self.buf.len() < n {
             self.fill(n - self.buf.len()).await?;
         }
@@ -87,7 +87,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// True when a whole message (every frame through the last, commands in
     /// between skipped) is already buffered, so the next
     /// [`Self::next_message`] will not wait on the network.
-    pub fn has_buffered_message(&self) -> bool {
+    pub(crate) fn has_buffered_message(&self) -> bool {
         let mut pos = 0;
         while let Ok(Some((header, len))) = parse_header_at(&self.buf[pos..], self.max_frame) {
             let flags = self.buf[pos];
@@ -103,7 +103,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Next frame, or `None` on a clean end of stream between frames.
-    pub async fn next_frame(&mut self) -> Result<Option<ZmtpFrame>, ReadError> {
+    pub(crate) async fn next_frame(&mut self) -> Result<Option<ZmtpFrame>, ReadError> {
         loop {
             if let Some((header, len)) = self.parse_header()? {
                 if self.buf.len() >= header + len {
@@ -138,7 +138,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// messages are skipped, except a PING, which returns `Some(0)` so the
     /// caller can send [`Self::take_pong`]. Returns the message's total frame
     /// count, or `None` on a clean end of stream.
-    pub async fn next_message(
+    pub(crate) async fn next_message(
         &mut self,
         frames: &mut Vec<Bytes>,
         max_keep: usize,
@@ -169,14 +169,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Remembers a PING so the connection can answer it (see [`Self::take_pong`]).
-    pub fn note_command(&mut self, body: &Bytes) {
+    fn note_command(&mut self, body: &Bytes) {
         if let Some(pong) = pong_for(body) {
             self.pong = Some(pong);
         }
     }
 
     /// The encoded PONG owed for the last PING read, if any.
-    pub fn take_pong(&mut self) -> Option<Bytes> {
+    pub(crate) fn take_pong(&mut self) -> Option<Bytes> {
         self.pong.take()
     }
 
@@ -228,34 +228,9 @@ fn parse_header_at(buf: &[u8], max_frame: usize) -> Result<Option<(usize, usize)
     Ok(Some((header, len as usize)))
 }
 
-/// ZMTP 3.1 PING body: `\x04PING`, TTL (u16), context (≤ 16 bytes). Returns
-/// the whole encoded PONG command echoing the context.
-pub fn pong_for(body: &[u8]) -> Option<Bytes> {
-    let rest = body.strip_prefix(b"\x04PING")?;
-    let context = rest.get(2..).unwrap_or_default();
-    let context = &context[..context.len().min(16)];
-    let mut out = Vec::with_capacity(7 + context.len());
-    out.put_u8(COMMAND);
-    out.put_u8((5 + context.len()) as u8);
-    out.put_slice(b"\x04PONG");
-    out.put_slice(context);
-    Some(Bytes::from(out))
-}
-
-/// Writes a frame header for a body of `len` bytes.
-pub fn encode_frame_header(out: &mut impl BufMut, len: usize, more: bool) {
-    let more = if more { MORE } else { 0 };
-    if len <= 255 {
-        out.put_u8(more);
-        out.put_u8(len as u8);
-    } else {
-        out.put_u8(more | LONG);
-        out.put_u64(len as u64);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::encode::encode_frame_header;
     use super::*;
 
     async fn frames(bytes: &[u8], max: usize) -> Result<Vec<ZmtpFrame>, ReadError> {
@@ -329,12 +304,5 @@ mod tests {
             r.fill(1).await.unwrap();
         }
         assert!(r.has_buffered_message());
-    }
-
-    #[test]
-    fn pong_echoes_ping_context() {
-        let pong = pong_for(b"\x04PING\x00\x0actx").unwrap();
-        assert_eq!(&pong[..], b"\x04\x08\x04PONGctx");
-        assert!(pong_for(b"\x05READY").is_none());
     }
 }

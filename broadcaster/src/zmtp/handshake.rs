@@ -1,8 +1,9 @@
 //! ZMTP 3.0 greeting and NULL-mechanism READY exchange (server side).
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use super::command;
 use super::frame::{FrameReader, ReadError, ZmtpFrame};
 
 /// Largest READY command we read during the handshake.
@@ -10,7 +11,7 @@ const MAX_HANDSHAKE_FRAME: usize = 8 * 1024;
 
 /// The socket type the broadcaster plays on a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SocketKind {
+pub(crate) enum SocketKind {
     /// Ingress: peers PUSH.
     Pull,
     /// Egress: peers SUB / XSUB.
@@ -23,7 +24,7 @@ pub enum SocketKind {
 
 impl SocketKind {
     /// ZMTP socket-type name.
-    pub fn zmtp_name(self) -> &'static str {
+    fn zmtp_name(self) -> &'static str {
         match self {
             SocketKind::Pull => "PULL",
             SocketKind::Pub => "PUB",
@@ -33,7 +34,7 @@ impl SocketKind {
     }
 
     /// Short label for logs and metrics.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             SocketKind::Pull => "pull",
             SocketKind::Pub => "pub",
@@ -54,7 +55,7 @@ impl SocketKind {
 
 /// Why a handshake failed.
 #[derive(Debug, thiserror::Error)]
-pub enum HandshakeError {
+pub(crate) enum HandshakeError {
     /// Not a ZMTP greeting (wrong signature).
     #[error("not a ZMTP peer (bad greeting signature)")]
     NotZmtp,
@@ -86,7 +87,7 @@ pub enum HandshakeError {
 /// Runs the handshake (the NULL mechanism is symmetric: both sides greet
 /// and send READY, so this serves the `pub` tool's client side too). On success the reader's frame
 /// limit is set to `max_frame` and the peer's socket type is returned.
-pub async fn handshake<R, W>(
+pub(crate) async fn handshake<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut W,
     kind: SocketKind,
@@ -107,7 +108,7 @@ where
     if &peer[12..16] != b"NULL" || peer[16..32].iter().any(|&b| b != 0) {
         return Err(HandshakeError::Mechanism);
     }
-    writer.write_all(&ready_command(kind)).await?;
+    writer.write_all(&command::ready(kind.zmtp_name())).await?;
     writer.flush().await?;
     reader.set_max_frame(MAX_HANDSHAKE_FRAME);
     let body = match reader.next_frame().await? {
@@ -115,14 +116,14 @@ where
         Some(ZmtpFrame::Message { .. }) => return Err(HandshakeError::BadReady("a message")),
         None => return Err(HandshakeError::BadReady("connection closed")),
     };
-    let peer_type = ready_socket_type(&body)?;
+    let peer_type = command::ready_socket_type(&body).map_err(HandshakeError::BadReady)?;
     if !kind.accepts(&peer_type) {
         let reason = format!(
             "{} cannot talk to {}",
             kind.zmtp_name(),
             String::from_utf8_lossy(&peer_type)
         );
-        writer.write_all(&error_command(&reason)).await?;
+        writer.write_all(&command::error(&reason)).await?;
         return Err(HandshakeError::Incompatible {
             peer: String::from_utf8_lossy(&peer_type).into_owned(),
             ours: kind.zmtp_name(),
@@ -143,97 +144,17 @@ fn greeting() -> [u8; 64] {
     g
 }
 
-fn command(name: &str, body: &[u8]) -> Vec<u8> {
-    let len = 1 + name.len() + body.len();
-    let mut out = Vec::with_capacity(len + 9);
-    if len <= 255 {
-        out.put_u8(0x04);
-        out.put_u8(len as u8);
-    } else {
-        out.put_u8(0x06);
-        out.put_u64(len as u64);
-    }
-    out.put_u8(name.len() as u8);
-    out.put_slice(name.as_bytes());
-    out.put_slice(body);
-    out
-}
-
-fn ready_command(kind: SocketKind) -> Vec<u8> {
-    let mut props = Vec::new();
-    let name = b"Socket-Type";
-    props.put_u8(name.len() as u8);
-    props.put_slice(name);
-    props.put_u32(kind.zmtp_name().len() as u32);
-    props.put_slice(kind.zmtp_name().as_bytes());
-    command("READY", &props)
-}
-
-fn error_command(reason: &str) -> Vec<u8> {
-    let r = &reason.as_bytes()[..reason.len().min(255)];
-    let mut body = vec![r.len() as u8];
-    body.extend_from_slice(r);
-    command("ERROR", &body)
-}
-
-/// Extracts `Socket-Type` from a READY command body.
-fn ready_socket_type(body: &Bytes) -> Result<Bytes, HandshakeError> {
-    let bad = HandshakeError::BadReady;
-    let name_len = *body.first().ok_or(bad("empty command"))? as usize;
-    if body.get(1..1 + name_len) != Some(b"READY".as_slice()) {
-        return Err(bad("first command is not READY"));
-    }
-    let mut pos = 1 + name_len;
-    let mut socket_type = None;
-    while pos < body.len() {
-        let nlen = body[pos] as usize;
-        let name = body
-            .get(pos + 1..pos + 1 + nlen)
-            .ok_or(bad("truncated property"))?;
-        pos += 1 + nlen;
-        let vlen = body.get(pos..pos + 4).ok_or(bad("truncated property"))?;
-        let vlen = u32::from_be_bytes([vlen[0], vlen[1], vlen[2], vlen[3]]) as usize;
-        pos += 4;
-        if body.len() < pos + vlen {
-            return Err(bad("truncated property value"));
-        }
-        if name.eq_ignore_ascii_case(b"Socket-Type") {
-            socket_type = Some(body.slice(pos..pos + vlen));
-        }
-        pos += vlen;
-    }
-    socket_type.ok_or(bad("no Socket-Type"))
-}
-
-/// Parses the body of a ZMTP 3.1 SUBSCRIBE / CANCEL command, if it is one.
-/// Returns `(subscribe?, prefix)`.
-pub(crate) fn subscription_command(body: &Bytes) -> Option<(bool, Bytes)> {
-    let n = *body.first()? as usize;
-    let name = body.get(1..1 + n)?;
-    let sub = match name {
-        b"SUBSCRIBE" => true,
-        b"CANCEL" => false,
-        _ => return None,
-    };
-    Some((sub, body.slice(1 + n..)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn ready_round_trip() {
-        let cmd = Bytes::from(ready_command(SocketKind::Pub));
-        // Skip the 2-byte command header.
-        assert_eq!(&ready_socket_type(&cmd.slice(2..)).unwrap()[..], b"PUB");
+    fn socket_types_that_may_talk() {
         assert!(SocketKind::Pub.accepts(b"SUB"));
+        assert!(SocketKind::Pub.accepts(b"XSUB"));
         assert!(!SocketKind::Pull.accepts(b"SUB"));
-        let sub = Bytes::from_static(b"\x09SUBSCRIBEchat.");
-        assert_eq!(
-            subscription_command(&sub),
-            Some((true, Bytes::from_static(b"chat.")))
-        );
+        assert!(SocketKind::Router.accepts(b"REQ"));
+        assert!(SocketKind::Push.accepts(b"PULL"));
     }
 
     #[tokio::test]
@@ -245,14 +166,7 @@ mod tests {
             let (cr, mut cw) = tokio::io::split(client);
             let mut r = FrameReader::new(cr, 1024);
             cw.write_all(&greeting()).await.unwrap();
-            let mut ready = Vec::new();
-            let mut props = Vec::new();
-            props.put_u8(11);
-            props.put_slice(b"Socket-Type");
-            props.put_u32(4);
-            props.put_slice(b"PUSH");
-            ready.extend(command("READY", &props));
-            cw.write_all(&ready).await.unwrap();
+            cw.write_all(&command::ready("PUSH")).await.unwrap();
             let _ = r.read_raw(64).await.unwrap();
             r.next_frame().await.unwrap()
         });
