@@ -56,7 +56,6 @@ mod recovery;
 mod registry;
 mod reorder;
 mod ring;
-mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -75,12 +74,14 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{AllowAll, AuthRequest, Authorizer, Denied, Identity, OriginPolicy};
+pub use connection::{CloseCause, SocketError};
 pub use fabric::{
-    Fabric, FabricItem, FabricMessage, FeedFailure, PublishFailure, ReplayChunk, ReplayFailure,
-    ReplayRange,
+    Fabric, FabricError, FabricItem, FabricMessage, FeedFailure, PublishFailure, ReplayChunk,
+    ReplayFailure, ReplayRange,
 };
-pub use metrics::{CloseCause, HubMetrics};
+pub use metrics::{HubMetrics, LagHistogram};
 pub use options::HubOptions;
+pub use protocol::GapCause;
 
 /// The browser client, served at `/fanfare.js`.
 pub const FANFARE_JS: &str = include_str!("fanfare.js");
@@ -117,7 +118,7 @@ impl Hub {
 
     /// A hub over any [`Fabric`] (tests use an in-memory one).
     pub fn with_fabric(fabric: Arc<dyn Fabric>, options: HubOptions) -> Self {
-        let metrics = Arc::new(HubMetrics::default());
+        let metrics = Arc::new(HubMetrics::new(&options.worker_id));
         let registry = registry::Registry::new(
             metrics.clone(),
             options.ring_events,
@@ -149,9 +150,10 @@ impl Hub {
         &self.inner.metrics
     }
 
-    /// Prometheus text of the hub's counters.
+    /// The hub's metrics in the OpenMetrics text format (what Prometheus
+    /// scrapes), every series labelled `worker`.
     pub fn render_metrics(&self) -> String {
-        self.inner.metrics.render(&self.inner.options.worker_id)
+        self.inner.metrics.render()
     }
 
     /// Open connections.
@@ -167,16 +169,17 @@ impl Hub {
     /// Stops the feed and closes every connection with 1001.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        self.inner.registry.close_all(CloseCause::Shutdown);
+        self.inner.registry.shutdown_all();
     }
 
     /// Serves one already-upgraded connection given as a sink and a stream
     /// of axum websocket messages (what `WebSocket::split` gives, or channels).
+    /// Read errors convert into a [`SocketError`] (axum's do).
     pub async fn serve_socket<Si, St, E>(&self, identity: Identity, sink: Si, stream: St)
     where
         Si: futures::Sink<axum::extract::ws::Message> + Unpin,
         St: futures::Stream<Item = Result<axum::extract::ws::Message, E>> + Unpin,
-        E: std::fmt::Display,
+        E: Into<SocketError>,
     {
         connection::serve(
             self.inner.clone(),
@@ -207,7 +210,7 @@ async fn upgrade(
     let inner = &hub.inner;
     let o = &inner.options;
     if !o.origins.allows(&headers) {
-        inner.metrics.refused_origin.fetch_add(1, Relaxed);
+        inner.metrics.refused_origin.inc();
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let token = auth::find_token(uri.query(), &headers);
@@ -220,12 +223,12 @@ async fn upgrade(
             connection::Access::Pending(headers.clone())
         }
         Err(denied) => {
-            inner.metrics.refused_auth.fetch_add(1, Relaxed);
+            inner.metrics.refused_auth.inc();
             return (StatusCode::UNAUTHORIZED, denied.to_string()).into_response();
         }
     };
     if inner.registry.len() >= o.max_connections {
-        inner.metrics.refused_full.fetch_add(1, Relaxed);
+        inner.metrics.refused_full.inc();
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     }
     let hard = o.hard_frame_limit;
@@ -298,7 +301,7 @@ fn dispatch(inner: &HubInner, m: FabricMessage) {
     if m.topic.starts_with(fanfare_protocol::RESERVED_PREFIX) {
         return;
     }
-    inner.metrics.events_in.fetch_add(1, Relaxed);
+    inner.metrics.events_in.inc();
     let lag = fanfare_protocol::stamp::now_us().saturating_sub(m.timestamp_us);
     inner.metrics.lag_us.store(lag, Relaxed);
     let frame = m.event_frame();
@@ -307,6 +310,7 @@ fn dispatch(inner: &HubInner, m: FabricMessage) {
         origin: m.origin,
         epoch: m.epoch,
         seq: m.seq,
+        timestamp_us: m.timestamp_us,
         frame,
     }));
 }
