@@ -5,24 +5,76 @@
 //! "Browser protocol") and `GET /fanfare.js` (the browser client). Mounting it
 //! in an existing axum app:
 //!
-//! ```no_run
-//! # async fn run() -> anyhow::Result<()> {
-//! use fanfare_client::{Client, ClientOptions};
-//! use fanfare_client::hub::{Hub, HubOptions};
+//! ```
+//! use std::time::Duration;
 //!
-//! let opts = ClientOptions::new("tcp://127.0.0.1:5557", "tcp://127.0.0.1:5558", "tcp://127.0.0.1:5559");
-//! let client = Client::connect(opts).await?;
+//! use axum::serve::ListenerExt;
+//! use fanfare_client::hub::{Hub, HubOptions};
+//! use fanfare_client::{Client, ClientOptions};
+//! use futures::{SinkExt, StreamExt};
+//! use serde_json::{json, Value};
+//! use tokio_tungstenite::tungstenite::Message;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> anyhow::Result<()> {
+//! // A broadcaster on free ports, embedded (a worker usually connects to a
+//! // separate one).
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! let config = fanfare_broadcaster::Config {
+//!     pull: "tcp://127.0.0.1:0".into(),
+//!     publish: "tcp://127.0.0.1:0".into(),
+//!     replay: "tcp://127.0.0.1:0".into(),
+//!     admin: None,
+//!     heartbeat_ms: 100,
+//!     ..fanfare_broadcaster::Config::default()
+//! };
+//! let broadcaster = fanfare_broadcaster::start(config, stop.clone()).await?;
+//! let at = broadcaster.endpoints();
+//! let client = Client::connect(ClientOptions::new(&at.pull, &at.publish, &at.replay)).await?;
+//!
+//! // The hub, mounted in an axum app. Small frames must not wait for
+//! // Nagle's algorithm: set TCP_NODELAY.
 //! let hub = Hub::new(client, HubOptions::new("worker-1"));
 //! let app = axum::Router::new()
 //!     .route("/", axum::routing::get(|| async { "hello" }))
 //!     .merge(hub.router());
-//! // Small frames must not wait for Nagle's algorithm: set TCP_NODELAY.
-//! use axum::serve::ListenerExt;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
-//!     .await?
-//!     .tap_io(|tcp| { let _ = tcp.set_nodelay(true); });
-//! axum::serve(listener, app).await?;
-//! # Ok(()) }
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! let listener = listener.tap_io(|tcp| { let _ = tcp.set_nodelay(true); });
+//! tokio::spawn(async move { axum::serve(listener, app).await });
+//!
+//! // A browser: subscribe, publish, and receive the event.
+//! let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await?;
+//! assert_eq!(next_json(&mut ws).await?["op"], "welcome");
+//! let subscribe = json!({"op": "subscribe", "topics": ["chat.#"]});
+//! ws.send(Message::text(subscribe.to_string())).await?;
+//! assert_eq!(next_json(&mut ws).await?["op"], "subscribed");
+//! let publish = json!({"op": "publish", "topic": "chat.lobby", "data": {"text": "hi"}});
+//! ws.send(Message::text(publish.to_string())).await?;
+//! let event = next_json(&mut ws).await?;
+//! assert_eq!((event["op"].as_str(), event["topic"].as_str()), (Some("event"), Some("chat.lobby")));
+//! assert_eq!(event["data"]["text"], "hi");
+//!
+//! hub.shutdown();
+//! stop.cancel();
+//! broadcaster.wait().await?;
+//!
+//! /// The next JSON text frame, within 10 s.
+//! async fn next_json<S>(ws: &mut S) -> anyhow::Result<Value>
+//! where
+//!     S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+//! {
+//!     loop {
+//!         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await? {
+//!             Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text)?),
+//!             Some(Ok(_)) => continue, // ping
+//!             Some(Err(e)) => return Err(e.into()),
+//!             None => anyhow::bail!("the hub closed the websocket"),
+//!         }
+//!     }
+//! }
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! In the page:

@@ -69,7 +69,8 @@ impl CloseCause {
 
 /// An error reading a browser's websocket, as the stream given to
 /// [`Hub::serve_socket`](super::super::Hub::serve_socket) yields it. It keeps
-/// the original error: [`close_cause`] looks at its type, not its text.
+/// the original error: the hub picks the close code from its type (a
+/// `tungstenite::Error::Capacity` closes with 1009), never from its text.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct SocketError(#[source] Box<dyn std::error::Error + Send + Sync>);
