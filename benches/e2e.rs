@@ -13,16 +13,14 @@
 //! (2), FANFARE_E2E_CLIENTS (200), FANFARE_E2E_SECONDS (5 per load level),
 //! FANFARE_E2E_IDLE (2000).
 
-#[path = "../tests/tests/hub_support/mod.rs"]
-mod hub_support;
-
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fanfare_client::{Client, ClientOptions};
+use fanfare_tests::demo::Demo;
+use fanfare_tests::websocket::Ws;
 use futures::StreamExt;
-use hub_support::{Demo, Ws};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 

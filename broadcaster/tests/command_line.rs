@@ -1,6 +1,5 @@
 //! The binary's command line: help, and refusing bad settings with a clear
-//! message. (Having an integration test here also makes `cargo test
-//! --workspace` build the `broadcaster` binary that other packages' tests run.)
+//! message.
 
 use std::process::Command;
 

@@ -5,26 +5,26 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fanfare_protocol::pattern::Pattern;
 use fanfare_protocol::position::Position;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use zeromq::ZmqMessage;
 
 use crate::backoff::Backoff;
 use crate::error::{ConnectError, PublishError, ReplayError, SubscribeError};
 use crate::events::{ClientEvent, EventStream};
-use crate::history::{self, History, HistoryTask};
 use crate::message::Origins;
 use crate::options::ClientOptions;
 use crate::publisher::{self, PublisherHandle, PublisherTask};
-use crate::replay::{decode_reply, ReplayBatch, ReplayQuery};
-use crate::subscriber::{self, Command, SubscriberTask};
-use crate::subscription::Subscription;
+use crate::replay_query::{decode_reply, ReplayBatch, ReplayQuery};
+use crate::replay_task::{self, ReplayHandle, ReplayTask};
+use crate::subscriber::Subscription;
+use crate::subscriber::{self, SubscriberHandle, SubscriberTask};
 
 /// A handle on the fabric: publish, subscribe, query history, watch events.
 ///
 /// Cheap to clone (an `Arc`); every clone talks to the same three tasks:
 /// a publisher (PUSH socket and outbox), a subscriber (SUB socket, gap
-/// repair, deliveries) and a history task (DEALER to the replay endpoint).
+/// repair, deliveries) and a replay task (DEALER to the replay endpoint).
 /// The tasks stop when the last `Client` and [`Subscription`] are dropped,
 /// or at [`Client::close`]; either way the publisher first sends what is in
 /// the outbox (for at most `close_timeout`, if the runtime keeps running).
@@ -36,10 +36,9 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     publisher: PublisherHandle,
-    commands: mpsc::Sender<Command>,
-    history: History,
+    subscriber: SubscriberHandle,
+    replay: ReplayHandle,
     events: broadcast::Sender<ClientEvent>,
-    heard: watch::Receiver<bool>,
     publisher_id: String,
     max_payload: usize,
     close_timeout: std::time::Duration,
@@ -85,31 +84,30 @@ impl Client {
             },
             opts.outbox_capacity,
         );
-        let history = history::spawn(HistoryTask {
+        let replay = replay_task::spawn(ReplayTask {
             endpoint: opts.replay_endpoint.clone(),
             timeout: opts.replay_timeout,
             attempts: opts.replay_attempts,
             backoff: backoff.clone(),
             shutdown: shutdown.clone(),
         });
-        let (commands, heard) = subscriber::spawn(SubscriberTask {
+        let subscriber = subscriber::spawn(SubscriberTask {
             endpoint: opts.pub_endpoint.clone(),
             heartbeat_timeout: opts.heartbeat_timeout,
             connect_timeout: socket_connect,
             backoff,
             capacity: opts.subscription_capacity,
             replay_wait: opts.replay_timeout,
-            history: history.clone(),
+            replay: replay.clone(),
             events: events.clone(),
             shutdown: shutdown.clone(),
         });
         let client = Client {
             inner: Arc::new(Inner {
                 publisher,
-                commands,
-                history,
+                subscriber,
+                replay,
                 events,
-                heard,
                 publisher_id: opts.publisher_id.clone(),
                 max_payload: opts.max_payload,
                 close_timeout: opts.close_timeout,
@@ -117,12 +115,8 @@ impl Client {
             }),
         };
         if !opts.connect_timeout.is_zero() {
-            let mut heard = client.inner.heard.clone();
-            let wait = heard.wait_for(|h| *h);
-            if !matches!(
-                tokio::time::timeout(opts.connect_timeout, wait).await,
-                Ok(Ok(_))
-            ) {
+            let heard = client.inner.subscriber.wait_heard(opts.connect_timeout);
+            if !heard.await {
                 return Err(ConnectError::Timeout {
                     endpoint: opts.pub_endpoint,
                     waited: opts.connect_timeout,
@@ -206,23 +200,12 @@ impl Client {
         since: Option<Position>,
     ) -> Result<Subscription, SubscribeError> {
         let parsed = Pattern::parse(pattern)?;
-        let (reply, rx) = oneshot::channel();
-        let cmd = Command::Subscribe {
-            pattern: parsed,
-            since,
-            reply,
-        };
-        self.inner
-            .commands
-            .send(cmd)
-            .await
-            .map_err(|_| SubscribeError::Closed)?;
-        let parts = rx.await.map_err(|_| SubscribeError::Closed)?;
+        let parts = self.inner.subscriber.subscribe(parsed, since).await?;
         let keep: Arc<dyn Send + Sync> = self.inner.clone();
         Ok(Subscription::new(
             parts,
             pattern.to_owned(),
-            self.inner.commands.clone(),
+            self.inner.subscriber.clone(),
             keep,
         ))
     }
@@ -230,7 +213,7 @@ impl Client {
     /// Asks the replay endpoint for one range of history, as is (one reply;
     /// follow [`ReplayBatch::next`] when it was cut).
     pub async fn replay(&self, query: ReplayQuery) -> Result<ReplayBatch, ReplayError> {
-        let raw = self.inner.history.request(query.to_request()?).await?;
+        let raw = self.inner.replay.request(query.to_request()?).await?;
         Ok(decode_reply(raw, &mut Origins::default()))
     }
 
@@ -241,7 +224,7 @@ impl Client {
 
     /// True while the broadcaster is heard (heartbeats or messages).
     pub fn is_connected(&self) -> bool {
-        *self.inner.heard.borrow()
+        self.inner.subscriber.is_heard()
     }
 
     /// Flushes the outbox (at most `close_timeout`), then stops the client

@@ -1,30 +1,59 @@
 //! Fanfare client: what a worker process embeds to publish to and subscribe
 //! from a Fanfare broadcaster, losslessly.
 //!
-//! ```no_run
+//! This example runs as it stands: it starts a broadcaster in-process on
+//! free ports (in production that is the `broadcaster` binary, and the
+//! endpoints are its `ready …` line's), connects, subscribes, publishes and
+//! receives, then shuts both down.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use fanfare_broadcaster::Config;
 //! use fanfare_client::{Client, ClientOptions, Delivery};
 //! use futures::StreamExt;
+//! use tokio_util::sync::CancellationToken;
 //!
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let opts = ClientOptions::new(
-//!     "tcp://127.0.0.1:5557", // broadcaster ingress (PULL)
-//!     "tcp://127.0.0.1:5558", // egress (PUB)
-//!     "tcp://127.0.0.1:5559", // replay (history)
-//! )
-//! .publisher_id("worker-1");
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let shutdown = CancellationToken::new();
+//! let config = Config {
+//!     pull: "tcp://127.0.0.1:0".into(),
+//!     publish: "tcp://127.0.0.1:0".into(),
+//!     replay: "tcp://127.0.0.1:0".into(),
+//!     admin: None,
+//!     heartbeat_ms: 50,
+//!     ..Config::default()
+//! };
+//! let broadcaster = fanfare_broadcaster::start(config, shutdown.clone()).await?;
+//! let ep = broadcaster.endpoints();
+//!
+//! // Waits for the broadcaster's first heartbeat.
+//! let opts = ClientOptions::new(&ep.pull, &ep.publish, &ep.replay).publisher_id("worker-1");
 //! let client = Client::connect(opts).await?;
 //!
 //! let mut chat = client.subscribe("chat.#").await?;
 //! client.publish("chat.lobby", "hello").await?;
 //! client.publish_json("chat.lobby", &serde_json::json!({"text": "hi"})).await?;
 //!
-//! while let Some(delivery) = chat.next().await {
-//!     match delivery {
-//!         Delivery::Message(m) => println!("{} {:?} seq {}", m.topic, m.payload, m.stamp.seq),
-//!         Delivery::Gap(g) => eprintln!("lost {}..={} from {}", g.first, g.last, g.origin),
-//!         Delivery::Closed(reason) => eprintln!("closed: {reason:?}"),
+//! let mut received = 0;
+//! while received < 2 {
+//!     // Every receive gets a timeout.
+//!     match tokio::time::timeout(Duration::from_secs(5), chat.next()).await? {
+//!         Some(Delivery::Message(m)) => {
+//!             println!("{} {:?} seq {}", m.topic, m.payload, m.stamp.seq);
+//!             received += 1;
+//!         }
+//!         Some(Delivery::Gap(g)) => eprintln!("lost {}..={} from {}", g.first, g.last, g.origin),
+//!         Some(Delivery::Closed(reason)) => return Err(format!("closed: {reason:?}").into()),
+//!         None => return Err("subscription ended".into()),
 //!     }
 //! }
+//!
+//! drop(chat);
+//! client.close().await; // flushes the outbox first
+//! shutdown.cancel();
+//! broadcaster.wait().await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -76,23 +105,25 @@
 //!
 //! # Tasks
 //!
-//! [`Client`] is a handle; three tasks own the sockets: the publisher
-//! (PUSH), the subscriber (SUB, gap tracking, deliveries) and the history
-//! task (DEALER to the replay endpoint). zmq.rs's PUSH and DEALER do not
-//! reconnect; these tasks recreate them with backoff and jitter.
+//! [`Client`] is a handle; three tasks own the sockets, one each: the
+//! publisher (PUSH), the subscriber (SUB, gap tracking, deliveries) and the
+//! replay task (DEALER to the replay endpoint). Short-lived helpers own
+//! none: a connect task builds each new SUB socket, and a catch-up task
+//! per [`Client::subscribe_from`] round fetches history through the replay
+//! task. zmq.rs's PUSH and DEALER do not reconnect; these tasks recreate
+//! them with backoff and jitter. `ARCHITECTURE.md` has the code map.
 
 mod backoff;
 mod client;
 mod error;
 mod events;
-mod history;
+mod gaps;
 mod message;
 mod options;
 mod publisher;
-mod repair;
-mod replay;
+mod replay_query;
+mod replay_task;
 mod subscriber;
-mod subscription;
 
 #[cfg(feature = "hub")]
 pub mod hub;
@@ -102,8 +133,8 @@ pub use error::{ConnectError, PublishError, ReplayError, SubscribeError};
 pub use events::{ClientEvent, EventStream};
 pub use message::{CloseReason, Delivery, Gap, GapReason, Message, Stamp};
 pub use options::{ClientOptions, DEFAULT_PUB, DEFAULT_PULL, DEFAULT_REPLAY};
-pub use replay::{ReplayBatch, ReplayQuery, ReplayStatus};
-pub use subscription::Subscription;
+pub use replay_query::{ReplayBatch, ReplayQuery, ReplayStatus};
+pub use subscriber::Subscription;
 
 /// Wire types re-exported from `fanfare-protocol`.
 pub use fanfare_protocol::{pattern::Pattern, position::Position};

@@ -29,6 +29,10 @@ pub struct Stamp {
     pub publisher: Option<Arc<str>>,
 }
 
+/// A point in one origin's stream: `(epoch, seq)`. Ordered as a tuple, so
+/// a later epoch is always further on.
+pub(crate) type Mark = (u64, u64);
+
 /// One broadcast message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {

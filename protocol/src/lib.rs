@@ -18,6 +18,8 @@
 //! assert_eq!(p.literal_prefix(), "metrics.");
 //! ```
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod heartbeat;
 pub mod meta;
 pub mod pattern;

@@ -6,6 +6,14 @@
 
 use crate::topic::MAX_TOPIC_LEN;
 
+/// Most words in one pattern. Matching costs at most O(pattern words ×
+/// topic bytes), so this (with [`MAX_TOPIC_LEN`]) bounds the work one pattern
+/// can cause per message.
+pub const MAX_PATTERN_WORDS: usize = 32;
+
+/// Most `#` words in one pattern (after runs such as `#.#` are collapsed).
+pub const MAX_PATTERN_MANY: usize = 4;
+
 /// Why a pattern was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
@@ -21,6 +29,12 @@ pub enum PatternError {
     /// A word mixes a wildcard with other characters, or holds whitespace.
     #[error("a wildcard must be a whole word; no whitespace or control characters")]
     BadWord,
+    /// More than [`MAX_PATTERN_WORDS`] words.
+    #[error("pattern has more than {MAX_PATTERN_WORDS} words")]
+    TooManyWords,
+    /// More than [`MAX_PATTERN_MANY`] `#` words.
+    #[error("pattern has more than {MAX_PATTERN_MANY} `#` words")]
+    TooManyMany,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +80,14 @@ impl Pattern {
             if word == Word::Many && words.last() == Some(&Word::Many) {
                 continue;
             }
+            if word == Word::Many
+                && words.iter().filter(|w| **w == Word::Many).count() >= MAX_PATTERN_MANY
+            {
+                return Err(PatternError::TooManyMany);
+            }
+            if words.len() >= MAX_PATTERN_WORDS {
+                return Err(PatternError::TooManyWords);
+            }
             words.push(word);
         }
         let literal = words.iter().all(|w| matches!(w, Word::Literal(_)));
@@ -97,12 +119,13 @@ impl Pattern {
     }
 
     /// Does `topic` match this pattern?
+    ///
+    /// Allocation-free; at most O(pattern words × topic bytes).
     pub fn matches(&self, topic: &str) -> bool {
         if self.literal {
             return topic == self.text;
         }
-        let topic_words: Vec<&str> = topic.split('.').collect();
-        match_words(&self.words, &topic_words)
+        match_words(&self.words, topic)
     }
 }
 
@@ -144,36 +167,57 @@ fn literal_prefix_of(words: &[Word], literal: bool, text: &str) -> String {
     prefix
 }
 
-fn match_words(pattern: &[Word], topic: &[&str]) -> bool {
-    // Iterative matcher with backtracking on the last `#` (glob-style), linear
-    // in practice and never exponential.
-    let (mut p, mut t) = (0usize, 0usize);
+/// The word of `topic` starting at byte `at`, and where the next word starts
+/// (`None` after the last word).
+fn word_at(topic: &str, at: usize) -> (&str, Option<usize>) {
+    let rest = topic.get(at..).unwrap_or_default();
+    match rest.find('.') {
+        Some(dot) => (&rest[..dot], Some(at + dot + 1)),
+        None => (rest, None),
+    }
+}
+
+fn match_words(pattern: &[Word], topic: &str) -> bool {
+    // Iterative glob-style matcher: on a mismatch, backtrack to the last `#`
+    // and let it swallow one more word. Each backtrack advances the `#`'s
+    // start, so the work is at most O(pattern words × topic bytes); topic
+    // words are walked by byte offset, with no allocation.
+    let mut p = 0usize;
+    let mut t: Option<usize> = Some(0);
+    // The last `#` seen: its index in `pattern` and the topic word it starts at.
     let mut star: Option<(usize, usize)> = None;
-    while t < topic.len() {
+    while let Some(at) = t {
+        let (word, next) = word_at(topic, at);
         match pattern.get(p) {
-            Some(Word::Literal(l)) if l == topic[t] => {
+            Some(Word::Literal(l)) if l == word => {
                 p += 1;
-                t += 1;
+                t = next;
             }
             Some(Word::One) => {
                 p += 1;
-                t += 1;
+                t = next;
             }
             Some(Word::Many) => {
-                star = Some((p, t));
+                star = Some((p, at));
                 p += 1;
             }
             _ => match star {
                 Some((sp, st)) => {
                     p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
+                    t = word_at(topic, st).1;
+                    if let Some(after) = t {
+                        star = Some((sp, after));
+                    }
                 }
                 None => return false,
             },
         }
     }
-    pattern[p..].iter().all(|w| *w == Word::Many)
+    pattern
+        .get(p..)
+        .unwrap_or_default()
+        .iter()
+        .all(|w| *w == Word::Many)
 }
 
 #[cfg(test)]
@@ -222,6 +266,35 @@ mod tests {
         assert_eq!(Pattern::parse("a..b"), Err(PatternError::EmptyWord));
         assert_eq!(Pattern::parse("a.b*"), Err(PatternError::BadWord));
         assert_eq!(Pattern::parse("a b"), Err(PatternError::BadWord));
+    }
+
+    #[test]
+    fn size_bounds() {
+        let words = |n: usize| vec!["a"; n].join(".");
+        assert!(Pattern::parse(&format!("{}.*", words(MAX_PATTERN_WORDS - 1))).is_ok());
+        assert_eq!(
+            Pattern::parse(&format!("{}.*", words(MAX_PATTERN_WORDS))),
+            Err(PatternError::TooManyWords)
+        );
+        let many = |n: usize| vec!["#"; n].join(".a.");
+        assert!(Pattern::parse(&many(MAX_PATTERN_MANY)).is_ok());
+        assert_eq!(
+            Pattern::parse(&many(MAX_PATTERN_MANY + 1)),
+            Err(PatternError::TooManyMany)
+        );
+        // Runs collapse before counting: `#.#.#.#.#` is one `#`.
+        assert!(Pattern::parse("#.#.#.#.#.#").is_ok());
+    }
+
+    #[test]
+    fn a_worst_case_match_is_cheap() {
+        // Alternating `#` and literals against the longest topic of one
+        // letter words: the matcher backtracks, but stays bounded.
+        let pattern = Pattern::parse("#.a.#.b.#.c.#.d").unwrap();
+        let topic = vec!["a"; MAX_TOPIC_LEN / 2].join(".");
+        assert!(!pattern.matches(&topic));
+        let topic = format!("{}.b.c.d", vec!["a"; MAX_TOPIC_LEN / 2 - 3].join("."));
+        assert!(pattern.matches(&topic));
     }
 
     /// Reference matcher: plain recursion over the definition.

@@ -1,15 +1,20 @@
-//! Where the `broadcaster` binary, the workspace and the log folder are.
+//! The binaries the tests run (`broadcaster`, `fanfare-demo-web`), built on
+//! first use; and where the workspace and the log folder are.
 //!
-//! Integration tests of this package do not get the binary of another
-//! package built for them, so [`broadcaster_binary`] looks next to the test
-//! executable (`target/<profile>/broadcaster`) and, when it is missing or
-//! older than the sources, builds it once per test process with
-//! `cargo build -p fanfare-broadcaster --bin broadcaster`.
+//! Cargo builds a package's own binaries for its integration tests
+//! (`CARGO_BIN_EXE_*`), never another package's. So the first time a test
+//! process asks for a binary, [`broadcaster_binary`] or [`demo_binary`] runs
+//! `cargo build -p <package> --bin <name>` with the test executable's target
+//! dir and profile, and takes the path cargo reports for the artifact. Cargo
+//! decides what is stale (a fresh binary costs a no-op build); its lock on the
+//! target dir serialises test processes building at once, and a `OnceLock`
+//! per binary makes one process build it once however many tests ask.
+//! `FANFARE_BROADCASTER_BIN` / `FANFARE_DEMO_BIN` name a prebuilt binary
+//! instead (no build).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 
@@ -49,68 +54,124 @@ pub fn log_dir() -> PathBuf {
     dir
 }
 
-/// Path of the `broadcaster` binary, built once per process if missing or stale.
+/// A binary of a workspace package that tests run as a child process.
+struct Binary {
+    /// Cargo package (`-p`).
+    package: &'static str,
+    /// Binary target (`--bin`).
+    name: &'static str,
+    /// Environment variable naming a prebuilt binary instead.
+    env: &'static str,
+}
+
+/// Path of the `broadcaster` binary, built (if stale) once per process.
 pub fn broadcaster_binary() -> Result<PathBuf> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| locate_or_build().map_err(|e| format!("{e:#}")))
+    once(
+        &BIN,
+        &Binary {
+            package: "fanfare-broadcaster",
+            name: "broadcaster",
+            env: "FANFARE_BROADCASTER_BIN",
+        },
+    )
+}
+
+/// Path of the `fanfare-demo-web` binary, built (if stale) once per process.
+pub fn demo_binary() -> Result<PathBuf> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    once(
+        &BIN,
+        &Binary {
+            package: "fanfare-demo-web",
+            name: "fanfare-demo-web",
+            env: "FANFARE_DEMO_BIN",
+        },
+    )
+}
+
+/// The first caller builds; concurrent callers wait for it; later ones get
+/// the same answer (a failed build is not retried).
+fn once(cell: &OnceLock<Result<PathBuf, String>>, bin: &Binary) -> Result<PathBuf> {
+    cell.get_or_init(|| locate_or_build(bin).map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(anyhow::Error::msg)
 }
 
-fn locate_or_build() -> Result<PathBuf> {
-    let profile = profile_dir()?;
-    let bin = profile.join("broadcaster");
-    if bin.is_file() && !is_stale(&bin) {
-        return Ok(bin);
+fn locate_or_build(bin: &Binary) -> Result<PathBuf> {
+    if let Some(prebuilt) = std::env::var_os(bin.env) {
+        return Ok(PathBuf::from(prebuilt));
     }
+    let profile = profile_dir()?;
     let target = profile
         .parent()
         .context("profile dir has no target parent")?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root())
-        .args(["build", "-p", "fanfare-broadcaster", "--bin", "broadcaster"])
-        .env("CARGO_TARGET_DIR", target);
-    if profile.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    eprintln!("fanfare-tests: building the broadcaster binary: {cmd:?}");
-    let status = cmd.status().context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build of the broadcaster failed: {status}");
-    }
-    if !bin.is_file() {
-        bail!("cargo build succeeded but {} is missing", bin.display());
-    }
-    Ok(bin)
-}
-
-/// True when a source file of the broadcaster or the protocol is newer than `bin`.
-fn is_stale(bin: &Path) -> bool {
-    let Ok(built) = bin.metadata().and_then(|m| m.modified()) else {
-        return true;
-    };
-    let root = workspace_root();
-    ["broadcaster", "protocol"]
-        .iter()
-        .any(|c| newest_mtime(&root.join(c)).is_some_and(|t| t > built))
-}
-
-fn newest_mtime(dir: &Path) -> Option<SystemTime> {
-    let mut newest = None;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
-                newest = newest.max(Some(t));
-            }
+        .args([
+            "build",
+            "--quiet",
+            "--message-format=json-render-diagnostics",
+        ])
+        .args(["-p", bin.package, "--bin", bin.name])
+        .env("CARGO_TARGET_DIR", target)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // target/debug is the dev (and test) profile; other folders are named
+    // after their profile (bench builds land in target/release).
+    match profile.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(other) => {
+            cmd.args(["--profile", other]);
         }
     }
-    newest
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let exe = stdout
+        .lines()
+        .find_map(|line| executable_of(line, bin.name))
+        .with_context(|| format!("{cmd:?} reported no executable for {}", bin.name))?;
+    if !exe.is_file() {
+        bail!("cargo built {} but it is missing", exe.display());
+    }
+    Ok(exe)
+}
+
+/// The `executable` of a `compiler-artifact` message for binary `name`
+/// (one line of `cargo build --message-format=json`).
+fn executable_of(line: &str, name: &str) -> Option<PathBuf> {
+    let msg: serde_json::Value = serde_json::from_str(line).ok()?;
+    let target = &msg["target"];
+    let is_bin = target["kind"]
+        .as_array()
+        .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"));
+    (msg["reason"] == "compiler-artifact" && target["name"] == name && is_bin)
+        .then(|| msg["executable"].as_str().map(PathBuf::from))
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_executable_in_cargo_messages() {
+        let line = r#"{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"broadcaster"},"executable":"/t/debug/broadcaster","fresh":true}"#;
+        assert_eq!(
+            executable_of(line, "broadcaster"),
+            Some(PathBuf::from("/t/debug/broadcaster"))
+        );
+        assert_eq!(executable_of(line, "other"), None);
+        let lib = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"broadcaster"},"executable":null}"#;
+        assert_eq!(executable_of(lib, "broadcaster"), None);
+        assert_eq!(executable_of("not json", "broadcaster"), None);
+    }
 }

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use fanfare_client::{ClientEvent, ClientOptions, Delivery, EventStream, Message, Subscription};
+use fanfare_client::{
+    Client, ClientEvent, ClientOptions, Delivery, EventStream, Message, Subscription,
+};
 use futures::StreamExt;
 
 use crate::process::BroadcasterProcess;
@@ -14,6 +16,11 @@ pub fn options(b: &BroadcasterProcess) -> ClientOptions {
     let e = b.endpoints();
     ClientOptions::new(e.pull.clone(), e.publish.clone(), e.replay.clone())
         .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
+}
+
+/// A client of `b` with [`options`], its connect bounded by `connect_timeout`.
+pub async fn connect(b: &BroadcasterProcess, connect_timeout: Duration) -> Result<Client> {
+    Ok(Client::connect(options(b).connect_timeout(connect_timeout)).await?)
 }
 
 /// The next delivery, failing after `timeout` or when the stream ends.

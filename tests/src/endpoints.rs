@@ -14,12 +14,12 @@ pub struct Endpoints {
     pub publish: String,
     /// Replay ROUTER, `tcp://127.0.0.1:P`.
     pub replay: String,
-    /// Admin HTTP, `http://127.0.0.1:P`.
-    pub admin: String,
+    /// Admin HTTP, `http://127.0.0.1:P`; `None` when started with `--admin off`.
+    pub admin: Option<String>,
 }
 
 impl Endpoints {
-    /// Parses `ready pull=… pub=… replay=… admin=…`.
+    /// Parses `ready pull=… pub=… replay=… [admin=…]`.
     pub fn parse_ready(line: &str) -> Result<Self> {
         let rest = line
             .trim()
@@ -43,20 +43,26 @@ impl Endpoints {
             pull: pull.context("no pull= in readiness line")?,
             publish: publish.context("no pub= in readiness line")?,
             replay: replay.context("no replay= in readiness line")?,
-            admin: admin.context("no admin= in readiness line")?,
+            admin,
         };
-        for ep in [&e.pull, &e.publish, &e.replay, &e.admin] {
-            port_of(ep)?;
-        }
+        e.ports()?;
+        e.admin_port()?;
         Ok(e)
     }
 
-    /// `host:port` of the admin endpoint, for a TCP connection.
-    pub fn admin_addr(&self) -> &str {
-        self.admin
+    /// `http://host:port` of the admin endpoint; an error when it is off.
+    pub fn admin_url(&self) -> Result<&str> {
+        self.admin.as_deref().context("the admin endpoint is off")
+    }
+
+    /// `host:port` of the admin endpoint, for a TCP connection; an error
+    /// when it is off.
+    pub fn admin_addr(&self) -> Result<&str> {
+        let url = self.admin_url()?;
+        Ok(url
             .strip_prefix("http://")
-            .unwrap_or(&self.admin)
-            .trim_end_matches('/')
+            .unwrap_or(url)
+            .trim_end_matches('/'))
     }
 
     /// `host:port` of a `tcp://host:port` endpoint.
@@ -64,14 +70,18 @@ impl Endpoints {
         endpoint.strip_prefix("tcp://").unwrap_or(endpoint)
     }
 
-    /// The four ports: pull, pub, replay, admin.
-    pub fn ports(&self) -> Result<[u16; 4]> {
+    /// The three ZeroMQ ports: pull, pub, replay.
+    pub fn ports(&self) -> Result<[u16; 3]> {
         Ok([
             port_of(&self.pull)?,
             port_of(&self.publish)?,
             port_of(&self.replay)?,
-            port_of(&self.admin)?,
         ])
+    }
+
+    /// The admin port, `None` when the admin endpoint is off.
+    pub fn admin_port(&self) -> Result<Option<u16>> {
+        self.admin.as_deref().map(port_of).transpose()
     }
 }
 
@@ -101,10 +111,17 @@ mod tests {
             "ready pull=tcp://127.0.0.1:1 pub=tcp://127.0.0.1:2 replay=tcp://127.0.0.1:3 admin=http://127.0.0.1:4\n",
         )
         .unwrap();
-        assert_eq!(e.ports().unwrap(), [1, 2, 3, 4]);
-        assert_eq!(e.admin_addr(), "127.0.0.1:4");
+        assert_eq!(e.ports().unwrap(), [1, 2, 3]);
+        assert_eq!(e.admin_port().unwrap(), Some(4));
+        assert_eq!(e.admin_addr().unwrap(), "127.0.0.1:4");
         assert_eq!(Endpoints::tcp_addr(&e.pull), "127.0.0.1:1");
         assert!(Endpoints::parse_ready("ready pull=tcp://127.0.0.1:0").is_err());
         assert!(Endpoints::parse_ready("hello").is_err());
+        let off = Endpoints::parse_ready(
+            "ready pull=tcp://127.0.0.1:1 pub=tcp://127.0.0.1:2 replay=tcp://127.0.0.1:3",
+        )
+        .unwrap();
+        assert_eq!(off.admin_port().unwrap(), None);
+        assert!(off.admin_addr().is_err());
     }
 }

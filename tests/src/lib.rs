@@ -1,10 +1,13 @@
 //! Shared integration-test harness for Fanfare.
 //!
 //! Everything here drives the *real* thing: the `broadcaster` binary as a
-//! child process bound on port 0 ([`process::BroadcasterProcess`]), real
-//! ZeroMQ sockets with a timeout on every receive ([`sockets`]), raw TCP
-//! peers that speak (or abuse) ZMTP ([`zmtp`]), the admin HTTP endpoint
-//! ([`http`], [`metrics`]) and libzmq through pyzmq ([`python`]).
+//! child process bound on port 0 ([`process::BroadcasterProcess`]), the
+//! demo with its hub workers ([`demo::Demo`]) and browser-protocol
+//! websocket clients ([`websocket::Ws`]), real ZeroMQ sockets with a timeout
+//! on every receive ([`sockets`]), fanfare-client helpers ([`client`]), raw
+//! TCP peers that speak (or abuse) ZMTP ([`zmtp`]), the admin HTTP endpoint
+//! ([`http`], [`metrics`]) and libzmq through pyzmq ([`python`]). The
+//! binaries are built on first use ([`binary`]).
 //!
 //! Synchronisation is never a bare sleep: [`wait::eventually`] polls a
 //! condition until a deadline.
@@ -21,6 +24,7 @@ pub mod bad_input;
 pub mod binary;
 pub mod cli;
 pub mod client;
+pub mod demo;
 pub mod endpoints;
 pub mod http;
 pub mod metrics;
@@ -29,6 +33,7 @@ pub mod proxy;
 pub mod python;
 pub mod sockets;
 pub mod wait;
+pub mod websocket;
 pub mod zmtp;
 
 /// Default timeout for one receive in a test.

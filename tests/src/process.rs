@@ -32,11 +32,21 @@ pub struct BroadcasterProcess {
 }
 
 impl BroadcasterProcess {
-    /// Starts a broadcaster on port 0 everywhere with `extra_args` (e.g.
-    /// `["--id", "b1"]`) and waits for its readiness line.
+    /// Starts a broadcaster on port 0 everywhere (admin HTTP included) with
+    /// `extra_args` (e.g. `["--id", "b1"]`) and waits for its readiness line.
     pub async fn spawn(extra_args: &[&str]) -> Result<Self> {
+        Self::spawn_on(Ports::ANY, extra_args).await
+    }
+
+    /// Like [`Self::spawn`], with `--admin off`: no admin HTTP endpoint
+    /// (`endpoints().admin` is `None`).
+    pub async fn spawn_without_admin(extra_args: &[&str]) -> Result<Self> {
+        Self::spawn_on(Ports::ANY_WITHOUT_ADMIN, extra_args).await
+    }
+
+    async fn spawn_on(ports: Ports, extra_args: &[&str]) -> Result<Self> {
         let extra: Vec<String> = extra_args.iter().map(|s| (*s).to_owned()).collect();
-        let (child, endpoints, log_path) = start(&[0; 4], &extra).await?;
+        let (child, endpoints, log_path) = start(ports, &extra).await?;
         Ok(Self {
             child: Some(child),
             endpoints,
@@ -116,19 +126,20 @@ impl BroadcasterProcess {
     }
 
     /// SIGKILLs the broadcaster if it runs, then starts it again on the same
-    /// four ports (passed explicitly) with the same extra arguments.
+    /// ports (passed explicitly; admin off if it was) with the same extra
+    /// arguments.
     pub async fn restart(&mut self) -> Result<()> {
         if self.child.is_some() {
             self.sigkill()?;
         }
-        let ports = self.endpoints.ports()?;
+        let ports = Ports::of(&self.endpoints)?;
         // The old listening sockets are closed by the kernel on exit; a bind
         // may still race with it, so retry within the readiness deadline.
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            match start(&ports, &self.extra_args).await {
+            match start(ports, &self.extra_args).await {
                 Ok((child, endpoints, log_path)) => {
-                    if endpoints.ports()? != ports {
+                    if Ports::of(&endpoints)? != ports {
                         bail!("restarted on other ports: {endpoints:?}");
                     }
                     self.child = Some(child);
@@ -167,21 +178,52 @@ impl Drop for BroadcasterProcess {
     }
 }
 
-/// Starts one child with the given ports (0 = any) and waits for readiness.
-async fn start(ports: &[u16; 4], extra: &[String]) -> Result<(Child, Endpoints, PathBuf)> {
+/// The ports a broadcaster binds (0 = any).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ports {
+    /// Pull, pub, replay.
+    zmq: [u16; 3],
+    /// Admin HTTP; `None` = `--admin off`.
+    admin: Option<u16>,
+}
+
+impl Ports {
+    const ANY: Self = Self {
+        zmq: [0; 3],
+        admin: Some(0),
+    };
+    const ANY_WITHOUT_ADMIN: Self = Self {
+        zmq: [0; 3],
+        admin: None,
+    };
+
+    /// The ports a running broadcaster announced.
+    fn of(e: &Endpoints) -> Result<Self> {
+        Ok(Self {
+            zmq: e.ports()?,
+            admin: e.admin_port()?,
+        })
+    }
+}
+
+/// Starts one child with the given ports and waits for readiness.
+async fn start(ports: Ports, extra: &[String]) -> Result<(Child, Endpoints, PathBuf)> {
     let bin = broadcaster_binary()?;
     let log_path = next_log_path();
     let log = File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
-    let [pull, publish, replay, admin] = *ports;
+    let [pull, publish, replay] = ports.zmq;
+    let admin = ports
+        .admin
+        .map_or_else(|| "off".to_owned(), |p| format!("127.0.0.1:{p}"));
     let mut child = Command::new(&bin)
         .args(["--pull", &format!("tcp://127.0.0.1:{pull}")])
         .args(["--pub", &format!("tcp://127.0.0.1:{publish}")])
         .args(["--replay", &format!("tcp://127.0.0.1:{replay}")])
-        .args(["--admin", &format!("127.0.0.1:{admin}")])
+        .args(["--admin", &admin])
         .args(extra)
         .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            "FANFARE_LOG",
+            std::env::var("FANFARE_LOG").unwrap_or_else(|_| "info".into()),
         )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -12,7 +12,7 @@ use fanfare_tests::{metrics, sockets, RECV_TIMEOUT};
 #[tokio::test]
 async fn healthz_stats_and_metrics_agree_with_the_wire() -> Result<()> {
     let b = BroadcasterProcess::spawn(&["--id", "admin-1"]).await?;
-    let admin = b.endpoints().admin_addr().to_owned();
+    let admin = b.endpoints().admin_addr()?.to_owned();
     ensure!(
         http_get(&admin, "/healthz").await?.status == 200,
         "/healthz is 200"
@@ -81,7 +81,7 @@ async fn config_file_sets_id_and_history() -> Result<()> {
         "origin from the config file: {}",
         last.origin
     );
-    let text = metrics::fetch(b.endpoints().admin_addr()).await?;
+    let text = metrics::fetch(b.endpoints().admin_addr()?).await?;
     ensure!(
         metrics::value(&text, "fanfare_history_messages", &[]) == Some(3.0),
         "history-count from the config file bounds the history"

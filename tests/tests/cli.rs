@@ -145,13 +145,14 @@ async fn tail_since_replays_history_then_follows_live() -> Result<()> {
 async fn tail_count_exits_and_reports_unrecoverable_history() -> Result<()> {
     let b = BroadcasterProcess::spawn(&["--id", "cli-tail2", "--history-count", "5"]).await?;
     let e = b.endpoints().clone();
+    let admin_url = e.admin_url()?.to_owned();
     let mut push = sockets::push(&e.pull).await?;
     for i in 0..20 {
         sockets::publish(&mut push, "gone.x", Bytes::from(format!("g{i}"))).await?;
     }
     // Wait until the broadcaster stamped all 20 (its state via `stats --json`).
     fanfare_tests::wait::eventually(RECV_TIMEOUT, "20 messages stamped", || {
-        let admin = e.admin.clone();
+        let admin = admin_url.clone();
         async move {
             let out = run_tool(&["stats", "--json", "--admin", &admin], None, TOOL_TIMEOUT)
                 .await
@@ -191,12 +192,13 @@ async fn tail_count_exits_and_reports_unrecoverable_history() -> Result<()> {
 async fn stats_shows_a_running_broadcaster() -> Result<()> {
     let b = BroadcasterProcess::spawn(&["--id", "cli-stats"]).await?;
     let e = b.endpoints().clone();
+    let admin_url = e.admin_url()?.to_owned();
     let mut push = sockets::push(&e.pull).await?;
     for _ in 0..7 {
         sockets::publish(&mut push, "stats.x", Bytes::from_static(b"s")).await?;
     }
     let json = fanfare_tests::wait::eventually(RECV_TIMEOUT, "7 messages in stats", || {
-        let admin = e.admin.clone();
+        let admin = admin_url.clone();
         async move {
             let out = run_tool(&["stats", "--json", "--admin", &admin], None, TOOL_TIMEOUT)
                 .await
@@ -207,7 +209,7 @@ async fn stats_shows_a_running_broadcaster() -> Result<()> {
     })
     .await?;
     ensure!(json["id"] == "cli-stats", "{json}");
-    let out = run_tool(&["stats", "--admin", &e.admin], None, TOOL_TIMEOUT).await?;
+    let out = run_tool(&["stats", "--admin", &admin_url], None, TOOL_TIMEOUT).await?;
     ensure!(out.code == Some(0), "stats failed: {out:?}");
     ensure!(
         out.stdout.contains("cli-stats"),

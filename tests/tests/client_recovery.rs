@@ -126,7 +126,7 @@ async fn paused_setup(id: &str, extra: &[&str]) -> Result<Paused> {
 /// While the proxy is paused, publishes indexed 1 KiB messages in chunks
 /// until the broadcaster counts drops, then `extra` more. Returns how many.
 async fn publish_until_dropped(p: &Paused, extra: u64) -> Result<u64> {
-    let admin = p.b.endpoints().admin_addr().to_owned();
+    let admin = p.b.endpoints().admin_addr()?.to_owned();
     let mut n = 0u64;
     loop {
         ensure!(

@@ -95,7 +95,7 @@ async fn stalled_subscriber_does_not_slow_others_and_gets_everything_after_resum
         with_stalled.as_secs_f64() <= alone.as_secs_f64() * (SLOWDOWN_RATIO + 1.0),
         "a stalled subscriber slowed a healthy one: {alone:?} -> {with_stalled:?} (x{ratio:.2})"
     );
-    let text = metrics::fetch(b.endpoints().admin_addr()).await?;
+    let text = metrics::fetch(b.endpoints().admin_addr()?).await?;
     let dropped = metrics::value_or_zero(&text, "fanfare_egress_dropped_total", &[]);
     ensure!(
         dropped > 0.0,

@@ -82,7 +82,7 @@ async fn stalled_subscriber_does_not_slow_a_healthy_one() -> Result<()> {
     );
 
     // The stalled one's misses are counted (30 MB > 4 MiB queue + socket buffers).
-    let text = metrics::fetch(b.endpoints().admin_addr()).await?;
+    let text = metrics::fetch(b.endpoints().admin_addr()?).await?;
     let dropped = metrics::value_or_zero(&text, "fanfare_egress_dropped_total", &[]);
     ensure!(
         dropped > 0.0,

@@ -59,7 +59,7 @@ async fn expect_per_socket(
     labels: &[&'static str],
     at_least: f64,
 ) -> Result<()> {
-    let admin = b.endpoints().admin_addr().to_owned();
+    let admin = b.endpoints().admin_addr()?.to_owned();
     let labels = labels.to_vec();
     eventually(RECV_TIMEOUT, metric, || {
         let admin = admin.clone();

@@ -5,12 +5,9 @@
 //! Needs `/usr/bin/chromium` and `npm ci` in `tests/browser`. Outside CI a
 //! missing piece skips the test with a note; with `CI=true` it fails.
 
-mod hub_support;
-
-use std::path::PathBuf;
 use std::time::Duration;
 
-use hub_support::Demo;
+use fanfare_tests::demo::Demo;
 
 fn missing_prerequisite(browser_dir: &std::path::Path) -> Option<String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -32,7 +29,7 @@ fn missing_prerequisite(browser_dir: &std::path::Path) -> Option<String> {
 
 #[tokio::test]
 async fn two_pages_in_chromium_see_each_others_chat() -> anyhow::Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = fanfare_tests::binary::workspace_root();
     let browser_dir = root.join("tests/browser");
     if let Some(why) = missing_prerequisite(&browser_dir) {
         if std::env::var("CI").is_ok_and(|v| v == "true") {

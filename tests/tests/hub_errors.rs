@@ -2,9 +2,8 @@
 //! oversize frames get `too_large` (or close 1009 past the hard limit);
 //! a bad Origin is refused when an allowlist is set.
 
-mod hub_support;
-
-use hub_support::{Demo, Ws};
+use fanfare_tests::demo::Demo;
+use fanfare_tests::websocket::Ws;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;

@@ -1,9 +1,8 @@
 //! A publish on one worker reaches every websocket client on every worker
 //! process of the real demo, in order, each event with its position.
 
-mod hub_support;
-
-use hub_support::{seq_of, Demo};
+use fanfare_tests::demo::Demo;
+use fanfare_tests::websocket::seq_of;
 use serde_json::json;
 
 #[tokio::test]

@@ -1,10 +1,8 @@
 //! The demo supervisor: workers share one port, and SIGTERM stops them all.
 
-mod hub_support;
-
 use std::time::Duration;
 
-use hub_support::Demo;
+use fanfare_tests::demo::Demo;
 
 #[tokio::test]
 async fn sigterm_stops_the_supervisor_and_every_worker() -> anyhow::Result<()> {

@@ -3,11 +3,10 @@
 //! `"binary":true`. Also runs the demo against an external broadcaster
 //! (`--broadcaster`).
 
-mod hub_support;
-
 use fanfare_client::{Client, ClientOptions};
+use fanfare_tests::demo::Demo;
 use fanfare_tests::process::BroadcasterProcess;
-use hub_support::{Demo, Ws};
+use fanfare_tests::websocket::Ws;
 
 #[tokio::test]
 async fn non_json_payloads_arrive_base64_with_a_flag() -> anyhow::Result<()> {

@@ -2,12 +2,11 @@
 //! from the old epoch gets `recovered:false`, a `gap` saying
 //! `epoch_changed`, then the new epoch's events in order.
 
-mod hub_support;
-
 use std::time::Duration;
 
+use fanfare_tests::demo::Demo;
 use fanfare_tests::process::BroadcasterProcess;
-use hub_support::{Demo, Ws};
+use fanfare_tests::websocket::Ws;
 use serde_json::json;
 
 async fn next_event(ws: &mut Ws) -> anyhow::Result<serde_json::Value> {

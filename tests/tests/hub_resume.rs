@@ -3,9 +3,8 @@
 //! history when the ring is too short), then live events; a position older
 //! than any history gets `recovered:false` and a `gap`.
 
-mod hub_support;
-
-use hub_support::{seq_of, Demo, Ws};
+use fanfare_tests::demo::Demo;
+use fanfare_tests::websocket::{seq_of, Ws};
 use serde_json::json;
 
 async fn publish_n(p: &mut Ws, from: u64, n: u64) -> anyhow::Result<()> {

@@ -1,11 +1,9 @@
 //! A client that stops reading is closed with 4008 ("slow consumer") while
 //! the others, on the same worker and on another, keep their pace.
 
-mod hub_support;
-
 use std::time::{Duration, Instant};
 
-use hub_support::{metric, Demo};
+use fanfare_tests::demo::{metric, Demo};
 use serde_json::json;
 
 #[tokio::test]

@@ -49,7 +49,7 @@ async fn expect_only_good(sub: &mut SubSocket, good_topic: &str) -> Result<Broad
 
 /// Every reason's counter reaches exactly the expected value.
 async fn expect_counted(b: &BroadcasterProcess, msgs: &[BadMessage]) -> Result<()> {
-    let admin = b.endpoints().admin_addr().to_owned();
+    let admin = b.endpoints().admin_addr()?.to_owned();
     let expected = expected_counts(msgs);
     eventually(RECV_TIMEOUT, "rejections counted in /metrics", || {
         let admin = admin.clone();

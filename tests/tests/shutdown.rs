@@ -39,7 +39,7 @@ async fn sigterm_forwards_queued_messages_and_exits_zero() -> Result<()> {
     }
     // The subscriber has not read anything yet: most of the ~20 MB is queued
     // in the broadcaster. Wait until it has taken every message, then signal.
-    let admin = b.endpoints().admin_addr().to_owned();
+    let admin = b.endpoints().admin_addr()?.to_owned();
     eventually(RECV_TIMEOUT * 3, "broadcaster took every message", || {
         let admin = admin.clone();
         async move {

@@ -1,0 +1,86 @@
+//! [`SubscriberHandle`]: what `Client` and every `Subscription` hold to talk
+//! to the subscriber task.
+//!
+//! The command queue is bounded (`COMMAND_QUEUE` in `task`): `subscribe`
+//! waits for room; a dropped `Subscription` unsubscribes with `try_send`
+//! (when the queue is full, the task still notices the closed subscription
+//! queue at its next delivery or sweep).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fanfare_protocol::pattern::Pattern;
+use fanfare_protocol::position::Position;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::queue::Parts;
+use crate::error::SubscribeError;
+use crate::message::Mark;
+
+/// What handles (and catch-up tasks) ask of the subscriber task.
+pub(crate) enum Command {
+    /// A new subscription; with `since`, replay what came after it first.
+    Subscribe {
+        pattern: Pattern,
+        since: Option<Position>,
+        reply: oneshot::Sender<Parts>,
+    },
+    /// A `Subscription` was dropped.
+    Unsubscribe { id: u64 },
+    /// A catch-up task delivered history up to these marks.
+    CatchUpDone {
+        id: u64,
+        marks: Vec<(Arc<str>, Mark)>,
+    },
+}
+
+/// Cloneable handle to the subscriber task.
+#[derive(Clone, Debug)]
+pub(crate) struct SubscriberHandle {
+    commands: mpsc::Sender<Command>,
+    heard: watch::Receiver<bool>,
+}
+
+impl SubscriberHandle {
+    pub(super) fn new(commands: mpsc::Sender<Command>, heard: watch::Receiver<bool>) -> Self {
+        Self { commands, heard }
+    }
+
+    /// Registers a subscription (catching up from `since` first, if given)
+    /// and returns what its `Subscription` is made of.
+    pub(crate) async fn subscribe(
+        &self,
+        pattern: Pattern,
+        since: Option<Position>,
+    ) -> Result<Parts, SubscribeError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Subscribe {
+            pattern,
+            since,
+            reply,
+        };
+        self.commands
+            .send(cmd)
+            .await
+            .map_err(|_| SubscribeError::Closed)?;
+        rx.await.map_err(|_| SubscribeError::Closed)
+    }
+
+    /// Ends subscription `id` (without waiting; see the module docs).
+    pub(crate) fn unsubscribe(&self, id: u64) {
+        let _ = self.commands.try_send(Command::Unsubscribe { id });
+    }
+
+    /// True while the broadcaster is heard (heartbeats or messages).
+    pub(crate) fn is_heard(&self) -> bool {
+        *self.heard.borrow()
+    }
+
+    /// Waits (at most `limit`) until the broadcaster is heard. False on
+    /// timeout or when the task has stopped.
+    pub(crate) async fn wait_heard(&self, limit: Duration) -> bool {
+        let mut heard = self.heard.clone();
+        let wait = async { heard.wait_for(|h| *h).await.is_ok() };
+        tokio::time::timeout(limit, wait).await.unwrap_or(false)
+    }
+}

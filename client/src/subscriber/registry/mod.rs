@@ -1,0 +1,248 @@
+//! The subscriptions of one client: patterns, SUB prefixes (refcounted),
+//! per-subscription start marks, bounded queues and the slow-consumer rule.
+//!
+//! Owned by the subscriber task; touches no socket. Prefix changes and
+//! slow-consumer closures are collected as [`Effects`] for the task to carry
+//! out. `mod.rs` is the table; `delivery` queues messages and gaps and
+//! closes slow consumers; `catch_up` ends catch-up rounds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fanfare_protocol::pattern::Pattern;
+use fanfare_protocol::position::Position;
+use fanfare_protocol::stamp::lane_of;
+use tokio::sync::{mpsc, oneshot};
+
+use super::queue::{self, Parts, Queue};
+use crate::message::{CloseReason, Delivery, Mark};
+
+/// How long a catching-up subscription's application may leave queued items
+/// untaken (while live messages overflow what is held) before it is closed
+/// as a slow consumer. A live subscription has no such grace: its full
+/// queue closes it.
+const STALL: Duration = Duration::from_millis(500);
+
+/// The delivery that did not fit: its origin and mark (none for a gap).
+type Failed = Option<(Arc<str>, Mark)>;
+
+struct Entry {
+    pattern: Pattern,
+    /// Lane of the literal first word; `None` for a wildcard first word.
+    lane: Option<u16>,
+    queue: Queue,
+    reason: Option<oneshot::Sender<CloseReason>>,
+    /// Only messages after these marks are delivered.
+    start: HashMap<Arc<str>, Mark>,
+    delivered: HashMap<Arc<str>, Mark>,
+    catch_up: Option<CatchUp>,
+}
+
+/// Socket-level work for the subscriber task.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// The set of SUB prefixes changed.
+    pub dirty: bool,
+    /// Subscriptions closed as slow: (pattern, position).
+    pub slow: Vec<(String, Position)>,
+}
+
+/// All subscriptions.
+pub(crate) struct Registry {
+    subs: HashMap<u64, Entry>,
+    prefixes: HashMap<String, usize>,
+    capacity: usize,
+    /// A catching-up subscription whose application has taken nothing for
+    /// this long while items wait is closed as slow (see `catch_up`).
+    stall: Duration,
+    next_id: u64,
+    effects: Effects,
+}
+
+impl Registry {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            subs: HashMap::new(),
+            prefixes: HashMap::new(),
+            capacity,
+            stall: STALL,
+            next_id: 0,
+            effects: Effects::default(),
+        }
+    }
+
+    /// Sets the grace of catching-up subscriptions (tests).
+    #[cfg(test)]
+    pub(crate) fn stall_after(mut self, stall: Duration) -> Self {
+        self.stall = stall;
+        self
+    }
+
+    /// Registers a subscription delivering messages after `start`; with
+    /// `catch_up`, its live deliveries are held until history is delivered.
+    /// Returns its parts and a sender for a catch-up task.
+    pub(crate) fn add(
+        &mut self,
+        pattern: Pattern,
+        start: HashMap<Arc<str>, Mark>,
+        catch_up: Option<CatchUp>,
+    ) -> (Parts, mpsc::Sender<Delivery>) {
+        self.next_id += 1;
+        let id = self.next_id;
+        let (queue, reason_tx, parts) = queue::open(id, self.capacity);
+        let tx = queue.tx.clone();
+        let prefix = pattern.literal_prefix().to_owned();
+        let count = self.prefixes.entry(prefix.clone()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.effects.dirty = true;
+        }
+        let first = pattern.as_str().split('.').next().unwrap_or_default();
+        let lane = (first != "*" && first != "#").then(|| lane_of(first.as_bytes()));
+        self.subs.insert(
+            id,
+            Entry {
+                pattern,
+                lane,
+                queue,
+                reason: Some(reason_tx),
+                start,
+                delivered: HashMap::new(),
+                catch_up,
+            },
+        );
+        (parts, tx)
+    }
+
+    /// Ends a subscription (with a reason, or silently when dropped).
+    pub(crate) fn remove(&mut self, id: u64, reason: Option<CloseReason>) {
+        let Some(mut e) = self.subs.remove(&id) else {
+            return;
+        };
+        if let Some(task) = e.catch_up.take().and_then(|c| c.task) {
+            task.abort();
+        }
+        if let (Some(r), Some(tx)) = (reason, e.reason.take()) {
+            let _ = tx.send(r);
+        }
+        let prefix = e.pattern.literal_prefix();
+        if let Some(n) = self.prefixes.get_mut(prefix) {
+            *n -= 1;
+            if *n == 0 {
+                self.prefixes.remove(prefix);
+                self.effects.dirty = true;
+            }
+        }
+    }
+
+    /// Drops subscriptions whose `Subscription` is gone.
+    pub(crate) fn sweep(&mut self) {
+        let gone: Vec<u64> = self
+            .subs
+            .iter()
+            .filter(|(_, e)| e.queue.tx.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.remove(id, None);
+        }
+    }
+
+    /// Ends every subscription (client shutdown).
+    pub(crate) fn close_all(&mut self) {
+        let ids: Vec<u64> = self.subs.keys().copied().collect();
+        for id in ids {
+            self.remove(id, Some(CloseReason::ClientClosed));
+        }
+    }
+
+    /// Socket work collected so far.
+    pub(crate) fn take_effects(&mut self) -> Effects {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Asks the task to re-sync SUB prefixes (e.g. on a new socket).
+    pub(crate) fn mark_dirty(&mut self) {
+        self.effects.dirty = true;
+    }
+
+    /// Every SUB prefix in use.
+    pub(crate) fn prefixes(&self) -> impl Iterator<Item = &str> {
+        self.prefixes.keys().map(String::as_str)
+    }
+
+    /// Patterns to send as a replay filter: all of them, or none (no
+    /// filter) when there are more than the protocol allows.
+    pub(crate) fn replay_patterns(&self) -> Vec<Pattern> {
+        if self.subs.len() > fanfare_protocol::replay::MAX_PATTERNS {
+            return Vec::new();
+        }
+        self.subs.values().map(|e| e.pattern.clone()).collect()
+    }
+
+    /// Queues of the live subscriptions that may want messages of `lane`
+    /// (to wait for room before a repair round).
+    pub(crate) fn queues_for_lane(&self, lane: u16) -> Vec<mpsc::Sender<Delivery>> {
+        self.subs
+            .values()
+            .filter(|e| e.catch_up.is_none() && e.lane.is_none_or(|l| l == lane))
+            .map(|e| e.queue.tx.clone())
+            .collect()
+    }
+
+    /// The per-subscription queue bound.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Can any subscription want messages of `lane`? (`None` lanes, from a
+    /// wildcard first word, cover every lane.)
+    pub(crate) fn covers_lane(&self, lane: u16) -> bool {
+        self.subs.values().any(|e| e.lane.is_none_or(|l| l == lane))
+    }
+
+    /// For a lane first seen with `topic`: after which seq of `origin`'s
+    /// `epoch` do subscriptions that may cover it want messages? `None`:
+    /// no subscription covers it.
+    pub(crate) fn floor_for_topic(&self, origin: &str, epoch: u64, topic: &str) -> Option<u64> {
+        let lane = lane_of(topic.as_bytes());
+        self.subs
+            .values()
+            .filter(|e| e.lane.is_none_or(|l| l == lane))
+            .map(|e| floor_of(e, origin, epoch))
+            .min()
+    }
+
+    /// For a lane a heartbeat reports that we never saw: the floor of the
+    /// subscriptions whose literal first word is on it (`None`: none are).
+    pub(crate) fn floor_for_lane(&self, origin: &str, epoch: u64, lane: u16) -> Option<u64> {
+        self.subs
+            .values()
+            .filter(|e| e.lane == Some(lane))
+            .map(|e| floor_of(e, origin, epoch))
+            .min()
+    }
+}
+
+/// After which seq of `origin`'s `epoch` the live stream must be complete
+/// for this subscription: none for one catching up (its catch-up fetches
+/// whatever comes before a lane's first live message, see `catch_up`).
+fn floor_of(e: &Entry, origin: &str, epoch: u64) -> u64 {
+    if e.catch_up.is_some() {
+        return u64::MAX;
+    }
+    match e.start.get(origin) {
+        Some(&(se, s)) if se == epoch => s,
+        Some(&(se, _)) if se > epoch => u64::MAX,
+        _ => 0,
+    }
+}
+
+mod catch_up;
+mod delivery;
+
+pub(crate) use catch_up::{CatchUp, NextRound};
+
+#[cfg(test)]
+mod tests;

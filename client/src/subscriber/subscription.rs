@@ -1,0 +1,99 @@
+//! [`Subscription`]: a stream of deliveries for one pattern.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use tokio::sync::{mpsc, oneshot};
+
+use super::handle::SubscriberHandle;
+use super::queue::Parts;
+use crate::message::{CloseReason, Delivery};
+
+/// A stream of [`Delivery`] items for one pattern.
+///
+/// Its queue is bounded ([`ClientOptions::subscription_capacity`](crate::ClientOptions::subscription_capacity),
+/// default 4096). When the application lets it fill up, the subscription is
+/// ended: the items already queued are still yielded, then
+/// `Delivery::Closed(CloseReason::SlowConsumer { position })`, then the
+/// stream ends. Other subscriptions are not affected.
+///
+/// Dropping it unsubscribes.
+pub struct Subscription {
+    id: u64,
+    pattern: String,
+    rx: mpsc::Receiver<Delivery>,
+    reason: oneshot::Receiver<CloseReason>,
+    /// Items taken from `rx` (the subscriber task tells a reading
+    /// application from one that stopped by it).
+    taken: Arc<AtomicU64>,
+    finished: bool,
+    subscriber: SubscriberHandle,
+    _client: Arc<dyn Send + Sync>,
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        parts: Parts,
+        pattern: String,
+        subscriber: SubscriberHandle,
+        client: Arc<dyn Send + Sync>,
+    ) -> Self {
+        Self {
+            id: parts.id,
+            pattern,
+            rx: parts.rx,
+            reason: parts.reason,
+            taken: parts.taken,
+            finished: false,
+            subscriber,
+            _client: client,
+        }
+    }
+
+    /// The pattern as given.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Delivery;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(d)) => {
+                self.taken.fetch_add(1, Ordering::Relaxed);
+                Poll::Ready(Some(d))
+            }
+            Poll::Ready(None) => {
+                self.finished = true;
+                let reason = self.reason.try_recv().unwrap_or(CloseReason::ClientClosed);
+                Poll::Ready(Some(Delivery::Closed(reason)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // If the command queue is full, the subscriber task still notices
+        // the closed queue at its next delivery or sweep.
+        self.subscriber.unsubscribe(self.id);
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("pattern", &self.pattern)
+            .finish()
+    }
+}

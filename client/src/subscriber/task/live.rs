@@ -1,0 +1,108 @@
+//! What the SUB socket brings: frames decoded into messages and
+//! heartbeats, fed to the gap tracker ([`crate::gaps`]), and the tracker's
+//! actions carried out (deliver, repair, report).
+
+use std::sync::Arc;
+
+use fanfare_protocol::heartbeat::LaneMark;
+use tokio::time::Instant;
+use zeromq::{ZmqError, ZmqMessage};
+
+use super::State;
+use crate::events::ClientEvent;
+use crate::gaps::{Action, Head};
+use crate::message::{decode_frames, GapReason, Incoming, Message};
+
+impl State {
+    pub(super) fn on_frames(&mut self, m: Result<ZmqMessage, ZmqError>) {
+        let frames = match m {
+            Ok(m) => m.into_vec(),
+            Err(e) => return self.retry_later(&e.to_string()),
+        };
+        self.last_traffic = Instant::now();
+        if !self.heard {
+            self.heard = true;
+            self.task.backoff.reset();
+            self.connected.send_replace(true);
+            let _ = self.task.events.send(ClientEvent::Connected);
+        }
+        match decode_frames(frames, &mut self.origins) {
+            Ok(Incoming::Message(m)) => {
+                let head = Head {
+                    epoch: m.stamp.epoch,
+                    seq: m.stamp.seq,
+                    lane: m.stamp.lane,
+                    lane_seq: m.stamp.lane_seq,
+                };
+                let origin = m.stamp.origin.clone();
+                let mut actions = Vec::new();
+                let registry = &self.registry;
+                let topic = m.topic.clone();
+                let floor = || registry.floor_for_topic(&origin, head.epoch, &topic);
+                self.tracker
+                    .on_message(&origin, head, m, floor, &mut actions);
+                self.apply(actions);
+            }
+            Ok(Incoming::Heartbeat {
+                origin,
+                epoch,
+                seq,
+                beat,
+            }) => self.on_heartbeat(origin, epoch, seq, &beat.lanes),
+            Err(e) => tracing::debug!(error = %e, "skipping malformed broadcast"),
+        }
+    }
+
+    fn on_heartbeat(&mut self, origin: Arc<str>, epoch: u64, seq: u64, lanes: &[LaneMark]) {
+        let mut actions = Vec::new();
+        let registry = &self.registry;
+        let floor = |lane| registry.floor_for_lane(&origin, epoch, lane);
+        self.tracker
+            .on_heartbeat(&origin, epoch, seq, lanes, floor, &mut actions);
+        self.apply(actions);
+    }
+
+    /// Carries out tracker actions in order.
+    pub(super) fn apply(&mut self, actions: Vec<Action<Message>>) {
+        for a in actions {
+            match a {
+                Action::Deliver(m) => self.deliver(&m),
+                Action::Repair(t) => {
+                    tracing::debug!(origin = %t.origin, lane = t.lane, from = t.from, to = t.to, "repairing gap");
+                    self.next_round(t, None, 0, false);
+                }
+                Action::Restarted {
+                    origin,
+                    old_epoch,
+                    new_epoch,
+                } => {
+                    tracing::info!(%origin, old_epoch, new_epoch, "broadcaster restarted");
+                    let _ = self.task.events.send(ClientEvent::BroadcasterRestarted {
+                        origin,
+                        old_epoch,
+                        new_epoch,
+                    });
+                }
+                Action::Abandoned(t) => {
+                    self.lost(&t, t.from, t.to, GapReason::EpochGone);
+                }
+                Action::Duplicate(m) => {
+                    tracing::trace!(seq = m.stamp.seq, "duplicate dropped");
+                }
+                Action::Stale(m) => {
+                    tracing::debug!(
+                        epoch = m.stamp.epoch,
+                        seq = m.stamp.seq,
+                        "stale epoch dropped"
+                    );
+                }
+            }
+        }
+    }
+
+    pub(super) fn deliver(&mut self, m: &Message) {
+        let tracker = &self.tracker;
+        let low = |o: &str| tracker.lowest_pending(o);
+        self.registry.deliver(m, &low);
+    }
+}

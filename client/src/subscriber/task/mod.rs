@@ -1,0 +1,205 @@
+//! The subscriber task: `State` and its `select!` loop.
+//!
+//! One task, one loop over: commands from handles, the SUB socket, repair
+//! rounds (answers from the replay task), a (re)connect in progress, and a
+//! tick that notices silence (no heartbeat for `heartbeat_timeout`) and
+//! dropped subscriptions. It never blocks on a subscription's queue:
+//! deliveries use `try_send` and a full queue closes that subscription alone
+//! (see `registry`). The loop's arms are carried out by `State` methods in
+//! the child files named for them — `sub_socket` (connecting, prefixes),
+//! `live` (frames, heartbeats, tracker actions), `repair_rounds` — and in
+//! the sibling `catch_up` folder (`subscribe_from`).
+
+mod live;
+mod repair_rounds;
+mod sub_socket;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fanfare_protocol::pattern::Pattern;
+use fanfare_protocol::position::Position;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use zeromq::SubSocket;
+
+use crate::backoff::Backoff;
+use crate::events::ClientEvent;
+use crate::gaps::Tracker;
+use crate::message::{Mark, Origins};
+use crate::replay_task::ReplayHandle;
+use crate::subscriber::handle::{Command, SubscriberHandle};
+use crate::subscriber::queue::Parts;
+use crate::subscriber::registry::Registry;
+use repair_rounds::Round;
+use sub_socket::{join_opt, recv_opt, Connecting};
+
+/// Commands queued for the subscriber task. Full: `subscribe` waits.
+const COMMAND_QUEUE: usize = 1024;
+/// Messages parked (all lanes together) while their lane is repaired. Past
+/// it the tracker drops them and fetches them from history afterwards.
+const MAX_PARKED: usize = 65_536;
+
+/// Settings of the subscriber task.
+pub(crate) struct SubscriberTask {
+    pub endpoint: String,
+    pub heartbeat_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub backoff: Backoff,
+    pub capacity: usize,
+    /// Longest wait for queue room before a repair round.
+    pub replay_wait: Duration,
+    pub replay: ReplayHandle,
+    pub events: broadcast::Sender<ClientEvent>,
+    pub shutdown: CancellationToken,
+}
+
+/// Spawns the task; returns the handle to it.
+pub(crate) fn spawn(task: SubscriberTask) -> SubscriberHandle {
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let (connected_tx, connected) = watch::channel(false);
+    let state = State {
+        registry: Registry::new(task.capacity),
+        tracker: Tracker::new(MAX_PARKED),
+        origins: Origins::default(),
+        rounds: FuturesUnordered::new(),
+        socket: None,
+        connecting: None,
+        applied: HashSet::new(),
+        retry_at: None,
+        last_traffic: Instant::now(),
+        heard: false,
+        connected: connected_tx,
+        commands: tx.clone(),
+        task,
+    };
+    tokio::spawn(state.run(rx));
+    SubscriberHandle::new(tx, connected)
+}
+
+/// Everything the subscriber task owns. Its methods live in one file per
+/// concern (see the module docs).
+pub(super) struct State {
+    pub(super) task: SubscriberTask,
+    pub(super) registry: Registry,
+    /// The gap tracker; parks at most [`MAX_PARKED`] messages.
+    pub(super) tracker: Tracker<crate::Message>,
+    pub(super) origins: Origins,
+    /// Repair rounds in flight (futures polled by this task, not tasks).
+    pub(super) rounds: FuturesUnordered<futures::future::BoxFuture<'static, Round>>,
+    /// The SUB socket, once the connect task has handed it over; from then
+    /// on only this task touches it.
+    pub(super) socket: Option<SubSocket>,
+    /// The connect task building the next SUB socket, if one runs.
+    pub(super) connecting: Option<Connecting>,
+    /// Prefixes subscribed on the current (or connecting) socket.
+    pub(super) applied: HashSet<String>,
+    pub(super) retry_at: Option<Instant>,
+    pub(super) last_traffic: Instant,
+    /// True while the broadcaster is heard (heartbeats or messages).
+    pub(super) heard: bool,
+    pub(super) connected: watch::Sender<bool>,
+    /// This task's own command queue, for the catch-up tasks to report to.
+    pub(super) commands: mpsc::Sender<Command>,
+}
+
+impl State {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        self.start_connect();
+        let period = (self.task.heartbeat_timeout / 4).max(Duration::from_millis(10));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.task.shutdown.cancelled() => break,
+                cmd = rx.recv() => match cmd {
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+                r = join_opt(&mut self.connecting) => self.on_connected(r),
+                _ = sleep_opt(self.retry_at) => {
+                    self.retry_at = None;
+                    self.start_connect();
+                }
+                Some(round) = self.rounds.next(), if !self.rounds.is_empty() => self.on_round(round),
+                _ = tick.tick() => self.on_tick(),
+                m = recv_opt(&mut self.socket) => self.on_frames(m),
+            }
+            self.apply_effects().await;
+            // zmq.rs sockets do not take part in Tokio's cooperative
+            // budget: while the SUB always has data this loop would never
+            // yield, starving the application's readers on the same
+            // workers (their queues fill, they get closed as slow).
+            tokio::task::consume_budget().await;
+        }
+        self.registry.close_all();
+        self.connected.send_replace(false);
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Subscribe {
+                pattern,
+                since,
+                reply,
+            } => {
+                let id = self.subscribe(pattern, since, reply);
+                tracing::debug!(id, "subscribed");
+            }
+            Command::Unsubscribe { id } => self.registry.remove(id, None),
+            Command::CatchUpDone { id, marks } => self.on_catch_up_done(id, marks),
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        pattern: Pattern,
+        since: Option<Position>,
+        reply: oneshot::Sender<Parts>,
+    ) -> u64 {
+        // Where a plain subscription starts: after what was seen so far.
+        let live: HashMap<Arc<str>, Mark> = self
+            .tracker
+            .origins()
+            .map(|(o, e, s)| (o.clone(), (e, s)))
+            .collect();
+        let parts = match since.filter(|p| !p.is_empty()) {
+            Some(since) => self.subscribe_from(pattern, since, live),
+            None => self.registry.add(pattern, live, None).0,
+        };
+        let id = parts.id;
+        if reply.send(parts).is_err() {
+            self.registry.remove(id, None);
+        }
+        id
+    }
+
+    fn on_tick(&mut self) {
+        self.registry.sweep();
+        let silent = self.last_traffic.elapsed() > self.task.heartbeat_timeout;
+        if silent && self.heard {
+            self.heard = false;
+            self.connected.send_replace(false);
+            let reason = format!("nothing heard for {:?}", self.task.heartbeat_timeout);
+            tracing::warn!(%reason, endpoint = %self.task.endpoint, "broadcaster silent");
+            let _ = self.task.events.send(ClientEvent::Disconnected { reason });
+        }
+        if silent && self.socket.is_some() {
+            // Connected at the TCP level but silent: start afresh.
+            self.retry_later("silence");
+            self.last_traffic = Instant::now();
+        }
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
