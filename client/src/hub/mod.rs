@@ -131,7 +131,7 @@ pub use fabric::{
     Fabric, FabricError, FabricItem, FabricMessage, FeedFailure, PublishFailure, ReplayChunk,
     ReplayFailure, ReplayRange,
 };
-pub use metrics::{HubMetrics, LagHistogram};
+pub use metrics::{HubMetrics, LagHistogram, METRICS_CONTENT_TYPE};
 pub use options::HubOptions;
 pub use protocol::GapCause;
 
@@ -203,7 +203,8 @@ impl Hub {
     }
 
     /// The hub's metrics in the OpenMetrics text format (what Prometheus
-    /// scrapes), every series labelled `worker`.
+    /// scrapes; serve it as [`METRICS_CONTENT_TYPE`]), every series labelled
+    /// `worker`.
     pub fn render_metrics(&self) -> String {
         self.inner.metrics.render()
     }

@@ -20,6 +20,9 @@ use super::protocol::ErrorCode;
 use by_label::ByLabel;
 pub use lag::LagHistogram;
 
+/// The HTTP `Content-Type` of [`HubMetrics::render`]'s output.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// The metrics of one hub. Counters only go up; the gauges are noted.
 #[derive(Debug)]
 pub struct HubMetrics {
