@@ -26,7 +26,7 @@ pub async fn worker_stats(client: Client, hub: Hub, shutdown: CancellationToken)
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let (ev_in, out) = (m.events_in.load(Relaxed), m.deliveries.load(Relaxed));
+        let (ev_in, out) = (m.events_in.get(), m.deliveries.get());
         let errors: u64 = fanfare_client::hub::protocol::ErrorCode::ALL
             .iter()
             .map(|c| m.errors(*c))
@@ -36,16 +36,16 @@ pub async fn worker_stats(client: Client, hub: Hub, shutdown: CancellationToken)
             "pid": std::process::id(),
             "cpu": (cpu.sample() * 10.0).round() / 10.0,
             "rss": rss_bytes(),
-            "ws": m.connections_open.load(Relaxed),
+            "ws": m.connections_open.get(),
             "in_rate": ev_in - last_in,
             "out_rate": out - last_out,
             "events_in": ev_in,
             "deliveries": out,
-            "publishes": m.publishes.load(Relaxed),
+            "publishes": m.publishes.get(),
             "slow": m.closes(CloseCause::SlowConsumer),
-            "gaps": m.gaps_sent.load(Relaxed),
-            "resumes": m.recoveries_exact.load(Relaxed) + m.recoveries_partial.load(Relaxed),
-            "resumes_partial": m.recoveries_partial.load(Relaxed),
+            "gaps": m.gaps_sent.get(),
+            "resumes": m.recoveries_exact.get() + m.recoveries_partial.get(),
+            "resumes_partial": m.recoveries_partial.get(),
             "errors": errors,
             "lag_ms": m.lag_us.load(Relaxed) as f64 / 1000.0,
         });

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use axum::routing::get;
 use axum::serve::ListenerExt as _;
 use axum::Router;
-use fanfare_client::hub::{Hub, HubOptions};
+use fanfare_client::hub::{Hub, HubOptions, METRICS_CONTENT_TYPE};
 use fanfare_client::{Client, ClientOptions};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpSocket;
@@ -43,7 +43,10 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .merge(hub.router())
         .route(
             "/metrics",
-            get(move || async move { metrics_hub.render_metrics() }),
+            get(move || async move {
+                let content_type = (axum::http::header::CONTENT_TYPE, METRICS_CONTENT_TYPE);
+                ([content_type], metrics_hub.render_metrics())
+            }),
         )
         .route("/api/info", get(move || async move { info }));
 

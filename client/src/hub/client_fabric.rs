@@ -13,7 +13,11 @@ use super::fabric::{
     Fabric, FabricItem, FabricMessage, FeedFailure, PublishFailure, ReplayChunk, ReplayFailure,
     ReplayRange,
 };
-use crate::{Client, CloseReason, Delivery, GapReason, Message, ReplayQuery, ReplayStatus};
+use super::protocol::GapCause;
+use crate::{
+    Client, CloseReason, Delivery, GapReason, Message, PublishError, ReplayError, ReplayQuery,
+    ReplayStatus, SubscribeError,
+};
 
 /// The hub's view of a [`Client`].
 pub struct ClientFabric {
@@ -39,11 +43,44 @@ fn convert(m: Message) -> FabricMessage {
     }
 }
 
-fn reason(r: GapReason) -> &'static str {
-    match r {
-        GapReason::Expired => "unrecoverable",
-        GapReason::EpochGone => "epoch_changed",
-        GapReason::ReplayFailed => "history_unavailable",
+impl From<GapReason> for GapCause {
+    fn from(r: GapReason) -> Self {
+        match r {
+            GapReason::Expired => GapCause::Unrecoverable,
+            GapReason::EpochGone => GapCause::EpochChanged,
+            GapReason::ReplayFailed => GapCause::HistoryUnavailable,
+        }
+    }
+}
+
+impl From<PublishError> for PublishFailure {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::PayloadTooLarge { size, limit } => {
+                PublishFailure::TooLarge { size, limit }
+            }
+            e @ (PublishError::InvalidTopic(_) | PublishError::Json(_)) => {
+                PublishFailure::Refused(Box::new(e))
+            }
+            e @ (PublishError::OutboxFull { .. } | PublishError::Closed) => {
+                PublishFailure::Unavailable(Box::new(e))
+            }
+        }
+    }
+}
+
+impl From<ReplayError> for ReplayFailure {
+    fn from(e: ReplayError) -> Self {
+        ReplayFailure::Unavailable(Box::new(e))
+    }
+}
+
+impl From<SubscribeError> for FeedFailure {
+    fn from(e: SubscribeError) -> Self {
+        match e {
+            SubscribeError::InvalidPattern(p) => FeedFailure::InvalidPattern(p),
+            SubscribeError::Closed => FeedFailure::Closed,
+        }
     }
 }
 
@@ -53,7 +90,7 @@ impl Fabric for ClientFabric {
             self.client
                 .publish(&topic, payload)
                 .await
-                .map_err(|e| PublishFailure(e.to_string()))
+                .map_err(PublishFailure::from)
         }
         .boxed()
     }
@@ -68,11 +105,7 @@ impl Fabric for ClientFabric {
                 lane: None,
                 patterns: r.patterns,
             };
-            let batch = self
-                .client
-                .replay(query)
-                .await
-                .map_err(|e| ReplayFailure::Unavailable(e.to_string()))?;
+            let batch = self.client.replay(query).await?;
             match batch.status {
                 ReplayStatus::Ok => Ok(ReplayChunk {
                     oldest: batch.oldest,
@@ -82,7 +115,8 @@ impl Fabric for ClientFabric {
                 }),
                 ReplayStatus::UnknownEpoch => Err(ReplayFailure::UnknownEpoch),
                 ReplayStatus::UnknownOrigin => Err(ReplayFailure::UnknownOrigin),
-                other => Err(ReplayFailure::Unavailable(format!("{other:?}"))),
+                ReplayStatus::Busy => Err(ReplayFailure::Busy),
+                ReplayStatus::BadRequest => Err(ReplayFailure::BadRequest),
             }
         }
         .boxed()
@@ -93,11 +127,7 @@ impl Fabric for ClientFabric {
         pattern: Pattern,
     ) -> BoxFuture<'_, Result<BoxStream<'static, FabricItem>, FeedFailure>> {
         async move {
-            let sub = self
-                .client
-                .subscribe(pattern.as_str())
-                .await
-                .map_err(|e| FeedFailure(e.to_string()))?;
+            let sub = self.client.subscribe(pattern.as_str()).await?;
             let client = self.client.clone();
             // State: the live subscription; on a slow-consumer close, resume
             // from its position so the hub loses nothing.
@@ -117,7 +147,7 @@ impl Fabric for ClientFabric {
                                     epoch: g.epoch,
                                     first: g.first,
                                     last: if g.last == u64::MAX { 0 } else { g.last },
-                                    reason: reason(g.reason).to_owned(),
+                                    reason: g.reason.into(),
                                 };
                                 return Some((item, Some(sub)));
                             }

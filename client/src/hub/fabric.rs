@@ -3,13 +3,19 @@
 //! [`crate::Client`] implements it (see `client_fabric.rs`); unit tests use an
 //! in-memory fabric. Keeping this seam narrow is what lets the per-connection
 //! logic be tested with channels.
+//!
+//! Failures cross the seam as typed kinds ([`PublishFailure`],
+//! [`ReplayFailure`], [`FeedFailure`], [`GapCause`]); the hub decides on
+//! the kind, never on an error's text.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fanfare_protocol::pattern::Pattern;
+use fanfare_protocol::pattern::{Pattern, PatternError};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+
+use super::protocol::GapCause;
 
 /// A stamped message as the hub receives it.
 #[derive(Debug, Clone)]
@@ -62,7 +68,7 @@ pub enum FabricItem {
         /// Last lost seq.
         last: u64,
         /// Why.
-        reason: String,
+        reason: GapCause,
     },
 }
 
@@ -94,8 +100,12 @@ pub struct ReplayChunk {
     pub messages: Vec<FabricMessage>,
 }
 
+/// An error from a fabric's own machinery, kept as the source of the
+/// failure kinds below (its text is for logs and browser messages only).
+pub type FabricError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a history request gave nothing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ReplayFailure {
     /// The origin is held in another epoch (it restarted).
     #[error("epoch not held (origin restarted)")]
@@ -103,20 +113,62 @@ pub enum ReplayFailure {
     /// Nothing is held from that origin.
     #[error("origin not held")]
     UnknownOrigin,
-    /// The history could not be asked (timeout, busy, disconnected).
+    /// The history refused the request for load; it may answer later.
+    #[error("history unavailable: busy")]
+    Busy,
+    /// The history could not read the request.
+    #[error("history unavailable: bad request")]
+    BadRequest,
+    /// The history could not be asked (timeouts, disconnected, closed).
     #[error("history unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] FabricError),
 }
 
-/// Why a publish was not taken.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("publish failed: {0}")]
-pub struct PublishFailure(pub String);
+impl ReplayFailure {
+    /// The `gap` reason a browser is told when this request fails.
+    pub fn gap_cause(&self) -> GapCause {
+        match self {
+            ReplayFailure::UnknownEpoch => GapCause::EpochChanged,
+            ReplayFailure::UnknownOrigin => GapCause::UnknownOrigin,
+            ReplayFailure::Busy | ReplayFailure::BadRequest | ReplayFailure::Unavailable(_) => {
+                GapCause::HistoryUnavailable
+            }
+        }
+    }
+}
 
-/// Why the feed could not be opened.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot subscribe the hub feed: {0}")]
-pub struct FeedFailure(pub String);
+/// Why a publish was not taken. The hub answers every kind with the
+/// browser error `unavailable` and this error's text as the message.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishFailure {
+    /// The fabric refused the message as given (e.g. its topic); sending it
+    /// again will not help.
+    #[error("publish failed: {0}")]
+    Refused(#[source] FabricError),
+    /// The payload is over the fabric's limit.
+    #[error("publish failed: payload of {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// Payload size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The fabric cannot take it now (outbox full while the broadcaster is
+    /// away, client closed); it may later.
+    #[error("publish failed: {0}")]
+    Unavailable(#[source] FabricError),
+}
+
+/// Why the feed could not be opened. The hub retries with backoff either way.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedFailure {
+    /// The fabric refused the feed pattern.
+    #[error("cannot subscribe the hub feed: invalid pattern: {0}")]
+    InvalidPattern(#[from] PatternError),
+    /// The fabric is closed, or its feed is already taken.
+    #[error("cannot subscribe the hub feed: the fabric is closed")]
+    Closed,
+}
 
 /// The fabric as the hub sees it.
 pub trait Fabric: Send + Sync + 'static {

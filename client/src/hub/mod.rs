@@ -5,24 +5,76 @@
 //! "Browser protocol") and `GET /fanfare.js` (the browser client). Mounting it
 //! in an existing axum app:
 //!
-//! ```no_run
-//! # async fn run() -> anyhow::Result<()> {
-//! use fanfare_client::{Client, ClientOptions};
-//! use fanfare_client::hub::{Hub, HubOptions};
+//! ```
+//! use std::time::Duration;
 //!
-//! let opts = ClientOptions::new("tcp://127.0.0.1:5557", "tcp://127.0.0.1:5558", "tcp://127.0.0.1:5559");
-//! let client = Client::connect(opts).await?;
+//! use axum::serve::ListenerExt;
+//! use fanfare_client::hub::{Hub, HubOptions};
+//! use fanfare_client::{Client, ClientOptions};
+//! use futures::{SinkExt, StreamExt};
+//! use serde_json::{json, Value};
+//! use tokio_tungstenite::tungstenite::Message;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> anyhow::Result<()> {
+//! // A broadcaster on free ports, embedded (a worker usually connects to a
+//! // separate one).
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! let config = fanfare_broadcaster::Config {
+//!     pull: "tcp://127.0.0.1:0".into(),
+//!     publish: "tcp://127.0.0.1:0".into(),
+//!     replay: "tcp://127.0.0.1:0".into(),
+//!     admin: None,
+//!     heartbeat_ms: 100,
+//!     ..fanfare_broadcaster::Config::default()
+//! };
+//! let broadcaster = fanfare_broadcaster::start(config, stop.clone()).await?;
+//! let at = broadcaster.endpoints();
+//! let client = Client::connect(ClientOptions::new(&at.pull, &at.publish, &at.replay)).await?;
+//!
+//! // The hub, mounted in an axum app. Small frames must not wait for
+//! // Nagle's algorithm: set TCP_NODELAY.
 //! let hub = Hub::new(client, HubOptions::new("worker-1"));
 //! let app = axum::Router::new()
 //!     .route("/", axum::routing::get(|| async { "hello" }))
 //!     .merge(hub.router());
-//! // Small frames must not wait for Nagle's algorithm: set TCP_NODELAY.
-//! use axum::serve::ListenerExt;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
-//!     .await?
-//!     .tap_io(|tcp| { let _ = tcp.set_nodelay(true); });
-//! axum::serve(listener, app).await?;
-//! # Ok(()) }
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! let listener = listener.tap_io(|tcp| { let _ = tcp.set_nodelay(true); });
+//! tokio::spawn(async move { axum::serve(listener, app).await });
+//!
+//! // A browser: subscribe, publish, and receive the event.
+//! let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await?;
+//! assert_eq!(next_json(&mut ws).await?["op"], "welcome");
+//! let subscribe = json!({"op": "subscribe", "topics": ["chat.#"]});
+//! ws.send(Message::text(subscribe.to_string())).await?;
+//! assert_eq!(next_json(&mut ws).await?["op"], "subscribed");
+//! let publish = json!({"op": "publish", "topic": "chat.lobby", "data": {"text": "hi"}});
+//! ws.send(Message::text(publish.to_string())).await?;
+//! let event = next_json(&mut ws).await?;
+//! assert_eq!((event["op"].as_str(), event["topic"].as_str()), (Some("event"), Some("chat.lobby")));
+//! assert_eq!(event["data"]["text"], "hi");
+//!
+//! hub.shutdown();
+//! stop.cancel();
+//! broadcaster.wait().await?;
+//!
+//! /// The next JSON text frame, within 10 s.
+//! async fn next_json<S>(ws: &mut S) -> anyhow::Result<Value>
+//! where
+//!     S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+//! {
+//!     loop {
+//!         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await? {
+//!             Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text)?),
+//!             Some(Ok(_)) => continue, // ping
+//!             Some(Err(e)) => return Err(e.into()),
+//!             None => anyhow::bail!("the hub closed the websocket"),
+//!         }
+//!     }
+//! }
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! In the page:
@@ -56,7 +108,6 @@ mod recovery;
 mod registry;
 mod reorder;
 mod ring;
-mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -75,12 +126,14 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{AllowAll, AuthRequest, Authorizer, Denied, Identity, OriginPolicy};
+pub use connection::{CloseCause, SocketError};
 pub use fabric::{
-    Fabric, FabricItem, FabricMessage, FeedFailure, PublishFailure, ReplayChunk, ReplayFailure,
-    ReplayRange,
+    Fabric, FabricError, FabricItem, FabricMessage, FeedFailure, PublishFailure, ReplayChunk,
+    ReplayFailure, ReplayRange,
 };
-pub use metrics::{CloseCause, HubMetrics};
+pub use metrics::{HubMetrics, LagHistogram, METRICS_CONTENT_TYPE};
 pub use options::HubOptions;
+pub use protocol::GapCause;
 
 /// The browser client, served at `/fanfare.js`.
 pub const FANFARE_JS: &str = include_str!("fanfare.js");
@@ -117,7 +170,7 @@ impl Hub {
 
     /// A hub over any [`Fabric`] (tests use an in-memory one).
     pub fn with_fabric(fabric: Arc<dyn Fabric>, options: HubOptions) -> Self {
-        let metrics = Arc::new(HubMetrics::default());
+        let metrics = Arc::new(HubMetrics::new(&options.worker_id));
         let registry = registry::Registry::new(
             metrics.clone(),
             options.ring_events,
@@ -149,9 +202,11 @@ impl Hub {
         &self.inner.metrics
     }
 
-    /// Prometheus text of the hub's counters.
+    /// The hub's metrics in the OpenMetrics text format (what Prometheus
+    /// scrapes; serve it as [`METRICS_CONTENT_TYPE`]), every series labelled
+    /// `worker`.
     pub fn render_metrics(&self) -> String {
-        self.inner.metrics.render(&self.inner.options.worker_id)
+        self.inner.metrics.render()
     }
 
     /// Open connections.
@@ -167,16 +222,17 @@ impl Hub {
     /// Stops the feed and closes every connection with 1001.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        self.inner.registry.close_all(CloseCause::Shutdown);
+        self.inner.registry.shutdown_all();
     }
 
     /// Serves one already-upgraded connection given as a sink and a stream
     /// of axum websocket messages (what `WebSocket::split` gives, or channels).
+    /// Read errors convert into a [`SocketError`] (axum's do).
     pub async fn serve_socket<Si, St, E>(&self, identity: Identity, sink: Si, stream: St)
     where
         Si: futures::Sink<axum::extract::ws::Message> + Unpin,
         St: futures::Stream<Item = Result<axum::extract::ws::Message, E>> + Unpin,
-        E: std::fmt::Display,
+        E: Into<SocketError>,
     {
         connection::serve(
             self.inner.clone(),
@@ -207,7 +263,7 @@ async fn upgrade(
     let inner = &hub.inner;
     let o = &inner.options;
     if !o.origins.allows(&headers) {
-        inner.metrics.refused_origin.fetch_add(1, Relaxed);
+        inner.metrics.refused_origin.inc();
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let token = auth::find_token(uri.query(), &headers);
@@ -220,12 +276,12 @@ async fn upgrade(
             connection::Access::Pending(headers.clone())
         }
         Err(denied) => {
-            inner.metrics.refused_auth.fetch_add(1, Relaxed);
+            inner.metrics.refused_auth.inc();
             return (StatusCode::UNAUTHORIZED, denied.to_string()).into_response();
         }
     };
     if inner.registry.len() >= o.max_connections {
-        inner.metrics.refused_full.fetch_add(1, Relaxed);
+        inner.metrics.refused_full.inc();
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     }
     let hard = o.hard_frame_limit;
@@ -298,7 +354,7 @@ fn dispatch(inner: &HubInner, m: FabricMessage) {
     if m.topic.starts_with(fanfare_protocol::RESERVED_PREFIX) {
         return;
     }
-    inner.metrics.events_in.fetch_add(1, Relaxed);
+    inner.metrics.events_in.inc();
     let lag = fanfare_protocol::stamp::now_us().saturating_sub(m.timestamp_us);
     inner.metrics.lag_us.store(lag, Relaxed);
     let frame = m.event_frame();
@@ -307,6 +363,7 @@ fn dispatch(inner: &HubInner, m: FabricMessage) {
         origin: m.origin,
         epoch: m.epoch,
         seq: m.seq,
+        timestamp_us: m.timestamp_us,
         frame,
     }));
 }

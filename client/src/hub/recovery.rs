@@ -2,15 +2,14 @@
 //! range, else from the broadcaster's history, else an explicit gap.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use fanfare_protocol::pattern::Pattern;
 
-use super::fabric::{Fabric, FabricMessage, ReplayFailure, ReplayRange};
+use super::fabric::{Fabric, FabricMessage, ReplayRange};
 use super::metrics::HubMetrics;
-use super::protocol::{self, GapNotice};
+use super::protocol::{self, GapCause, GapNotice};
 use super::registry::ResumeStart;
 
 /// What a resume produced, in the order it is to be sent.
@@ -36,17 +35,17 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn gap(&mut self, origin: &str, epoch: u64, first: u64, last: u64, reason: &str) {
+    fn gap(&mut self, origin: &str, epoch: u64, first: u64, last: u64, reason: GapCause) {
         self.out.recovered = false;
         let notice = GapNotice {
-            reason: reason.to_owned(),
+            reason,
             origin: origin.to_owned(),
             epoch,
             first,
             last,
         };
         self.out.frames.push(protocol::gap(self.topics, &notice));
-        self.metrics.gaps_sent.fetch_add(1, Relaxed);
+        self.metrics.gaps_sent.inc();
     }
 
     fn fresh(&mut self, origin: &Arc<str>, epoch: u64, seq: u64) -> bool {
@@ -66,14 +65,20 @@ impl Ctx<'_> {
         }
         self.out.frames.push(m.event_frame());
         self.out.events += 1;
-        self.metrics.recovered_from_replay.fetch_add(1, Relaxed);
+        self.metrics.recovered_from_replay.inc();
     }
 
     /// Fetches `[from, to]` of `origin`/`epoch` from the broadcaster.
     async fn replay(&mut self, origin: &str, epoch: u64, mut from: u64, to: u64) {
         while from <= to {
             if self.out.events as usize >= self.budget {
-                self.gap(origin, epoch, from, to_or_unknown(to), "too_far_behind");
+                self.gap(
+                    origin,
+                    epoch,
+                    from,
+                    to_or_unknown(to),
+                    GapCause::TooFarBehind,
+                );
                 return;
             }
             let range = ReplayRange {
@@ -86,18 +91,14 @@ impl Ctx<'_> {
             let chunk = match self.fabric.replay(range).await {
                 Ok(c) => c,
                 Err(e) => {
-                    let reason = match e {
-                        ReplayFailure::UnknownEpoch => "epoch_changed",
-                        ReplayFailure::UnknownOrigin => "unknown_origin",
-                        ReplayFailure::Unavailable(_) => "history_unavailable",
-                    };
-                    self.gap(origin, epoch, from, to_or_unknown(to), reason);
+                    tracing::debug!(error = %e, origin, "resume: history request failed");
+                    self.gap(origin, epoch, from, to_or_unknown(to), e.gap_cause());
                     return;
                 }
             };
             if chunk.oldest > from {
                 let last = (chunk.oldest - 1).min(to);
-                self.gap(origin, epoch, from, last, "unrecoverable");
+                self.gap(origin, epoch, from, last, GapCause::Unrecoverable);
             }
             for m in &chunk.messages {
                 self.push_replayed(m);
@@ -171,7 +172,7 @@ pub async fn recover(
             if cx.fresh(&ev.origin, ev.epoch, ev.seq) {
                 cx.out.frames.push(ev.frame.clone());
                 cx.out.events += 1;
-                metrics.recovered_from_ring.fetch_add(1, Relaxed);
+                metrics.recovered_from_ring.inc();
             }
         }
     }

@@ -10,42 +10,20 @@
 //! ("slow consumer") and removed; nobody else waits.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
 use fanfare_protocol::pattern::Pattern;
 use tokio::sync::mpsc::{self, error::TrySendError};
-use tokio_util::sync::CancellationToken;
 
-use super::metrics::{CloseCause, HubMetrics};
+use super::connection::{ConnShared, Ending, Outgoing};
+use super::metrics::HubMetrics;
 use super::protocol::{self, GapNotice};
 use super::ring::{Coverage, Event, Ring};
 
-/// What the connection's tasks share with the registry.
-#[derive(Debug, Default)]
-pub struct ConnShared {
-    /// Cancelled when the connection must end.
-    pub cancel: CancellationToken,
-    cause: OnceLock<CloseCause>,
-}
-
-impl ConnShared {
-    /// Ends the connection for `cause` (the first cause wins).
-    pub fn close(&self, cause: CloseCause) {
-        let _ = self.cause.set(cause);
-        self.cancel.cancel();
-    }
-
-    /// Why the hub ended it, if it did.
-    pub fn cause(&self) -> Option<CloseCause> {
-        self.cause.get().copied()
-    }
-}
-
 struct Entry {
     patterns: Vec<String>,
-    tx: mpsc::Sender<Utf8Bytes>,
+    tx: mpsc::Sender<Outgoing>,
     shared: Arc<ConnShared>,
     /// While resuming: live events wait here (bounded by the queue capacity).
     hold: Option<VecDeque<Arc<Event>>>,
@@ -106,7 +84,7 @@ impl Registry {
     }
 
     /// Adds a connection with no patterns.
-    pub fn add(&self, id: u64, tx: mpsc::Sender<Utf8Bytes>, shared: Arc<ConnShared>) {
+    pub fn add(&self, id: u64, tx: mpsc::Sender<Outgoing>, shared: Arc<ConnShared>) {
         self.lock().conns.insert(
             id,
             Entry {
@@ -130,10 +108,10 @@ impl Registry {
         self.lock().conns.len()
     }
 
-    /// Closes every connection (shutdown).
-    pub fn close_all(&self, cause: CloseCause) {
+    /// Ends every connection (shutdown).
+    pub fn shutdown_all(&self) {
         for e in self.lock().conns.values() {
-            e.shared.close(cause);
+            e.shared.end(Ending::Shutdown, &self.metrics);
         }
     }
 
@@ -151,7 +129,7 @@ impl Registry {
     pub fn subscribe(&self, id: u64, patterns: &[Pattern], reply: Utf8Bytes) {
         let mut st = self.lock();
         let Some(e) = st.conns.get(&id) else { return };
-        if !try_queue(&e.tx, &e.shared, reply, &self.metrics) {
+        if !try_queue(&e.tx, &e.shared, reply.into(), &self.metrics) {
             return;
         }
         add_patterns(&mut st, id, patterns);
@@ -221,10 +199,10 @@ impl Registry {
                     continue;
                 }
             }
-            if !try_queue(&e.tx, &e.shared, ev.frame.clone(), &self.metrics) {
+            if !try_queue(&e.tx, &e.shared, ev.live(), &self.metrics) {
                 break;
             }
-            self.metrics.deliveries.fetch_add(1, Relaxed);
+            self.metrics.deliveries.inc();
         }
         if e.shared.cancel.is_cancelled() {
             remove_locked(&mut st, id);
@@ -238,9 +216,7 @@ impl Registry {
         if !st.ring.push(event.clone()) {
             return 0;
         }
-        self.metrics
-            .ring_entries
-            .store(st.ring.len() as u64, Relaxed);
+        self.metrics.ring_entries.set(st.ring.len() as i64);
         st.generation += 1;
         let generation = st.generation;
         let State { conns, index, .. } = &mut *st;
@@ -258,15 +234,14 @@ impl Registry {
                 e.mark = generation;
                 if let Some(hold) = &mut e.hold {
                     if hold.len() >= self.hold_capacity {
-                        e.shared.close(CloseCause::SlowConsumer);
-                        self.metrics.closed(CloseCause::SlowConsumer);
+                        e.shared.end(Ending::HoldFull, &self.metrics);
                         dead.push(*id);
                     } else {
                         hold.push_back(event.clone());
                     }
                     continue;
                 }
-                if try_queue(&e.tx, &e.shared, event.frame.clone(), &self.metrics) {
+                if try_queue(&e.tx, &e.shared, event.live(), &self.metrics) {
                     delivered += 1;
                 } else {
                     dead.push(*id);
@@ -276,7 +251,7 @@ impl Registry {
         for id in dead {
             remove_locked(&mut st, id);
         }
-        self.metrics.deliveries.fetch_add(delivered as u64, Relaxed);
+        self.metrics.deliveries.inc_by(delivered as u64);
         delivered
     }
 
@@ -291,8 +266,8 @@ impl Registry {
                 continue;
             }
             let frame = protocol::gap(&e.patterns, notice);
-            if try_queue(&e.tx, &e.shared, frame, &self.metrics) {
-                self.metrics.gaps_sent.fetch_add(1, Relaxed);
+            if try_queue(&e.tx, &e.shared, frame.into(), &self.metrics) {
+                self.metrics.gaps_sent.inc();
             } else {
                 dead.push(*id);
             }
@@ -305,18 +280,15 @@ impl Registry {
 
 /// `try_send` with the slow-consumer policy; false when the connection is gone.
 fn try_queue(
-    tx: &mpsc::Sender<Utf8Bytes>,
+    tx: &mpsc::Sender<Outgoing>,
     shared: &ConnShared,
-    frame: Utf8Bytes,
+    frame: Outgoing,
     m: &HubMetrics,
 ) -> bool {
     match tx.try_send(frame) {
         Ok(()) => true,
         Err(TrySendError::Full(_)) => {
-            if shared.cause().is_none() {
-                m.closed(CloseCause::SlowConsumer);
-            }
-            shared.close(CloseCause::SlowConsumer);
+            shared.end(Ending::QueueFull, m);
             false
         }
         Err(TrySendError::Closed(_)) => false,

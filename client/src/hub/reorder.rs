@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::fabric::FabricMessage;
-use super::protocol::GapNotice;
+use super::protocol::{GapCause, GapNotice};
 
 /// What comes out, in order.
 #[derive(Debug)]
@@ -86,7 +86,7 @@ impl Reorder {
             o.parked.insert(m.seq, m);
             o.blocked_since.get_or_insert_with(Instant::now);
             if o.parked.len() > self.max_parked {
-                skip_to_parked(o, out, "too_far_behind");
+                skip_to_parked(o, out, GapCause::TooFarBehind);
             }
             return;
         }
@@ -103,7 +103,7 @@ impl Reorder {
         epoch: u64,
         first: u64,
         last: u64,
-        reason: String,
+        reason: GapCause,
         out: &mut Vec<Ordered>,
     ) {
         out.push(Ordered::Lost(GapNotice {
@@ -135,7 +135,7 @@ impl Reorder {
             if o.blocked_since
                 .is_some_and(|t| now.duration_since(t) >= self.wait)
             {
-                skip_to_parked(o, out, "unrecoverable");
+                skip_to_parked(o, out, GapCause::Unrecoverable);
             }
         }
     }
@@ -153,12 +153,12 @@ fn drain(o: &mut Origin, out: &mut Vec<Ordered>) {
     };
 }
 
-fn skip_to_parked(o: &mut Origin, out: &mut Vec<Ordered>, reason: &str) {
+fn skip_to_parked(o: &mut Origin, out: &mut Vec<Ordered>, reason: GapCause) {
     let Some((&first_parked, m)) = o.parked.iter().next() else {
         return;
     };
     out.push(Ordered::Lost(GapNotice {
-        reason: reason.to_owned(),
+        reason,
         origin: m.origin.to_string(),
         epoch: o.epoch,
         first: o.next,
@@ -202,7 +202,7 @@ mod tests {
         }
         assert_eq!(seqs(&out), vec![5, 6, 7, 8]);
         out.clear();
-        r.gap(&"b".into(), 1, 9, 9, "x".into(), &mut out);
+        r.gap(&"b".into(), 1, 9, 9, GapCause::Unrecoverable, &mut out);
         assert_eq!(seqs(&out), vec![-9, 10]);
         out.clear();
         r.push(m(13), &mut out);

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 
+use super::connection::Outgoing;
+
 /// One dispatched event: its stamp and its frame, shared by every connection.
 #[derive(Debug)]
 pub struct Event {
@@ -22,8 +24,17 @@ pub struct Event {
     pub epoch: u64,
     /// Origin seq.
     pub seq: u64,
+    /// Stamp time (µs since the Unix epoch).
+    pub timestamp_us: u64,
     /// The `{"op":"event",…}` frame.
     pub frame: Utf8Bytes,
+}
+
+impl Event {
+    /// Its frame as a live delivery (counted in the delivery lag).
+    pub fn live(&self) -> Outgoing {
+        Outgoing::live(self.frame.clone(), self.timestamp_us)
+    }
 }
 
 /// What the ring holds of one origin.
@@ -147,6 +158,7 @@ mod tests {
             origin: origin.into(),
             epoch,
             seq,
+            timestamp_us: 0,
             frame: Utf8Bytes::from(format!("{seq:04}")),
         })
     }

@@ -13,7 +13,8 @@ mod outbound;
 
 pub use inbound::{parse, ErrorCode, Inbound, Refusal, Request};
 pub use outbound::{
-    authorized, error, event, gap, pong, subscribed, unsubscribed, welcome, EventFields, GapNotice,
+    authorized, error, event, gap, pong, subscribed, unsubscribed, welcome, EventFields, GapCause,
+    GapNotice,
 };
 
 #[cfg(test)]

@@ -109,12 +109,42 @@ pub fn error(refusal: &Refusal, reference: Option<&RawValue>) -> Utf8Bytes {
     })
 }
 
+/// Why events are lost: the `reason` of a `gap` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GapCause {
+    /// The history no longer holds them, or a hole in the feed was waited
+    /// on too long (`unrecoverable`).
+    Unrecoverable,
+    /// The origin restarted: that epoch is not held any more (`epoch_changed`).
+    EpochChanged,
+    /// The history holds nothing from that origin (`unknown_origin`).
+    UnknownOrigin,
+    /// The history could not be asked (`history_unavailable`).
+    HistoryUnavailable,
+    /// More is missing than a resume or the reorder buffer may take
+    /// (`too_far_behind`).
+    TooFarBehind,
+}
+
+impl GapCause {
+    /// The wire name, as `fanfare.js` and `PROTOCOL.md` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapCause::Unrecoverable => "unrecoverable",
+            GapCause::EpochChanged => "epoch_changed",
+            GapCause::UnknownOrigin => "unknown_origin",
+            GapCause::HistoryUnavailable => "history_unavailable",
+            GapCause::TooFarBehind => "too_far_behind",
+        }
+    }
+}
+
 /// What a `gap` frame says: `[first, last]` of `origin`'s `epoch` is lost
 /// (`last` 0 = unknown end).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GapNotice {
-    /// Why it is lost (`unrecoverable`, `epoch_changed`, `too_far_behind`, …).
-    pub reason: String,
+    /// Why it is lost.
+    pub reason: GapCause,
     /// Origin broadcaster.
     pub origin: String,
     /// Its epoch.
@@ -129,7 +159,7 @@ pub struct GapNotice {
 pub fn gap(topics: &[String], notice: &GapNotice) -> Utf8Bytes {
     text(&Outbound::Gap {
         topics,
-        reason: &notice.reason,
+        reason: notice.reason.as_str(),
         origin: &notice.origin,
         epoch: notice.epoch,
         first: notice.first,

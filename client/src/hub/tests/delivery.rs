@@ -43,7 +43,7 @@ async fn events_reach_every_matching_connection_in_order() {
         fabric.published.lock().unwrap()[0],
         ("chat.x".into(), Bytes::from(r#"{"hi":1}"#))
     );
-    assert_eq!(hub.metrics().deliveries.load(Relaxed), 6);
+    assert_eq!(hub.metrics().deliveries.get(), 6);
 }
 
 #[tokio::test]

@@ -59,7 +59,7 @@ impl Fabric for MemoryFabric {
         async move {
             match rx {
                 Some(rx) => Ok(tokio_stream_from(rx)),
-                None => Err(FeedFailure("taken".into())),
+                None => Err(FeedFailure::Closed),
             }
         }
         .boxed()

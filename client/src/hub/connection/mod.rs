@@ -3,9 +3,15 @@
 //! same code runs on an axum `WebSocket` and on channels in tests.
 //!
 //! Either side ending cancels the other; the writer (`writer.rs`) then sends
-//! the close frame (code from [`CloseCause`]).
+//! the close frame. Why a connection ends is an [`Ending`]; `close.rs` turns
+//! it into the [`CloseCause`] (and close code) in one function.
 
-use std::fmt::Display;
+mod close;
+mod writer;
+
+pub use close::{CloseCause, ConnShared, Ending, SocketError};
+pub use writer::Outgoing;
+
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -20,10 +26,8 @@ use tokio::sync::mpsc;
 
 use super::auth::Identity;
 use super::limits::TokenBucket;
-use super::metrics::CloseCause;
 use super::protocol::{self, ErrorCode, Refusal, Request};
 use super::recovery;
-use super::registry::ConnShared;
 use super::HubInner;
 
 /// What a connection may do when it opens.
@@ -41,7 +45,7 @@ struct Conn {
     identity: Option<Identity>,
     headers: axum::http::HeaderMap,
     shared: Arc<ConnShared>,
-    tx: mpsc::Sender<Utf8Bytes>,
+    tx: mpsc::Sender<Outgoing>,
     publishes: TokenBucket,
     errors: TokenBucket,
 }
@@ -52,7 +56,7 @@ pub async fn serve<Si, St, E>(hub: Arc<HubInner>, access: Access, sink: Si, stre
 where
     Si: Sink<Message> + Unpin,
     St: Stream<Item = Result<Message, E>> + Unpin,
-    E: Display,
+    E: Into<SocketError>,
 {
     let o = &hub.options;
     let id = hub.next_conn.fetch_add(1, Relaxed) + 1;
@@ -60,17 +64,16 @@ where
     let shared = Arc::new(ConnShared::default());
     let conn_name = format!("{}-{id}", o.worker_id);
     // The queue is empty: the welcome always fits.
-    let _ = tx.try_send(protocol::welcome(&o.worker_id, &conn_name, o.max_frame));
+    let _ = tx.try_send(protocol::welcome(&o.worker_id, &conn_name, o.max_frame).into());
     hub.registry.add(id, tx.clone(), shared.clone());
-    hub.metrics.connections_total.fetch_add(1, Relaxed);
-    hub.metrics.connections_open.fetch_add(1, Relaxed);
+    hub.metrics.connections_total.inc();
+    hub.metrics.connections_open.inc();
     // Hub shutdown closes this connection too.
     let on_shutdown = {
-        let shared = shared.clone();
-        let token = hub.shutdown.clone();
+        let (shared, hub) = (shared.clone(), hub.clone());
         async move {
-            token.cancelled().await;
-            shared.close(CloseCause::Shutdown);
+            hub.shutdown.cancelled().await;
+            shared.end(Ending::Shutdown, &hub.metrics);
         }
     };
     let (identity, headers) = match access {
@@ -87,7 +90,7 @@ where
         shared: shared.clone(),
         tx,
     };
-    let writer = super::writer::write_loop(sink, rx, &hub, &shared);
+    let writer = writer::write_loop(sink, rx, &hub, &shared);
     let reader = async {
         tokio::select! {
             _ = conn.read_loop(stream) => {}
@@ -97,7 +100,7 @@ where
     };
     futures::future::join(reader, writer).await;
     hub.registry.remove(id);
-    hub.metrics.connections_open.fetch_sub(1, Relaxed);
+    hub.metrics.connections_open.dec();
     tracing::debug!(conn = %conn_name, cause = ?shared.cause(), "websocket closed");
 }
 
@@ -105,7 +108,7 @@ impl Conn {
     async fn read_loop<St, E>(&mut self, mut stream: St)
     where
         St: Stream<Item = Result<Message, E>> + Unpin,
-        E: Display,
+        E: Into<SocketError>,
     {
         let idle = self.hub.options.idle_timeout;
         loop {
@@ -115,15 +118,12 @@ impl Conn {
                 r = tokio::time::timeout(idle, stream.next()) => r,
             };
             let msg = match next {
-                Err(_) => return self.close(CloseCause::Idle),
-                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return,
+                Err(_) => return self.end(Ending::Idle),
+                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return self.end(Ending::PeerClosed),
                 Ok(Some(Err(e))) => {
-                    let e = e.to_string();
-                    if e.contains("too long") || e.contains("Space limit") {
-                        return self.close(CloseCause::TooLarge);
-                    }
+                    let e: SocketError = e.into();
                     tracing::debug!(error = %e, "websocket read error");
-                    return;
+                    return self.end(Ending::Read(e));
                 }
                 Ok(Some(Ok(m))) => m,
             };
@@ -144,16 +144,13 @@ impl Conn {
         }
     }
 
-    fn close(&self, cause: CloseCause) {
-        if self.shared.cause().is_none() {
-            self.hub.metrics.closed(cause);
-        }
-        self.shared.close(cause);
+    fn end(&self, ending: Ending) {
+        self.shared.end(ending, &self.hub.metrics);
     }
 
     fn queue(&self, frame: Utf8Bytes) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame) {
-            self.close(CloseCause::SlowConsumer);
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame.into()) {
+            self.end(Ending::QueueFull);
         }
     }
 
@@ -161,7 +158,7 @@ impl Conn {
         self.hub.metrics.error(refusal.code);
         self.queue(protocol::error(&refusal, reference));
         if !self.errors.try_take() {
-            self.close(CloseCause::Abuse);
+            self.end(Ending::TooManyErrors);
         }
     }
 
@@ -217,13 +214,13 @@ impl Conn {
                 self.identity = Some(identity);
             }
             Err(denied) => {
-                self.hub.metrics.refused_auth.fetch_add(1, Relaxed);
+                self.hub.metrics.refused_auth.inc();
                 self.hub.metrics.error(ErrorCode::Forbidden);
                 self.queue(protocol::error(
                     &Refusal::new(ErrorCode::Forbidden, denied.to_string()),
                     reference,
                 ));
-                self.close(CloseCause::Unauthorized);
+                self.end(Ending::Unauthorized);
             }
         }
     }
@@ -288,13 +285,13 @@ impl Conn {
         } else {
             &hub.metrics.recoveries_partial
         };
-        counter.fetch_add(1, Relaxed);
-        hub.metrics.deliveries.fetch_add(rec.events, Relaxed);
+        counter.inc();
+        hub.metrics.deliveries.inc_by(rec.events);
         let head = protocol::subscribed(&topics, rec.recovered, rec.events, reference);
         for frame in std::iter::once(head).chain(rec.frames) {
             tokio::select! {
                 _ = self.shared.cancel.cancelled() => return Ok(()),
-                r = self.tx.send(frame) => if r.is_err() { return Ok(()) },
+                r = self.tx.send(frame.into()) => if r.is_err() { return Ok(()) },
             }
         }
         hub.registry.finish_resume(self.id, &rec.delivered);
@@ -338,7 +335,7 @@ impl Conn {
         .await;
         match sent {
             Ok(Ok(())) => {
-                hub.metrics.publishes.fetch_add(1, Relaxed);
+                hub.metrics.publishes.inc();
                 Ok(())
             }
             Ok(Err(e)) => Err(Refusal::new(ErrorCode::Unavailable, e.to_string())),

@@ -2,17 +2,48 @@
 //! writing every frame already queued (up to [`BATCH`]) before one flush,
 //! pings on an interval, and ends with the close frame of the connection's
 //! [`CloseCause`] (within the close timeout).
-
-use std::sync::atomic::Ordering::Relaxed;
+//!
+//! Each live event's stamp time travels with its frame ([`Outgoing`]); the
+//! writer observes stamp → hand-over to the socket in
+//! `fanfare_hub_delivery_lag_seconds` (one clock read per batch, atomics).
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use bytes::Bytes;
 use futures::{Sink, SinkExt};
 use tokio::sync::mpsc;
 
-use super::metrics::CloseCause;
-use super::registry::ConnShared;
-use super::HubInner;
+use super::super::metrics::HubMetrics;
+use super::super::HubInner;
+use super::{CloseCause, ConnShared};
+
+/// One frame in a connection's queue.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The text frame, shared with every other connection it goes to.
+    pub frame: Utf8Bytes,
+    /// Stamp time (µs since the Unix epoch) of a live event; `None` for
+    /// replies and recovered events, which are not counted as delivery lag.
+    pub live_stamp_us: Option<u64>,
+}
+
+impl Outgoing {
+    /// A live event frame stamped at `stamp_us`.
+    pub fn live(frame: Utf8Bytes, stamp_us: u64) -> Self {
+        Self {
+            frame,
+            live_stamp_us: Some(stamp_us),
+        }
+    }
+}
+
+impl From<Utf8Bytes> for Outgoing {
+    fn from(frame: Utf8Bytes) -> Self {
+        Self {
+            frame,
+            live_stamp_us: None,
+        }
+    }
+}
 
 /// Most frames written before one flush.
 pub const BATCH: usize = 64;
@@ -20,7 +51,7 @@ pub const BATCH: usize = 64;
 /// Runs until the connection is cancelled or the socket fails.
 pub async fn write_loop<Si: Sink<Message> + Unpin>(
     mut sink: Si,
-    mut rx: mpsc::Receiver<Utf8Bytes>,
+    mut rx: mpsc::Receiver<Outgoing>,
     hub: &HubInner,
     shared: &ConnShared,
 ) {
@@ -32,19 +63,19 @@ pub async fn write_loop<Si: Sink<Message> + Unpin>(
             biased;
             _ = shared.cancel.cancelled() => break,
             f = rx.recv() => match f {
-                Some(f) => Message::Text(f),
+                Some(f) => Some(f),
                 None => break,
             },
-            _ = ping.tick() => Message::Ping(Bytes::new()),
+            _ = ping.tick() => None,
         };
         let written = tokio::select! {
             biased;
             _ = shared.cancel.cancelled() => break,
-            r = write_batch(&mut sink, first, &mut rx) => r,
+            r = write_batch(&mut sink, first, &mut rx, &hub.metrics) => r,
         };
         match written {
             Ok(n) => {
-                hub.metrics.frames_out.fetch_add(n, Relaxed);
+                hub.metrics.frames_out.inc_by(n);
             }
             Err(()) => return,
         }
@@ -62,7 +93,7 @@ pub async fn write_loop<Si: Sink<Message> + Unpin>(
         // Errors explaining the close go out before it; a slow consumer's
         // backlog does not.
         while let (true, Ok(f)) = (drain, rx.try_recv()) {
-            if sink.feed(Message::Text(f)).await.is_err() {
+            if sink.feed(Message::Text(f.frame)).await.is_err() {
                 return;
             }
         }
@@ -73,17 +104,33 @@ pub async fn write_loop<Si: Sink<Message> + Unpin>(
     .await;
 }
 
+/// Writes `first` (a queued frame, or `None` for a ping) and whatever else
+/// is queued, up to [`BATCH`], then flushes once.
 async fn write_batch<Si: Sink<Message> + Unpin>(
     sink: &mut Si,
-    first: Message,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    first: Option<Outgoing>,
+    rx: &mut mpsc::Receiver<Outgoing>,
+    metrics: &HubMetrics,
 ) -> Result<u64, ()> {
+    let now_us = fanfare_protocol::stamp::now_us();
+    let hand_over = |f: Outgoing| {
+        if let Some(stamp_us) = f.live_stamp_us {
+            metrics
+                .delivery_lag
+                .observe_us(now_us.saturating_sub(stamp_us));
+        }
+        Message::Text(f.frame)
+    };
+    let first = match first {
+        Some(f) => hand_over(f),
+        None => Message::Ping(Bytes::new()),
+    };
     sink.feed(first).await.map_err(|_| ())?;
     let mut n = 1;
     while n < BATCH as u64 {
         match rx.try_recv() {
             Ok(f) => {
-                sink.feed(Message::Text(f)).await.map_err(|_| ())?;
+                sink.feed(hand_over(f)).await.map_err(|_| ())?;
                 n += 1;
             }
             Err(_) => break,
