@@ -42,6 +42,23 @@ pub struct Config {
     pub replay_max_messages: usize,
     /// Most bytes in one replay reply.
     pub replay_max_bytes: usize,
+    /// Most history entries one replay reply examines; a longer range is
+    /// cut and the requester continues from `next`.
+    pub replay_scan_entries: usize,
+    /// Most entry × pattern tests one replay reply makes (with 64 patterns,
+    /// `replay_scan_matches / 64` entries).
+    pub replay_scan_matches: usize,
+    /// Most time one replay reply spends filtering, milliseconds.
+    pub replay_scan_ms: u64,
+    /// Replay scans running at once (on blocking threads, never on the
+    /// async workers). A request waits at most 250 ms for one, else `busy`.
+    pub replay_workers: usize,
+    /// Most bytes held by replay replies being written, all connections
+    /// together; a reply that does not fit is answered `busy`.
+    pub replay_inflight_bytes: usize,
+    /// Deadline of each replay reply write, milliseconds; a peer that does
+    /// not take a write in time is disconnected.
+    pub replay_write_timeout_ms: u64,
     /// Time allowed for a graceful shutdown, milliseconds.
     pub shutdown_timeout_ms: u64,
 }
@@ -63,6 +80,12 @@ impl Default for Config {
             max_connections: 4096,
             replay_max_messages: 4096,
             replay_max_bytes: 8 * 1024 * 1024,
+            replay_scan_entries: 4096,
+            replay_scan_matches: 65_536,
+            replay_scan_ms: 10,
+            replay_workers: 2,
+            replay_inflight_bytes: 64 * 1024 * 1024,
+            replay_write_timeout_ms: 5000,
             shutdown_timeout_ms: 5000,
         }
     }
@@ -127,6 +150,28 @@ impl Config {
         if self.subscriber_queue_bytes < 64 * 1024 {
             return bad("subscriber-queue-bytes must be at least 64 KiB");
         }
+        self.validate_replay()
+    }
+
+    fn validate_replay(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.replay_max_bytes == 0 || self.replay_inflight_bytes == 0 {
+            return bad("replay-max-bytes and replay-inflight-bytes must be > 0");
+        }
+        if !(1..=1 << 20).contains(&self.replay_scan_entries)
+            || !(1..=1 << 30).contains(&self.replay_scan_matches)
+        {
+            return bad("replay-scan-entries must be 1..=1048576, replay-scan-matches 1..=2^30");
+        }
+        if !(1..=10_000).contains(&self.replay_scan_ms) {
+            return bad("replay-scan-ms must be 1..=10000");
+        }
+        if !(1..=256).contains(&self.replay_workers) {
+            return bad("replay-workers must be 1..=256");
+        }
+        if !(1..=3_600_000).contains(&self.replay_write_timeout_ms) {
+            return bad("replay-write-timeout-ms must be 1..=3600000");
+        }
         Ok(())
     }
 
@@ -143,6 +188,16 @@ impl Config {
     /// Graceful shutdown budget.
     pub(crate) fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms)
+    }
+
+    /// Replay time budget per reply.
+    pub(crate) fn replay_scan_time(&self) -> Duration {
+        Duration::from_millis(self.replay_scan_ms)
+    }
+
+    /// Replay per-write deadline.
+    pub(crate) fn replay_write_timeout(&self) -> Duration {
+        Duration::from_millis(self.replay_write_timeout_ms)
     }
 
     /// Largest ingress frame: the payload limit plus room for topic and meta.
@@ -195,5 +250,21 @@ mod tests {
         };
         assert!(bad.validate().is_err());
         Config::default().validate().unwrap();
+        let c: Config = toml::from_str(
+            "replay-scan-entries = 100\nreplay-workers = 1\nreplay-write-timeout-ms = 500\n",
+        )
+        .unwrap();
+        assert_eq!((c.replay_scan_entries, c.replay_workers), (100, 1));
+        c.validate().unwrap();
+        for bad in [
+            "replay-workers = 0",
+            "replay-scan-entries = 0",
+            "replay-scan-ms = 0",
+            "replay-inflight-bytes = 0",
+            "replay-write-timeout-ms = 0",
+        ] {
+            let c: Config = toml::from_str(bad).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
     }
 }

@@ -3,12 +3,17 @@
 //! Bounded by count, bytes and age; the oldest entries go first. Entries are
 //! zero-copy slices of the egress batch buffers, so holding history costs no
 //! extra copy of the payload.
+//!
+//! Replay never matches under the lock: [`History::stretch`] copies out (as
+//! refcount clones) at most a bounded number of entries of the requested
+//! range, and the caller filters them after releasing the lock (see
+//! `replay::scan`). The forwarder's write lock therefore waits at most for
+//! one such bounded copy.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fanfare_protocol::replay::{ReplayRequest, ReplyHeader, Status};
 
 /// One stored message.
 #[derive(Debug, Clone)]
@@ -44,15 +49,6 @@ pub(crate) struct Limits {
     pub(crate) age: Duration,
 }
 
-/// Limits on one replay reply.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ReplyLimits {
-    /// Most messages.
-    pub(crate) messages: usize,
-    /// Most bytes.
-    pub(crate) bytes: usize,
-}
-
 #[derive(Debug)]
 struct OriginLog {
     epoch: u64,
@@ -63,7 +59,9 @@ struct OriginLog {
 
 impl OriginLog {
     fn oldest(&self) -> u64 {
-        self.entries.front().map_or(self.newest + 1, |e| e.seq)
+        self.entries
+            .front()
+            .map_or(self.newest.saturating_add(1), |e| e.seq)
     }
 }
 
@@ -74,8 +72,44 @@ pub(crate) struct History {
     logs: HashMap<String, OriginLog>,
 }
 
-/// A replay answer: header plus `(topic, stamp, payload)` triples.
-type Answer = (ReplyHeader, Vec<[Bytes; 3]>);
+/// What [`History::stretch`] found for one origin.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// The broadcaster holds nothing from this origin.
+    UnknownOrigin,
+    /// The origin is held in another epoch.
+    UnknownEpoch(Extent),
+    /// The origin and epoch are held.
+    Found(Stretch),
+}
+
+/// An origin's log as held when it was looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Extent {
+    /// Its epoch.
+    pub(crate) epoch: u64,
+    /// Oldest seq held (`newest + 1` when empty).
+    pub(crate) oldest: u64,
+    /// Newest seq held (0 before any).
+    pub(crate) newest: u64,
+}
+
+/// A bounded stretch of one origin's log, copied out under the read lock.
+#[derive(Debug)]
+pub(crate) struct Stretch {
+    /// The log's extent at the time.
+    pub(crate) extent: Extent,
+    /// First seq of the asked range that is held: `max(from, oldest)`.
+    pub(crate) start: u64,
+    /// Last seq of the asked range that is held: `min(to, newest)`
+    /// (`start > end`: nothing to scan).
+    pub(crate) end: u64,
+    /// The held entries of `[start, end]` in seq order, at most the `max`
+    /// asked for (clones of `Bytes`: no payload copy).
+    pub(crate) entries: Vec<Entry>,
+    /// Seq of the first entry of `[start, end]` left out by `max`.
+    pub(crate) rest: Option<u64>,
+}
 
 impl History {
     /// An empty history.
@@ -136,62 +170,45 @@ impl History {
             .map_or((0, 0, 0), |l| (l.entries.len(), l.bytes, l.oldest()))
     }
 
-    /// Answers a replay request; `own` is this broadcaster's id (used when
-    /// the request names no origin).
-    pub(crate) fn query(&self, req: &ReplayRequest, own: &str, limits: ReplyLimits) -> Answer {
-        let origin = if req.origin.is_empty() {
-            own
-        } else {
-            &req.origin
-        };
+    /// Looks up `[from, to]` of `origin` in `epoch` (0: the current one) and
+    /// copies out at most `max` of its entries. Takes O(log n + max); the
+    /// caller holds the read lock only for this.
+    pub(crate) fn stretch(
+        &self,
+        origin: &str,
+        epoch: u64,
+        from: u64,
+        to: u64,
+        max: usize,
+    ) -> Lookup {
         let Some(log) = self.logs.get(origin) else {
-            return (header(Status::UnknownOrigin, 0, 0, 0, req.from), Vec::new());
+            return Lookup::UnknownOrigin;
         };
-        let (oldest, newest) = (log.oldest(), log.newest);
-        if req.epoch != 0 && req.epoch != log.epoch {
-            return (
-                header(Status::UnknownEpoch, log.epoch, oldest, newest, req.from),
-                Vec::new(),
-            );
+        let extent = Extent {
+            epoch: log.epoch,
+            oldest: log.oldest(),
+            newest: log.newest,
+        };
+        if epoch != 0 && epoch != log.epoch {
+            return Lookup::UnknownEpoch(extent);
         }
-        let start = req.from.max(oldest);
-        let end = req.to.min(newest);
-        let mut out = Vec::new();
-        let mut next = if start > end {
-            start
-        } else {
-            end.saturating_add(1)
+        let start = from.max(extent.oldest);
+        let end = to.min(extent.newest);
+        let mut stretch = Stretch {
+            extent,
+            start,
+            end,
+            entries: Vec::new(),
+            rest: None,
         };
         if start <= end {
             let first = log.entries.partition_point(|e| e.seq < start);
-            let mut bytes = 0usize;
-            for e in log.entries.range(first..) {
-                if e.seq > end {
-                    break;
-                }
-                if out.len() >= limits.messages || bytes >= limits.bytes {
-                    next = e.seq;
-                    break;
-                }
-                if let Ok(topic) = std::str::from_utf8(&e.topic) {
-                    if req.wants(topic, e.lane) {
-                        bytes += e.topic.len() + e.stamp.len() + e.payload.len();
-                        out.push([e.topic.clone(), e.stamp.clone(), e.payload.clone()]);
-                    }
-                }
-            }
+            let mut held = log.entries.range(first..).take_while(|e| e.seq <= end);
+            stretch.entries.reserve(max.min(log.entries.len() - first));
+            stretch.entries.extend(held.by_ref().take(max).cloned());
+            stretch.rest = held.next().map(|e| e.seq);
         }
-        (header(Status::Ok, log.epoch, oldest, newest, next), out)
-    }
-}
-
-fn header(status: Status, epoch: u64, oldest: u64, newest: u64, next: u64) -> ReplyHeader {
-    ReplyHeader {
-        status,
-        epoch,
-        oldest,
-        newest,
-        next,
+        Lookup::Found(stretch)
     }
 }
 
@@ -210,22 +227,12 @@ mod tests {
         }
     }
 
-    fn req(from: u64, to: u64, patterns: &[&str]) -> ReplayRequest {
-        ReplayRequest {
-            req_id: Bytes::new(),
-            origin: String::new(),
-            epoch: 0,
-            from,
-            to,
-            lane: None,
-            patterns: patterns.iter().map(|p| p.parse().unwrap()).collect(),
+    fn found(l: Lookup) -> Stretch {
+        match l {
+            Lookup::Found(s) => s,
+            other => panic!("not found: {other:?}"),
         }
     }
-
-    const BIG: ReplyLimits = ReplyLimits {
-        messages: 1000,
-        bytes: 1 << 20,
-    };
 
     #[test]
     fn bounds_and_queries() {
@@ -244,28 +251,57 @@ mod tests {
         }
         assert_eq!(h.evict(now), 3);
         assert_eq!(h.usage("b"), (5, 5 * (6 + 1 + 1 + 64), 4));
-        let (hd, msgs) = h.query(&req(1, u64::MAX, &[]), "b", BIG);
-        assert_eq!(
-            (hd.status, hd.epoch, hd.oldest, hd.newest, hd.next),
-            (Status::Ok, 7, 4, 8, 9)
-        );
-        assert_eq!(msgs.len(), 5);
-        let (_, msgs) = h.query(&req(5, 7, &["chat.#"]), "b", BIG);
-        assert_eq!(msgs.len(), 1);
-        let (hd, msgs) = h.query(
-            &req(4, 8, &[]),
-            "b",
-            ReplyLimits {
-                messages: 2,
-                bytes: 1 << 20,
-            },
-        );
-        assert_eq!((msgs.len(), hd.next), (2, 6));
-        let mut r = req(1, 2, &[]);
-        r.epoch = 3;
-        assert_eq!(h.query(&r, "b", BIG).0.status, Status::UnknownEpoch);
-        r.origin = "zz".into();
-        assert_eq!(h.query(&r, "b", BIG).0.status, Status::UnknownOrigin);
+        let all = found(h.stretch("b", 0, 1, u64::MAX, 100));
+        let e = Extent {
+            epoch: 7,
+            oldest: 4,
+            newest: 8,
+        };
+        assert_eq!((all.extent, all.start, all.end, all.rest), (e, 4, 8, None));
+        let seqs = |s: &Stretch| s.entries.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(&all), [4, 5, 6, 7, 8]);
+        // At most `max` copied; `rest` says where the copy stopped.
+        let some = found(h.stretch("b", 7, 5, 7, 2));
+        assert_eq!((seqs(&some), some.rest), (vec![5, 6], Some(7)));
+        assert!(matches!(
+            h.stretch("b", 3, 1, 2, 10),
+            Lookup::UnknownEpoch(Extent { epoch: 7, .. })
+        ));
+        assert!(matches!(
+            h.stretch("zz", 0, 1, 2, 10),
+            Lookup::UnknownOrigin
+        ));
+    }
+
+    #[test]
+    fn numbers_from_outside_never_wrap() {
+        let now = Instant::now();
+        let mut h = History::new(Limits {
+            count: 10,
+            bytes: 1 << 20,
+            age: Duration::from_secs(60),
+        });
+        h.start_epoch("b", 1);
+        // Empty log: oldest = newest + 1.
+        let empty = found(h.stretch("b", 0, 0, u64::MAX, 10));
+        assert_eq!((empty.extent.oldest, empty.extent.newest), (1, 0));
+        assert!(empty.entries.is_empty());
+        for s in 1..=3 {
+            h.push("b", entry(s, "a", now));
+        }
+        for (from, to) in [(u64::MAX, u64::MAX), (u64::MAX, 0), (3, 1), (0, 0)] {
+            let s = found(h.stretch("b", 1, from, to, 10));
+            assert!(s.entries.iter().all(|e| (from..=to).contains(&e.seq)));
+        }
+        let past = found(h.stretch("b", 0, u64::MAX, u64::MAX, 10));
+        assert_eq!((past.start, past.end, past.entries.len()), (u64::MAX, 3, 0));
+        // A log whose newest seq is the largest there is.
+        h.push("b", entry(u64::MAX, "a", now));
+        let top = found(h.stretch("b", 0, u64::MAX, u64::MAX, 10));
+        assert_eq!(top.entries.len(), 1);
+        h.start_epoch("c", 1);
+        h.logs.get_mut("c").unwrap().newest = u64::MAX;
+        assert_eq!(h.usage("c").2, u64::MAX);
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub use config::{Config, ConfigError};
 pub use endpoint::EndpointError;
 pub use metrics::{MetricsSnapshot, MetricsView};
 
-use crate::history::{History, Limits, ReplyLimits};
+use crate::history::{History, Limits};
 use crate::metrics::Metrics;
 use crate::zmtp::SocketKind;
 
@@ -233,10 +233,21 @@ pub async fn start(
     let ctx = Arc::new(replay::ReplayContext {
         history,
         own_id: config.id.clone(),
-        limits: ReplyLimits {
+        limits: replay::ReplyLimits {
             messages: config.replay_max_messages,
             bytes: config.replay_max_bytes,
         },
+        budget: replay::ScanBudget {
+            entries: config.replay_scan_entries,
+            matches: config.replay_scan_matches,
+            time: config.replay_scan_time(),
+        },
+        workers: Arc::new(tokio::sync::Semaphore::new(config.replay_workers)),
+        inflight: replay::InFlight::new(
+            config.replay_inflight_bytes,
+            metrics.replay.inflight_bytes.clone(),
+        ),
+        write_timeout: config.replay_write_timeout(),
         metrics: metrics.clone(),
     });
     let s = shutdown.clone();

@@ -79,7 +79,7 @@ pub enum ReplayError {
         /// Attempts made.
         attempts: u32,
     },
-    /// The query is invalid (e.g. more than 16 patterns).
+    /// The query is invalid (e.g. more than 64 patterns).
     #[error("invalid replay query: {0}")]
     InvalidQuery(&'static str),
     /// The client was closed.

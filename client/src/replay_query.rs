@@ -23,7 +23,7 @@ pub struct ReplayQuery {
     pub to: u64,
     /// Only messages of this lane.
     pub lane: Option<u16>,
-    /// Only topics matching one of these (at most 16; none = all).
+    /// Only topics matching one of these (at most 64, `MAX_PATTERNS`; none = all).
     pub patterns: Vec<Pattern>,
 }
 
@@ -42,7 +42,7 @@ impl ReplayQuery {
 
     pub(crate) fn to_request(&self) -> Result<ReplayRequest, ReplayError> {
         if self.patterns.len() > MAX_PATTERNS {
-            return Err(ReplayError::InvalidQuery("more than 16 patterns"));
+            return Err(ReplayError::InvalidQuery("more than 64 patterns"));
         }
         Ok(ReplayRequest {
             req_id: Bytes::new(),

@@ -8,7 +8,7 @@
 //! ```text
 //! [req_id (0..=64 bytes, echoed), "range", origin (empty = the broadcaster's own),
 //!  epoch u64 (0 = current), from u64, to u64 (inclusive; u64::MAX = newest),
-//!  lane (empty, or u16: only messages of that lane), pattern*  (0..=16 patterns)]
+//!  lane (empty, or u16: only messages of that lane), pattern*  (0..=64 patterns)]
 //! ```
 //! Reply frames:
 //! ```text
@@ -19,7 +19,10 @@
 //! `busy`. With `ok`, the reply holds every held message of
 //! `[max(from, oldest), next - 1]` that passes the filters, in seq order.
 //! Seqs in `[from, oldest - 1]` are unrecoverable. When `next <= min(to,
-//! newest)` the reply was cut by the size limit: ask again from `next`.
+//! newest)` the reply was cut (by the size limit or by the broadcaster's
+//! per-reply scan budget; it may then hold few or no messages): ask again
+//! from `next`. A range past the newest (`from > newest`) is up to date:
+//! `ok` with no messages and `next = newest + 1`.
 //! `epoch`, `oldest` and `newest` describe the origin as the broadcaster holds
 //! it now (oldest = newest + 1 when the history is empty).
 
@@ -32,7 +35,7 @@ pub const KIND_RANGE: &[u8] = b"range";
 /// Longest request id.
 pub const MAX_REQ_ID: usize = 64;
 /// Most patterns in one request.
-pub const MAX_PATTERNS: usize = 16;
+pub const MAX_PATTERNS: usize = 64;
 /// Number of fixed frames before the messages in a reply.
 pub const REPLY_HEADER_FRAMES: usize = 6;
 
@@ -149,7 +152,7 @@ impl ReplayRequest {
         };
         let pattern_frames = &frames[7..];
         if pattern_frames.len() > MAX_PATTERNS {
-            return Err(Malformed("more than 16 patterns"));
+            return Err(Malformed("more than 64 patterns"));
         }
         let patterns = pattern_frames
             .iter()

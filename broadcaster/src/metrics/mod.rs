@@ -10,6 +10,7 @@
 
 mod exposition;
 mod log_gate;
+mod replay;
 mod view;
 
 use std::sync::atomic::AtomicU64;
@@ -23,13 +24,14 @@ use prometheus_client::registry::{Registry, Unit};
 
 pub(crate) use exposition::Format;
 pub(crate) use log_gate::LogKind;
+pub(crate) use replay::{Busy, ReplayMetrics};
 pub use view::{MetricsSnapshot, MetricsView};
 
 use crate::zmtp::SocketKind;
 use log_gate::LogGates;
 
 /// A gauge of a count (never negative).
-type CountGauge = Gauge<u64, AtomicU64>;
+pub(crate) type CountGauge = Gauge<u64, AtomicU64>;
 /// Label sets: one label, `reason` or `socket`.
 type OneLabel = [(&'static str, &'static str); 1];
 
@@ -141,6 +143,8 @@ pub(crate) struct Metrics {
     pub(crate) replay_messages: Counter,
     /// Request read → reply written, seconds.
     pub(crate) replay_duration: Histogram,
+    /// Replay limits at work: busy answers, write timeouts, scan cuts.
+    pub(crate) replay: ReplayMetrics,
     sockets: [SocketCounters; 3],
     log_gates: LogGates,
 }
@@ -208,6 +212,7 @@ impl Metrics {
             Unit::Seconds,
             replay_duration.clone(),
         );
+        let replay = ReplayMetrics::register(&mut r);
         let sockets = socket_counters(&mut r);
         let rejected =
             Reject::ALL.map(|why| rejected.get_or_create_owned(&[("reason", why.label())]));
@@ -234,6 +239,7 @@ impl Metrics {
             replay_bad_requests,
             replay_messages,
             replay_duration,
+            replay,
             sockets,
             log_gates: LogGates::default(),
         }
