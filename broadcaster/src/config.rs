@@ -36,8 +36,25 @@ pub struct Config {
     /// Per-subscriber egress queue bound, bytes. When full, that subscriber
     /// alone misses messages (counted) and repairs them from history.
     pub subscriber_queue_bytes: usize,
-    /// Most simultaneous connections per socket; more are closed at once.
+    /// Most simultaneous connections per socket. At the cap a new peer
+    /// evicts the longest-idle one (idle at least `evict-idle-ms`), else it
+    /// is closed at once. Lowered at start (with a warning) when three times
+    /// it does not fit under the open-file limit.
     pub max_connections: usize,
+    /// A frame (and a multipart message) that has started must be complete
+    /// within this time, milliseconds; else the peer is disconnected.
+    pub frame_deadline_ms: u64,
+    /// A PULL or replay peer that sends nothing (not even a PING) for this
+    /// long is disconnected, milliseconds; 0 = never. SUB peers are
+    /// legitimately silent and have no such timeout.
+    pub idle_timeout_ms: u64,
+    /// A subscriber whose socket accepts no bytes for this long while data
+    /// is queued to it is disconnected, milliseconds.
+    pub write_stall_ms: u64,
+    /// At the connection cap, a peer idle (nothing read from it, nothing
+    /// written to it) at least this long may be evicted for a new one,
+    /// milliseconds.
+    pub evict_idle_ms: u64,
     /// Most messages in one replay reply.
     pub replay_max_messages: usize,
     /// Most bytes in one replay reply.
@@ -78,6 +95,10 @@ impl Default for Config {
             heartbeat_ms: 1000,
             subscriber_queue_bytes: 16 * 1024 * 1024,
             max_connections: 4096,
+            frame_deadline_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            write_stall_ms: 15_000,
+            evict_idle_ms: 10_000,
             replay_max_messages: 4096,
             replay_max_bytes: 8 * 1024 * 1024,
             replay_scan_entries: 4096,
@@ -147,6 +168,9 @@ impl Config {
         if self.max_connections == 0 || self.replay_max_messages == 0 {
             return bad("max-connections and replay-max-messages must be > 0");
         }
+        if self.frame_deadline_ms == 0 || self.write_stall_ms == 0 {
+            return bad("frame-deadline-ms and write-stall-ms must be > 0");
+        }
         if self.subscriber_queue_bytes < 64 * 1024 {
             return bad("subscriber-queue-bytes must be at least 64 KiB");
         }
@@ -198,6 +222,24 @@ impl Config {
     /// Replay per-write deadline.
     pub(crate) fn replay_write_timeout(&self) -> Duration {
         Duration::from_millis(self.replay_write_timeout_ms)
+    }
+
+    /// Connection timeouts, as durations.
+    pub(crate) fn timeouts(&self) -> crate::zmtp::Timeouts {
+        crate::zmtp::Timeouts {
+            frame: Duration::from_millis(self.frame_deadline_ms),
+            idle: (self.idle_timeout_ms > 0).then(|| Duration::from_millis(self.idle_timeout_ms)),
+        }
+    }
+
+    /// Subscriber write stall bound.
+    pub(crate) fn write_stall(&self) -> Duration {
+        Duration::from_millis(self.write_stall_ms)
+    }
+
+    /// Least idle time of an evictable peer.
+    pub(crate) fn evict_idle(&self) -> Duration {
+        Duration::from_millis(self.evict_idle_ms)
     }
 
     /// Largest ingress frame: the payload limit plus room for topic and meta.

@@ -11,32 +11,29 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use fanfare_protocol::heartbeat::{Heartbeat, LaneMark, MAX_HEARTBEAT_LANES};
+use fanfare_protocol::heartbeat::{Heartbeat, MAX_HEARTBEAT_LANES};
 use fanfare_protocol::stamp::{self, StampFields, FLAG_HEARTBEAT};
 use tokio::sync::mpsc;
 
 use crate::history::{Entry, History};
 use crate::ingress::Incoming;
+use crate::lanes::Lanes;
 use crate::metrics::Metrics;
 use crate::subscribers::{Control, Encoded, Subscribers};
 use crate::zmtp::{put_frame, MAX_FRAME_HEADER};
 
 /// Most ingress batches taken per round.
 const BATCHES_PER_ROUND: usize = 64;
-
-#[derive(Clone, Copy, Default)]
-struct Lane {
-    seq: u64,
-    last: u64,
-}
+/// Most subscription changes applied in one go (before a round, or when
+/// control wakes the loop): a SUBSCRIBE flood cannot hold ingress back.
+const CONTROL_PER_ROUND: usize = 256;
 
 /// The stamping and fan-out state.
 pub(crate) struct Forwarder {
     id: String,
     epoch: u64,
     seq: u64,
-    lanes: Vec<Lane>,
-    used_lanes: Vec<u16>,
+    lanes: Lanes,
     history: Arc<RwLock<History>>,
     subscribers: Subscribers,
     metrics: Arc<Metrics>,
@@ -67,8 +64,7 @@ impl Forwarder {
             id: id.to_owned(),
             epoch,
             seq: 0,
-            lanes: vec![Lane::default(); 1 << 16],
-            used_lanes: Vec::new(),
+            lanes: Lanes::new(),
             history,
             subscribers,
             metrics,
@@ -89,19 +85,21 @@ impl Forwarder {
         let mut tick = tokio::time::interval(heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut batches = Vec::with_capacity(BATCHES_PER_ROUND);
+        // No priority between control and ingress (select picks at random
+        // among ready branches), and control is applied in bounded bursts.
         loop {
             tokio::select! {
-                biased;
-                Some(c) = control.recv() => self.subscribers.apply(c, &self.metrics),
+                Some(c) = control.recv() => {
+                    self.subscribers.apply(c, &self.metrics);
+                    self.apply_control(&mut control);
+                }
                 n = ingress.recv_many(&mut batches, BATCHES_PER_ROUND) => {
                     if n == 0 {
                         break;
                     }
-                    // Apply pending subscription changes first, so a subscriber
-                    // that subscribed before this round gets it.
-                    while let Ok(c) = control.try_recv() {
-                        self.subscribers.apply(c, &self.metrics);
-                    }
+                    // Apply pending subscription changes first (bounded), so a
+                    // subscriber that subscribed before this round gets it.
+                    self.apply_control(&mut control);
                     self.forward(&mut batches);
                 }
                 _ = tick.tick() => self.heartbeat(),
@@ -111,6 +109,14 @@ impl Forwarder {
             self.subscribers.apply(c, &self.metrics);
         }
         self.heartbeat();
+    }
+
+    /// Applies up to [`CONTROL_PER_ROUND`] queued subscription changes.
+    fn apply_control(&mut self, control: &mut mpsc::Receiver<Control>) {
+        for _ in 0..CONTROL_PER_ROUND {
+            let Ok(c) = control.try_recv() else { return };
+            self.subscribers.apply(c, &self.metrics);
+        }
     }
 
     /// Stamps, stores and fans out one round of batches.
@@ -133,19 +139,14 @@ impl Forwarder {
         for m in batches.iter().flatten() {
             self.seq += 1;
             let lane_id = stamp::lane_of(&m.topic);
-            let lane = &mut self.lanes[lane_id as usize];
-            if lane.seq == 0 && self.used_lanes.len() < MAX_HEARTBEAT_LANES {
-                self.used_lanes.push(lane_id);
-            }
-            lane.seq += 1;
-            lane.last = self.seq;
+            let lane_seq = self.lanes.stamp(lane_id, self.seq);
             let fields = StampFields {
                 flags: 0,
                 hops: 0,
                 lane: lane_id,
                 epoch: self.epoch,
                 seq: self.seq,
-                lane_seq: lane.seq,
+                lane_seq,
                 timestamp_us: now_us,
             };
             let meta = m.meta.as_deref();
@@ -217,15 +218,8 @@ impl Forwarder {
         };
         let hb = Heartbeat {
             oldest,
-            lanes: self
-                .used_lanes
-                .iter()
-                .map(|&l| LaneMark {
-                    lane: l,
-                    lane_seq: self.lanes[l as usize].seq,
-                    seq: self.lanes[l as usize].last,
-                })
-                .collect(),
+            // The most recently active lanes, most recent first.
+            lanes: self.lanes.recent(MAX_HEARTBEAT_LANES),
         };
         let mut payload = Vec::with_capacity(10 + hb.lanes.len() * 18);
         hb.encode(&mut payload);

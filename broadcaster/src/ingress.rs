@@ -43,6 +43,7 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ReadError> {
     let peer = conn.peer.to_string();
+    let stop = conn.activity.stop().clone();
     let mut frames = Vec::with_capacity(4);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -61,6 +62,8 @@ pub(crate) async fn serve(
             tokio::select! {
                 r = read => r,
                 _ = shutdown.cancelled() => continue,
+                // Evicted at the cap (it was idle): forward what it sent, leave.
+                _ = stop.cancelled() => break,
             }
         };
         let count = match msg {

@@ -37,11 +37,15 @@ mod admin;
 mod config;
 mod egress;
 mod endpoint;
+mod fd_limit;
 mod forwarder;
 mod history;
 mod ingress;
+mod lanes;
 mod listener;
+mod liveness;
 mod metrics;
+mod prefix_index;
 mod replay;
 mod subscribers;
 mod zmtp;
@@ -157,6 +161,10 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningBroadcaster, StartError> {
     config.validate()?;
+    let max_connections =
+        fd_limit::fit_connections(config.max_connections, fd_limit::raise_nofile());
+    let timeouts = config.timeouts();
+    let evict_idle = config.evict_idle();
     let epoch = fanfare_protocol::stamp::now_us();
     let (pull_l, pull_a) =
         endpoint::bind(&config.pull, &endpoint::tcp_host_port(&config.pull)?).await?;
@@ -204,7 +212,9 @@ pub async fn start(
             listener: pull_l,
             kind: SocketKind::Pull,
             max_frame: config.max_ingress_frame(),
-            max_connections: config.max_connections,
+            max_connections,
+            timeouts,
+            evict_idle,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
@@ -213,20 +223,35 @@ pub async fn start(
     ));
 
     let next_id = Arc::new(AtomicU64::new(1));
-    let (s, t) = (shutdown.clone(), tracker.clone());
+    let (s, t, m) = (shutdown.clone(), tracker.clone(), metrics.clone());
+    let write_stall = config.write_stall();
     tracker.spawn(listener::accept_loop(
         listener::Acceptor {
             listener: pub_l,
             kind: SocketKind::Pub,
             max_frame: egress::MAX_SUBSCRIPTION_FRAME,
-            max_connections: config.max_connections,
+            max_connections,
+            // A SUB peer is legitimately silent: no idle timeout (the cap,
+            // eviction at the cap and the write-stall bound apply instead).
+            timeouts: zmtp::Timeouts {
+                idle: None,
+                ..timeouts
+            },
+            evict_idle,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         },
         move |conn| {
             let id = next_id.fetch_add(1, Relaxed);
-            egress::serve(conn, id, control_tx.clone(), s.clone(), t.clone())
+            let ctx = egress::EgressContext {
+                control: control_tx.clone(),
+                shutdown: s.clone(),
+                tracker: t.clone(),
+                metrics: m.clone(),
+                write_stall,
+            };
+            egress::serve(conn, id, ctx)
         },
     ));
 
@@ -256,12 +281,23 @@ pub async fn start(
             listener: replay_l,
             kind: SocketKind::Router,
             max_frame: replay::MAX_REQUEST_FRAME,
-            max_connections: config.max_connections,
+            max_connections,
+            timeouts,
+            evict_idle,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         },
-        move |conn| replay::serve(conn, ctx.clone(), s.clone()),
+        move |conn: listener::Conn| {
+            let stop = conn.activity.stop().clone();
+            let served = replay::serve(conn, ctx.clone(), s.clone());
+            async move {
+                tokio::select! {
+                    r = served => r,
+                    () = stop.cancelled() => Ok(()),
+                }
+            }
+        },
     ));
 
     if let Some((l, _)) = admin {

@@ -5,7 +5,15 @@
 //! (`subscriber_queue_bytes`). When a batch does not fit, that subscriber
 //! alone misses it; the miss is counted (`egress_dropped_total`) and the
 //! subscriber sees a seq gap it repairs from history. Others are unaffected.
+//!
+//! Matching goes through a prefix trie ([`PrefixIndex`]): per message
+//! O(topic length + matching subscribers), per SUBSCRIBE / CANCEL
+//! O(prefix length). Each subscriber holds at most [`MAX_PREFIXES`] distinct
+//! prefixes of at most [`MAX_PREFIX_BYTES`] in total, and the trie at most
+//! [`MAX_INDEX_NODES`] nodes; a SUBSCRIBE past a cap is ignored and counted
+//! (`subscriptions_refused_total`), the connection stays.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -14,9 +22,14 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
+use crate::prefix_index::PrefixIndex;
 
 /// Most distinct prefixes one subscriber may hold.
-const MAX_PREFIXES: usize = 10_000;
+pub(crate) const MAX_PREFIXES: usize = 1024;
+/// Most bytes of distinct prefixes one subscriber may hold.
+pub(crate) const MAX_PREFIX_BYTES: usize = 16 * 1024;
+/// Most trie nodes (bytes of distinct prefixes, all subscribers together).
+pub(crate) const MAX_INDEX_NODES: usize = 1 << 20;
 /// Most chunks queued to one subscriber (the byte bound usually binds first).
 pub(crate) const QUEUE_CHUNKS: usize = 4096;
 
@@ -81,78 +94,163 @@ pub(crate) struct Encoded {
 struct Subscriber {
     id: u64,
     queue: SubscriberQueue,
-    prefixes: Vec<(Bytes, u32)>,
-    everything: u32,
+    /// Distinct prefixes with their SUBSCRIBE refcounts.
+    prefixes: HashMap<Bytes, u32>,
+    prefix_bytes: usize,
+    /// The last message (fan-out mark) this subscriber took or skipped.
+    mark: u64,
+    round: Round,
 }
 
-impl Subscriber {
-    fn wants(&self, topic: &[u8]) -> bool {
-        self.everything > 0 || self.prefixes.iter().any(|(p, _)| topic.starts_with(p))
+/// One subscriber's share of the round being fanned out.
+#[derive(Default)]
+struct Round {
+    queued: usize,
+    room: usize,
+    parts: Vec<Bytes>,
+    run: Option<Range<usize>>,
+    count: u64,
+    bytes: usize,
+    dropped: u64,
+}
+
+impl Round {
+    /// Takes message `m` (or drops it once the queue is full: then every
+    /// later message of the round is dropped too, so order holds).
+    fn take(&mut self, buf: &Bytes, m: &Encoded) {
+        let len = m.frames.len();
+        let fits = self.bytes + len <= self.room || (self.queued == 0 && self.count == 0);
+        if self.dropped > 0 || !fits {
+            self.dropped += 1;
+            return;
+        }
+        self.count += 1;
+        self.bytes += len;
+        self.run = Some(match self.run.take() {
+            Some(r) if r.end == m.frames.start => r.start..m.frames.end,
+            Some(r) => {
+                self.parts.push(buf.slice(r));
+                m.frames.clone()
+            }
+            None => m.frames.clone(),
+        });
     }
 }
 
 /// All subscribers, owned by the forwarder task (no locks).
 pub(crate) struct Subscribers {
-    list: Vec<Subscriber>,
+    slots: Vec<Option<Subscriber>>,
+    free: Vec<u32>,
+    by_id: HashMap<u64, u32>,
+    index: PrefixIndex,
     max_queue_bytes: usize,
+    /// Fan-out mark: one per message fanned out.
+    mark: u64,
+    touched: Vec<u32>,
 }
 
 impl Subscribers {
     /// No subscribers yet.
     pub(crate) fn new(max_queue_bytes: usize) -> Self {
         Self {
-            list: Vec::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            index: PrefixIndex::new(MAX_INDEX_NODES),
             max_queue_bytes,
+            mark: 0,
+            touched: Vec::new(),
         }
+    }
+
+    fn get(&mut self, id: u64) -> Option<(u32, &mut Subscriber)> {
+        let slot = *self.by_id.get(&id)?;
+        Some((slot, self.slots[slot as usize].as_mut()?))
     }
 
     /// Applies a control message.
     pub(crate) fn apply(&mut self, c: Control, metrics: &Metrics) {
         match c {
             Control::Add { id, queue } => {
-                self.list.push(Subscriber {
+                let s = Subscriber {
                     id,
                     queue,
-                    prefixes: Vec::new(),
-                    everything: 0,
-                });
-                metrics.subscribers.set(self.list.len() as u64);
+                    prefixes: HashMap::new(),
+                    prefix_bytes: 0,
+                    mark: 0,
+                    round: Round::default(),
+                };
+                let slot = match self.free.pop() {
+                    Some(slot) => {
+                        self.slots[slot as usize] = Some(s);
+                        slot
+                    }
+                    None => {
+                        self.slots.push(Some(s));
+                        (self.slots.len() - 1) as u32
+                    }
+                };
+                self.by_id.insert(id, slot);
+                metrics.subscribers.set(self.by_id.len() as u64);
             }
             Control::Remove { id } => {
-                self.list.retain(|s| s.id != id);
-                metrics.subscribers.set(self.list.len() as u64);
+                self.remove(id);
+                metrics.subscribers.set(self.by_id.len() as u64);
             }
-            Control::Subscribe { id, prefix } => {
-                let Some(s) = self.list.iter_mut().find(|s| s.id == id) else {
-                    return;
-                };
-                if prefix.is_empty() {
-                    s.everything += 1;
-                } else if let Some(p) = s.prefixes.iter_mut().find(|(p, _)| *p == prefix) {
-                    p.1 += 1;
-                } else if s.prefixes.len() < MAX_PREFIXES {
-                    s.prefixes.push((prefix, 1));
-                } else if metrics.log_allowed(crate::metrics::LogKind::Subscription) {
-                    tracing::warn!(
-                        subscriber = id,
-                        "subscription limit reached; prefix ignored"
-                    );
-                }
-            }
+            Control::Subscribe { id, prefix } => self.subscribe(id, prefix, metrics),
             Control::Unsubscribe { id, prefix } => {
-                let Some(s) = self.list.iter_mut().find(|s| s.id == id) else {
+                let Some((slot, s)) = self.get(id) else {
                     return;
                 };
-                if prefix.is_empty() {
-                    s.everything = s.everything.saturating_sub(1);
-                } else if let Some(i) = s.prefixes.iter().position(|(p, _)| *p == prefix) {
-                    s.prefixes[i].1 -= 1;
-                    if s.prefixes[i].1 == 0 {
-                        s.prefixes.swap_remove(i);
-                    }
+                let Some(n) = s.prefixes.get_mut(&prefix) else {
+                    return;
+                };
+                *n -= 1;
+                if *n == 0 {
+                    s.prefixes.remove(&prefix);
+                    s.prefix_bytes -= prefix.len();
+                    self.index.remove(&prefix, slot);
                 }
             }
         }
+    }
+
+    fn subscribe(&mut self, id: u64, prefix: Bytes, metrics: &Metrics) {
+        let Some((slot, s)) = self.get(id) else {
+            return;
+        };
+        if let Some(n) = s.prefixes.get_mut(&prefix) {
+            *n = n.saturating_add(1);
+            return;
+        }
+        let fits =
+            s.prefixes.len() < MAX_PREFIXES && s.prefix_bytes + prefix.len() <= MAX_PREFIX_BYTES;
+        if fits && self.index.insert(&prefix, slot) {
+            if let Some((_, s)) = self.get(id) {
+                s.prefix_bytes += prefix.len();
+                s.prefixes.insert(prefix, 1);
+            }
+            return;
+        }
+        metrics.subscriptions_refused.inc();
+        if metrics.log_allowed(crate::metrics::LogKind::Subscription) {
+            tracing::warn!(
+                subscriber = id,
+                "subscription limit reached ({MAX_PREFIXES} prefixes / {MAX_PREFIX_BYTES} bytes per subscriber, {MAX_INDEX_NODES} trie nodes); prefix ignored"
+            );
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(slot) = self.by_id.remove(&id) else {
+            return;
+        };
+        if let Some(s) = self.slots[slot as usize].take() {
+            for p in s.prefixes.keys() {
+                self.index.remove(p, slot);
+            }
+        }
+        self.free.push(slot);
     }
 
     /// Queues each subscriber the runs of `msgs` it subscribes to, as slices
@@ -163,40 +261,49 @@ impl Subscribers {
     /// Subscribers whose queue is gone are removed.
     pub(crate) fn fan_out(&mut self, buf: &Bytes, msgs: &[Encoded], metrics: &Metrics) {
         let max = self.max_queue_bytes;
+        self.touched.clear();
+        let round_start = self.mark;
+        for m in msgs {
+            self.mark += 1;
+            let mark = self.mark;
+            let (slots, touched) = (&mut self.slots, &mut self.touched);
+            self.index.for_each_match(&buf[m.topic.clone()], |slot| {
+                let Some(s) = slots[slot as usize].as_mut() else {
+                    return;
+                };
+                if s.mark == mark {
+                    return; // another of its prefixes matched already
+                }
+                if s.mark <= round_start {
+                    let queued = s.queue.queued.load(Relaxed);
+                    s.round = Round {
+                        queued,
+                        room: max.saturating_sub(queued),
+                        ..Round::default()
+                    };
+                    touched.push(slot);
+                }
+                s.mark = mark;
+                s.round.take(buf, m);
+            });
+        }
         let mut gone = Vec::new();
-        for s in &mut self.list {
-            let queued = s.queue.queued.load(Relaxed);
-            let room = max.saturating_sub(queued);
-            let mut parts = Vec::new();
-            let (mut run, mut count, mut bytes, mut dropped) =
-                (None::<Range<usize>>, 0u64, 0usize, 0u64);
-            for m in msgs {
-                if !s.wants(&buf[m.topic.clone()]) {
-                    continue;
-                }
-                let fits = bytes + m.frames.len() <= room || (queued == 0 && count == 0);
-                if dropped > 0 || !fits {
-                    dropped += 1;
-                    continue;
-                }
-                count += 1;
-                bytes += m.frames.len();
-                run = Some(match run {
-                    Some(r) if r.end == m.frames.start => r.start..m.frames.end,
-                    Some(r) => {
-                        parts.push(buf.slice(r));
-                        m.frames.clone()
-                    }
-                    None => m.frames.clone(),
-                });
+        for &slot in &self.touched {
+            let Some(s) = self.slots[slot as usize].as_mut() else {
+                continue;
+            };
+            let mut r = std::mem::take(&mut s.round);
+            if r.dropped > 0 {
+                metrics.egress_dropped.inc_by(r.dropped);
             }
-            if dropped > 0 {
-                metrics.egress_dropped.inc_by(dropped);
-            }
-            let Some(r) = run else { continue };
-            parts.push(buf.slice(r));
+            let Some(run) = r.run.take() else { continue };
+            r.parts.push(buf.slice(run));
+            let (count, bytes) = (r.count, r.bytes);
             s.queue.queued.fetch_add(bytes, Relaxed);
-            match s.queue.tx.try_send(Chunk { parts, bytes }) {
+            match s.queue.tx.try_send(Chunk {
+                parts: r.parts,
+                bytes,
+            }) {
                 Ok(()) => {
                     metrics.egress_messages.inc_by(count);
                 }
@@ -208,8 +315,172 @@ impl Subscribers {
             }
         }
         if !gone.is_empty() {
-            self.list.retain(|s| !gone.contains(&s.id));
-            metrics.subscribers.set(self.list.len() as u64);
+            for id in gone {
+                self.remove(id);
+            }
+            metrics.subscribers.set(self.by_id.len() as u64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Refcounted prefixes of one subscriber.
+    type Prefixes = Vec<(Vec<u8>, u32)>;
+
+    /// The old semantics, linearly: refcounted prefixes per subscriber.
+    #[derive(Default)]
+    struct Linear {
+        subs: Vec<(u64, Prefixes)>,
+    }
+
+    impl Linear {
+        fn apply(&mut self, id: u64, prefix: &[u8], subscribe: bool) {
+            let Some((_, ps)) = self.subs.iter_mut().find(|(i, _)| *i == id) else {
+                return;
+            };
+            match ps.iter().position(|(p, _)| p == prefix) {
+                Some(i) if subscribe => ps[i].1 += 1,
+                Some(i) => {
+                    ps[i].1 -= 1;
+                    if ps[i].1 == 0 {
+                        ps.swap_remove(i);
+                    }
+                }
+                None if subscribe => ps.push((prefix.to_vec(), 1)),
+                None => {}
+            }
+        }
+
+        fn wants(&self, topic: &[u8]) -> Vec<u64> {
+            let mut v: Vec<u64> = self
+                .subs
+                .iter()
+                .filter(|(_, ps)| ps.iter().any(|(p, _)| topic.starts_with(p)))
+                .map(|(i, _)| *i)
+                .collect();
+            v.sort_unstable();
+            v
+        }
+    }
+
+    fn encoded_one(topic: &[u8]) -> (Bytes, Encoded) {
+        let mut out = bytes::BytesMut::new();
+        let t = crate::zmtp::put_frame(&mut out, topic.len(), false, |o| {
+            bytes::BufMut::put_slice(o, topic)
+        });
+        let frames = 0..out.len();
+        (out.freeze(), Encoded { frames, topic: t })
+    }
+
+    /// Which subscribers got a chunk, each at most one message.
+    fn deliver(
+        s: &mut Subscribers,
+        rxs: &mut [(u64, mpsc::Receiver<Chunk>)],
+        topic: &[u8],
+        m: &Metrics,
+    ) -> Vec<u64> {
+        let (buf, e) = encoded_one(topic);
+        s.fan_out(&buf, std::slice::from_ref(&e), m);
+        let mut got = Vec::new();
+        for (id, rx) in rxs.iter_mut() {
+            while let Ok(c) = rx.try_recv() {
+                assert_eq!(c.bytes, e.frames.len(), "once, not once per prefix");
+                got.push(*id);
+            }
+        }
+        got.sort_unstable();
+        got
+    }
+
+    fn setup(n: u64, m: &Metrics) -> (Subscribers, Vec<(u64, mpsc::Receiver<Chunk>)>, Linear) {
+        let mut s = Subscribers::new(1 << 20);
+        let mut rxs = Vec::new();
+        let mut lin = Linear::default();
+        for id in 1..=n {
+            let (tx, rx) = mpsc::channel(16);
+            let queue = SubscriberQueue {
+                tx,
+                queued: Arc::new(AtomicUsize::new(0)),
+            };
+            s.apply(Control::Add { id, queue }, m);
+            rxs.push((id, rx));
+            lin.subs.push((id, Vec::new()));
+        }
+        (s, rxs, lin)
+    }
+
+    proptest! {
+        #[test]
+        fn trie_matches_the_linear_semantics(
+            ops in proptest::collection::vec((1u64..4, "[ab]{0,3}", any::<bool>()), 0..60),
+            topics in proptest::collection::vec("[ab]{0,4}", 1..10),
+            remove in proptest::option::of(1u64..4),
+        ) {
+            let m = Metrics::new("t", 1);
+            let (mut s, mut rxs, mut lin) = setup(3, &m);
+            for (id, p, sub) in &ops {
+                let prefix = Bytes::copy_from_slice(p.as_bytes());
+                let c = if *sub {
+                    Control::Subscribe { id: *id, prefix }
+                } else {
+                    Control::Unsubscribe { id: *id, prefix }
+                };
+                s.apply(c, &m);
+                lin.apply(*id, p.as_bytes(), *sub);
+            }
+            if let Some(id) = remove {
+                s.apply(Control::Remove { id }, &m);
+                lin.subs.retain(|(i, _)| *i != id);
+            }
+            for t in &topics {
+                prop_assert_eq!(deliver(&mut s, &mut rxs, t.as_bytes(), &m), lin.wants(t.as_bytes()));
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_caps_refuse_and_count() {
+        let m = Metrics::new("t", 1);
+        let (mut s, mut rxs, _) = setup(1, &m);
+        for i in 0..MAX_PREFIXES + 10 {
+            let prefix = Bytes::from(format!("p{i}."));
+            s.apply(Control::Subscribe { id: 1, prefix }, &m);
+        }
+        assert_eq!(m.subscriptions_refused.get(), 10);
+        assert_eq!(deliver(&mut s, &mut rxs, b"p5.x", &m), vec![1]);
+        assert!(deliver(
+            &mut s,
+            &mut rxs,
+            format!("p{}.x", MAX_PREFIXES + 1).as_bytes(),
+            &m
+        )
+        .is_empty());
+        s.apply(Control::Remove { id: 1 }, &m);
+        assert_eq!(
+            s.index.len(),
+            1,
+            "a removed subscriber's prefixes leave the trie"
+        );
+        let (mut s, _, _) = setup(1, &m);
+        let big = Bytes::from(vec![b'x'; 1000]);
+        for i in 0..20u8 {
+            let mut p = big.to_vec();
+            p.push(i);
+            s.apply(
+                Control::Subscribe {
+                    id: 1,
+                    prefix: p.into(),
+                },
+                &m,
+            );
+        }
+        assert_eq!(
+            m.subscriptions_refused.get(),
+            10 + 20 - (MAX_PREFIX_BYTES / 1001) as u64
+        );
     }
 }

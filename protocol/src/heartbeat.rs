@@ -13,8 +13,9 @@
 
 use bytes::BufMut;
 
-/// Most lanes listed in one heartbeat (the most recently active ones).
-pub const MAX_HEARTBEAT_LANES: usize = 4096;
+/// Most lanes listed in one heartbeat: the most recently active ones, most
+/// recent first (a heartbeat payload is at most 10 + 256 × 18 = 4,618 bytes).
+pub const MAX_HEARTBEAT_LANES: usize = 256;
 
 /// One lane's progress as told by a heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

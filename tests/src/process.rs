@@ -29,6 +29,7 @@ pub struct BroadcasterProcess {
     endpoints: Endpoints,
     extra_args: Vec<String>,
     log_path: PathBuf,
+    nofile: Option<u64>,
 }
 
 impl BroadcasterProcess {
@@ -44,14 +45,25 @@ impl BroadcasterProcess {
         Self::spawn_on(Ports::ANY_WITHOUT_ADMIN, extra_args).await
     }
 
+    /// Like [`Self::spawn`], under `ulimit -n nofile` (soft and hard limit
+    /// on open files), through `sh`.
+    pub async fn spawn_with_open_files(nofile: u64, extra_args: &[&str]) -> Result<Self> {
+        Self::spawn_limited(Ports::ANY, extra_args, Some(nofile)).await
+    }
+
     async fn spawn_on(ports: Ports, extra_args: &[&str]) -> Result<Self> {
+        Self::spawn_limited(ports, extra_args, None).await
+    }
+
+    async fn spawn_limited(ports: Ports, extra_args: &[&str], nofile: Option<u64>) -> Result<Self> {
         let extra: Vec<String> = extra_args.iter().map(|s| (*s).to_owned()).collect();
-        let (child, endpoints, log_path) = start(ports, &extra).await?;
+        let (child, endpoints, log_path) = start(ports, &extra, nofile).await?;
         Ok(Self {
             child: Some(child),
             endpoints,
             extra_args: extra,
             log_path,
+            nofile,
         })
     }
 
@@ -137,7 +149,7 @@ impl BroadcasterProcess {
         // may still race with it, so retry within the readiness deadline.
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            match start(ports, &self.extra_args).await {
+            match start(ports, &self.extra_args, self.nofile).await {
                 Ok((child, endpoints, log_path)) => {
                     if Ports::of(&endpoints)? != ports {
                         bail!("restarted on other ports: {endpoints:?}");
@@ -207,7 +219,11 @@ impl Ports {
 }
 
 /// Starts one child with the given ports and waits for readiness.
-async fn start(ports: Ports, extra: &[String]) -> Result<(Child, Endpoints, PathBuf)> {
+async fn start(
+    ports: Ports,
+    extra: &[String],
+    nofile: Option<u64>,
+) -> Result<(Child, Endpoints, PathBuf)> {
     let bin = broadcaster_binary()?;
     let log_path = next_log_path();
     let log = File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
@@ -215,7 +231,16 @@ async fn start(ports: Ports, extra: &[String]) -> Result<(Child, Endpoints, Path
     let admin = ports
         .admin
         .map_or_else(|| "off".to_owned(), |p| format!("127.0.0.1:{p}"));
-    let mut child = Command::new(&bin)
+    let mut command = match nofile {
+        None => Command::new(&bin),
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
+                .arg(&bin);
+            c
+        }
+    };
+    let mut child = command
         .args(["--pull", &format!("tcp://127.0.0.1:{pull}")])
         .args(["--pub", &format!("tcp://127.0.0.1:{publish}")])
         .args(["--replay", &format!("tcp://127.0.0.1:{replay}")])

@@ -102,6 +102,21 @@ struct RunArgs {
     /// Per-subscriber queue bound, bytes [default: 16777216].
     #[arg(long, env = "FANFARE_SUBSCRIBER_QUEUE_BYTES")]
     subscriber_queue_bytes: Option<usize>,
+    /// Most connections per socket [default: 4096].
+    #[arg(long, env = "FANFARE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// A started frame must complete within this, ms [default: 10000].
+    #[arg(long, env = "FANFARE_FRAME_DEADLINE_MS")]
+    frame_deadline_ms: Option<u64>,
+    /// Silent PULL/replay peers are cut after this, ms; 0 = never [default: 300000].
+    #[arg(long, env = "FANFARE_IDLE_TIMEOUT_MS")]
+    idle_timeout_ms: Option<u64>,
+    /// A subscriber that takes no bytes this long is cut, ms [default: 15000].
+    #[arg(long, env = "FANFARE_WRITE_STALL_MS")]
+    write_stall_ms: Option<u64>,
+    /// At the cap, peers idle this long may be evicted, ms [default: 10000].
+    #[arg(long, env = "FANFARE_EVICT_IDLE_MS")]
+    evict_idle_ms: Option<u64>,
     /// Graceful shutdown budget, ms [default: 5000].
     #[arg(long, env = "FANFARE_SHUTDOWN_TIMEOUT_MS")]
     shutdown_timeout_ms: Option<u64>,
@@ -131,6 +146,13 @@ impl RunArgs {
             heartbeat_ms,
             subscriber_queue_bytes,
             shutdown_timeout_ms
+        );
+        set!(
+            max_connections,
+            frame_deadline_ms,
+            idle_timeout_ms,
+            write_stall_ms,
+            evict_idle_ms
         );
         if let Some(a) = self.admin {
             c.admin = (a != "off").then_some(a);

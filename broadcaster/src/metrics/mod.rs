@@ -97,6 +97,16 @@ pub(crate) struct SocketCounters {
     pub(crate) oversize_frame: Counter,
     /// Peers disconnected for other protocol errors.
     pub(crate) protocol_error: Counter,
+    /// Peers disconnected for not finishing a started frame in time.
+    pub(crate) frame_deadline: Counter,
+    /// Peers disconnected for sending nothing for the idle timeout.
+    pub(crate) idle: Counter,
+    /// Subscribers disconnected because their socket took no bytes in time.
+    pub(crate) write_stall: Counter,
+    /// Idle peers evicted at the cap to make room for a new one.
+    pub(crate) evicted: Counter,
+    /// The connection cap in force (after fitting under RLIMIT_NOFILE).
+    pub(crate) limit: CountGauge,
 }
 
 /// All broadcaster metrics. The fields are handles into `registry`.
@@ -145,6 +155,8 @@ pub(crate) struct Metrics {
     pub(crate) replay_duration: Histogram,
     /// Replay limits at work: busy answers, write timeouts, scan cuts.
     pub(crate) replay: ReplayMetrics,
+    /// Subscriptions ignored at a subscriber's prefix cap.
+    pub(crate) subscriptions_refused: Counter,
     sockets: [SocketCounters; 3],
     log_gates: LogGates,
 }
@@ -213,6 +225,11 @@ impl Metrics {
             replay_duration.clone(),
         );
         let replay = ReplayMetrics::register(&mut r);
+        let subscriptions_refused = register(
+            &mut r,
+            "subscriptions_refused",
+            "SUBSCRIBEs ignored at a subscriber's prefix cap (count or bytes)",
+        );
         let sockets = socket_counters(&mut r);
         let rejected =
             Reject::ALL.map(|why| rejected.get_or_create_owned(&[("reason", why.label())]));
@@ -240,6 +257,7 @@ impl Metrics {
             replay_messages,
             replay_duration,
             replay,
+            subscriptions_refused,
             sockets,
             log_gates: LogGates::default(),
         }
@@ -291,7 +309,7 @@ where
     f
 }
 
-/// The six per-socket families, and each socket's members of them.
+/// The per-socket families, and each socket's members of them.
 fn socket_counters(r: &mut Registry) -> [SocketCounters; 3] {
     let open: Family<OneLabel, CountGauge> = family(r, "connections", "Connections open");
     let accepted: Family<OneLabel, Counter> =
@@ -316,6 +334,31 @@ fn socket_counters(r: &mut Registry) -> [SocketCounters; 3] {
         "protocol_error_disconnects",
         "Peers disconnected for other protocol errors",
     );
+    let deadline: Family<OneLabel, Counter> = family(
+        r,
+        "frame_deadline_disconnects",
+        "Peers disconnected for not completing a started frame in time",
+    );
+    let idle: Family<OneLabel, Counter> = family(
+        r,
+        "idle_disconnects",
+        "Peers disconnected for sending nothing for the idle timeout",
+    );
+    let stall: Family<OneLabel, Counter> = family(
+        r,
+        "write_stall_disconnects",
+        "Subscribers disconnected because their socket took no bytes in time",
+    );
+    let evicted: Family<OneLabel, Counter> = family(
+        r,
+        "connections_evicted",
+        "Idle peers evicted at the connection cap for a new one",
+    );
+    let limit: Family<OneLabel, CountGauge> = family(
+        r,
+        "connection_limit",
+        "Connection cap in force (fitted under the open-file limit)",
+    );
     SOCKETS.map(|kind| {
         let l = [("socket", kind.label())];
         SocketCounters {
@@ -325,6 +368,11 @@ fn socket_counters(r: &mut Registry) -> [SocketCounters; 3] {
             handshake_failed: handshake.get_or_create_owned(&l),
             oversize_frame: oversize.get_or_create_owned(&l),
             protocol_error: protocol.get_or_create_owned(&l),
+            frame_deadline: deadline.get_or_create_owned(&l),
+            idle: idle.get_or_create_owned(&l),
+            write_stall: stall.get_or_create_owned(&l),
+            evicted: evicted.get_or_create_owned(&l),
+            limit: limit.get_or_create_owned(&l),
         }
     })
 }

@@ -1,10 +1,15 @@
 //! Reading frames: a zero-copy frame reader that checks every header
 //! against a size limit before reading or allocating the body.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
 
 use super::command::pong_for;
+use crate::liveness::Activity;
 
 /// Flag bit: more frames follow in this message.
 pub(super) const MORE: u8 = 0x01;
@@ -46,9 +51,34 @@ pub(crate) enum ReadError {
     /// The connection ended in the middle of a frame.
     #[error("connection closed mid-frame")]
     Truncated,
+    /// A started frame or message was not complete within the deadline.
+    #[error("frame not completed within {0:?}")]
+    FrameDeadline(Duration),
+    /// Nothing arrived for the idle timeout.
+    #[error("peer silent for {0:?}")]
+    Idle(Duration),
     /// Socket error.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// Time bounds on reading after the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    /// A frame (and a multipart message) that has started must be complete
+    /// within this time.
+    pub(crate) frame: Duration,
+    /// Longest silence between messages; `None`: no bound.
+    pub(crate) idle: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            frame: Duration::from_secs(10),
+            idle: None,
+        }
+    }
 }
 
 /// Reads frames from a byte stream; frames are slices of one growing buffer,
@@ -58,6 +88,12 @@ pub(crate) struct FrameReader<R> {
     buf: BytesMut,
     max_frame: usize,
     pong: Option<Bytes>,
+    timeouts: Timeouts,
+    activity: Option<Arc<Activity>>,
+    /// When the frame or message being read started (first wait on it).
+    started: Option<Instant>,
+    /// A frame with the MORE flag was returned: a message is under way.
+    in_message: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -68,7 +104,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             buf: BytesMut::new(),
             max_frame,
             pong: None,
+            timeouts: Timeouts::default(),
+            activity: None,
+            started: None,
+            in_message: false,
         }
+    }
+
+    /// Sets the read time bounds; every read that brings bytes touches
+    /// `activity` (progress for idle eviction).
+    pub(crate) fn set_timeouts(&mut self, timeouts: Timeouts, activity: Arc<Activity>) {
+        self.timeouts = timeouts;
+        self.activity = Some(activity);
     }
 
     /// Changes the frame size limit (the handshake uses a small one).
@@ -110,6 +157,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     let flags = self.buf[0];
                     self.buf.advance(header);
                     let body = self.buf.split_to(len).freeze();
+                    if flags & COMMAND == 0 {
+                        self.in_message = flags & MORE != 0;
+                    }
+                    if !self.in_message {
+                        self.started = None;
+                    }
                     return Ok(Some(if flags & COMMAND != 0 {
                         ZmtpFrame::Command(body)
                     } else {
@@ -120,10 +173,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     }));
                 }
                 let missing = header + len - self.buf.len();
-                if self.fill(missing).await? == 0 {
+                if self.fill_bounded(missing).await? == 0 {
                     return Err(ReadError::Truncated);
                 }
-            } else if self.fill(1).await? == 0 {
+            } else if self.fill_bounded(1).await? == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
@@ -184,6 +237,31 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// complete. Fails as soon as the announced length exceeds the limit.
     fn parse_header(&self) -> Result<Option<(usize, usize)>, ReadError> {
         parse_header_at(&self.buf, self.max_frame)
+    }
+
+    /// [`Self::fill`] under the time bounds: the frame deadline while a frame
+    /// or message is under way, the idle timeout between messages.
+    async fn fill_bounded(&mut self, want: usize) -> Result<usize, ReadError> {
+        let n = if self.buf.is_empty() && !self.in_message {
+            match self.timeouts.idle {
+                None => self.fill(want).await?,
+                Some(idle) => tokio::time::timeout(idle, self.fill(want))
+                    .await
+                    .map_err(|_| ReadError::Idle(idle))??,
+            }
+        } else {
+            let frame = self.timeouts.frame;
+            let started = *self.started.get_or_insert_with(Instant::now);
+            tokio::time::timeout_at(started + frame, self.fill(want))
+                .await
+                .map_err(|_| ReadError::FrameDeadline(frame))??
+        };
+        if n > 0 {
+            if let Some(a) = &self.activity {
+                a.touch();
+            }
+        }
+        Ok(n)
     }
 
     /// Reads at least once; returns the bytes read (0 = end of stream).
@@ -282,6 +360,49 @@ mod tests {
             Err(ReadError::BadFlags(0x40))
         ));
         assert!(frames(&[], 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stalled_frame_or_message_hits_the_deadline() {
+        let t = Timeouts {
+            frame: Duration::from_millis(100),
+            idle: Some(Duration::from_millis(300)),
+        };
+        // One byte short of a 100-byte frame.
+        let (mut tx, rx) = tokio::io::duplex(1024);
+        let mut r = FrameReader::new(rx, 1000);
+        r.set_timeouts(t, Activity::new());
+        let mut wire = Vec::new();
+        encode_frame_header(&mut wire, 100, false);
+        wire.extend_from_slice(&[1; 99]);
+        tokio::io::AsyncWriteExt::write_all(&mut tx, &wire)
+            .await
+            .unwrap();
+        let err = r.next_frame().await.unwrap_err();
+        assert!(matches!(err, ReadError::FrameDeadline(_)), "{err}");
+
+        // A complete MORE frame, then nothing: the message is under way.
+        let (mut tx, rx) = tokio::io::duplex(1024);
+        let mut r = FrameReader::new(rx, 1000);
+        r.set_timeouts(t, Activity::new());
+        let mut wire = Vec::new();
+        encode_frame_header(&mut wire, 1, true);
+        wire.push(b't');
+        tokio::io::AsyncWriteExt::write_all(&mut tx, &wire)
+            .await
+            .unwrap();
+        assert!(r.next_frame().await.unwrap().is_some());
+        let err = r.next_frame().await.unwrap_err();
+        assert!(matches!(err, ReadError::FrameDeadline(_)), "{err}");
+
+        // Between messages only the idle timeout applies.
+        let (_tx, rx) = tokio::io::duplex(1024);
+        let mut r = FrameReader::new(rx, 1000);
+        r.set_timeouts(t, Activity::new());
+        let at = Instant::now();
+        let err = r.next_frame().await.unwrap_err();
+        assert!(matches!(err, ReadError::Idle(_)), "{err}");
+        assert!(at.elapsed() >= Duration::from_millis(300));
     }
 
     #[tokio::test]

@@ -24,6 +24,6 @@ mod subscription;
 
 pub(crate) use command::pong_for;
 pub(crate) use encode::{encode_frame_header, encode_multipart, put_frame, MAX_FRAME_HEADER};
-pub(crate) use frame::{FrameReader, ReadError, ZmtpFrame};
+pub(crate) use frame::{FrameReader, ReadError, Timeouts, ZmtpFrame};
 pub(crate) use handshake::{handshake, HandshakeError, SocketKind};
 pub(crate) use subscription::Subscription;
