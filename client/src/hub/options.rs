@@ -15,6 +15,8 @@ pub struct HubOptions {
     pub(crate) hard_frame_limit: usize,
     pub(crate) publish_rate: f64,
     pub(crate) publish_burst: u32,
+    pub(crate) subscribe_rate: f64,
+    pub(crate) subscribe_burst: u32,
     pub(crate) error_rate: f64,
     pub(crate) error_burst: u32,
     pub(crate) keepalive_interval: Duration,
@@ -54,6 +56,8 @@ impl HubOptions {
             hard_frame_limit: 256 * 1024,
             publish_rate: 20.0,
             publish_burst: 40,
+            subscribe_rate: 5.0,
+            subscribe_burst: 20,
             error_rate: 1.0,
             error_burst: 20,
             keepalive_interval: Duration::from_secs(20),
@@ -96,6 +100,15 @@ impl HubOptions {
     pub fn publish_rate(mut self, per_second: f64, burst: u32) -> Self {
         self.publish_rate = per_second;
         self.publish_burst = burst;
+        self
+    }
+
+    /// `subscribe` requests per second and burst per connection (default
+    /// 5/s, 20); past it a `subscribe` gets `rate_limited` (and costs an
+    /// error token). A `subscribe` with `since` is the costly one (a resume).
+    pub fn subscribe_rate(mut self, per_second: f64, burst: u32) -> Self {
+        self.subscribe_rate = per_second;
+        self.subscribe_burst = burst;
         self
     }
 

@@ -97,7 +97,7 @@ impl Ctx<'_> {
                 }
             };
             if chunk.oldest > from {
-                let last = (chunk.oldest - 1).min(to);
+                let last = chunk.oldest.saturating_sub(1).min(to);
                 self.gap(origin, epoch, from, last, GapCause::Unrecoverable);
             }
             for m in &chunk.messages {
@@ -144,25 +144,29 @@ pub async fn recover(
         },
     };
     for (origin, epoch, seq, coverage) in &start.coverage {
-        // What the browser already has is never sent again.
+        // What the browser already has is never sent again. A seq is the
+        // browser's word: `seq + 1` is checked (u64::MAX has nothing after it).
         cx.fresh(&Arc::from(origin.as_str()), *epoch, *seq);
-        match coverage {
-            Some(c) if c.epoch == *epoch => {
-                if seq + 1 < c.first {
-                    cx.replay(origin, *epoch, seq + 1, c.first - 1).await;
+        let after = seq.checked_add(1);
+        match (coverage, after) {
+            (_, None) => {}
+            (Some(c), Some(next)) if c.epoch == *epoch => {
+                if next < c.first {
+                    cx.replay(origin, *epoch, next, c.first.saturating_sub(1))
+                        .await;
                 }
             }
-            Some(c) => {
+            (Some(c), Some(next)) => {
                 // The origin restarted since: the old epoch's tail, then the
                 // new epoch from its start.
                 if c.epoch > *epoch {
-                    cx.replay(origin, *epoch, seq + 1, u64::MAX).await;
+                    cx.replay(origin, *epoch, next, u64::MAX).await;
                     if c.first > 1 {
                         cx.replay(origin, c.epoch, 1, c.first - 1).await;
                     }
                 }
             }
-            None => cx.replay(origin, *epoch, seq + 1, u64::MAX).await,
+            (None, Some(next)) => cx.replay(origin, *epoch, next, u64::MAX).await,
         }
         for ev in start
             .ring_events

@@ -169,6 +169,12 @@ impl Registry {
         let mut ring_events = Vec::new();
         for (origin, epoch, seq) in since {
             let cov = st.ring.coverage(origin);
+            // A seq beyond the newest this hub saw is "up to date" at the newest.
+            let seq = match cov {
+                Some(c) if c.epoch == *epoch => (*seq).min(c.last),
+                _ => *seq,
+            };
+            let seq = &seq;
             coverage.push((origin.clone(), *epoch, *seq, cov));
             if let Some(c) = cov {
                 let (ep, after) = if c.epoch == *epoch {

@@ -88,7 +88,7 @@ impl Ring {
                 if event.seq <= c.last {
                     return false;
                 }
-                if event.seq != c.last + 1 {
+                if Some(event.seq) != c.last.checked_add(1) {
                     // A hole the feed did not fill: the run restarts here.
                     c.first = event.seq;
                 }
@@ -115,7 +115,7 @@ impl Ring {
             self.bytes -= old.frame.len();
             if let Some(c) = self.origins.get_mut(&old.origin) {
                 if c.epoch == old.epoch && c.first <= old.seq {
-                    c.first = old.seq + 1;
+                    c.first = old.seq.saturating_add(1);
                 }
             }
         }
@@ -127,7 +127,7 @@ impl Ring {
     pub fn note_gap(&mut self, origin: &Arc<str>, epoch: u64, last: u64) {
         if let Some(c) = self.origins.get_mut(origin) {
             if c.epoch == epoch && c.first <= last {
-                c.first = last + 1;
+                c.first = last.saturating_add(1);
             }
         }
     }

@@ -47,6 +47,7 @@ struct Conn {
     shared: Arc<ConnShared>,
     tx: mpsc::Sender<Outgoing>,
     publishes: TokenBucket,
+    subscribes: TokenBucket,
     errors: TokenBucket,
 }
 
@@ -83,6 +84,7 @@ where
     let mut conn = Conn {
         headers,
         publishes: TokenBucket::new(o.publish_rate, o.publish_burst),
+        subscribes: TokenBucket::new(o.subscribe_rate, o.subscribe_burst),
         errors: TokenBucket::new(o.error_rate, o.error_burst),
         hub: hub.clone(),
         id,
@@ -254,6 +256,13 @@ impl Conn {
         since: Option<String>,
         reference: Option<&RawValue>,
     ) -> Result<(), Refusal> {
+        if !self.subscribes.try_take() {
+            let wait = self.subscribes.wait_time().as_millis();
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                format!("too many subscribe requests; retry in {wait} ms"),
+            ));
+        }
         let patterns = self.check_patterns(&topics)?;
         let since = match since.as_deref() {
             None | Some("") => None,

@@ -55,3 +55,48 @@ async fn resume_uses_the_ring_then_the_history_then_says_gap() {
     );
     assert_eq!(e.json().await["pos"], "b1:7:3");
 }
+
+#[tokio::test]
+async fn a_since_beyond_the_newest_is_up_to_date_and_never_wraps() {
+    let (hub, fabric, feed) = setup(HubOptions::new("w1").ring(100, 1 << 20));
+    let mut watcher = connect(&hub, 64);
+    watcher.json().await;
+    subscribed(&mut watcher, json!(["#"]), None).await;
+    for s in 1..=3 {
+        fabric.history.lock().unwrap().push(msg(s, "a.x"));
+        feed.send(FabricItem::Message(msg(s, "a.x"))).await.unwrap();
+        watcher.json().await;
+    }
+    // Origin in the ring, and an origin the hub never saw: nothing replayed.
+    for since in ["b1:7:18446744073709551615", "zz:1:18446744073709551615"] {
+        let mut c = connect(&hub, 64);
+        c.json().await;
+        let v = subscribed(&mut c, json!(["#"]), Some(since)).await;
+        assert_eq!(v["replayed"], 0, "{since}: {v}");
+        // Up to date at the newest: the next live event arrives.
+        let next = 4 + u64::from(since.starts_with("zz"));
+        feed.send(FabricItem::Message(msg(next, "a.x")))
+            .await
+            .unwrap();
+        watcher.json().await;
+        let ev = c.json().await;
+        assert_eq!(ev["pos"], format!("b1:7:{next}"), "{since}: {ev}");
+    }
+}
+
+#[tokio::test]
+async fn subscribe_is_rate_limited() {
+    let (hub, _fabric, _feed) = setup(HubOptions::new("w1").subscribe_rate(0.001, 3));
+    let mut c = connect(&hub, 64);
+    c.json().await;
+    for _ in 0..3 {
+        subscribed(&mut c, json!(["a.x"]), Some("b1:7:0")).await;
+    }
+    c.send(json!({"op":"subscribe","topics":["a.y"]})).await;
+    let v = c.json().await;
+    assert_eq!(
+        (v["op"].as_str(), v["code"].as_str()),
+        (Some("error"), Some("rate_limited")),
+        "{v}"
+    );
+}
