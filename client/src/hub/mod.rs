@@ -145,6 +145,8 @@ pub(crate) struct HubInner {
     metrics: Arc<HubMetrics>,
     next_conn: AtomicU64,
     shutdown: CancellationToken,
+    /// Turns for resumes (`HubOptions::max_resumes`).
+    resumes: tokio::sync::Semaphore,
 }
 
 /// A websocket hub for axum. Cheap to clone.
@@ -176,8 +178,10 @@ impl Hub {
             options.ring_events,
             options.ring_bytes,
             options.queue_capacity,
+            options.max_distinct_patterns,
         );
         let inner = Arc::new(HubInner {
+            resumes: tokio::sync::Semaphore::new(options.max_resumes),
             options,
             fabric,
             registry,

@@ -26,8 +26,13 @@ pub struct HubOptions {
     pub(crate) ring_events: usize,
     pub(crate) ring_bytes: usize,
     pub(crate) recovery_budget: usize,
+    pub(crate) resume_bytes: usize,
+    pub(crate) resume_scan: usize,
+    pub(crate) max_resumes: usize,
+    pub(crate) slow_cut: Duration,
     pub(crate) max_connections: usize,
     pub(crate) max_patterns: usize,
+    pub(crate) max_distinct_patterns: usize,
     pub(crate) origins: OriginPolicy,
     pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) auth_in_first_frame: bool,
@@ -67,8 +72,13 @@ impl HubOptions {
             ring_events: 10_000,
             ring_bytes: 16 * 1024 * 1024,
             recovery_budget: 10_000,
+            resume_bytes: 4 * 1024 * 1024,
+            resume_scan: 50_000,
+            max_resumes: 4,
+            slow_cut: Duration::from_secs(2),
             max_connections: 100_000,
             max_patterns: 64,
+            max_distinct_patterns: 10_000,
             origins: OriginPolicy::Any,
             authorizer: Arc::new(AllowAll),
             auth_in_first_frame: false,
@@ -148,9 +158,44 @@ impl HubOptions {
         self
     }
 
+    /// Bounds of one resume beyond [`recovery_budget`](Self::recovery_budget):
+    /// bytes of event frames it may hold (default 4 MiB) and ring events it
+    /// may scan against its patterns (default 50 000). Past either, the rest
+    /// is a `too_far_behind` gap.
+    pub fn resume_limits(mut self, bytes: usize, scanned: usize) -> Self {
+        self.resume_bytes = bytes;
+        self.resume_scan = scanned;
+        self
+    }
+
+    /// Resumes computed at once per hub (default 4); further `subscribe …
+    /// since` requests wait for a turn. Bounds resume memory per hub to
+    /// about `max_resumes × resume bytes`.
+    pub fn max_resumes(mut self, n: usize) -> Self {
+        self.max_resumes = n.max(1);
+        self
+    }
+
+    /// How long a frame of a resume may wait for room in a full connection
+    /// queue before the connection is closed as a slow consumer (4008), and
+    /// how long the close frame of a slow consumer may wait (default 2 s).
+    pub fn slow_cut(mut self, d: Duration) -> Self {
+        self.slow_cut = d;
+        self
+    }
+
     /// Most open websockets; more are refused with HTTP 503 (default 100 000).
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// Patterns per connection (default 64; past it `forbidden`) and
+    /// distinct patterns per hub, all connections together (default 10 000;
+    /// past it a `subscribe` adding a new one gets `rate_limited`).
+    pub fn max_patterns(mut self, per_connection: usize, distinct: usize) -> Self {
+        self.max_patterns = per_connection;
+        self.max_distinct_patterns = distinct;
         self
     }
 
