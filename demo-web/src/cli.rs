@@ -40,6 +40,9 @@ pub struct HubArgs {
     /// Browser publishes per second per connection.
     #[arg(long, default_value_t = 20.0)]
     pub publish_rate: f64,
+    /// Kernel send buffer (SO_SNDBUF) of each connection, bytes.
+    #[arg(long, default_value_t = 128 * 1024)]
+    pub ws_send_buffer: u32,
     /// Allowed page origins (repeat); none = any.
     #[arg(long = "allowed-origin")]
     pub allowed_origins: Vec<String>,
@@ -104,6 +107,7 @@ impl HubArgs {
             format!("--ring={}", self.ring),
             format!("--max-frame={}", self.max_frame),
             format!("--publish-rate={}", self.publish_rate),
+            format!("--ws-send-buffer={}", self.ws_send_buffer),
         ];
         v.extend(
             self.allowed_origins

@@ -56,6 +56,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     } else {
         TcpSocket::new_v6()?
     };
+    // A bounded kernel send buffer per connection (accepted sockets inherit
+    // it): a browser that stops reading fills it quickly, so its hub queue
+    // fills and it is cut (4008) within seconds, and what the kernel still
+    // holds for it after the close is at most this much.
+    socket.set_send_buffer_size(h.ws_send_buffer)?;
     socket.set_reuseport(true)?;
     socket.set_reuseaddr(true)?;
     socket

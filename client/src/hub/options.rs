@@ -177,8 +177,8 @@ impl HubOptions {
     }
 
     /// How long a frame of a resume may wait for room in a full connection
-    /// queue before the connection is closed as a slow consumer (4008), and
-    /// how long the close frame of a slow consumer may wait (default 2 s).
+    /// queue before the connection is closed as a slow consumer (4008)
+    /// (default 2 s). A slow consumer's close frame then waits at most 1 s.
     pub fn slow_cut(mut self, d: Duration) -> Self {
         self.slow_cut = d;
         self

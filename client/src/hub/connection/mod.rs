@@ -105,12 +105,12 @@ where
         }
         shared.cancel.cancel();
     };
-    futures::future::join(reader, writer).await;
+    let ((), closed) = futures::future::join(reader, writer).await;
     // After our close frame, read what the browser still sends (up to its
     // close frame, within the linger): closing a socket with unread input
     // makes the kernel send a reset, and the browser would see 1006 instead
-    // of our close code.
-    if shared.cause().is_some() {
+    // of our close code. (A close frame that could not be written: no linger.)
+    if closed && shared.cause().is_some() {
         let _ = tokio::time::timeout(LINGER, async {
             while let Some(Ok(m)) = stream.next().await {
                 if matches!(m, Message::Close(_)) {
