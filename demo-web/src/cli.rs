@@ -43,7 +43,7 @@ pub struct HubArgs {
     /// Kernel send buffer (SO_SNDBUF) of each connection, bytes.
     #[arg(long, default_value_t = 128 * 1024)]
     pub ws_send_buffer: u32,
-    /// Allowed page origins (repeat); none = any.
+    /// Allowed page origins (repeat); none = same origin only.
     #[arg(long = "allowed-origin")]
     pub allowed_origins: Vec<String>,
 }
@@ -94,6 +94,10 @@ pub struct WorkerArgs {
     /// Broadcaster replay endpoint.
     #[arg(long)]
     pub replay: String,
+    /// Publisher ids this worker vouches for (`from` in events; others are
+    /// `from_unverified`): the demo's worker ids. Repeat.
+    #[arg(long = "trusted-publisher")]
+    pub trusted_publishers: Vec<String>,
     /// Hub settings.
     #[command(flatten)]
     pub hub: HubArgs,

@@ -31,6 +31,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .ring(h.ring, 64 * 1024 * 1024)
         .max_frame(h.max_frame, h.max_frame.saturating_mul(4))
         .publish_rate(h.publish_rate, burst);
+    if !args.trusted_publishers.is_empty() {
+        hub_opts = hub_opts.trusted_publishers(args.trusted_publishers.clone());
+    }
     if !h.allowed_origins.is_empty() {
         hub_opts = hub_opts.allowed_origins(h.allowed_origins.clone());
     }

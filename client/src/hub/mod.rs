@@ -270,7 +270,7 @@ async fn upgrade(
         inner.metrics.refused_origin.inc();
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
-    let token = auth::find_token(uri.query(), &headers);
+    let token = auth::find_token(uri.query(), &headers, o.origins.cookies_allowed());
     let access = match o.authorizer.authorize(&AuthRequest {
         headers: &headers,
         token,
@@ -361,7 +361,7 @@ fn dispatch(inner: &HubInner, m: FabricMessage) {
     inner.metrics.events_in.inc();
     let lag = fanfare_protocol::stamp::now_us().saturating_sub(m.timestamp_us);
     inner.metrics.lag_us.store(lag, Relaxed);
-    let frame = m.event_frame();
+    let frame = m.event_frame(&inner.options.trusted_publishers);
     inner.registry.dispatch(Arc::new(ring::Event {
         topic: m.topic,
         origin: m.origin,

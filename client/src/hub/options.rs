@@ -36,6 +36,8 @@ pub struct HubOptions {
     pub(crate) origins: OriginPolicy,
     pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) auth_in_first_frame: bool,
+    pub(crate) auth_timeout: Duration,
+    pub(crate) trusted_publishers: Vec<String>,
 }
 
 impl std::fmt::Debug for HubOptions {
@@ -53,8 +55,10 @@ impl HubOptions {
     /// Options for a hub whose worker is called `worker_id` (sent to browsers
     /// in `welcome`, used in connection ids and metrics).
     pub fn new(worker_id: impl Into<String>) -> Self {
+        let worker_id = worker_id.into();
         Self {
-            worker_id: worker_id.into(),
+            trusted_publishers: vec![worker_id.clone()],
+            worker_id,
             feed_pattern: "#".to_owned(),
             queue_capacity: 1024,
             max_frame: 64 * 1024,
@@ -79,9 +83,10 @@ impl HubOptions {
             max_connections: 100_000,
             max_patterns: 64,
             max_distinct_patterns: 10_000,
-            origins: OriginPolicy::Any,
+            origins: OriginPolicy::SameOrigin,
             authorizer: Arc::new(AllowAll),
             auth_in_first_frame: false,
+            auth_timeout: Duration::from_secs(10),
         }
     }
 
@@ -199,18 +204,46 @@ impl HubOptions {
         self
     }
 
-    /// Allowed page origins (default: any).
+    /// Allowed page origins, exact (`https://app.example.com`). Default:
+    /// same origin only ([`OriginPolicy::SameOrigin`]: the `Origin` must
+    /// name the `Host` the request was sent to).
     pub fn allowed_origins(mut self, origins: Vec<String>) -> Self {
         self.origins = OriginPolicy::AllowList(origins);
+        self
+    }
+
+    /// Accept any page origin ([`OriginPolicy::Any`]). The `fanfare_token`
+    /// cookie is then ignored (a cross-site page would carry it): tokens
+    /// come only from the query, a bearer header or the first frame.
+    pub fn any_origin(mut self) -> Self {
+        self.origins = OriginPolicy::Any;
+        self
+    }
+
+    /// Publisher ids the hub vouches for (default: its own worker id, which
+    /// stamps the browser publishes of this worker). A message whose
+    /// publisher is one of them shows it as `from`; any other publisher id
+    /// is only a claim and is sent as `from_unverified`.
+    pub fn trusted_publishers(mut self, ids: Vec<String>) -> Self {
+        self.trusted_publishers = ids;
         self
     }
 
     /// Accept upgrades that carry no token and let the browser send it in
     /// its first frame, `{"op":"auth","token":"…"}` (default false: a request
     /// the authorizer refuses gets HTTP 401). Until then every other request
-    /// gets `forbidden`.
+    /// gets `forbidden`, and a connection not authenticated within the auth
+    /// timeout (default 10 s, [`auth_timeout`](Self::auth_timeout)) is
+    /// closed with 4003.
     pub fn auth_in_first_frame(mut self, on: bool) -> Self {
         self.auth_in_first_frame = on;
+        self
+    }
+
+    /// How long a connection opened without a token may take to send its
+    /// `auth` frame before it is closed with 4003 (default 10 s).
+    pub fn auth_timeout(mut self, d: Duration) -> Self {
+        self.auth_timeout = d;
         self
     }
 

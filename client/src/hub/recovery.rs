@@ -49,6 +49,7 @@ struct Ctx<'a> {
     fabric: &'a dyn Fabric,
     patterns: &'a [Pattern],
     topics: &'a [String],
+    trusted: &'a [String],
     budget: Budget,
     bytes: usize,
     scanned: usize,
@@ -152,7 +153,7 @@ impl Ctx<'_> {
                 return true;
             }
         }
-        let frame = m.event_frame();
+        let frame = m.event_frame(self.trusted);
         if !self.room(frame.len()) {
             return false;
         }
@@ -178,6 +179,7 @@ pub async fn recover(
     start: ResumeStart,
     patterns: &[Pattern],
     topics: &[String],
+    trusted: &[String],
     budget: Budget,
     metrics: &HubMetrics,
 ) -> Recovery {
@@ -185,6 +187,7 @@ pub async fn recover(
         fabric,
         patterns,
         topics,
+        trusted,
         budget,
         bytes: 0,
         scanned: 0,

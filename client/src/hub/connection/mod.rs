@@ -144,13 +144,25 @@ impl Conn {
         E: Into<SocketError>,
     {
         let idle = self.hub.options.idle_timeout;
+        // Opened without a token: `auth` must come before this deadline.
+        let auth_by = tokio::time::Instant::now() + self.hub.options.auth_timeout;
         loop {
+            let wait = match self.identity {
+                Some(_) => idle,
+                None => auth_by.saturating_duration_since(tokio::time::Instant::now()),
+            };
             let next = tokio::select! {
                 biased;
                 _ = self.shared.cancel.cancelled() => return,
-                r = tokio::time::timeout(idle, stream.next()) => r,
+                r = tokio::time::timeout(wait, stream.next()) => r,
             };
             let msg = match next {
+                Err(_) if self.identity.is_none() => {
+                    self.hub.metrics.refused_auth.inc();
+                    let refusal = Refusal::new(ErrorCode::Forbidden, "authentication timed out");
+                    self.queue(protocol::error(&refusal, None));
+                    return self.end(Ending::Unauthorized);
+                }
                 Err(_) => return self.end(Ending::Idle),
                 Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return self.end(Ending::PeerClosed),
                 Ok(Some(Err(e))) => {
@@ -338,7 +350,7 @@ impl Conn {
             .map_err(patterns_full)?;
         let rec = tokio::select! {
             _ = self.shared.cancel.cancelled() => return Ok(()),
-            r = recovery::recover(&*hub.fabric, start, &patterns, &topics, budget, &hub.metrics) => r,
+            r = recovery::recover(&*hub.fabric, start, &patterns, &topics, &o.trusted_publishers, budget, &hub.metrics) => r,
         };
         let counter = if rec.recovered {
             &hub.metrics.recoveries_exact
