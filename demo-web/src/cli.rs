@@ -40,7 +40,10 @@ pub struct HubArgs {
     /// Browser publishes per second per connection.
     #[arg(long, default_value_t = 20.0)]
     pub publish_rate: f64,
-    /// Allowed page origins (repeat); none = any.
+    /// Kernel send buffer (SO_SNDBUF) of each connection, bytes.
+    #[arg(long, default_value_t = 128 * 1024)]
+    pub ws_send_buffer: u32,
+    /// Allowed page origins (repeat); none = same origin only.
     #[arg(long = "allowed-origin")]
     pub allowed_origins: Vec<String>,
 }
@@ -91,6 +94,10 @@ pub struct WorkerArgs {
     /// Broadcaster replay endpoint.
     #[arg(long)]
     pub replay: String,
+    /// Publisher ids this worker vouches for (`from` in events; others are
+    /// `from_unverified`): the demo's worker ids. Repeat.
+    #[arg(long = "trusted-publisher")]
+    pub trusted_publishers: Vec<String>,
     /// Hub settings.
     #[command(flatten)]
     pub hub: HubArgs,
@@ -104,6 +111,7 @@ impl HubArgs {
             format!("--ring={}", self.ring),
             format!("--max-frame={}", self.max_frame),
             format!("--publish-rate={}", self.publish_rate),
+            format!("--ws-send-buffer={}", self.ws_send_buffer),
         ];
         v.extend(
             self.allowed_origins

@@ -87,6 +87,7 @@ pub async fn run(args: DemoArgs, threads: Option<usize>) -> anyhow::Result<()> {
                 &port.to_string(),
             ])
             .args(["--pull", pull, "--pub", publish, "--replay", replay])
+            .args((1..=args.workers).map(|j| format!("--trusted-publisher=w{j}")))
             .args(args.hub.to_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

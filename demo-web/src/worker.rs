@@ -31,6 +31,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .ring(h.ring, 64 * 1024 * 1024)
         .max_frame(h.max_frame, h.max_frame.saturating_mul(4))
         .publish_rate(h.publish_rate, burst);
+    if !args.trusted_publishers.is_empty() {
+        hub_opts = hub_opts.trusted_publishers(args.trusted_publishers.clone());
+    }
     if !h.allowed_origins.is_empty() {
         hub_opts = hub_opts.allowed_origins(h.allowed_origins.clone());
     }
@@ -56,6 +59,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     } else {
         TcpSocket::new_v6()?
     };
+    // A bounded kernel send buffer per connection (accepted sockets inherit
+    // it): a browser that stops reading fills it quickly, so its hub queue
+    // fills and it is cut (4008) within seconds, and what the kernel still
+    // holds for it after the close is at most this much.
+    socket.set_send_buffer_size(h.ws_send_buffer)?;
     socket.set_reuseport(true)?;
     socket.set_reuseaddr(true)?;
     socket

@@ -94,8 +94,14 @@ fn covers_words(o: &[&str], i: &[&str]) -> bool {
 /// Which page origins may open a websocket.
 #[derive(Debug, Clone, Default)]
 pub enum OriginPolicy {
-    /// Any origin, and requests without `Origin` (non-browser clients).
+    /// Only pages of the origin the websocket is on: the authority of
+    /// `Origin` must equal the `Host` header (case-insensitive). A request
+    /// without `Origin` (not a browser) is accepted.
     #[default]
+    SameOrigin,
+    /// Any origin, and requests without `Origin` (non-browser clients).
+    /// The `fanfare_token` cookie is ignored under this policy: any site
+    /// could make a browser send it (cross-site websocket hijacking).
     Any,
     /// Only these exact origins (`https://app.example.com`); a request
     /// without `Origin` is accepted (browsers always send it).
@@ -107,6 +113,20 @@ impl OriginPolicy {
     pub fn allows(&self, headers: &HeaderMap) -> bool {
         match self {
             OriginPolicy::Any => true,
+            OriginPolicy::SameOrigin => match headers.get(axum::http::header::ORIGIN) {
+                None => true,
+                Some(origin) => {
+                    let host = headers
+                        .get(axum::http::header::HOST)
+                        .and_then(|h| h.to_str().ok());
+                    let authority = origin
+                        .to_str()
+                        .ok()
+                        .and_then(|o| o.split_once("://"))
+                        .map(|(_, a)| a);
+                    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+                }
+            },
             OriginPolicy::AllowList(list) => match headers.get(axum::http::header::ORIGIN) {
                 None => true,
                 Some(v) => v
@@ -116,11 +136,21 @@ impl OriginPolicy {
             },
         }
     }
+
+    /// May the `fanfare_token` cookie authenticate? Only when the page
+    /// origin is checked (same origin or an allowlist).
+    pub fn cookies_allowed(&self) -> bool {
+        !matches!(self, OriginPolicy::Any)
+    }
 }
 
 /// Finds the token of a request: `token` query parameter, bearer header or
-/// `fanfare_token` cookie.
-pub fn find_token<'a>(query: Option<&'a str>, headers: &'a HeaderMap) -> Option<&'a str> {
+/// (when `cookie`) the `fanfare_token` cookie.
+pub fn find_token<'a>(
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+    cookie: bool,
+) -> Option<&'a str> {
     let from_query = query.and_then(|q| {
         q.split('&')
             .find_map(|kv| kv.strip_prefix("token="))
@@ -133,6 +163,9 @@ pub fn find_token<'a>(query: Option<&'a str>, headers: &'a HeaderMap) -> Option<
             .and_then(|v| v.strip_prefix("Bearer "))
     };
     let from_cookie = || {
+        if !cookie {
+            return None;
+        }
         headers
             .get_all(axum::http::header::COOKIE)
             .iter()
@@ -174,7 +207,16 @@ mod tests {
         h.insert("origin", "http://ok.test".parse().unwrap());
         assert!(p.allows(&h));
         h.insert("cookie", "a=1; fanfare_token=abc".parse().unwrap());
-        assert_eq!(find_token(None, &h), Some("abc"));
-        assert_eq!(find_token(Some("x=1&token=q"), &h), Some("q"));
+        assert_eq!(find_token(None, &h, true), Some("abc"));
+        assert_eq!(find_token(None, &h, false), None);
+        assert_eq!(find_token(Some("x=1&token=q"), &h, false), Some("q"));
+        let same = OriginPolicy::SameOrigin;
+        h.insert("host", "ok.test".parse().unwrap());
+        assert!(same.allows(&h));
+        h.insert("origin", "https://evil.test".parse().unwrap());
+        assert!(!same.allows(&h));
+        h.insert("origin", "null".parse().unwrap());
+        assert!(!same.allows(&h));
+        assert!(same.cookies_allowed() && !OriginPolicy::Any.cookies_allowed());
     }
 }

@@ -38,8 +38,14 @@ pub struct FabricMessage {
 
 impl FabricMessage {
     /// This message as a browser `event` frame: serialized once, then shared
-    /// by every connection it goes to.
-    pub fn event_frame(&self) -> axum::extract::ws::Utf8Bytes {
+    /// by every connection it goes to. Its publisher id is sent as `from`
+    /// when it is one of `trusted` (ids the hub vouches for), else as
+    /// `from_unverified`.
+    pub fn event_frame(&self, trusted: &[String]) -> axum::extract::ws::Utf8Bytes {
+        let verified = self
+            .publisher
+            .as_deref()
+            .is_some_and(|p| trusted.iter().any(|t| t == p));
         super::protocol::event(&super::protocol::EventFields {
             topic: &self.topic,
             payload: &self.payload,
@@ -48,6 +54,7 @@ impl FabricMessage {
             seq: self.seq,
             timestamp_us: self.timestamp_us,
             publisher: self.publisher.as_deref(),
+            verified,
         })
     }
 }

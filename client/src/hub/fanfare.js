@@ -179,7 +179,7 @@ export function connect(options = {}) {
       position.set(origin, { epoch, seq });
     }
     stats.events++;
-    const ev = { topic: f.topic, pos: f.pos, ts: f.ts, from: f.from, binary: !!f.binary, worker };
+    const ev = { topic: f.topic, pos: f.pos, ts: f.ts, from: f.from, fromUnverified: f.from_unverified, binary: !!f.binary, worker };
     if (o.onEvent) o.onEvent(f.data, ev);
     for (const [pattern, set] of handlers) {
       if (!matches(pattern, f.topic)) continue;

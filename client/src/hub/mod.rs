@@ -145,6 +145,8 @@ pub(crate) struct HubInner {
     metrics: Arc<HubMetrics>,
     next_conn: AtomicU64,
     shutdown: CancellationToken,
+    /// Turns for resumes (`HubOptions::max_resumes`).
+    resumes: tokio::sync::Semaphore,
 }
 
 /// A websocket hub for axum. Cheap to clone.
@@ -176,8 +178,10 @@ impl Hub {
             options.ring_events,
             options.ring_bytes,
             options.queue_capacity,
+            options.max_distinct_patterns,
         );
         let inner = Arc::new(HubInner {
+            resumes: tokio::sync::Semaphore::new(options.max_resumes),
             options,
             fabric,
             registry,
@@ -266,7 +270,7 @@ async fn upgrade(
         inner.metrics.refused_origin.inc();
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
-    let token = auth::find_token(uri.query(), &headers);
+    let token = auth::find_token(uri.query(), &headers, o.origins.cookies_allowed());
     let access = match o.authorizer.authorize(&AuthRequest {
         headers: &headers,
         token,
@@ -357,7 +361,7 @@ fn dispatch(inner: &HubInner, m: FabricMessage) {
     inner.metrics.events_in.inc();
     let lag = fanfare_protocol::stamp::now_us().saturating_sub(m.timestamp_us);
     inner.metrics.lag_us.store(lag, Relaxed);
-    let frame = m.event_frame();
+    let frame = m.event_frame(&inner.options.trusted_publishers);
     inner.registry.dispatch(Arc::new(ring::Event {
         topic: m.topic,
         origin: m.origin,

@@ -15,6 +15,8 @@ pub struct HubOptions {
     pub(crate) hard_frame_limit: usize,
     pub(crate) publish_rate: f64,
     pub(crate) publish_burst: u32,
+    pub(crate) subscribe_rate: f64,
+    pub(crate) subscribe_burst: u32,
     pub(crate) error_rate: f64,
     pub(crate) error_burst: u32,
     pub(crate) keepalive_interval: Duration,
@@ -24,11 +26,18 @@ pub struct HubOptions {
     pub(crate) ring_events: usize,
     pub(crate) ring_bytes: usize,
     pub(crate) recovery_budget: usize,
+    pub(crate) resume_bytes: usize,
+    pub(crate) resume_scan: usize,
+    pub(crate) max_resumes: usize,
+    pub(crate) slow_cut: Duration,
     pub(crate) max_connections: usize,
     pub(crate) max_patterns: usize,
+    pub(crate) max_distinct_patterns: usize,
     pub(crate) origins: OriginPolicy,
     pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) auth_in_first_frame: bool,
+    pub(crate) auth_timeout: Duration,
+    pub(crate) trusted_publishers: Vec<String>,
 }
 
 impl std::fmt::Debug for HubOptions {
@@ -46,14 +55,18 @@ impl HubOptions {
     /// Options for a hub whose worker is called `worker_id` (sent to browsers
     /// in `welcome`, used in connection ids and metrics).
     pub fn new(worker_id: impl Into<String>) -> Self {
+        let worker_id = worker_id.into();
         Self {
-            worker_id: worker_id.into(),
+            trusted_publishers: vec![worker_id.clone()],
+            worker_id,
             feed_pattern: "#".to_owned(),
             queue_capacity: 1024,
             max_frame: 64 * 1024,
             hard_frame_limit: 256 * 1024,
             publish_rate: 20.0,
             publish_burst: 40,
+            subscribe_rate: 5.0,
+            subscribe_burst: 20,
             error_rate: 1.0,
             error_burst: 20,
             keepalive_interval: Duration::from_secs(20),
@@ -63,11 +76,17 @@ impl HubOptions {
             ring_events: 10_000,
             ring_bytes: 16 * 1024 * 1024,
             recovery_budget: 10_000,
+            resume_bytes: 4 * 1024 * 1024,
+            resume_scan: 50_000,
+            max_resumes: 4,
+            slow_cut: Duration::from_secs(2),
             max_connections: 100_000,
             max_patterns: 64,
-            origins: OriginPolicy::Any,
+            max_distinct_patterns: 10_000,
+            origins: OriginPolicy::SameOrigin,
             authorizer: Arc::new(AllowAll),
             auth_in_first_frame: false,
+            auth_timeout: Duration::from_secs(10),
         }
     }
 
@@ -96,6 +115,15 @@ impl HubOptions {
     pub fn publish_rate(mut self, per_second: f64, burst: u32) -> Self {
         self.publish_rate = per_second;
         self.publish_burst = burst;
+        self
+    }
+
+    /// `subscribe` requests per second and burst per connection (default
+    /// 5/s, 20); past it a `subscribe` gets `rate_limited` (and costs an
+    /// error token). A `subscribe` with `since` is the costly one (a resume).
+    pub fn subscribe_rate(mut self, per_second: f64, burst: u32) -> Self {
+        self.subscribe_rate = per_second;
+        self.subscribe_burst = burst;
         self
     }
 
@@ -135,24 +163,87 @@ impl HubOptions {
         self
     }
 
+    /// Bounds of one resume beyond [`recovery_budget`](Self::recovery_budget):
+    /// bytes of event frames it may hold (default 4 MiB) and ring events it
+    /// may scan against its patterns (default 50 000). Past either, the rest
+    /// is a `too_far_behind` gap.
+    pub fn resume_limits(mut self, bytes: usize, scanned: usize) -> Self {
+        self.resume_bytes = bytes;
+        self.resume_scan = scanned;
+        self
+    }
+
+    /// Resumes computed at once per hub (default 4); further `subscribe …
+    /// since` requests wait for a turn. Bounds resume memory per hub to
+    /// about `max_resumes × resume bytes`.
+    pub fn max_resumes(mut self, n: usize) -> Self {
+        self.max_resumes = n.max(1);
+        self
+    }
+
+    /// How long a frame of a resume may wait for room in a full connection
+    /// queue before the connection is closed as a slow consumer (4008)
+    /// (default 2 s). A slow consumer's close frame then waits at most 1 s.
+    pub fn slow_cut(mut self, d: Duration) -> Self {
+        self.slow_cut = d;
+        self
+    }
+
     /// Most open websockets; more are refused with HTTP 503 (default 100 000).
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
         self
     }
 
-    /// Allowed page origins (default: any).
+    /// Patterns per connection (default 64; past it `forbidden`) and
+    /// distinct patterns per hub, all connections together (default 10 000;
+    /// past it a `subscribe` adding a new one gets `rate_limited`).
+    pub fn max_patterns(mut self, per_connection: usize, distinct: usize) -> Self {
+        self.max_patterns = per_connection;
+        self.max_distinct_patterns = distinct;
+        self
+    }
+
+    /// Allowed page origins, exact (`https://app.example.com`). Default:
+    /// same origin only ([`OriginPolicy::SameOrigin`]: the `Origin` must
+    /// name the `Host` the request was sent to).
     pub fn allowed_origins(mut self, origins: Vec<String>) -> Self {
         self.origins = OriginPolicy::AllowList(origins);
+        self
+    }
+
+    /// Accept any page origin ([`OriginPolicy::Any`]). The `fanfare_token`
+    /// cookie is then ignored (a cross-site page would carry it): tokens
+    /// come only from the query, a bearer header or the first frame.
+    pub fn any_origin(mut self) -> Self {
+        self.origins = OriginPolicy::Any;
+        self
+    }
+
+    /// Publisher ids the hub vouches for (default: its own worker id, which
+    /// stamps the browser publishes of this worker). A message whose
+    /// publisher is one of them shows it as `from`; any other publisher id
+    /// is only a claim and is sent as `from_unverified`.
+    pub fn trusted_publishers(mut self, ids: Vec<String>) -> Self {
+        self.trusted_publishers = ids;
         self
     }
 
     /// Accept upgrades that carry no token and let the browser send it in
     /// its first frame, `{"op":"auth","token":"…"}` (default false: a request
     /// the authorizer refuses gets HTTP 401). Until then every other request
-    /// gets `forbidden`.
+    /// gets `forbidden`, and a connection not authenticated within the auth
+    /// timeout (default 10 s, [`auth_timeout`](Self::auth_timeout)) is
+    /// closed with 4003.
     pub fn auth_in_first_frame(mut self, on: bool) -> Self {
         self.auth_in_first_frame = on;
+        self
+    }
+
+    /// How long a connection opened without a token may take to send its
+    /// `auth` frame before it is closed with 4003 (default 10 s).
+    pub fn auth_timeout(mut self, d: Duration) -> Self {
+        self.auth_timeout = d;
         self
     }
 

@@ -3,8 +3,10 @@
 //! One mutex guards the connection table, the pattern index and the ring, so
 //! that "snapshot the ring, then go live" is atomic with respect to dispatch.
 //! The lock is held only for in-memory work: matching a topic against the
-//! distinct patterns and `try_send`ing a shared frame to each queue. Nothing
-//! awaits under it.
+//! distinct patterns whose leading literal words are a word prefix of the
+//! topic (the dispatch index; at most `max_distinct` distinct patterns per
+//! worker) and `try_send`ing a shared frame to each queue. Nothing awaits
+//! under it.
 //!
 //! Full policy of a connection queue: the connection is closed with 4008
 //! ("slow consumer") and removed; nobody else waits.
@@ -37,7 +39,13 @@ struct Index {
 
 struct State {
     conns: HashMap<u64, Entry>,
+    /// Distinct pattern text → the pattern and its connections.
     index: HashMap<String, Index>,
+    /// Dispatch index: the literal words a pattern starts with (all of a
+    /// literal pattern, "" for one that starts with a wildcard) → the
+    /// distinct patterns with that key. An event looks up only the keys that
+    /// are word prefixes of its topic.
+    by_prefix: HashMap<String, Vec<String>>,
     ring: Ring,
     generation: u64,
 }
@@ -46,7 +54,7 @@ struct State {
 pub struct ResumeStart {
     /// Ring coverage of each origin of the position (None: not held).
     pub coverage: Vec<(String, u64, u64, Option<Coverage>)>,
-    /// Ring events after the position that match the new patterns.
+    /// Ring events after the position (not yet matched against the patterns).
     pub ring_events: Vec<Arc<Event>>,
 }
 
@@ -55,7 +63,12 @@ pub struct Registry {
     state: Mutex<State>,
     metrics: Arc<HubMetrics>,
     hold_capacity: usize,
+    max_distinct: usize,
 }
+
+/// The worker already holds its maximum of distinct patterns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatternsFull(pub usize);
 
 impl Registry {
     /// An empty registry with a ring of `ring_events`/`ring_bytes`.
@@ -64,16 +77,19 @@ impl Registry {
         ring_events: usize,
         ring_bytes: usize,
         hold_capacity: usize,
+        max_distinct: usize,
     ) -> Self {
         Self {
             state: Mutex::new(State {
                 conns: HashMap::new(),
                 index: HashMap::new(),
+                by_prefix: HashMap::new(),
                 ring: Ring::new(ring_events, ring_bytes),
                 generation: 0,
             }),
             metrics,
             hold_capacity,
+            max_distinct,
         }
     }
 
@@ -126,63 +142,90 @@ impl Registry {
 
     /// Queues `reply` then adds `patterns`, atomically with respect to
     /// dispatch: no event of the new patterns is queued before the reply.
-    pub fn subscribe(&self, id: u64, patterns: &[Pattern], reply: Utf8Bytes) {
+    pub fn subscribe(
+        &self,
+        id: u64,
+        patterns: &[Pattern],
+        reply: Utf8Bytes,
+    ) -> Result<(), PatternsFull> {
         let mut st = self.lock();
-        let Some(e) = st.conns.get(&id) else { return };
+        self.check_room(&st, patterns)?;
+        let Some(e) = st.conns.get(&id) else {
+            return Ok(());
+        };
         if !try_queue(&e.tx, &e.shared, reply.into(), &self.metrics) {
-            return;
+            return Ok(());
         }
         add_patterns(&mut st, id, patterns);
+        Ok(())
+    }
+
+    /// Refuses patterns that would take the worker past its distinct-pattern cap.
+    fn check_room(&self, st: &State, patterns: &[Pattern]) -> Result<(), PatternsFull> {
+        let new = patterns
+            .iter()
+            .filter(|p| !st.index.contains_key(p.as_str()))
+            .count();
+        if st.index.len().saturating_add(new) > self.max_distinct {
+            return Err(PatternsFull(self.max_distinct));
+        }
+        Ok(())
     }
 
     /// Drops patterns of a connection.
     pub fn unsubscribe(&self, id: u64, patterns: &[String]) {
         let mut st = self.lock();
-        for p in patterns {
-            if let Some(ix) = st.index.get_mut(p) {
-                ix.conns.remove(&id);
-                if ix.conns.is_empty() {
-                    st.index.remove(p);
-                }
-            }
-        }
-        if let Some(e) = st.conns.get_mut(&id) {
-            e.patterns.retain(|x| !patterns.contains(x));
-        }
+        let Some(e) = st.conns.get_mut(&id) else {
+            return;
+        };
+        let (gone, kept) = e.patterns.drain(..).partition(|x| patterns.contains(x));
+        e.patterns = kept;
+        drop_patterns(&mut st, id, gone);
     }
 
     /// Adds `patterns` with live events held back, and snapshots the ring for
     /// the origins of `since`: `since` lists `(origin, epoch, seq)`.
+    ///
+    /// Under the lock only refcount clones of the ring events after each
+    /// position are taken (at most `max_events` in all); matching them
+    /// against the patterns is the resuming connection's work, outside it.
     pub fn begin_resume(
         &self,
         id: u64,
         patterns: &[Pattern],
         since: &[(String, u64, u64)],
-    ) -> ResumeStart {
+        max_events: usize,
+    ) -> Result<ResumeStart, PatternsFull> {
         let mut st = self.lock();
+        self.check_room(&st, patterns)?;
         if let Some(e) = st.conns.get_mut(&id) {
             e.hold.get_or_insert_with(VecDeque::new);
         }
         add_patterns(&mut st, id, patterns);
-        let wanted = |ev: &Event| patterns.iter().any(|p| p.matches(&ev.topic));
         let mut coverage = Vec::new();
         let mut ring_events = Vec::new();
         for (origin, epoch, seq) in since {
             let cov = st.ring.coverage(origin);
-            coverage.push((origin.clone(), *epoch, *seq, cov));
+            // A seq beyond the newest this hub saw is "up to date" at the newest.
+            let seq = match cov {
+                Some(c) if c.epoch == *epoch => (*seq).min(c.last),
+                _ => *seq,
+            };
+            coverage.push((origin.clone(), *epoch, seq, cov));
             if let Some(c) = cov {
                 let (ep, after) = if c.epoch == *epoch {
-                    (*epoch, *seq)
+                    (*epoch, seq)
                 } else {
                     (c.epoch, 0)
                 };
-                ring_events.extend(st.ring.since(origin, ep, after, wanted));
+                let room = max_events.saturating_sub(ring_events.len());
+                ring_events.extend(st.ring.since(origin, ep, after, room));
             }
         }
-        ResumeStart {
+        Ok(ResumeStart {
             coverage,
             ring_events,
-        }
+        })
     }
 
     /// Ends a resume: queues the held live events that are newer than
@@ -219,11 +262,26 @@ impl Registry {
         self.metrics.ring_entries.set(st.ring.len() as i64);
         st.generation += 1;
         let generation = st.generation;
-        let State { conns, index, .. } = &mut *st;
+        let State {
+            conns,
+            index,
+            by_prefix,
+            ..
+        } = &mut *st;
         let mut delivered = 0;
         let mut dead = Vec::new();
-        for ix in index.values() {
-            if !ix.pattern.matches(&event.topic) {
+        // Only the patterns whose leading literal words are a word prefix of
+        // the topic are matched (not every pattern of the worker).
+        let topic = &*event.topic;
+        let keys = std::iter::once("")
+            .chain(topic.match_indices('.').map(|(i, _)| &topic[..i]))
+            .chain(std::iter::once(topic));
+        let candidates = keys
+            .filter_map(|k| by_prefix.get(k))
+            .flatten()
+            .filter_map(|text| index.get(text));
+        for ix in candidates {
+            if !ix.pattern.matches(topic) {
                 continue;
             }
             for id in &ix.conns {
@@ -304,27 +362,72 @@ fn add_patterns(st: &mut State, id: u64, patterns: &[Pattern]) {
             continue;
         }
         e.patterns.push(p.as_str().to_owned());
-        st.index
-            .entry(p.as_str().to_owned())
-            .or_insert_with(|| Index {
+        let ix = st.index.entry(p.as_str().to_owned()).or_insert_with(|| {
+            st.by_prefix
+                .entry(dispatch_key(p.as_str()).to_owned())
+                .or_default()
+                .push(p.as_str().to_owned());
+            Index {
                 pattern: p.clone(),
                 conns: HashSet::new(),
-            })
-            .conns
-            .insert(id);
+            }
+        });
+        ix.conns.insert(id);
     }
+}
+
+/// Takes connection `id` off `patterns`; a pattern nobody uses any more
+/// leaves both indexes.
+fn drop_patterns(st: &mut State, id: u64, patterns: Vec<String>) {
+    for p in patterns {
+        let Some(ix) = st.index.get_mut(&p) else {
+            continue;
+        };
+        ix.conns.remove(&id);
+        if !ix.conns.is_empty() {
+            continue;
+        }
+        st.index.remove(&p);
+        let key = dispatch_key(&p);
+        if let Some(list) = st.by_prefix.get_mut(key) {
+            list.retain(|x| *x != p);
+            if list.is_empty() {
+                st.by_prefix.remove(key);
+            }
+        }
+    }
+}
+
+/// The dispatch key of a pattern: its leading literal words (the whole
+/// pattern when it has no wildcard; "" when it starts with one).
+fn dispatch_key(pattern: &str) -> &str {
+    let mut end: usize = 0;
+    for (i, word) in pattern.split('.').enumerate() {
+        if word == "*" || word == "#" {
+            return &pattern[..end.saturating_sub(usize::from(i > 0))];
+        }
+        end += word.len() + 1;
+    }
+    pattern
 }
 
 fn remove_locked(st: &mut State, id: u64) {
     let Some(e) = st.conns.remove(&id) else {
         return;
     };
-    for p in e.patterns {
-        if let Some(ix) = st.index.get_mut(&p) {
-            ix.conns.remove(&id);
-            if ix.conns.is_empty() {
-                st.index.remove(&p);
-            }
-        }
+    drop_patterns(st, id, e.patterns);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dispatch_key;
+
+    #[test]
+    fn dispatch_keys_are_the_leading_literal_words() {
+        assert_eq!(dispatch_key("chat.room"), "chat.room");
+        assert_eq!(dispatch_key("chat.#"), "chat");
+        assert_eq!(dispatch_key("chat.room.*.x"), "chat.room");
+        assert_eq!(dispatch_key("#"), "");
+        assert_eq!(dispatch_key("*.x"), "");
     }
 }

@@ -88,7 +88,7 @@ impl Ring {
                 if event.seq <= c.last {
                     return false;
                 }
-                if event.seq != c.last + 1 {
+                if Some(event.seq) != c.last.checked_add(1) {
                     // A hole the feed did not fill: the run restarts here.
                     c.first = event.seq;
                 }
@@ -115,7 +115,7 @@ impl Ring {
             self.bytes -= old.frame.len();
             if let Some(c) = self.origins.get_mut(&old.origin) {
                 if c.epoch == old.epoch && c.first <= old.seq {
-                    c.first = old.seq + 1;
+                    c.first = old.seq.saturating_add(1);
                 }
             }
         }
@@ -127,22 +127,20 @@ impl Ring {
     pub fn note_gap(&mut self, origin: &Arc<str>, epoch: u64, last: u64) {
         if let Some(c) = self.origins.get_mut(origin) {
             if c.epoch == epoch && c.first <= last {
-                c.first = last + 1;
+                c.first = last.saturating_add(1);
             }
         }
     }
 
-    /// Held events of `origin`/`epoch` with seq > `after` that `wanted` accepts.
-    pub fn since(
-        &self,
-        origin: &str,
-        epoch: u64,
-        after: u64,
-        wanted: impl Fn(&Event) -> bool,
-    ) -> Vec<Arc<Event>> {
+    /// Held events of `origin`/`epoch` with seq > `after`, oldest first, at
+    /// most `max`: refcount clones, no pattern matching (that is done by the
+    /// resuming connection, outside the registry lock).
+    pub fn since(&self, origin: &str, epoch: u64, after: u64, max: usize) -> Vec<Arc<Event>> {
+        // Events are in dispatch order: skip the older part by seq bound.
         self.events
             .iter()
-            .filter(|e| &*e.origin == origin && e.epoch == epoch && e.seq > after && wanted(e))
+            .filter(|e| &*e.origin == origin && e.epoch == epoch && e.seq > after)
+            .take(max)
             .cloned()
             .collect()
     }
@@ -176,7 +174,7 @@ mod tests {
         assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((2, 4)));
         r.push(ev("b", 1, 7));
         assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((7, 7)));
-        assert_eq!(r.since("b", 1, 3, |_| true).len(), 2);
+        assert_eq!(r.since("b", 1, 3, usize::MAX).len(), 2);
         r.push(ev("b", 2, 1));
         assert_eq!(
             r.coverage("b"),

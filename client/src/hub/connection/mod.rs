@@ -30,6 +30,10 @@ use super::protocol::{self, ErrorCode, Refusal, Request};
 use super::recovery;
 use super::HubInner;
 
+/// How long a connection the hub closed keeps reading after its close
+/// frame (so the browser reads the code instead of a reset).
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What a connection may do when it opens.
 pub enum Access {
     /// Authorized at the upgrade.
@@ -47,6 +51,7 @@ struct Conn {
     shared: Arc<ConnShared>,
     tx: mpsc::Sender<Outgoing>,
     publishes: TokenBucket,
+    subscribes: TokenBucket,
     errors: TokenBucket,
 }
 
@@ -83,6 +88,7 @@ where
     let mut conn = Conn {
         headers,
         publishes: TokenBucket::new(o.publish_rate, o.publish_burst),
+        subscribes: TokenBucket::new(o.subscribe_rate, o.subscribe_burst),
         errors: TokenBucket::new(o.error_rate, o.error_burst),
         hub: hub.clone(),
         id,
@@ -90,34 +96,73 @@ where
         shared: shared.clone(),
         tx,
     };
+    let mut stream = stream;
     let writer = writer::write_loop(sink, rx, &hub, &shared);
     let reader = async {
         tokio::select! {
-            _ = conn.read_loop(stream) => {}
+            _ = conn.read_loop(&mut stream) => {}
             _ = on_shutdown => {}
         }
         shared.cancel.cancel();
     };
-    futures::future::join(reader, writer).await;
+    let ((), closed) = futures::future::join(reader, writer).await;
+    // After our close frame, read what the browser still sends (up to its
+    // close frame, within the linger): closing a socket with unread input
+    // makes the kernel send a reset, and the browser would see 1006 instead
+    // of our close code. (A close frame that could not be written: no linger.)
+    if closed && shared.cause().is_some() {
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Some(Ok(m)) = stream.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
     hub.registry.remove(id);
     hub.metrics.connections_open.dec();
     tracing::debug!(conn = %conn_name, cause = ?shared.cause(), "websocket closed");
 }
 
+/// The refusal of a pattern past the hub's distinct-pattern cap.
+fn patterns_full(full: super::registry::PatternsFull) -> Refusal {
+    Refusal::new(
+        ErrorCode::RateLimited,
+        format!(
+            "this worker already serves its maximum of {} distinct patterns; \
+             use a pattern others use, or retry later",
+            full.0
+        ),
+    )
+}
+
 impl Conn {
-    async fn read_loop<St, E>(&mut self, mut stream: St)
+    async fn read_loop<St, E>(&mut self, stream: &mut St)
     where
         St: Stream<Item = Result<Message, E>> + Unpin,
         E: Into<SocketError>,
     {
         let idle = self.hub.options.idle_timeout;
+        // Opened without a token: `auth` must come before this deadline.
+        let auth_by = tokio::time::Instant::now() + self.hub.options.auth_timeout;
         loop {
+            let wait = match self.identity {
+                Some(_) => idle,
+                None => auth_by.saturating_duration_since(tokio::time::Instant::now()),
+            };
             let next = tokio::select! {
                 biased;
                 _ = self.shared.cancel.cancelled() => return,
-                r = tokio::time::timeout(idle, stream.next()) => r,
+                r = tokio::time::timeout(wait, stream.next()) => r,
             };
             let msg = match next {
+                Err(_) if self.identity.is_none() => {
+                    self.hub.metrics.refused_auth.inc();
+                    let refusal = Refusal::new(ErrorCode::Forbidden, "authentication timed out");
+                    self.queue(protocol::error(&refusal, None));
+                    return self.end(Ending::Unauthorized);
+                }
                 Err(_) => return self.end(Ending::Idle),
                 Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return self.end(Ending::PeerClosed),
                 Ok(Some(Err(e))) => {
@@ -254,6 +299,13 @@ impl Conn {
         since: Option<String>,
         reference: Option<&RawValue>,
     ) -> Result<(), Refusal> {
+        if !self.subscribes.try_take() {
+            let wait = self.subscribes.wait_time().as_millis();
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                format!("too many subscribe requests; retry in {wait} ms"),
+            ));
+        }
         let patterns = self.check_patterns(&topics)?;
         let since = match since.as_deref() {
             None | Some("") => None,
@@ -268,17 +320,37 @@ impl Conn {
         };
         let Some(since) = since else {
             let reply = protocol::subscribed(&topics, true, 0, reference);
-            self.hub.registry.subscribe(self.id, &patterns, reply);
-            return Ok(());
+            return self
+                .hub
+                .registry
+                .subscribe(self.id, &patterns, reply)
+                .map_err(patterns_full);
         };
         let marks: Vec<(String, u64, u64)> =
             since.iter().map(|(o, e, s)| (o.to_owned(), e, s)).collect();
         let hub = self.hub.clone();
-        let start = hub.registry.begin_resume(self.id, &patterns, &marks);
         let o = &hub.options;
+        // At most `max_resumes` resumes run at once per hub; the others wait
+        // here (cancellable), holding nothing.
+        let _permit = tokio::select! {
+            _ = self.shared.cancel.cancelled() => return Ok(()),
+            p = hub.resumes.acquire() => match p {
+                Ok(p) => p,
+                Err(_) => return Ok(()),
+            },
+        };
+        let budget = recovery::Budget {
+            events: o.recovery_budget,
+            bytes: o.resume_bytes,
+            scanned: o.resume_scan,
+        };
+        let start = hub
+            .registry
+            .begin_resume(self.id, &patterns, &marks, budget.scanned)
+            .map_err(patterns_full)?;
         let rec = tokio::select! {
             _ = self.shared.cancel.cancelled() => return Ok(()),
-            r = recovery::recover(&*hub.fabric, start, &patterns, &topics, o.recovery_budget, &hub.metrics) => r,
+            r = recovery::recover(&*hub.fabric, start, &patterns, &topics, &o.trusted_publishers, budget, &hub.metrics) => r,
         };
         let counter = if rec.recovered {
             &hub.metrics.recoveries_exact
@@ -288,10 +360,20 @@ impl Conn {
         counter.inc();
         hub.metrics.deliveries.inc_by(rec.events);
         let head = protocol::subscribed(&topics, rec.recovered, rec.events, reference);
+        // Into the bounded queue as the writer drains it; a browser that
+        // does not read for `slow_cut` is a slow consumer (4008).
         for frame in std::iter::once(head).chain(rec.frames) {
-            tokio::select! {
+            let sent = tokio::select! {
                 _ = self.shared.cancel.cancelled() => return Ok(()),
-                r = self.tx.send(frame.into()) => if r.is_err() { return Ok(()) },
+                r = tokio::time::timeout(o.slow_cut, self.tx.send(frame.into())) => r,
+            };
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Ok(()),
+                Err(_) => {
+                    self.end(Ending::QueueFull);
+                    return Ok(());
+                }
             }
         }
         hub.registry.finish_resume(self.id, &rec.delivered);

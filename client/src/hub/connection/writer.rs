@@ -48,13 +48,18 @@ impl From<Utf8Bytes> for Outgoing {
 /// Most frames written before one flush.
 pub const BATCH: usize = 64;
 
-/// Runs until the connection is cancelled or the socket fails.
+/// How long a slow consumer's close frame may wait behind what its socket
+/// still holds (it is read if the browser reads again by then).
+pub const SLOW_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs until the connection is cancelled or the socket fails. Returns true
+/// when the close frame was written.
 pub async fn write_loop<Si: Sink<Message> + Unpin>(
     mut sink: Si,
     mut rx: mpsc::Receiver<Outgoing>,
     hub: &HubInner,
     shared: &ConnShared,
-) {
+) -> bool {
     let o = &hub.options;
     let mut ping = tokio::time::interval(o.keepalive_interval);
     ping.tick().await;
@@ -77,7 +82,7 @@ pub async fn write_loop<Si: Sink<Message> + Unpin>(
             Ok(n) => {
                 hub.metrics.frames_out.inc_by(n);
             }
-            Err(()) => return,
+            Err(()) => return false,
         }
     }
     let (code, reason) = shared
@@ -89,19 +94,27 @@ pub async fn write_loop<Si: Sink<Message> + Unpin>(
         reason: Utf8Bytes::from_static(reason),
     }));
     let drain = !matches!(shared.cause(), Some(CloseCause::SlowConsumer) | None);
-    let _ = tokio::time::timeout(o.close_timeout, async {
+    // A slow consumer's close frame waits behind what its socket holds.
+    let wait = match shared.cause() {
+        Some(CloseCause::SlowConsumer) => SLOW_CLOSE_WAIT.min(o.close_timeout),
+        _ => o.close_timeout,
+    };
+    let sent = tokio::time::timeout(wait, async {
         // Errors explaining the close go out before it; a slow consumer's
         // backlog does not.
         while let (true, Ok(f)) = (drain, rx.try_recv()) {
             if sink.feed(Message::Text(f.frame)).await.is_err() {
-                return;
+                return false;
             }
         }
         if sink.send(close).await.is_ok() {
             let _ = sink.close().await;
+            return true;
         }
+        false
     })
     .await;
+    matches!(sent, Ok(true))
 }
 
 /// Writes `first` (a queued frame, or `None` for a ping) and whatever else

@@ -60,12 +60,19 @@ mod tests {
             seq: 9,
             timestamp_us: 77,
             publisher: Some("w1"),
+            verified: true,
         };
         let v: serde_json::Value = serde_json::from_str(&event(&f)).unwrap();
         assert_eq!(v["data"]["text"], "hi");
         assert_eq!(v["pos"], "b1:5:9");
         assert_eq!(v["from"], "w1");
         assert!(v.get("binary").is_none());
+        f.verified = false;
+        let v: serde_json::Value = serde_json::from_str(&event(&f)).unwrap();
+        assert_eq!(
+            (v.get("from"), v["from_unverified"].as_str()),
+            (None, Some("w1"))
+        );
         f.payload = &[0xff, 0x00, 0x01];
         f.publisher = None;
         let v: serde_json::Value = serde_json::from_str(&event(&f)).unwrap();

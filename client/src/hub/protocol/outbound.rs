@@ -183,6 +183,9 @@ pub struct EventFields<'a> {
     pub timestamp_us: u64,
     /// Publisher id, if the publisher sent one.
     pub publisher: Option<&'a str>,
+    /// The hub vouches for `publisher` (one of its trusted publisher ids):
+    /// sent as `from`; otherwise as `from_unverified`.
+    pub verified: bool,
 }
 
 #[derive(Serialize)]
@@ -196,6 +199,8 @@ struct EventFrame<'a> {
     ts: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     from: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_unverified: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -229,6 +234,7 @@ pub fn event(f: &EventFields<'_>) -> Utf8Bytes {
         binary,
         pos: format!("{}:{}:{}", f.origin, f.epoch, f.seq),
         ts: f.timestamp_us,
-        from: f.publisher,
+        from: f.publisher.filter(|_| f.verified),
+        from_unverified: f.publisher.filter(|_| !f.verified),
     })
 }

@@ -4,7 +4,7 @@ use super::*;
 
 #[tokio::test]
 async fn events_reach_every_matching_connection_in_order() {
-    let (hub, fabric, feed) = setup(HubOptions::new("w1"));
+    let (hub, fabric, feed) = setup(HubOptions::new("w1").trusted_publishers(vec!["w0".into()]));
     let mut a = connect(&hub, 64);
     let mut b = connect(&hub, 64);
     assert_eq!(a.json().await["op"], "welcome");

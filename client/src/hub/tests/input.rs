@@ -133,3 +133,20 @@ async fn a_token_in_the_first_frame_grants_only_its_patterns() {
     }
     assert_eq!(hub.metrics().refused_auth.get(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_never_authenticates_is_closed_with_4003() {
+    let (hub, _fabric, _feed) = setup(
+        HubOptions::new("w1")
+            .auth_in_first_frame(true)
+            .auth_timeout(Duration::from_secs(3)),
+    );
+    let mut b = connect_pending(&hub);
+    assert_eq!(b.json().await["op"], "welcome");
+    let e = b.json().await;
+    assert_eq!(e["code"], "forbidden", "{e}");
+    match b.next().await {
+        Message::Close(Some(c)) => assert_eq!(c.code, 4003),
+        other => panic!("expected close 4003, got {other:?}"),
+    }
+}

@@ -55,3 +55,117 @@ async fn resume_uses_the_ring_then_the_history_then_says_gap() {
     );
     assert_eq!(e.json().await["pos"], "b1:7:3");
 }
+
+#[tokio::test]
+async fn a_since_beyond_the_newest_is_up_to_date_and_never_wraps() {
+    let (hub, fabric, feed) = setup(HubOptions::new("w1").ring(100, 1 << 20));
+    let mut watcher = connect(&hub, 64);
+    watcher.json().await;
+    subscribed(&mut watcher, json!(["#"]), None).await;
+    for s in 1..=3 {
+        fabric.history.lock().unwrap().push(msg(s, "a.x"));
+        feed.send(FabricItem::Message(msg(s, "a.x"))).await.unwrap();
+        watcher.json().await;
+    }
+    // Origin in the ring, and an origin the hub never saw: nothing replayed.
+    for since in ["b1:7:18446744073709551615", "zz:1:18446744073709551615"] {
+        let mut c = connect(&hub, 64);
+        c.json().await;
+        let v = subscribed(&mut c, json!(["#"]), Some(since)).await;
+        assert_eq!(v["replayed"], 0, "{since}: {v}");
+        // Up to date at the newest: the next live event arrives.
+        let next = 4 + u64::from(since.starts_with("zz"));
+        feed.send(FabricItem::Message(msg(next, "a.x")))
+            .await
+            .unwrap();
+        watcher.json().await;
+        let ev = c.json().await;
+        assert_eq!(ev["pos"], format!("b1:7:{next}"), "{since}: {ev}");
+    }
+}
+
+#[tokio::test]
+async fn subscribe_is_rate_limited() {
+    let (hub, _fabric, _feed) = setup(HubOptions::new("w1").subscribe_rate(0.001, 3));
+    let mut c = connect(&hub, 64);
+    c.json().await;
+    for _ in 0..3 {
+        subscribed(&mut c, json!(["a.x"]), Some("b1:7:0")).await;
+    }
+    c.send(json!({"op":"subscribe","topics":["a.y"]})).await;
+    let v = c.json().await;
+    assert_eq!(
+        (v["op"].as_str(), v["code"].as_str()),
+        (Some("error"), Some("rate_limited")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn a_resume_is_bounded_by_its_bytes_and_scan_budget() {
+    let opts = HubOptions::new("w1")
+        .ring(100, 1 << 20)
+        .resume_limits(200, 1000);
+    let (hub, _fabric, feed) = setup(opts);
+    let mut watcher = connect(&hub, 128);
+    watcher.json().await;
+    subscribed(&mut watcher, json!(["#"]), None).await;
+    for s in 1..=10 {
+        feed.send(FabricItem::Message(msg(s, "a.x"))).await.unwrap();
+        watcher.json().await;
+    }
+    // An event frame is 70 to 100 bytes: 2 fit in 200.
+    let mut c = connect(&hub, 64);
+    c.json().await;
+    let v = subscribed(&mut c, json!(["#"]), Some("b1:7:0")).await;
+    assert_eq!(v["recovered"], false, "{v}");
+    let n = v["replayed"].as_u64().unwrap();
+    assert_eq!(n, 2, "{v}");
+    for _ in 0..n {
+        assert_eq!(c.json().await["op"], "event");
+    }
+    let g = c.json().await;
+    assert_eq!(
+        (
+            g["op"].as_str(),
+            g["reason"].as_str(),
+            g["first"].as_u64(),
+            g["last"].as_u64()
+        ),
+        (Some("gap"), Some("too_far_behind"), Some(3), Some(10)),
+        "{g}"
+    );
+    // Live again after the gap; nothing of the gap's range comes later.
+    feed.send(FabricItem::Message(msg(11, "a.x")))
+        .await
+        .unwrap();
+    assert_eq!(c.json().await["pos"], "b1:7:11");
+}
+
+#[tokio::test]
+async fn distinct_patterns_per_hub_are_capped() {
+    let (hub, _fabric, feed) = setup(HubOptions::new("w1").max_patterns(64, 3));
+    let mut a = connect(&hub, 64);
+    a.json().await;
+    subscribed(&mut a, json!(["x.#", "*.y", "z"]), None).await;
+    let mut b = connect(&hub, 64);
+    b.json().await;
+    // Patterns already served cost nothing; a new one is refused.
+    subscribed(&mut b, json!(["x.#", "z"]), None).await;
+    b.send(json!({"op":"subscribe","topics":["w.#"]})).await;
+    let v = b.json().await;
+    assert_eq!(v["code"], "rate_limited", "{v}");
+    b.send(json!({"op":"subscribe","topics":["w.#"],"since":"b1:7:0"}))
+        .await;
+    assert_eq!(b.json().await["code"], "rate_limited");
+    // Dispatch through the prefix index: each pattern kind still matches.
+    for (s, topic) in [(1, "x"), (2, "x.q.r"), (3, "q.y"), (4, "z"), (5, "zz")] {
+        feed.send(FabricItem::Message(msg(s, topic))).await.unwrap();
+    }
+    for s in 1..=4 {
+        assert_eq!(a.json().await["pos"], format!("b1:7:{s}"));
+    }
+    for s in [1, 2, 4] {
+        assert_eq!(b.json().await["pos"], format!("b1:7:{s}"));
+    }
+}

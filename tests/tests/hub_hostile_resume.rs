@@ -1,0 +1,227 @@
+//! Hostile `subscribe … since` requests against the real demo: a seq of
+//! u64::MAX never wraps, a storm of 16-pattern resumes from seq 0 over a big
+//! ring does not stall live delivery on the same worker, and 20 resumers
+//! that never read do not pin the worker's memory.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use fanfare_tests::demo::{metric, Demo};
+use fanfare_tests::websocket::Ws;
+use serde_json::{json, Value};
+
+/// Publishes `n` events of `pad` bytes on `fill.<i % 64>` and waits until
+/// `watcher` got them all. Returns `origin:epoch` of the events.
+async fn fill(p: &mut Ws, watcher: &mut Ws, n: u64, pad: usize) -> Result<String> {
+    let pad = "x".repeat(pad);
+    let mut last = Value::Null;
+    for start in (0..n).step_by(100) {
+        let end = (start + 100).min(n);
+        for i in start..end {
+            p.publish(&format!("fill.{}", i % 64), json!({ "i": i, "pad": pad }))
+                .await?;
+        }
+        for _ in start..end {
+            last = watcher.recv().await?;
+        }
+    }
+    let pos = last["pos"].as_str().context("no pos")?;
+    let (prefix, _) = pos.rsplit_once(':').context("pos")?;
+    Ok(prefix.to_owned())
+}
+
+/// The worker's pid, from `/api/info` (retried until the kernel picks it).
+async fn pid_of(demo: &Demo, worker: &str) -> Result<u32> {
+    for _ in 0..300 {
+        let body = demo.get("/api/info").await?;
+        let Some(json) = body.split("\r\n\r\n").nth(1) else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(json.trim()).unwrap_or_default();
+        if v["worker"] == worker {
+            return v["pid"].as_u64().map(|p| p as u32).context("pid");
+        }
+    }
+    bail!("never reached worker {worker} for /api/info")
+}
+
+/// VmRSS of `pid`, KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS")
+}
+
+#[tokio::test]
+async fn a_since_at_u64_max_is_up_to_date_and_subscribe_is_rate_limited() -> Result<()> {
+    let demo = Demo::start(&["--workers", "1", "--publish-rate", "10000"]).await?;
+    let mut p = demo.connect_where(|_| true).await?;
+    let mut w = demo.connect_where(|_| true).await?;
+    w.subscribe(&["fill.#"], None).await?;
+    let prefix = fill(&mut p, &mut w, 50, 10).await?;
+    let mut c = demo.connect_where(|_| true).await?;
+    let since = format!("{prefix}:18446744073709551615,zz:1:18446744073709551615");
+    let started = Instant::now();
+    let (mut ok, mut limited) = (0, 0);
+    for _ in 0..40 {
+        c.send(&json!({"op": "subscribe", "topics": ["fill.#"], "since": since}))
+            .await?;
+        let v = c.recv().await?;
+        match (v["op"].as_str(), v["code"].as_str()) {
+            (Some("subscribed"), _) => {
+                assert_eq!(v["replayed"], 0, "{v}");
+                ok += 1;
+            }
+            (Some("error"), Some("rate_limited")) => limited += 1,
+            _ => bail!("unexpected answer {v}"),
+        }
+    }
+    assert!(
+        ok >= 1 && limited >= 1,
+        "{ok} subscribed, {limited} rate limited"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Up to date at the newest: the next live event arrives.
+    p.publish("fill.live", json!({"live": true})).await?;
+    loop {
+        let v = c.recv().await?;
+        if v["op"] == "event" {
+            assert_eq!(v["data"]["live"], true, "{v}");
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_resume_storm_does_not_stall_live_delivery_on_the_same_worker() -> Result<()> {
+    let demo = Demo::start(&[
+        "--workers",
+        "2",
+        "--publish-rate",
+        "100000",
+        "--ring",
+        "20000",
+    ])
+    .await?;
+    let mut probe = demo.connect_where(|_| true).await?;
+    let worker = probe.worker.clone();
+    probe.subscribe(&["probe.#"], None).await?;
+    let mut p = demo.connect_where(|_| true).await?;
+    let mut w = demo.connect_where(|x| x == worker).await?;
+    w.subscribe(&["fill.#"], None).await?;
+    let prefix = fill(&mut p, &mut w, 20_000, 200).await?;
+    drop(w);
+
+    // 8 connections on the probe's worker, each resuming twice from seq 0
+    // with 16 patterns that match almost nothing; they never read.
+    let topics: Vec<String> = (0..16).map(|k| format!("#.nothing{k}.#")).collect();
+    let since = format!("{prefix}:0");
+    let mut attackers = Vec::new();
+    for _ in 0..8 {
+        attackers.push(demo.connect_where(|x| x == worker).await?);
+    }
+    let attack_started = Instant::now();
+    for round in 0..2 {
+        for a in &mut attackers {
+            let topics: Vec<&String> = topics.iter().skip(round * 8).take(8).collect();
+            a.send(&json!({"op": "subscribe", "topics": topics, "since": since}))
+                .await?;
+        }
+    }
+
+    let mut lat = Vec::new();
+    let mut i = 0u64;
+    while i < 300 || attack_started.elapsed() < Duration::from_secs(3) {
+        i += 1;
+        let t0 = Instant::now();
+        p.publish("probe.x", json!({ "i": i })).await?;
+        loop {
+            let v = probe.recv().await?;
+            if v["data"]["i"] == i {
+                break;
+            }
+        }
+        lat.push(t0.elapsed());
+    }
+    let during = attack_started.elapsed();
+    lat.sort();
+    let p50 = lat[lat.len() / 2];
+    let p99 = lat[lat.len() * 99 / 100];
+    eprintln!(
+        "probe latency during the resume storm ({during:?}): p50 {p50:?}, p99 {p99:?}, max {:?}",
+        lat[lat.len() - 1]
+    );
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+    drop(attackers);
+    Ok(())
+}
+
+#[tokio::test]
+async fn resumers_that_never_read_do_not_pin_the_workers_memory() -> Result<()> {
+    let demo = Demo::start(&[
+        "--workers",
+        "1",
+        "--publish-rate",
+        "100000",
+        "--ring",
+        "1000",
+    ])
+    .await?;
+    let mut p = demo.connect_where(|_| true).await?;
+    let worker = p.worker.clone();
+    let pid = pid_of(&demo, &worker).await?;
+    let mut w = demo.connect_where(|_| true).await?;
+    w.subscribe(&["fill.#"], None).await?;
+    // 12 000 events of 2 KiB: the ring holds the last 1 000, a resume from 0
+    // must take the rest from the broadcaster's history.
+    let prefix = fill(&mut p, &mut w, 12_000, 2048).await?;
+    let open_label = format!("fanfare_hub_connections_open{{worker=\"{worker}\"}}");
+    let before_open = metric(&demo.metrics_of(&worker).await?, &open_label).unwrap_or(0);
+    let base = rss_kib(pid)?;
+    let since = format!("{prefix}:0");
+    let mut quiet = Vec::new();
+    for _ in 0..20 {
+        let mut q = demo.connect_where(|_| true).await?;
+        q.send(&json!({"op": "subscribe", "topics": ["#"], "since": since}))
+            .await?;
+        quiet.push(q);
+    }
+    let mut peak = base;
+    let until = Instant::now() + Duration::from_secs(6);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while Instant::now() < until {
+        tick.tick().await;
+        peak = peak.max(rss_kib(pid)?);
+    }
+    let growth_mib = peak.saturating_sub(base) / 1024;
+    eprintln!(
+        "worker RSS {} MiB before, peak {} MiB with 20 quiet resumers (+{growth_mib} MiB)",
+        base / 1024,
+        peak / 1024
+    );
+    drop(quiet);
+    // Once they are gone, so are their connections.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = metric(&demo.metrics_of(&worker).await?, &open_label).unwrap_or(u64::MAX);
+        if open <= before_open {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("{open} connections still open (before: {before_open})");
+        }
+        tick.tick().await;
+    }
+    eprintln!("after they left: RSS {} MiB", rss_kib(pid)? / 1024);
+    assert!(growth_mib < 160, "RSS grew by {growth_mib} MiB");
+    Ok(())
+}
