@@ -1,6 +1,9 @@
 //! A real browser (Debian's chromium, driven by playwright-core from
-//! `tests/browser/`): two pages of the demo, a chat message sent in one
-//! appears in the other's DOM. Screenshots land in target/test-artifacts/.
+//! `tests/browser/`): two pages of the demo on two different workers, a
+//! chat message sent in one appears in the other's DOM; the second page,
+//! held offline while the first publishes, must get the messages by a real
+//! resume (recovered, replayed), each once. Screenshots land in
+//! target/test-artifacts/.
 //!
 //! Needs `/usr/bin/chromium` and `npm ci` in `tests/browser`. Outside CI a
 //! missing piece skips the test with a SKIPPED line that `cargo test` shows;
