@@ -60,6 +60,9 @@ use tokio_util::task::TaskTracker;
 pub use config::{Config, ConfigError};
 pub use endpoint::EndpointError;
 pub use metrics::{MetricsSnapshot, MetricsView};
+/// Fuzz entry points for the ZMTP reader and handshake (not part of the API).
+#[doc(hidden)]
+pub use zmtp::fuzzing;
 
 use crate::history::{History, Limits};
 use crate::metrics::Metrics;

@@ -7,7 +7,8 @@
 //! on every receive ([`sockets`]), fanfare-client helpers ([`client`]), raw
 //! TCP peers that speak (or abuse) ZMTP ([`zmtp`]), the admin HTTP endpoint
 //! ([`http`], [`metrics`]) and libzmq through pyzmq ([`python`]). The
-//! binaries are built on first use ([`binary`]).
+//! binaries are built on first use ([`binary`]). A test whose prerequisite
+//! is missing skips visibly, and fails under CI ([`skip`]).
 //!
 //! Synchronisation is never a bare sleep: [`wait::eventually`] polls a
 //! condition until a deadline.
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod process;
 pub mod proxy;
 pub mod python;
+pub mod skip;
 pub mod sockets;
 pub mod wait;
 pub mod websocket;

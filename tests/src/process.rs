@@ -104,6 +104,18 @@ impl BroadcasterProcess {
         self.signal(Signal::INT)
     }
 
+    /// Sends SIGSTOP: the process stops reading its sockets (and handling
+    /// signals) until [`Self::sigcont`], so a test can leave data unread in
+    /// them deterministically.
+    pub fn sigstop(&self) -> Result<()> {
+        self.signal(Signal::STOP)
+    }
+
+    /// Sends SIGCONT (after [`Self::sigstop`]).
+    pub fn sigcont(&self) -> Result<()> {
+        self.signal(Signal::CONT)
+    }
+
     fn signal(&self, sig: Signal) -> Result<()> {
         let pid = self.pid().context("broadcaster is not running")?;
         let pid = i32::try_from(pid)

@@ -1,8 +1,9 @@
 //! Finding a Python interpreter with pyzmq (real libzmq) for interop tests.
 //!
 //! Looks at `FANFARE_PYTHON`, then `.venv/bin/python` at the workspace root
-//! (what `.ci/run` creates). When none has pyzmq: under `CI=true` the test
-//! fails loudly; elsewhere it is skipped with a loud message.
+//! (what `.ci/run` creates). When none has pyzmq: under CI (any non-empty
+//! `CI`) the test fails loudly; elsewhere it is skipped with a SKIPPED line
+//! that `cargo test` shows (see [`crate::skip`]).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -12,7 +13,7 @@ use crate::binary::workspace_root;
 /// A Python with `import zmq` working, or `None` (test should return early).
 ///
 /// # Panics
-/// Under `CI=true` when no such Python is found.
+/// Under CI (any non-empty `CI`) when no such Python is found.
 pub fn python() -> Option<PathBuf> {
     let candidates: Vec<PathBuf> = std::env::var_os("FANFARE_PYTHON")
         .map(PathBuf::from)
@@ -35,10 +36,12 @@ pub fn python() -> Option<PathBuf> {
          create it with `python3 -m venv .venv && .venv/bin/pip install pyzmq` \
          at the workspace root or set FANFARE_PYTHON"
     );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true: {msg}");
+    // libtest names each test's thread after the test.
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a pyzmq test");
+    if let Err(e) = crate::skip::skip(test, &msg) {
+        panic!("{e}");
     }
-    eprintln!("\n!!!!!!!! SKIPPED (not under CI): {msg} !!!!!!!!\n");
     None
 }
 

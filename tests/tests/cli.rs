@@ -10,7 +10,7 @@ use bytes::Bytes;
 use fanfare_tests::binary::log_dir;
 use fanfare_tests::cli::{run_tool, RunningTool, TailLine};
 use fanfare_tests::process::BroadcasterProcess;
-use fanfare_tests::{sockets, RECV_TIMEOUT};
+use fanfare_tests::{metrics, sockets, RECV_TIMEOUT};
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -50,6 +50,18 @@ async fn pub_sends_an_argument_and_stdin_lines() -> Result<()> {
         );
     }
 
+    let admin = e.admin_addr()?.to_owned();
+    let counts = |text: &str| {
+        (
+            metrics::value_or_zero(text, "fanfare_ingress_messages_total", &[]),
+            metrics::value_or_zero(
+                text,
+                "fanfare_connections_accepted_total",
+                &[("socket", "pull")],
+            ),
+        )
+    };
+    let (messages_before, pulls_before) = counts(&metrics::fetch(&admin).await?);
     let out = run_tool(
         &["pub", "_fanfare.hb.x", "forged", "--pull", &e.pull],
         None,
@@ -60,7 +72,21 @@ async fn pub_sends_an_argument_and_stdin_lines() -> Result<()> {
         out.code != Some(0),
         "pub must refuse a reserved topic: {out:?}"
     );
-    ensure!(!out.stderr.is_empty(), "and say why");
+    ensure!(
+        out.stderr.contains("_fanfare.hb.x") && out.stderr.contains("reserved"),
+        "and say why (the topic, reserved): {out:?}"
+    );
+    // Nothing was sent: after a marker of our own has gone through, the
+    // broadcaster counted exactly that one message and no new PULL peer.
+    sockets::publish(&mut push, "cli.after", Bytes::from_static(b"marker")).await?;
+    let m = sockets::recv_broadcast(&mut sub, RECV_TIMEOUT).await?;
+    ensure!(m.topic == "cli.after", "the marker, not {m:?}");
+    let (messages, pulls) = counts(&metrics::fetch(&admin).await?);
+    ensure!(
+        messages == messages_before + 1.0 && pulls == pulls_before,
+        "the refused pub sent nothing: ingress {messages_before} -> {messages}, \
+         pull connections {pulls_before} -> {pulls}"
+    );
     Ok(())
 }
 
@@ -216,9 +242,14 @@ async fn stats_shows_a_running_broadcaster() -> Result<()> {
         "human view names the broadcaster: {}",
         out.stdout
     );
+    let ingress = out
+        .stdout
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("ingress"))
+        .map(str::trim_start);
     ensure!(
-        out.stdout.contains('7'),
-        "and shows the message count: {}",
+        ingress.is_some_and(|l| l.starts_with("7 messages,")),
+        "and shows the ingress count, 7 messages: {}",
         out.stdout
     );
     let out = run_tool(

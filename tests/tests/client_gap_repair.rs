@@ -1,13 +1,21 @@
 //! Gap repair end to end: the broadcaster's PUB drops messages for a
 //! subscriber that falls behind; the client fetches them from history.
 //! And a SIGKILLed broadcaster: new epoch, reconnect, outbox flushed.
+//!
+//! The subscriber of the two loss tests reads through a paused proxy while
+//! the burst is published, so the broadcaster surely drops (its admin
+//! endpoint's `fanfare_egress_dropped_total` must be > 0 before the proxy
+//! resumes): the tests cannot pass without exercising repair (or, with a
+//! tiny history, gaps).
 
 use std::time::Duration;
 
-use anyhow::Result;
-use fanfare_client::{Client, ClientEvent, Delivery};
+use anyhow::{ensure, Result};
+use fanfare_client::{Client, ClientEvent, ClientOptions, Delivery, Subscription};
 use fanfare_tests::client::{connect, next_delivery, next_message, options, wait_event};
 use fanfare_tests::process::BroadcasterProcess;
+use fanfare_tests::proxy::PausableProxy;
+use fanfare_tests::{metrics, wait};
 
 /// Every receive (and a client's connect) in these tests waits at most this long.
 const RECV: Duration = Duration::from_secs(15);
@@ -31,9 +39,53 @@ fn index(m: &fanfare_client::Message) -> u32 {
         .unwrap_or(0)
 }
 
+/// A subscriber of `b` that reads `pattern` through a pausable proxy (its
+/// heartbeat timeout outlasts the pause; its queue holds a whole burst, so
+/// only the broadcaster drops), and the proxy.
+async fn stalled_subscriber(
+    b: &BroadcasterProcess,
+    pattern: &str,
+) -> Result<(Client, Subscription, PausableProxy)> {
+    let proxy = PausableProxy::start(&b.endpoints().publish).await?;
+    let e = b.endpoints();
+    let c = Client::connect(
+        ClientOptions::new(e.pull.clone(), proxy.endpoint(), e.replay.clone())
+            .connect_timeout(RECV)
+            .heartbeat_timeout(Duration::from_secs(60))
+            .subscription_capacity(2 * N as usize),
+    )
+    .await?;
+    let sub = c.subscribe(pattern).await?;
+    Ok((c, sub, proxy))
+}
+
+/// Publishes the burst while `proxy` is paused and waits until the
+/// broadcaster has counted drops; returns how many.
+async fn burst_while_paused(
+    b: &BroadcasterProcess,
+    proxy: &PausableProxy,
+    publisher: &Client,
+    topic: &str,
+) -> Result<f64> {
+    proxy.pause();
+    burst(publisher, topic).await?;
+    let admin = b.endpoints().admin_addr()?.to_owned();
+    let dropped = wait::eventually(RECV, "the broadcaster to drop for the stalled peer", || {
+        let admin = admin.clone();
+        async move {
+            let text = metrics::fetch(&admin).await.ok()?;
+            let d = metrics::value_or_zero(&text, "fanfare_egress_dropped_total", &[]);
+            (d > 0.0).then_some(d)
+        }
+    })
+    .await?;
+    proxy.resume();
+    Ok(dropped)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_dropped_by_the_pub_are_repaired_in_order() -> Result<()> {
-    let b = BroadcasterProcess::spawn_without_admin(&[
+    let b = BroadcasterProcess::spawn(&[
         "--id",
         "b1",
         "--heartbeat-ms",
@@ -43,33 +95,33 @@ async fn messages_dropped_by_the_pub_are_repaired_in_order() -> Result<()> {
     ])
     .await?;
     let publisher = connect(&b, RECV).await?;
-    let subscriber = connect(&b, RECV).await?;
+    let (subscriber, mut sub, proxy) = stalled_subscriber(&b, "burst.#").await?;
     let mut events = subscriber.events();
-    let mut sub = subscriber.subscribe("burst.#").await?;
-    let sender = tokio::spawn({
-        let p = publisher.clone();
-        async move { burst(&p, "burst.x").await }
-    });
+    // The subscription is live once one message went through the proxy.
+    publisher.publish("burst.x", "0 warm-up").await?;
+    ensure!(index(&next_message(&mut sub, RECV).await?) == 0, "warm-up");
+    let dropped = burst_while_paused(&b, &proxy, &publisher, "burst.x").await?;
     let mut replayed = 0;
     for i in 1..=N {
         let m = next_message(&mut sub, RECV).await?;
         assert_eq!(index(&m), i, "every message exactly once, in order");
         replayed += u32::from(m.replayed);
     }
-    sender.await??;
-    eprintln!("{replayed} of {N} messages came from history");
-    if replayed > 0 {
-        wait_event(&mut events, RECV, |e| {
-            matches!(e, ClientEvent::GapRepaired { .. })
-        })
-        .await?;
-    }
+    eprintln!("{dropped} dropped by the PUB, {replayed} of {N} messages came from history");
+    ensure!(
+        replayed > 0,
+        "the PUB dropped {dropped} but nothing was repaired"
+    );
+    wait_event(&mut events, RECV, |e| {
+        matches!(e, ClientEvent::GapRepaired { .. })
+    })
+    .await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loss_beyond_history_is_reported_as_gaps() -> Result<()> {
-    let b = BroadcasterProcess::spawn_without_admin(&[
+    let b = BroadcasterProcess::spawn(&[
         "--id",
         "b1",
         "--heartbeat-ms",
@@ -81,20 +133,18 @@ async fn loss_beyond_history_is_reported_as_gaps() -> Result<()> {
     ])
     .await?;
     let publisher = connect(&b, RECV).await?;
-    let subscriber = connect(&b, RECV).await?;
-    let mut sub = subscriber.subscribe("lossy.#").await?;
-    let sender = tokio::spawn({
-        let p = publisher.clone();
-        async move { burst(&p, "lossy.x").await }
-    });
+    let (_subscriber, mut sub, proxy) = stalled_subscriber(&b, "lossy.#").await?;
+    publisher.publish("lossy.x", "0 warm-up").await?;
+    let warm = next_message(&mut sub, RECV).await?;
+    ensure!(index(&warm) == 0, "warm-up");
+    let dropped = burst_while_paused(&b, &proxy, &publisher, "lossy.x").await?;
     // Every seq is accounted for: delivered, or inside a reported gap.
-    let (mut delivered, mut lost, mut last) = (0u64, 0u64, 0u64);
-    let mut first_seq = None;
+    let (mut delivered, mut lost, mut last) = (0u64, 0u64, warm.stamp.seq);
     while delivered + lost < u64::from(N) {
         match next_delivery(&mut sub, RECV).await? {
             Delivery::Message(m) => {
-                first_seq.get_or_insert(m.stamp.seq);
                 assert!(m.stamp.seq > last, "in order");
+                assert_eq!(m.stamp.seq - warm.stamp.seq, u64::from(index(&m)), "seq");
                 last = m.stamp.seq;
                 delivered += 1;
             }
@@ -106,9 +156,17 @@ async fn loss_beyond_history_is_reported_as_gaps() -> Result<()> {
             Delivery::Closed(r) => panic!("closed: {r:?}"),
         }
     }
-    sender.await??;
     assert_eq!(delivered + lost, u64::from(N));
-    eprintln!("{delivered} delivered, {lost} reported lost");
+    assert_eq!(
+        last - warm.stamp.seq,
+        u64::from(N),
+        "accounted up to the last"
+    );
+    eprintln!("{dropped} dropped by the PUB; {delivered} delivered, {lost} reported lost");
+    ensure!(
+        lost > 0,
+        "the PUB dropped {dropped} past a 50-message history, yet no gap was reported"
+    );
     Ok(())
 }
 

@@ -1,8 +1,11 @@
 //! Slow consumers through fanfare-client. A subscriber whose network stalls
 //! (a paused proxy) is pushed past the broadcaster's per-subscriber queue;
 //! resumed, it still gets every message in order thanks to repair, and
-//! meanwhile a healthy subscriber is not slowed (completion time within a
-//! ratio of its time alone). A subscriber whose *application* stops reading
+//! meanwhile a healthy subscriber is not slowed: measured on the healthy one
+//! alone (never as a ratio of two timings, which is noise on a loaded
+//! 2-core machine), it gets every message in order with no pause longer
+//! than [`STALL_DEADLINE`] and all of them within [`RUN_DEADLINE`], while
+//! the stalled one's drops are counted. A subscriber whose *application* stops reading
 //! is closed with `SlowConsumer { position }` and resumes from that
 //! position without loss.
 
@@ -20,13 +23,20 @@ use fanfare_tests::{metrics, RECV_TIMEOUT};
 
 const N: u64 = 10_000;
 const PAYLOAD: usize = 512;
-/// With a stalled peer, the healthy subscriber may take at most this many
-/// times its time alone (plus one baseline for scheduling noise).
-const SLOWDOWN_RATIO: f64 = 3.0;
+/// Longest the healthy subscriber may wait between two messages (generous:
+/// a broadcaster waiting on the stalled peer would stop it for good).
+const STALL_DEADLINE: Duration = Duration::from_secs(5);
+/// Longest the whole run may take for the healthy subscriber.
+const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Publishes `N` indexed messages on `topic` while `sub` reads them; returns
-/// the time until `sub` had them all, checking order and exactly-once.
-async fn timed_stream(publisher: &Client, sub: &mut Subscription, topic: &str) -> Result<Duration> {
+/// Publishes `N` indexed messages on `topic` while `sub` reads them; checks
+/// order, exactly-once and that no two messages are more than
+/// [`STALL_DEADLINE`] apart. Returns the total time and the longest pause.
+async fn timed_stream(
+    publisher: &Client,
+    sub: &mut Subscription,
+    topic: &str,
+) -> Result<(Duration, Duration)> {
     let started = Instant::now();
     let writer = async {
         for i in 0..N {
@@ -37,17 +47,21 @@ async fn timed_stream(publisher: &Client, sub: &mut Subscription, topic: &str) -
         Ok::<_, anyhow::Error>(())
     };
     let reader = async {
+        let mut longest = Duration::ZERO;
+        let mut last = Instant::now();
         for i in 0..N {
-            let m = next_data(sub, RECV_TIMEOUT)
+            let m = next_data(sub, STALL_DEADLINE)
                 .await
                 .with_context(|| format!("healthy: message {i} of {N}"))?;
+            longest = longest.max(last.elapsed());
+            last = Instant::now();
             ensure!(m.topic.as_ref() == topic, "topic {}", m.topic);
             ensure!(
                 index_of(&m.payload) == Some(i),
                 "healthy: message {i} in order"
             );
         }
-        Ok(started.elapsed())
+        Ok((started.elapsed(), longest))
     };
     let ((), took) = tokio::try_join!(writer, reader)?;
     Ok(took)
@@ -71,8 +85,6 @@ async fn stalled_subscriber_does_not_slow_others_and_gets_everything_after_resum
     let capacity = 2 * N as usize;
     let healthy_client = Client::connect(options(&b).subscription_capacity(capacity)).await?;
     let mut healthy = healthy_client.subscribe("s.#").await?;
-    sync_subscriptions(&publisher, &mut [&mut healthy], "s").await?;
-    let alone = timed_stream(&publisher, &mut healthy, "s.alone").await?;
 
     // A second subscriber behind a proxy that stops forwarding.
     let proxy = PausableProxy::start(&b.endpoints().publish).await?;
@@ -86,14 +98,13 @@ async fn stalled_subscriber_does_not_slow_others_and_gets_everything_after_resum
     let mut stalled = stalled_client.subscribe("s.#").await?;
     sync_subscriptions(&publisher, &mut [&mut stalled, &mut healthy], "s").await?;
     proxy.pause();
-    let with_stalled = timed_stream(&publisher, &mut healthy, "s.shared").await?;
-    let ratio = with_stalled.as_secs_f64() / alone.as_secs_f64();
+    let (total, longest) = timed_stream(&publisher, &mut healthy, "s.shared").await?;
     eprintln!(
-        "healthy subscriber: alone {alone:?}, next to a stalled one {with_stalled:?} (x{ratio:.2})"
+        "healthy subscriber next to a stalled one: {N} in {total:?}, longest pause {longest:?}"
     );
     ensure!(
-        with_stalled.as_secs_f64() <= alone.as_secs_f64() * (SLOWDOWN_RATIO + 1.0),
-        "a stalled subscriber slowed a healthy one: {alone:?} -> {with_stalled:?} (x{ratio:.2})"
+        total <= RUN_DEADLINE,
+        "a stalled subscriber slowed a healthy one: {N} messages took {total:?}"
     );
     let text = metrics::fetch(b.endpoints().admin_addr()?).await?;
     let dropped = metrics::value_or_zero(&text, "fanfare_egress_dropped_total", &[]);

@@ -1,8 +1,16 @@
 //! Slow consumers never slow others, seen from plain ZeroMQ subscribers
 //! (no client-side repair): a subscriber that stops reading does not slow a
-//! healthy one (its completion time stays within a ratio of the time it
-//! takes alone), its misses are counted in `egress_dropped_total`, and a
+//! healthy one, its misses are counted in `egress_dropped_total`, and a
 //! burst larger than a subscriber's queue still reaches an idle subscriber.
+//!
+//! "Does not slow" is measured on the healthy subscriber alone, never as a
+//! ratio of two runs (on a loaded 2-core machine the ratio of two timings
+//! is noise): the publisher sends a window and waits for the healthy
+//! subscriber to have it, so if the broadcaster ever waited on the stalled
+//! subscriber the healthy one would stall with it. Each window must arrive
+//! within [`WINDOW_DEADLINE`] and the whole run within [`RUN_DEADLINE`],
+//! in order and without a gap, while the stalled one demonstrably loses
+//! (its drops are counted during the run).
 
 use std::time::{Duration, Instant};
 
@@ -14,9 +22,11 @@ use zeromq::{PushSocket, SubSocket};
 
 const N: usize = 30_000;
 const PAYLOAD: usize = 1000;
-/// A healthy subscriber next to a stalled one may take at most this many
-/// times as long as it takes alone (plus one baseline for scheduling noise).
-const SLOWDOWN_RATIO: f64 = 3.0;
+/// Longest a window of [`WINDOW`] messages may take to reach the healthy
+/// subscriber (generous: a debug build on a loaded machine takes ~10 ms).
+const WINDOW_DEADLINE: Duration = Duration::from_secs(5);
+/// Longest the whole run may take for the healthy subscriber.
+const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Messages per window: the publisher sends a window, then waits for the
 /// healthy subscriber to have it, so that subscriber never overruns its
@@ -24,12 +34,19 @@ const SLOWDOWN_RATIO: f64 = 3.0;
 const WINDOW: usize = 200;
 
 /// Pushes N messages (index in the first 8 bytes) in windows read back by
-/// `sub`; returns how long until `sub` had all N, in order, without a gap.
-async fn run_stream(push: &mut PushSocket, sub: &mut SubSocket, topic: &str) -> Result<Duration> {
+/// `sub`; checks that `sub` had all N, in order, without a gap, each window
+/// within [`WINDOW_DEADLINE`]. Returns the total time and the slowest window.
+async fn run_stream(
+    push: &mut PushSocket,
+    sub: &mut SubSocket,
+    topic: &str,
+) -> Result<(Duration, Duration)> {
     let started = Instant::now();
+    let mut slowest = Duration::ZERO;
     let mut p = vec![b'x'; PAYLOAD];
     let mut last_seq = None;
     for w in 0..N / WINDOW {
+        let window_started = Instant::now();
         for i in w * WINDOW..(w + 1) * WINDOW {
             p[..8].copy_from_slice(&(i as u64).to_be_bytes());
             sockets::publish(push, topic, p.clone()).await?;
@@ -52,8 +69,14 @@ async fn run_stream(push: &mut PushSocket, sub: &mut SubSocket, topic: &str) -> 
             }
             last_seq = Some(m.seq);
         }
+        let took = window_started.elapsed();
+        ensure!(
+            took <= WINDOW_DEADLINE,
+            "window {w} took {took:?} to reach the healthy subscriber"
+        );
+        slowest = slowest.max(took);
     }
-    Ok(started.elapsed())
+    Ok((started.elapsed(), slowest))
 }
 
 #[tokio::test]
@@ -65,28 +88,26 @@ async fn stalled_subscriber_does_not_slow_a_healthy_one() -> Result<()> {
     let mut push = sockets::push(&b.endpoints().pull).await?;
     sockets::sync_subscription(&mut push, &mut healthy, "s").await?;
 
-    // Baseline: the healthy subscriber alone.
-    let alone = run_stream(&mut push, &mut healthy, "s.alone").await?;
-
-    // Now a subscriber to the same topics that never reads.
+    // A subscriber to the same topics that never reads.
     let mut stalled = sockets::sub(&b.endpoints().publish, &["s."]).await?;
     sockets::sync_subscription(&mut push, &mut stalled, "s").await?;
-    let with_stalled = run_stream(&mut push, &mut healthy, "s.shared").await?;
-    let ratio = with_stalled.as_secs_f64() / alone.as_secs_f64();
+    let admin = b.endpoints().admin_addr()?.to_owned();
+    let dropped = |text: &str| metrics::value_or_zero(text, "fanfare_egress_dropped_total", &[]);
+    let before = dropped(&metrics::fetch(&admin).await?);
+    let (total, slowest) = run_stream(&mut push, &mut healthy, "s.shared").await?;
     eprintln!(
-        "healthy subscriber: alone {alone:?}, next to a stalled one {with_stalled:?} (x{ratio:.2})"
+        "healthy subscriber next to a stalled one: {N} in {total:?}, slowest window {slowest:?}"
     );
     ensure!(
-        with_stalled.as_secs_f64() <= alone.as_secs_f64() * SLOWDOWN_RATIO + alone.as_secs_f64(),
-        "a stalled subscriber slowed a healthy one: {alone:?} -> {with_stalled:?} (x{ratio:.2})"
+        total <= RUN_DEADLINE,
+        "a stalled subscriber slowed a healthy one: {N} messages took {total:?}"
     );
 
     // The stalled one's misses are counted (30 MB > 4 MiB queue + socket buffers).
-    let text = metrics::fetch(b.endpoints().admin_addr()?).await?;
-    let dropped = metrics::value_or_zero(&text, "fanfare_egress_dropped_total", &[]);
+    let after = dropped(&metrics::fetch(&admin).await?);
     ensure!(
-        dropped > 0.0,
-        "misses of the stalled subscriber counted: {dropped}"
+        after > before,
+        "misses of the stalled subscriber counted during the run: {before} -> {after}"
     );
     drop(stalled);
     Ok(())

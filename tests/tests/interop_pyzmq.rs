@@ -6,7 +6,8 @@
 //! endpoint and get the same messages byte for byte, plus the documented
 //! `unknown_origin`, `unknown_epoch` and `bad_request` answers.
 //!
-//! Under `CI=true` a missing Python/pyzmq fails the test; elsewhere it skips.
+//! Under CI (any non-empty `CI`) a missing Python/pyzmq fails the test;
+//! elsewhere it skips with a SKIPPED line `cargo test` shows.
 
 use std::time::Duration;
 

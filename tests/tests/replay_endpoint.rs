@@ -172,6 +172,14 @@ async fn reply_limit_is_resumable_from_next() -> Result<()> {
             !msgs.is_empty() || h.next > last,
             "progress at {from}: {h:?}"
         );
+        if round == 0 {
+            // 300 × 64 KiB is past the reply limit: the first reply is cut,
+            // and `next` says where the rest starts.
+            ensure!(
+                h.next <= last.min(h.newest) && h.next > from,
+                "the first reply must be cut by the limit: {h:?}, range {from}..={last}"
+            );
+        }
         collected.extend(msgs);
         if h.next > last {
             break;

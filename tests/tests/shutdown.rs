@@ -1,12 +1,17 @@
 //! Graceful shutdown: SIGTERM (and SIGINT) → exit 0 within a bound, with
-//! every message the broadcaster had taken before the signal forwarded.
+//! every message the broadcaster had taken before the signal forwarded, and
+//! what peers had sent but it had not read yet (data left in its sockets
+//! while the process was SIGSTOPped) forwarded too; new connections are
+//! refused during the drain.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
+use fanfare_tests::endpoints::Endpoints;
 use fanfare_tests::process::BroadcasterProcess;
 use fanfare_tests::wait::eventually;
+use fanfare_tests::zmtp::{self, RawPeer};
 use fanfare_tests::{metrics, sockets, RECV_TIMEOUT};
 
 /// The broadcaster's drain budget in these tests (`--shutdown-timeout-ms`).
@@ -121,5 +126,89 @@ async fn stalled_subscriber_cannot_hold_shutdown_beyond_the_drain_budget() -> Re
         started.elapsed()
     );
     drop(sub);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_forwards_data_still_unread_in_sockets_and_refuses_new_connections() -> Result<()> {
+    // Messages that fit in the kernel's socket buffers while the
+    // broadcaster is stopped (64 KiB and change: well under loopback's
+    // defaults), so they are surely unread when SIGTERM arrives.
+    const N: usize = 64;
+    let mut b = BroadcasterProcess::spawn(&[
+        "--id",
+        "unread",
+        "--shutdown-timeout-ms",
+        &DRAIN_MS.to_string(),
+    ])
+    .await?;
+    let e = b.endpoints().clone();
+    let mut sub = sockets::sub(&e.publish, &["unread."]).await?;
+    let mut push = sockets::push(&e.pull).await?;
+    sockets::sync_subscription(&mut push, &mut sub, "unread").await?;
+    // A raw PUSH peer writes while the process is stopped, and a raw SUB
+    // that never reads holds the drain open (up to DRAIN_MS) so that the
+    // refusal of new connections is seen while the broadcaster still runs.
+    let mut raw = RawPeer::handshake(&e.pull, "PUSH").await?;
+    let mut holder = RawPeer::handshake(&e.publish, "SUB").await?;
+    holder.send(&zmtp::frame(0, b"\x01unread.")).await?;
+    let mut p = vec![b'u'; 1000];
+    sockets::sync_subscription(&mut push, &mut sub, "unread").await?;
+    for i in 0..20_000u64 {
+        // Enough to fill the holder's socket buffers.
+        p[..8].copy_from_slice(&i.to_be_bytes());
+        sockets::publish(&mut push, "unread.fill", p.clone()).await?;
+    }
+    for i in 0..20_000u64 {
+        let m = sockets::recv_broadcast(&mut sub, RECV_TIMEOUT)
+            .await
+            .with_context(|| format!("fill message {i}"))?;
+        ensure!(m.payload[..8] == i.to_be_bytes(), "fill {i} in order");
+    }
+
+    b.sigstop()?;
+    let mut wire = Vec::new();
+    for i in 0..N as u64 {
+        p[..8].copy_from_slice(&i.to_be_bytes());
+        wire.extend(zmtp::multipart(&[b"unread.x", &p]));
+    }
+    raw.send(&wire)
+        .await
+        .context("kernel buffers took the data")?;
+    b.sigterm()?;
+    b.sigcont()?;
+
+    // New connections are refused while the drain still runs.
+    let pull = Endpoints::tcp_addr(&e.pull).to_owned();
+    eventually(RECV_TIMEOUT, "new connections refused", || {
+        let pull = pull.clone();
+        async move {
+            tokio::net::TcpStream::connect(pull)
+                .await
+                .is_err()
+                .then_some(())
+        }
+    })
+    .await?;
+    ensure!(
+        b.is_running(),
+        "refusal seen while the broadcaster drains (not after it exited)"
+    );
+
+    for i in 0..N as u64 {
+        let m = sockets::recv_broadcast(&mut sub, RECV_TIMEOUT)
+            .await
+            .with_context(|| format!("unread message {i} of {N} after SIGTERM"))?;
+        ensure!(
+            m.topic == "unread.x" && m.payload[..8] == i.to_be_bytes(),
+            "unread message {i} forwarded in order after SIGTERM"
+        );
+    }
+    let status = b
+        .wait_exit(Duration::from_millis(DRAIN_MS) + EXIT_SLACK)
+        .await
+        .context("exit after SIGTERM")?;
+    ensure!(status.success(), "exit status {status}");
+    drop(holder);
     Ok(())
 }

@@ -19,6 +19,8 @@
 mod command;
 mod encode;
 mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handshake;
 mod subscription;
 

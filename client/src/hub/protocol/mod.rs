@@ -8,6 +8,8 @@
 //! `ping`, `auth`. Hub → browser (`outbound.rs`): `welcome`, `subscribed`,
 //! `unsubscribed`, `event`, `gap`, `error`, `pong`, `authorized`.
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod inbound;
 mod outbound;
 

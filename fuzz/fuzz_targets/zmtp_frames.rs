@@ -1,0 +1,3 @@
+//! Fuzz target: see `fanfare_broadcaster::fuzzing::frames`.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fanfare_broadcaster::fuzzing::frames(data));
