@@ -79,6 +79,7 @@ pub fn inbound(data: &[u8]) {
                 seq: 1,
                 timestamp_us: 0,
                 publisher: None,
+                verified: false,
             };
             let a = answer(&event(&fields), "event", None);
             let got = a.data.as_deref().map(RawValue::get);
