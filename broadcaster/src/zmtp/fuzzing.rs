@@ -173,13 +173,26 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Polls a future that must not wait (its streams are in memory).
+thread_local! {
+    /// The readers arm Tokio timers (frame deadline, idle timeout), which
+    /// need a runtime's time driver to exist; nothing here ever waits on one.
+    static RUNTIME: Option<tokio::runtime::Runtime> = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .ok();
+}
+
+/// Polls a future that must not wait (its streams are in memory), once,
+/// inside a Tokio runtime context so it may arm timers.
 fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("waited on an in-memory stream"),
-    }
+    RUNTIME.with(|rt| {
+        let _entered = rt.as_ref().map(tokio::runtime::Runtime::enter);
+        let mut f = pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("waited on an in-memory stream"),
+        }
+    })
 }
 
 /// An in-memory stream that gives at most `chunk` bytes per read and counts
