@@ -97,7 +97,7 @@ impl Ctx<'_> {
                 }
             };
             if chunk.oldest > from {
-                let last = (chunk.oldest - 1).min(to);
+                let last = chunk.oldest.saturating_sub(1).min(to);
                 self.gap(origin, epoch, from, last, GapCause::Unrecoverable);
             }
             for m in &chunk.messages {
@@ -146,23 +146,25 @@ pub async fn recover(
     for (origin, epoch, seq, coverage) in &start.coverage {
         // What the browser already has is never sent again.
         cx.fresh(&Arc::from(origin.as_str()), *epoch, *seq);
+        // The browser's position is outside input: never wrap past u64::MAX.
+        let after = seq.saturating_add(1);
         match coverage {
             Some(c) if c.epoch == *epoch => {
-                if seq + 1 < c.first {
-                    cx.replay(origin, *epoch, seq + 1, c.first - 1).await;
+                if after < c.first {
+                    cx.replay(origin, *epoch, after, c.first - 1).await;
                 }
             }
             Some(c) => {
                 // The origin restarted since: the old epoch's tail, then the
                 // new epoch from its start.
                 if c.epoch > *epoch {
-                    cx.replay(origin, *epoch, seq + 1, u64::MAX).await;
+                    cx.replay(origin, *epoch, after, u64::MAX).await;
                     if c.first > 1 {
                         cx.replay(origin, c.epoch, 1, c.first - 1).await;
                     }
                 }
             }
-            None => cx.replay(origin, *epoch, seq + 1, u64::MAX).await,
+            None => cx.replay(origin, *epoch, after, u64::MAX).await,
         }
         for ev in start
             .ring_events
