@@ -7,6 +7,7 @@
 //! it into the [`CloseCause`] (and close code) in one function.
 
 mod close;
+mod subscribe;
 mod writer;
 
 pub use close::{CloseCause, ConnShared, Ending, SocketError};
@@ -18,7 +19,6 @@ use std::sync::Arc;
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
 use fanfare_protocol::pattern::Pattern;
-use fanfare_protocol::position::Position;
 use fanfare_protocol::topic::{self, TopicError};
 use futures::{Sink, Stream, StreamExt};
 use serde_json::value::RawValue;
@@ -27,7 +27,6 @@ use tokio::sync::mpsc;
 use super::auth::Identity;
 use super::limits::TokenBucket;
 use super::protocol::{self, ErrorCode, Refusal, Request};
-use super::recovery;
 use super::HubInner;
 
 /// How long a connection the hub closed keeps reading after its close
@@ -123,18 +122,6 @@ where
     hub.registry.remove(id);
     hub.metrics.connections_open.dec();
     tracing::debug!(conn = %conn_name, cause = ?shared.cause(), "websocket closed");
-}
-
-/// The refusal of a pattern past the hub's distinct-pattern cap.
-fn patterns_full(full: super::registry::PatternsFull) -> Refusal {
-    Refusal::new(
-        ErrorCode::RateLimited,
-        format!(
-            "this worker already serves its maximum of {} distinct patterns; \
-             use a pattern others use, or retry later",
-            full.0
-        ),
-    )
 }
 
 impl Conn {
@@ -291,93 +278,6 @@ impl Conn {
             out.push(p);
         }
         Ok(out)
-    }
-
-    async fn subscribe(
-        &mut self,
-        topics: Vec<String>,
-        since: Option<String>,
-        reference: Option<&RawValue>,
-    ) -> Result<(), Refusal> {
-        if !self.subscribes.try_take() {
-            let wait = self.subscribes.wait_time().as_millis();
-            return Err(Refusal::new(
-                ErrorCode::RateLimited,
-                format!("too many subscribe requests; retry in {wait} ms"),
-            ));
-        }
-        let patterns = self.check_patterns(&topics)?;
-        let since = match since.as_deref() {
-            None | Some("") => None,
-            Some(s) => Some(
-                s.parse::<Position>()
-                    .ok()
-                    .filter(|p| p.iter().count() <= 64)
-                    .ok_or_else(|| {
-                        Refusal::new(ErrorCode::BadSince, "expected origin:epoch:seq[,…]")
-                    })?,
-            ),
-        };
-        let Some(since) = since else {
-            let reply = protocol::subscribed(&topics, true, 0, reference);
-            return self
-                .hub
-                .registry
-                .subscribe(self.id, &patterns, reply)
-                .map_err(patterns_full);
-        };
-        let marks: Vec<(String, u64, u64)> =
-            since.iter().map(|(o, e, s)| (o.to_owned(), e, s)).collect();
-        let hub = self.hub.clone();
-        let o = &hub.options;
-        // At most `max_resumes` resumes run at once per hub; the others wait
-        // here (cancellable), holding nothing.
-        let _permit = tokio::select! {
-            _ = self.shared.cancel.cancelled() => return Ok(()),
-            p = hub.resumes.acquire() => match p {
-                Ok(p) => p,
-                Err(_) => return Ok(()),
-            },
-        };
-        let budget = recovery::Budget {
-            events: o.recovery_budget,
-            bytes: o.resume_bytes,
-            scanned: o.resume_scan,
-        };
-        let start = hub
-            .registry
-            .begin_resume(self.id, &patterns, &marks, budget.scanned)
-            .map_err(patterns_full)?;
-        let rec = tokio::select! {
-            _ = self.shared.cancel.cancelled() => return Ok(()),
-            r = recovery::recover(&*hub.fabric, start, &patterns, &topics, &o.trusted_publishers, budget, &hub.metrics) => r,
-        };
-        let counter = if rec.recovered {
-            &hub.metrics.recoveries_exact
-        } else {
-            &hub.metrics.recoveries_partial
-        };
-        counter.inc();
-        hub.metrics.deliveries.inc_by(rec.events);
-        let head = protocol::subscribed(&topics, rec.recovered, rec.events, reference);
-        // Into the bounded queue as the writer drains it; a browser that
-        // does not read for `slow_cut` is a slow consumer (4008).
-        for frame in std::iter::once(head).chain(rec.frames) {
-            let sent = tokio::select! {
-                _ = self.shared.cancel.cancelled() => return Ok(()),
-                r = tokio::time::timeout(o.slow_cut, self.tx.send(frame.into())) => r,
-            };
-            match sent {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Ok(()),
-                Err(_) => {
-                    self.end(Ending::QueueFull);
-                    return Ok(());
-                }
-            }
-        }
-        hub.registry.finish_resume(self.id, &rec.delivered);
-        Ok(())
     }
 
     async fn publish(&mut self, topic: String, data: Box<RawValue>) -> Result<(), Refusal> {

@@ -1,0 +1,110 @@
+//! `subscribe`, with or without `since`: the checks, the rate limit, and
+//! the bounded resume streamed into the connection's queue.
+
+use fanfare_protocol::position::Position;
+use serde_json::value::RawValue;
+
+use super::super::protocol::{self, ErrorCode, Refusal};
+use super::super::recovery;
+use super::{Conn, Ending};
+
+/// The refusal of a pattern past the hub's distinct-pattern cap.
+fn patterns_full(full: super::super::registry::PatternsFull) -> Refusal {
+    Refusal::new(
+        ErrorCode::RateLimited,
+        format!(
+            "this worker already serves its maximum of {} distinct patterns; \
+             use a pattern others use, or retry later",
+            full.0
+        ),
+    )
+}
+
+impl Conn {
+    pub(super) async fn subscribe(
+        &mut self,
+        topics: Vec<String>,
+        since: Option<String>,
+        reference: Option<&RawValue>,
+    ) -> Result<(), Refusal> {
+        if !self.subscribes.try_take() {
+            let wait = self.subscribes.wait_time().as_millis();
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                format!("too many subscribe requests; retry in {wait} ms"),
+            ));
+        }
+        let patterns = self.check_patterns(&topics)?;
+        let since = match since.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(
+                s.parse::<Position>()
+                    .ok()
+                    .filter(|p| p.iter().count() <= 64)
+                    .ok_or_else(|| {
+                        Refusal::new(ErrorCode::BadSince, "expected origin:epoch:seq[,…]")
+                    })?,
+            ),
+        };
+        let Some(since) = since else {
+            let reply = protocol::subscribed(&topics, true, 0, reference);
+            return self
+                .hub
+                .registry
+                .subscribe(self.id, &patterns, reply)
+                .map_err(patterns_full);
+        };
+        let marks: Vec<(String, u64, u64)> =
+            since.iter().map(|(o, e, s)| (o.to_owned(), e, s)).collect();
+        let hub = self.hub.clone();
+        let o = &hub.options;
+        // At most `max_resumes` resumes run at once per hub; the others wait
+        // here (cancellable), holding nothing.
+        let _permit = tokio::select! {
+            _ = self.shared.cancel.cancelled() => return Ok(()),
+            p = hub.resumes.acquire() => match p {
+                Ok(p) => p,
+                Err(_) => return Ok(()),
+            },
+        };
+        let budget = recovery::Budget {
+            events: o.recovery_budget,
+            bytes: o.resume_bytes,
+            scanned: o.resume_scan,
+        };
+        let start = hub
+            .registry
+            .begin_resume(self.id, &patterns, &marks, budget.scanned)
+            .map_err(patterns_full)?;
+        let rec = tokio::select! {
+            _ = self.shared.cancel.cancelled() => return Ok(()),
+            r = recovery::recover(&*hub.fabric, start, &patterns, &topics, &o.trusted_publishers, budget, &hub.metrics) => r,
+        };
+        let counter = if rec.recovered {
+            &hub.metrics.recoveries_exact
+        } else {
+            &hub.metrics.recoveries_partial
+        };
+        counter.inc();
+        hub.metrics.deliveries.inc_by(rec.events);
+        let head = protocol::subscribed(&topics, rec.recovered, rec.events, reference);
+        // Into the bounded queue as the writer drains it; a browser that
+        // does not read for `slow_cut` is a slow consumer (4008).
+        for frame in std::iter::once(head).chain(rec.frames) {
+            let sent = tokio::select! {
+                _ = self.shared.cancel.cancelled() => return Ok(()),
+                r = tokio::time::timeout(o.slow_cut, self.tx.send(frame.into())) => r,
+            };
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Ok(()),
+                Err(_) => {
+                    self.end(Ending::QueueFull);
+                    return Ok(());
+                }
+            }
+        }
+        hub.registry.finish_resume(self.id, &rec.delivered);
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! The registry's pattern indexes: distinct patterns with their
+//! connections, and the dispatch index (leading literal words → patterns).
+
+use std::collections::HashSet;
+
+use fanfare_protocol::pattern::Pattern;
+
+use super::{Index, State};
+
+pub(super) fn add_patterns(st: &mut State, id: u64, patterns: &[Pattern]) {
+    let Some(e) = st.conns.get_mut(&id) else {
+        return;
+    };
+    for p in patterns {
+        if e.patterns.iter().any(|x| x == p.as_str()) {
+            continue;
+        }
+        e.patterns.push(p.as_str().to_owned());
+        let ix = st.index.entry(p.as_str().to_owned()).or_insert_with(|| {
+            st.by_prefix
+                .entry(dispatch_key(p.as_str()).to_owned())
+                .or_default()
+                .push(p.as_str().to_owned());
+            Index {
+                pattern: p.clone(),
+                conns: HashSet::new(),
+            }
+        });
+        ix.conns.insert(id);
+    }
+}
+
+/// Takes connection `id` off `patterns`; a pattern nobody uses any more
+/// leaves both indexes.
+pub(super) fn drop_patterns(st: &mut State, id: u64, patterns: Vec<String>) {
+    for p in patterns {
+        let Some(ix) = st.index.get_mut(&p) else {
+            continue;
+        };
+        ix.conns.remove(&id);
+        if !ix.conns.is_empty() {
+            continue;
+        }
+        st.index.remove(&p);
+        let key = dispatch_key(&p);
+        if let Some(list) = st.by_prefix.get_mut(key) {
+            list.retain(|x| *x != p);
+            if list.is_empty() {
+                st.by_prefix.remove(key);
+            }
+        }
+    }
+}
+
+/// The dispatch key of a pattern: its leading literal words (the whole
+/// pattern when it has no wildcard; "" when it starts with one).
+fn dispatch_key(pattern: &str) -> &str {
+    let mut end: usize = 0;
+    for (i, word) in pattern.split('.').enumerate() {
+        if word == "*" || word == "#" {
+            return &pattern[..end.saturating_sub(usize::from(i > 0))];
+        }
+        end += word.len() + 1;
+    }
+    pattern
+}
+
+pub(super) fn remove_locked(st: &mut State, id: u64) {
+    let Some(e) = st.conns.remove(&id) else {
+        return;
+    };
+    drop_patterns(st, id, e.patterns);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dispatch_key;
+
+    #[test]
+    fn dispatch_keys_are_the_leading_literal_words() {
+        assert_eq!(dispatch_key("chat.room"), "chat.room");
+        assert_eq!(dispatch_key("chat.#"), "chat");
+        assert_eq!(dispatch_key("chat.room.*.x"), "chat.room");
+        assert_eq!(dispatch_key("#"), "");
+        assert_eq!(dispatch_key("*.x"), "");
+    }
+}
