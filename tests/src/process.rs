@@ -28,6 +28,7 @@ pub struct BroadcasterProcess {
     child: Option<Child>,
     endpoints: Endpoints,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
     log_path: PathBuf,
 }
 
@@ -35,22 +36,33 @@ impl BroadcasterProcess {
     /// Starts a broadcaster on port 0 everywhere (admin HTTP included) with
     /// `extra_args` (e.g. `["--id", "b1"]`) and waits for its readiness line.
     pub async fn spawn(extra_args: &[&str]) -> Result<Self> {
-        Self::spawn_on(Ports::ANY, extra_args).await
+        Self::spawn_on(Ports::ANY, extra_args, &[]).await
+    }
+
+    /// Like [`Self::spawn`], with environment variables set for the child
+    /// (e.g. `FANFARE_ID`; kept on [`Self::restart`]).
+    pub async fn spawn_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
+        Self::spawn_on(Ports::ANY, extra_args, env).await
     }
 
     /// Like [`Self::spawn`], with `--admin off`: no admin HTTP endpoint
     /// (`endpoints().admin` is `None`).
     pub async fn spawn_without_admin(extra_args: &[&str]) -> Result<Self> {
-        Self::spawn_on(Ports::ANY_WITHOUT_ADMIN, extra_args).await
+        Self::spawn_on(Ports::ANY_WITHOUT_ADMIN, extra_args, &[]).await
     }
 
-    async fn spawn_on(ports: Ports, extra_args: &[&str]) -> Result<Self> {
+    async fn spawn_on(ports: Ports, extra_args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         let extra: Vec<String> = extra_args.iter().map(|s| (*s).to_owned()).collect();
-        let (child, endpoints, log_path) = start(ports, &extra).await?;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let (child, endpoints, log_path) = start(ports, &extra, &env).await?;
         Ok(Self {
             child: Some(child),
             endpoints,
             extra_args: extra,
+            env,
             log_path,
         })
     }
@@ -149,7 +161,7 @@ impl BroadcasterProcess {
         // may still race with it, so retry within the readiness deadline.
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            match start(ports, &self.extra_args).await {
+            match start(ports, &self.extra_args, &self.env).await {
                 Ok((child, endpoints, log_path)) => {
                     if Ports::of(&endpoints)? != ports {
                         bail!("restarted on other ports: {endpoints:?}");
@@ -219,7 +231,11 @@ impl Ports {
 }
 
 /// Starts one child with the given ports and waits for readiness.
-async fn start(ports: Ports, extra: &[String]) -> Result<(Child, Endpoints, PathBuf)> {
+async fn start(
+    ports: Ports,
+    extra: &[String],
+    env: &[(String, String)],
+) -> Result<(Child, Endpoints, PathBuf)> {
     let bin = broadcaster_binary()?;
     let log_path = next_log_path();
     let log = File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
@@ -233,6 +249,7 @@ async fn start(ports: Ports, extra: &[String]) -> Result<(Child, Endpoints, Path
         .args(["--replay", &format!("tcp://127.0.0.1:{replay}")])
         .args(["--admin", &admin])
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env(
             "FANFARE_LOG",
             std::env::var("FANFARE_LOG").unwrap_or_else(|_| "info".into()),
