@@ -28,6 +28,7 @@ pub struct BroadcasterProcess {
     child: Option<Child>,
     endpoints: Endpoints,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
     log_path: PathBuf,
     nofile: Option<u64>,
 }
@@ -36,32 +37,48 @@ impl BroadcasterProcess {
     /// Starts a broadcaster on port 0 everywhere (admin HTTP included) with
     /// `extra_args` (e.g. `["--id", "b1"]`) and waits for its readiness line.
     pub async fn spawn(extra_args: &[&str]) -> Result<Self> {
-        Self::spawn_on(Ports::ANY, extra_args).await
+        Self::spawn_on(Ports::ANY, extra_args, &[]).await
+    }
+
+    /// Like [`Self::spawn`], with environment variables set for the child
+    /// (e.g. `FANFARE_ID`; kept on [`Self::restart`]).
+    pub async fn spawn_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
+        Self::spawn_on(Ports::ANY, extra_args, env).await
     }
 
     /// Like [`Self::spawn`], with `--admin off`: no admin HTTP endpoint
     /// (`endpoints().admin` is `None`).
     pub async fn spawn_without_admin(extra_args: &[&str]) -> Result<Self> {
-        Self::spawn_on(Ports::ANY_WITHOUT_ADMIN, extra_args).await
+        Self::spawn_on(Ports::ANY_WITHOUT_ADMIN, extra_args, &[]).await
     }
 
     /// Like [`Self::spawn`], under `ulimit -n nofile` (soft and hard limit
     /// on open files), through `sh`.
     pub async fn spawn_with_open_files(nofile: u64, extra_args: &[&str]) -> Result<Self> {
-        Self::spawn_limited(Ports::ANY, extra_args, Some(nofile)).await
+        Self::spawn_limited(Ports::ANY, extra_args, &[], Some(nofile)).await
     }
 
-    async fn spawn_on(ports: Ports, extra_args: &[&str]) -> Result<Self> {
-        Self::spawn_limited(ports, extra_args, None).await
+    async fn spawn_on(ports: Ports, extra_args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
+        Self::spawn_limited(ports, extra_args, env, None).await
     }
 
-    async fn spawn_limited(ports: Ports, extra_args: &[&str], nofile: Option<u64>) -> Result<Self> {
+    async fn spawn_limited(
+        ports: Ports,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Result<Self> {
         let extra: Vec<String> = extra_args.iter().map(|s| (*s).to_owned()).collect();
-        let (child, endpoints, log_path) = start(ports, &extra, nofile).await?;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let (child, endpoints, log_path) = start(ports, &extra, &env, nofile).await?;
         Ok(Self {
             child: Some(child),
             endpoints,
             extra_args: extra,
+            env,
             log_path,
             nofile,
         })
@@ -161,7 +178,7 @@ impl BroadcasterProcess {
         // may still race with it, so retry within the readiness deadline.
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            match start(ports, &self.extra_args, self.nofile).await {
+            match start(ports, &self.extra_args, &self.env, self.nofile).await {
                 Ok((child, endpoints, log_path)) => {
                     if Ports::of(&endpoints)? != ports {
                         bail!("restarted on other ports: {endpoints:?}");
@@ -234,6 +251,7 @@ impl Ports {
 async fn start(
     ports: Ports,
     extra: &[String],
+    env: &[(String, String)],
     nofile: Option<u64>,
 ) -> Result<(Child, Endpoints, PathBuf)> {
     let bin = broadcaster_binary()?;
@@ -258,6 +276,7 @@ async fn start(
         .args(["--replay", &format!("tcp://127.0.0.1:{replay}")])
         .args(["--admin", &admin])
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env(
             "FANFARE_LOG",
             std::env::var("FANFARE_LOG").unwrap_or_else(|_| "info".into()),

@@ -115,6 +115,12 @@ impl RawPeer {
         Ok(p)
     }
 
+    /// Half-closes: no more bytes from us (FIN); reading still works.
+    pub async fn shutdown_write(&mut self) -> Result<()> {
+        self.stream.shutdown().await?;
+        Ok(())
+    }
+
     /// Writes bytes (a write error means the peer closed: reported as such).
     pub async fn send(&mut self, bytes: &[u8]) -> Result<()> {
         tokio::time::timeout(Duration::from_secs(10), self.stream.write_all(bytes))

@@ -123,10 +123,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.max_frame = max_frame;
     }
 
-    /// Reads exactly `n` raw bytes (the greeting).
+    /// Reads exactly `n` raw bytes (the greeting); the stream ending first
+    /// is [`ReadError::Truncated`] (looping on it would spin a core).
     pub(crate) async fn read_raw(&mut self, n: usize) -> Result<Bytes, ReadError> {
         while self.buf.len() < n {
-            self.fill(n - self.buf.len()).await?;
+            if self.fill(n - self.buf.len()).await? == 0 {
+                return Err(ReadError::Truncated);
+            }
         }
         Ok(self.buf.split_to(n).freeze())
     }

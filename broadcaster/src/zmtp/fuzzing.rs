@@ -278,6 +278,14 @@ mod tests {
     }
 
     #[test]
+    fn half_a_greeting_then_end_of_stream_ends_the_handshake() {
+        // Found by the fuzzer: this used to loop forever in `read_raw`.
+        let mut data = vec![0u8, 16];
+        data.extend_from_slice(&[0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f]);
+        super::handshake(&data);
+    }
+
+    #[test]
     fn a_pub_peer_is_refused_by_the_pull_socket() {
         let seeds = super::seeds();
         let data = seeds
