@@ -1,0 +1,159 @@
+//! Unit tests of `subscribers`.
+use super::*;
+use proptest::prelude::*;
+
+/// Refcounted prefixes of one subscriber.
+type Prefixes = Vec<(Vec<u8>, u32)>;
+
+/// The old semantics, linearly: refcounted prefixes per subscriber.
+#[derive(Default)]
+struct Linear {
+    subs: Vec<(u64, Prefixes)>,
+}
+
+impl Linear {
+    fn apply(&mut self, id: u64, prefix: &[u8], subscribe: bool) {
+        let Some((_, ps)) = self.subs.iter_mut().find(|(i, _)| *i == id) else {
+            return;
+        };
+        match ps.iter().position(|(p, _)| p == prefix) {
+            Some(i) if subscribe => ps[i].1 += 1,
+            Some(i) => {
+                ps[i].1 -= 1;
+                if ps[i].1 == 0 {
+                    ps.swap_remove(i);
+                }
+            }
+            None if subscribe => ps.push((prefix.to_vec(), 1)),
+            None => {}
+        }
+    }
+
+    fn wants(&self, topic: &[u8]) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .subs
+            .iter()
+            .filter(|(_, ps)| ps.iter().any(|(p, _)| topic.starts_with(p)))
+            .map(|(i, _)| *i)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+fn encoded_one(topic: &[u8]) -> (Bytes, Encoded) {
+    let mut out = bytes::BytesMut::new();
+    let t = crate::zmtp::put_frame(&mut out, topic.len(), false, |o| {
+        bytes::BufMut::put_slice(o, topic)
+    });
+    let frames = 0..out.len();
+    (out.freeze(), Encoded { frames, topic: t })
+}
+
+/// Which subscribers got a chunk, each at most one message.
+fn deliver(
+    s: &mut Subscribers,
+    rxs: &mut [(u64, mpsc::Receiver<Chunk>)],
+    topic: &[u8],
+    m: &Metrics,
+) -> Vec<u64> {
+    let (buf, e) = encoded_one(topic);
+    s.fan_out(&buf, std::slice::from_ref(&e), m);
+    let mut got = Vec::new();
+    for (id, rx) in rxs.iter_mut() {
+        while let Ok(c) = rx.try_recv() {
+            assert_eq!(c.bytes, e.frames.len(), "once, not once per prefix");
+            got.push(*id);
+        }
+    }
+    got.sort_unstable();
+    got
+}
+
+fn setup(n: u64, m: &Metrics) -> (Subscribers, Vec<(u64, mpsc::Receiver<Chunk>)>, Linear) {
+    let mut s = Subscribers::new(1 << 20);
+    let mut rxs = Vec::new();
+    let mut lin = Linear::default();
+    for id in 1..=n {
+        let (tx, rx) = mpsc::channel(16);
+        let queue = SubscriberQueue {
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+        };
+        s.apply(Control::Add { id, queue }, m);
+        rxs.push((id, rx));
+        lin.subs.push((id, Vec::new()));
+    }
+    (s, rxs, lin)
+}
+
+proptest! {
+    #[test]
+    fn trie_matches_the_linear_semantics(
+        ops in proptest::collection::vec((1u64..4, "[ab]{0,3}", any::<bool>()), 0..60),
+        topics in proptest::collection::vec("[ab]{0,4}", 1..10),
+        remove in proptest::option::of(1u64..4),
+    ) {
+        let m = Metrics::new("t", 1);
+        let (mut s, mut rxs, mut lin) = setup(3, &m);
+        for (id, p, sub) in &ops {
+            let prefix = Bytes::copy_from_slice(p.as_bytes());
+            let c = if *sub {
+                Control::Subscribe { id: *id, prefix }
+            } else {
+                Control::Unsubscribe { id: *id, prefix }
+            };
+            s.apply(c, &m);
+            lin.apply(*id, p.as_bytes(), *sub);
+        }
+        if let Some(id) = remove {
+            s.apply(Control::Remove { id }, &m);
+            lin.subs.retain(|(i, _)| *i != id);
+        }
+        for t in &topics {
+            prop_assert_eq!(deliver(&mut s, &mut rxs, t.as_bytes(), &m), lin.wants(t.as_bytes()));
+        }
+    }
+}
+
+#[test]
+fn prefix_caps_refuse_and_count() {
+    let m = Metrics::new("t", 1);
+    let (mut s, mut rxs, _) = setup(1, &m);
+    for i in 0..MAX_PREFIXES + 10 {
+        let prefix = Bytes::from(format!("p{i}."));
+        s.apply(Control::Subscribe { id: 1, prefix }, &m);
+    }
+    assert_eq!(m.subscriptions_refused.get(), 10);
+    assert_eq!(deliver(&mut s, &mut rxs, b"p5.x", &m), vec![1]);
+    assert!(deliver(
+        &mut s,
+        &mut rxs,
+        format!("p{}.x", MAX_PREFIXES + 1).as_bytes(),
+        &m
+    )
+    .is_empty());
+    s.apply(Control::Remove { id: 1 }, &m);
+    assert_eq!(
+        s.index.len(),
+        1,
+        "a removed subscriber's prefixes leave the trie"
+    );
+    let (mut s, _, _) = setup(1, &m);
+    let big = Bytes::from(vec![b'x'; 1000]);
+    for i in 0..20u8 {
+        let mut p = big.to_vec();
+        p.push(i);
+        s.apply(
+            Control::Subscribe {
+                id: 1,
+                prefix: p.into(),
+            },
+            &m,
+        );
+    }
+    assert_eq!(
+        m.subscriptions_refused.get(),
+        10 + 20 - (MAX_PREFIX_BYTES / 1001) as u64
+    );
+}
