@@ -145,3 +145,38 @@ fn reference_match(p: &[&str], t: &[&str]) -> bool {
     }
     m[0][0]
 }
+
+/// A named seed input of a target: `(target, file name, bytes)`.
+pub type Seed = (&'static str, String, Vec<u8>);
+
+/// Replays every input under `corpus_root/<target>/` through its target,
+/// for the stable corpus tests of each crate. With `FANFARE_FUZZ_WRITE_SEEDS`
+/// set, writes `seeds` into the corpus folders first. Fails when a target's
+/// corpus is empty: such a test would pass without checking anything.
+pub fn replay_corpus(
+    corpus_root: &std::path::Path,
+    targets: &[(&str, Target)],
+    seeds: &[Seed],
+) -> std::io::Result<()> {
+    if std::env::var_os("FANFARE_FUZZ_WRITE_SEEDS").is_some() {
+        for (target, name, data) in seeds {
+            let dir = corpus_root.join(target);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join(name), data)?;
+        }
+    }
+    for (name, run) in targets {
+        let dir = corpus_root.join(name);
+        let mut inputs = 0usize;
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_file() {
+                run(&std::fs::read(&path)?);
+                inputs += 1;
+            }
+        }
+        assert!(inputs > 0, "{} holds no inputs", dir.display());
+        eprintln!("fuzz corpus {name}: {inputs} inputs replayed");
+    }
+    Ok(())
+}
