@@ -59,3 +59,24 @@ fn a_non_tcp_endpoint_is_refused() -> TestResult {
     assert!(String::from_utf8_lossy(&out.stderr).contains("only TCP"));
     Ok(())
 }
+
+#[test]
+fn replay_budgets_are_flags_and_are_checked() -> TestResult {
+    let out = broadcaster(&["--help"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--replay-max-messages",
+        "--replay-scan-entries",
+        "--replay-workers",
+        "--replay-inflight-bytes",
+        "--replay-write-timeout-ms",
+    ] {
+        assert!(text.contains(flag), "help lacks {flag}");
+    }
+    let out = broadcaster(&["--replay-workers", "0", "--pull", "tcp://127.0.0.1:0"])?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("replay-workers must be 1..=256"), "{err}");
+    assert!(out.stdout.is_empty(), "no ready line for a refused config");
+    Ok(())
+}

@@ -117,6 +117,30 @@ struct RunArgs {
     /// At the cap, peers idle this long may be evicted, ms [default: 10000].
     #[arg(long, env = "FANFARE_EVICT_IDLE_MS")]
     evict_idle_ms: Option<u64>,
+    /// Most messages in one replay reply [default: 4096].
+    #[arg(long, env = "FANFARE_REPLAY_MAX_MESSAGES")]
+    replay_max_messages: Option<usize>,
+    /// Most bytes in one replay reply [default: 8388608].
+    #[arg(long, env = "FANFARE_REPLAY_MAX_BYTES")]
+    replay_max_bytes: Option<usize>,
+    /// Most history entries one replay reply examines [default: 4096].
+    #[arg(long, env = "FANFARE_REPLAY_SCAN_ENTRIES")]
+    replay_scan_entries: Option<usize>,
+    /// Most entry × pattern tests in one replay reply [default: 65536].
+    #[arg(long, env = "FANFARE_REPLAY_SCAN_MATCHES")]
+    replay_scan_matches: Option<usize>,
+    /// Most filtering time of one replay reply, ms [default: 10].
+    #[arg(long, env = "FANFARE_REPLAY_SCAN_MS")]
+    replay_scan_ms: Option<u64>,
+    /// Replay scans running at once [default: 2].
+    #[arg(long, env = "FANFARE_REPLAY_WORKERS")]
+    replay_workers: Option<usize>,
+    /// Bytes of all replay replies being written, in total [default: 67108864].
+    #[arg(long, env = "FANFARE_REPLAY_INFLIGHT_BYTES")]
+    replay_inflight_bytes: Option<usize>,
+    /// Deadline of each replay reply write, ms [default: 5000].
+    #[arg(long, env = "FANFARE_REPLAY_WRITE_TIMEOUT_MS")]
+    replay_write_timeout_ms: Option<u64>,
     /// Graceful shutdown budget, ms [default: 5000].
     #[arg(long, env = "FANFARE_SHUTDOWN_TIMEOUT_MS")]
     shutdown_timeout_ms: Option<u64>,
@@ -153,6 +177,18 @@ impl RunArgs {
             idle_timeout_ms,
             write_stall_ms,
             evict_idle_ms
+        );
+        set!(
+            replay_max_messages,
+            replay_max_bytes,
+            replay_scan_entries,
+            replay_scan_matches
+        );
+        set!(
+            replay_scan_ms,
+            replay_workers,
+            replay_inflight_bytes,
+            replay_write_timeout_ms
         );
         if let Some(a) = self.admin {
             c.admin = (a != "off").then_some(a);
