@@ -30,6 +30,7 @@ pub mod endpoints;
 pub mod http;
 pub mod metrics;
 pub mod process;
+pub mod procfs;
 pub mod proxy;
 pub mod python;
 pub mod skip;

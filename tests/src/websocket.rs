@@ -100,6 +100,25 @@ impl Ws {
             .await
     }
 
+    /// Publishes `{"i": i}` on `topic` and waits (each receive under the
+    /// usual timeout) until `receiver` gets that event back; returns the
+    /// publish → event time. Other frames on `receiver` are skipped.
+    pub async fn round_trip(
+        &mut self,
+        receiver: &mut Ws,
+        topic: &str,
+        i: u64,
+    ) -> Result<std::time::Duration> {
+        let t0 = std::time::Instant::now();
+        self.publish(topic, serde_json::json!({ "i": i })).await?;
+        loop {
+            let v = receiver.recv().await?;
+            if v["data"]["i"] == i {
+                return Ok(t0.elapsed());
+            }
+        }
+    }
+
     /// Reads until the close frame; returns its code (frames before it are skipped).
     pub async fn close_code(&mut self, within: Duration) -> Result<Option<CloseFrame>> {
         tokio::time::timeout(within, async {

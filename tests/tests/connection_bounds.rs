@@ -11,20 +11,11 @@ use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use fanfare_tests::http::http_get;
 use fanfare_tests::process::BroadcasterProcess;
+use fanfare_tests::procfs::rss_kib;
 use fanfare_tests::sockets;
 use fanfare_tests::wait::eventually;
 use fanfare_tests::zmtp::{frame_header, multipart, RawPeer, FLAG_LONG};
 use fanfare_tests::{metrics, RECV_TIMEOUT};
-
-/// Resident set size of a process in KiB (Linux /proc).
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
 
 /// Polls `/metrics` until `metric{socket=label}` reaches `at_least`.
 async fn expect_metric(
@@ -75,7 +66,7 @@ async fn peers_stalled_mid_frame_are_cut_within_the_deadline_and_memory_returns(
     const FRAME: u64 = 1024 * 1024;
     let b = BroadcasterProcess::spawn(&["--id", "stall", "--frame-deadline-ms", "1500"]).await?;
     let pid = b.pid().context("pid")?;
-    let rss_before = rss_kib(pid).unwrap_or(0);
+    let rss_before = rss_kib(pid)?;
     let started = Instant::now();
     let mut peers = Vec::new();
     for _ in 0..PEERS {
@@ -85,7 +76,7 @@ async fn peers_stalled_mid_frame_are_cut_within_the_deadline_and_memory_returns(
         p.send(&vec![7u8; FRAME as usize - 1]).await?;
         peers.push(p);
     }
-    let rss_during = rss_kib(pid).unwrap_or(0);
+    let rss_during = rss_kib(pid)?;
     // Stalls on the other sockets too (their frame limits are small).
     let mut others = Vec::new();
     for (endpoint, ty) in [
@@ -120,7 +111,7 @@ async fn peers_stalled_mid_frame_are_cut_within_the_deadline_and_memory_returns(
     )
     .await?;
     round_trip(&b, "after-stall").await?;
-    let rss_after = rss_kib(pid).unwrap_or(0);
+    let rss_after = rss_kib(pid)?;
     eprintln!(
         "{PEERS} stalled 1 MiB frames: RSS {rss_before} -> {rss_during} -> {rss_after} KiB, all cut after {took:?}"
     );

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use fanfare_tests::process::BroadcasterProcess;
+use fanfare_tests::procfs::rss_kib;
 use fanfare_tests::sockets;
 use fanfare_tests::wait::eventually;
 use fanfare_tests::zmtp::{frame_header, greeting, RawPeer, FLAG_COMMAND, FLAG_LONG, ONE_TIB};
@@ -26,16 +27,6 @@ fn sockets_of(b: &BroadcasterProcess) -> [(String, &'static str, &'static str); 
         (e.publish.clone(), "SUB", "pub"),
         (e.replay.clone(), "DEALER", "replay"),
     ]
-}
-
-/// Resident set size of a process in KiB (Linux /proc).
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// A message pushed now reaches a fresh subscriber: the broadcaster forwards.
@@ -80,7 +71,7 @@ async fn expect_per_socket(
 async fn one_tib_frame_after_handshake_on_every_socket() -> Result<()> {
     let mut b = BroadcasterProcess::spawn(&["--id", "hostile"]).await?;
     let pid = b.pid().context("pid")?;
-    let rss_before = rss_kib(pid).unwrap_or(0);
+    let rss_before = rss_kib(pid)?;
     for (endpoint, peer_type, label) in sockets_of(&b) {
         let mut peer = RawPeer::handshake(&endpoint, peer_type)
             .await
@@ -100,7 +91,7 @@ async fn one_tib_frame_after_handshake_on_every_socket() -> Result<()> {
         1.0,
     )
     .await?;
-    let rss_after = rss_kib(pid).unwrap_or(0);
+    let rss_after = rss_kib(pid)?;
     ensure!(
         rss_after < rss_before + 256 * 1024,
         "no big allocation for announced frames: RSS {rss_before} -> {rss_after} KiB"

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use fanfare_tests::demo::{metric, Demo};
+use fanfare_tests::procfs::rss_kib;
 use fanfare_tests::websocket::Ws;
 use serde_json::{json, Value};
 
@@ -43,17 +44,6 @@ async fn pid_of(demo: &Demo, worker: &str) -> Result<u32> {
         }
     }
     bail!("never reached worker {worker} for /api/info")
-}
-
-/// VmRSS of `pid`, KiB.
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("VmRSS")
 }
 
 #[tokio::test]
@@ -142,15 +132,7 @@ async fn a_resume_storm_does_not_stall_live_delivery_on_the_same_worker() -> Res
     let mut i = 0u64;
     while i < 300 || attack_started.elapsed() < Duration::from_secs(3) {
         i += 1;
-        let t0 = Instant::now();
-        p.publish("probe.x", json!({ "i": i })).await?;
-        loop {
-            let v = probe.recv().await?;
-            if v["data"]["i"] == i {
-                break;
-            }
-        }
-        lat.push(t0.elapsed());
+        lat.push(p.round_trip(&mut probe, "probe.x", i).await?);
     }
     let during = attack_started.elapsed();
     lat.sort();

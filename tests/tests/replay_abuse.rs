@@ -18,6 +18,7 @@ use fanfare_protocol::pattern::Pattern;
 use fanfare_protocol::replay::{ReplayRequest, ReplyHeader, Status};
 use fanfare_tests::metrics::{fetch, value_or_zero};
 use fanfare_tests::process::BroadcasterProcess;
+use fanfare_tests::procfs::rss_kib;
 use fanfare_tests::zmtp::{multipart, RawPeer};
 use fanfare_tests::{http, sockets, wait, RECV_TIMEOUT};
 use zeromq::DealerSocket;
@@ -52,17 +53,6 @@ async fn ask(
     );
     let head = ReplyHeader::from_frames(&frames).context("reply header")?;
     Ok((head, (frames.len() - 6) / 3))
-}
-
-/// Resident set size of a process, KiB.
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")
 }
 
 async fn metric(b: &BroadcasterProcess, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
