@@ -94,6 +94,28 @@ impl Ws {
         Ok(v)
     }
 
+    /// Resumes: a `subscribe` with `since`, then reads its answer to the
+    /// end. Returns the replay part (the `event` and `gap` frames between
+    /// `subscribed` and `resumed`, at most `max`) and the `resumed` frame.
+    pub async fn resume(
+        &mut self,
+        topics: &[&str],
+        since: &str,
+        max: usize,
+    ) -> Result<(Vec<Value>, Value)> {
+        let v = self.subscribe(topics, Some(since)).await?;
+        anyhow::ensure!(v["resuming"] == true, "expected resuming, got {v}");
+        let mut part = Vec::new();
+        loop {
+            let v = self.recv().await?;
+            if v["op"] == "resumed" {
+                return Ok((part, v));
+            }
+            anyhow::ensure!(part.len() < max, "more than {max} frames before resumed");
+            part.push(v);
+        }
+    }
+
     /// Publishes JSON.
     pub async fn publish(&mut self, topic: &str, data: Value) -> Result<()> {
         self.send(&serde_json::json!({"op": "publish", "topic": topic, "data": data}))

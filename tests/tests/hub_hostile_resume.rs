@@ -63,7 +63,13 @@ async fn a_since_at_u64_max_is_up_to_date_and_subscribe_is_rate_limited() -> Res
         let v = c.recv().await?;
         match (v["op"].as_str(), v["code"].as_str()) {
             (Some("subscribed"), _) => {
-                assert_eq!(v["replayed"], 0, "{v}");
+                assert_eq!(v["resuming"], true, "{v}");
+                let end = c.recv().await?;
+                assert_eq!(
+                    (&end["op"], &end["replayed"]),
+                    (&json!("resumed"), &json!(0)),
+                    "{end}"
+                );
                 ok += 1;
             }
             (Some("error"), Some("rate_limited")) => limited += 1,
@@ -147,6 +153,13 @@ async fn a_resume_storm_does_not_stall_live_delivery_on_the_same_worker() -> Res
     Ok(())
 }
 
+/// Stated bound of the worker's RSS growth while 20 browsers resume from 0
+/// over 24 MiB of history and never read: 4 resumes at a time, each
+/// holding one history chunk (about 256 events) and a 256 KiB window, plus
+/// the connections' own buffers. Before streaming, each resume built its
+/// whole answer (up to the 4 MiB budget, and before the budget ~68 MiB).
+const QUIET_RESUMERS_RSS_MIB: u64 = 24;
+
 #[tokio::test]
 async fn resumers_that_never_read_do_not_pin_the_workers_memory() -> Result<()> {
     let demo = Demo::start(&[
@@ -161,11 +174,14 @@ async fn resumers_that_never_read_do_not_pin_the_workers_memory() -> Result<()> 
     let mut p = demo.connect_where(|_| true).await?;
     let worker = p.worker.clone();
     let pid = pid_of(&demo, &worker).await?;
+    let mut probe = demo.connect_where(|_| true).await?;
+    probe.subscribe(&["probe.#"], None).await?;
     let mut w = demo.connect_where(|_| true).await?;
     w.subscribe(&["fill.#"], None).await?;
     // 12 000 events of 2 KiB: the ring holds the last 1 000, a resume from 0
     // must take the rest from the broadcaster's history.
     let prefix = fill(&mut p, &mut w, 12_000, 2048).await?;
+    drop(w);
     let open_label = format!("fanfare_hub_connections_open{{worker=\"{worker}\"}}");
     let before_open = metric(&demo.metrics_of(&worker).await?, &open_label).unwrap_or(0);
     let base = rss_kib(pid)?;
@@ -178,21 +194,30 @@ async fn resumers_that_never_read_do_not_pin_the_workers_memory() -> Result<()> 
         quiet.push(q);
     }
     let mut peak = base;
+    let mut lat = Vec::new();
     let until = Instant::now() + Duration::from_secs(6);
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut i = 0;
     while Instant::now() < until {
-        tick.tick().await;
+        i += 1;
+        lat.push(p.round_trip(&mut probe, "probe.x", i).await?);
         peak = peak.max(rss_kib(pid)?);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    lat.sort();
+    let p99 = lat[lat.len() * 99 / 100];
     let growth_mib = peak.saturating_sub(base) / 1024;
     eprintln!(
-        "worker RSS {} MiB before, peak {} MiB with 20 quiet resumers (+{growth_mib} MiB)",
+        "FIGURE quiet resumers: worker RSS {} MiB before, peak {} MiB with 20 quiet resumers \
+         (+{growth_mib} MiB, bound {QUIET_RESUMERS_RSS_MIB} MiB); probe p50 {:?} p99 {p99:?} over {} probes",
         base / 1024,
-        peak / 1024
+        peak / 1024,
+        lat[lat.len() / 2],
+        lat.len()
     );
     drop(quiet);
     // Once they are gone, so are their connections.
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         let open = metric(&demo.metrics_of(&worker).await?, &open_label).unwrap_or(u64::MAX);
         if open <= before_open {
@@ -203,7 +228,82 @@ async fn resumers_that_never_read_do_not_pin_the_workers_memory() -> Result<()> 
         }
         tick.tick().await;
     }
-    eprintln!("after they left: RSS {} MiB", rss_kib(pid)? / 1024);
-    assert!(growth_mib < 160, "RSS grew by {growth_mib} MiB");
+    eprintln!(
+        "FIGURE quiet resumers: after they left, RSS {} MiB",
+        rss_kib(pid)? / 1024
+    );
+    assert!(
+        growth_mib < QUIET_RESUMERS_RSS_MIB,
+        "RSS grew by {growth_mib} MiB"
+    );
+    assert!(p99 < Duration::from_millis(50), "probe p99 {p99:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_large_resume_with_live_traffic_gets_every_event_once_in_order() -> Result<()> {
+    let demo = Demo::start(&[
+        "--workers",
+        "1",
+        "--publish-rate",
+        "100000",
+        "--ring",
+        "500",
+    ])
+    .await?;
+    let mut p = demo.connect_where(|_| true).await?;
+    let mut w = demo.connect_where(|_| true).await?;
+    w.subscribe(&["#"], None).await?;
+    // 3 000 events of 1 KiB (~3.3 MiB of frames: many history chunks and
+    // many windows); the ring holds the last 500.
+    let prefix = fill(&mut p, &mut w, 3_000, 1024).await?;
+    drop(w);
+    let mut c = demo.connect_where(|_| true).await?;
+    let since = format!("{prefix}:0");
+    c.send(&json!({"op": "subscribe", "topics": ["#"], "since": since}))
+        .await?;
+    // Live events published while the resume streams.
+    let live = tokio::spawn(async move {
+        for k in 0..200u64 {
+            p.publish("live.x", json!({ "k": k })).await?;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        anyhow::Ok(p)
+    });
+    // `#` from seq 0 on one origin: every seq exactly once, in order (the
+    // demo's own metrics events included), up to the last live event.
+    let (mut seq, mut events, mut resumed) = (0u64, 0u64, None);
+    let started = Instant::now();
+    loop {
+        let v = c.recv().await?;
+        match v["op"].as_str() {
+            Some("subscribed") => assert_eq!(v["resuming"], true, "{v}"),
+            Some("resumed") => {
+                assert_eq!(v["recovered"], true, "{v}");
+                resumed = Some(v["replayed"].as_u64().context("replayed")?);
+            }
+            Some("event") => {
+                let s = fanfare_tests::websocket::seq_of(&v);
+                if !v["pos"].as_str().is_some_and(|p| p.starts_with(&prefix)) {
+                    continue;
+                }
+                assert_eq!(s, seq + 1, "seq {s} after {seq}: {v}");
+                seq = s;
+                events += 1;
+                if v["data"]["k"] == 199 {
+                    break;
+                }
+            }
+            _ => bail!("unexpected {v}"),
+        }
+    }
+    let replayed = resumed.context("no resumed before the last live event")?;
+    live.await??;
+    eprintln!(
+        "FIGURE large resume: {events} events in order without duplicate ({replayed} replayed, \
+         the rest live) in {:?}",
+        started.elapsed()
+    );
+    assert!(replayed >= 3_000, "{replayed}");
     Ok(())
 }

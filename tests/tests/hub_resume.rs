@@ -14,7 +14,7 @@ use std::time::Duration;
 use fanfare_tests::demo::Demo;
 use fanfare_tests::metrics;
 use fanfare_tests::websocket::{seq_of, Ws};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Publishes `room.warm` events from `publisher` until every connection in
 /// `conns` (subscribed to `room.#`) has received one, then an `end` marker
@@ -94,10 +94,13 @@ async fn resume_elsewhere(ring: &str, missed: u64) -> anyhow::Result<(f64, f64)>
     expect_run(&mut watcher, 0, 10 + missed).await?;
     let mut b = demo.connect_where(|w| w == watcher.worker).await?;
     let (ring_before, replay_before) = recovered(&demo, &b.worker).await?;
-    let v = b.subscribe(&["room.#"], Some(&pos)).await?;
+    let (part, v) = b.resume(&["room.#"], &pos, 10_000).await?;
     assert_eq!(v["recovered"], true, "{v}");
     assert_eq!(v["replayed"], missed, "{v}");
-    expect_run(&mut b, 10, missed).await?;
+    // Exactly the missed events, once each, in order.
+    let got: Vec<&Value> = part.iter().map(|f| &f["data"]["i"]).collect();
+    let want: Vec<Value> = (10..10 + missed).map(Value::from).collect();
+    assert_eq!(got, want.iter().collect::<Vec<_>>(), "{part:?}");
     let (ring_after, replay_after) = recovered(&demo, &b.worker).await?;
     publish_n(&mut publisher, 10 + missed, 5).await?;
     expect_run(&mut b, 10 + missed, 5).await?;
@@ -155,18 +158,19 @@ async fn a_position_older_than_any_history_gets_recovered_false_and_a_gap() -> a
     let last = expect_run(&mut a, 1, 60).await?;
     expect_run(&mut watcher, 0, 61).await?;
     let mut b = demo.connect_where(|w| w == watcher.worker).await?;
-    let v = b.subscribe(&["room.#"], Some(&pos)).await?;
+    let (part, v) = b.resume(&["room.#"], &pos, 10_000).await?;
     assert_eq!(v["recovered"], false, "{v}");
-    let gap = b.recv().await?;
+    let gap = &part[0];
     assert_eq!(gap["op"], "gap", "{gap}");
     assert_eq!(gap["first"], first_seq + 1, "{gap}");
     // Then whatever the history still held, up to the newest, in order.
     let mut seq = 0;
-    while seq < seq_of(&serde_json::json!({ "pos": last })) {
-        let ev = b.recv().await?;
+    for ev in &part[1..] {
         assert_eq!(ev["op"], "event", "{ev}");
-        assert!(seq_of(&ev) > seq);
-        seq = seq_of(&ev);
+        assert!(seq_of(ev) > seq);
+        seq = seq_of(ev);
     }
+    assert_eq!(seq, seq_of(&serde_json::json!({ "pos": last })));
+    assert_eq!(v["replayed"], part.len() as u64 - 1, "{v}");
     Ok(())
 }

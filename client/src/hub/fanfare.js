@@ -159,6 +159,11 @@ export function connect(options = {}) {
         if (o.onError) o.onError(f);
         break;
       case "subscribed":
+        // A resume (`since`) answers `subscribed` with `resuming`, streams
+        // what was missed, then says `resumed` with the figures.
+        if (!f.resuming) status("subscribed", { topics: f.topics, recovered: f.recovered, replayed: f.replayed });
+        break;
+      case "resumed":
         status("subscribed", { topics: f.topics, recovered: f.recovered, replayed: f.replayed });
         break;
       default:

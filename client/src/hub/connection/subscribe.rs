@@ -1,5 +1,6 @@
 //! `subscribe`, with or without `since`: the checks, the rate limit, and
-//! the bounded resume streamed into the connection's queue.
+//! the bounded resume streamed into the connection's queue (`subscribed`,
+//! the replay part, `resumed`).
 
 use fanfare_protocol::position::Position;
 use serde_json::value::RawValue;
@@ -76,35 +77,44 @@ impl Conn {
             .registry
             .begin_resume(self.id, &patterns, &marks, budget.scanned)
             .map_err(patterns_full)?;
-        let rec = tokio::select! {
-            _ = self.shared.cancel.cancelled() => return Ok(()),
-            r = recovery::recover(&*hub.fabric, start, &patterns, &topics, &o.trusted_publishers, budget, &hub.metrics) => r,
+        // `subscribed` first, then the replay part streamed through the
+        // connection's resume window, then `resumed`; held live events follow.
+        let out = recovery::Out::new(self.tx.clone(), o.slow_cut);
+        let request = recovery::Request {
+            patterns: &patterns,
+            topics: &topics,
+            trusted: &o.trusted_publishers,
+            budget,
         };
-        let counter = if rec.recovered {
-            &hub.metrics.recoveries_exact
-        } else {
-            &hub.metrics.recoveries_partial
-        };
-        counter.inc();
-        hub.metrics.deliveries.inc_by(rec.events);
-        let head = protocol::subscribed(&topics, rec.recovered, rec.events, reference);
-        // Into the bounded queue as the writer drains it; a browser that
-        // does not read for `slow_cut` is a slow consumer (4008).
-        for frame in std::iter::once(head).chain(rec.frames) {
-            let sent = tokio::select! {
-                _ = self.shared.cancel.cancelled() => return Ok(()),
-                r = tokio::time::timeout(o.slow_cut, self.tx.send(frame.into())) => r,
+        let streamed = async {
+            out.send(protocol::resuming(&topics, reference)).await?;
+            let rec = recovery::recover(&*hub.fabric, start, request, &out, &hub.metrics).await;
+            let counter = if rec.recovered {
+                &hub.metrics.recoveries_exact
+            } else {
+                &hub.metrics.recoveries_partial
             };
-            match sent {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Ok(()),
-                Err(_) => {
-                    self.end(Ending::QueueFull);
-                    return Ok(());
-                }
+            counter.inc();
+            hub.metrics.deliveries.inc_by(rec.events);
+            if let Some(stopped) = rec.stopped {
+                return Err(stopped);
             }
+            let end = protocol::resumed(&topics, rec.recovered, rec.events, reference);
+            out.send(end).await?;
+            // Live again only once the replay part is written: the held
+            // events then find the queue empty of it.
+            out.drained().await?;
+            Ok(rec.delivered)
+        };
+        let delivered = tokio::select! {
+            _ = self.shared.cancel.cancelled() => return Ok(()),
+            r = streamed => r,
+        };
+        match delivered {
+            Ok(delivered) => hub.registry.finish_resume(self.id, &delivered),
+            Err(recovery::Stopped::Slow) => self.end(Ending::QueueFull),
+            Err(recovery::Stopped::Gone) => {}
         }
-        hub.registry.finish_resume(self.id, &rec.delivered);
         Ok(())
     }
 }

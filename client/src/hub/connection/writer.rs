@@ -24,6 +24,10 @@ pub struct Outgoing {
     /// Stamp time (µs since the Unix epoch) of a live event; `None` for
     /// replies and recovered events, which are not counted as delivery lag.
     pub live_stamp_us: Option<u64>,
+    /// A resume frame's share of its connection's resume window: released
+    /// when the writer hands the frame to the socket (the resume streams
+    /// through the queue at most a window of bytes ahead of the writer).
+    _window: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Outgoing {
@@ -32,6 +36,16 @@ impl Outgoing {
         Self {
             frame,
             live_stamp_us: Some(stamp_us),
+            _window: None,
+        }
+    }
+
+    /// A frame of a resume, holding `window` until it is written.
+    pub fn resumed(frame: Utf8Bytes, window: tokio::sync::OwnedSemaphorePermit) -> Self {
+        Self {
+            frame,
+            live_stamp_us: None,
+            _window: Some(window),
         }
     }
 }
@@ -41,6 +55,7 @@ impl From<Utf8Bytes> for Outgoing {
         Self {
             frame,
             live_stamp_us: None,
+            _window: None,
         }
     }
 }

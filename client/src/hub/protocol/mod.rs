@@ -6,7 +6,7 @@
 //!
 //! Browser → hub (`inbound.rs`): `subscribe`, `unsubscribe`, `publish`,
 //! `ping`, `auth`. Hub → browser (`outbound.rs`): `welcome`, `subscribed`,
-//! `unsubscribed`, `event`, `gap`, `error`, `pong`, `authorized`.
+//! `resumed`, `unsubscribed`, `event`, `gap`, `error`, `pong`, `authorized`.
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -15,8 +15,8 @@ mod outbound;
 
 pub use inbound::{parse, ErrorCode, Inbound, Refusal, Request};
 pub use outbound::{
-    authorized, error, event, gap, pong, subscribed, unsubscribed, welcome, EventFields, GapCause,
-    GapNotice,
+    authorized, error, event, gap, pong, resumed, resuming, subscribed, unsubscribed, welcome,
+    EventFields, GapCause, GapNotice,
 };
 
 #[cfg(test)]

@@ -22,6 +22,22 @@ enum Outbound<'a> {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a RawValue>,
     },
+    /// `subscribed` of a `subscribe` with `since`: the replay part follows,
+    /// then `resumed`.
+    #[serde(rename = "subscribed")]
+    Resuming {
+        topics: &'a [String],
+        resuming: bool,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RawValue>,
+    },
+    Resumed {
+        topics: &'a [String],
+        recovered: bool,
+        replayed: u64,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RawValue>,
+    },
     Unsubscribed {
         topics: &'a [String],
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
@@ -75,6 +91,31 @@ pub fn subscribed(
     reference: Option<&RawValue>,
 ) -> Utf8Bytes {
     text(&Outbound::Subscribed {
+        topics,
+        recovered,
+        replayed,
+        reference,
+    })
+}
+
+/// `{"op":"subscribed",…,"resuming":true}`: the answer to a `subscribe`
+/// with `since`, sent before the replay part.
+pub fn resuming(topics: &[String], reference: Option<&RawValue>) -> Utf8Bytes {
+    text(&Outbound::Resuming {
+        topics,
+        resuming: true,
+        reference,
+    })
+}
+
+/// `{"op":"resumed",…}`: the end of a resume's replay part (live events follow).
+pub fn resumed(
+    topics: &[String],
+    recovered: bool,
+    replayed: u64,
+    reference: Option<&RawValue>,
+) -> Utf8Bytes {
+    text(&Outbound::Resumed {
         topics,
         recovered,
         replayed,

@@ -141,3 +141,19 @@ pub(super) async fn subscribed(b: &mut Browser, topics: Value, since: Option<&st
     assert_eq!(v["op"], "subscribed", "{v}");
     v
 }
+
+/// A `subscribe` with `since`: checks `subscribed` (`resuming`), returns the
+/// replay part (event and gap frames) and the `resumed` frame that ends it.
+pub(super) async fn resumed(b: &mut Browser, topics: Value, since: &str) -> (Vec<Value>, Value) {
+    let v = subscribed(b, topics, Some(since)).await;
+    assert_eq!(v["resuming"], true, "{v}");
+    let mut part = Vec::new();
+    loop {
+        let v = b.json().await;
+        if v["op"] == "resumed" {
+            return (part, v);
+        }
+        assert!(part.len() < 100_000, "no resumed");
+        part.push(v);
+    }
+}

@@ -25,35 +25,36 @@ async fn resume_uses_the_ring_then_the_history_then_says_gap() {
     // Ring holds 4..=6. From 4: ring only.
     let mut c = connect(&hub, 64);
     c.json().await;
-    let v = subscribed(&mut c, json!(["#"]), Some("b1:7:4")).await;
+    let (part, v) = resumed(&mut c, json!(["#"]), "b1:7:4").await;
     assert_eq!(
         (v["recovered"].as_bool(), v["replayed"].as_u64()),
         (Some(true), Some(2))
     );
-    assert_eq!(c.json().await["pos"], "b1:7:5");
-    assert_eq!(c.json().await["pos"], "b1:7:6");
+    let pos: Vec<&Value> = part.iter().map(|f| &f["pos"]).collect();
+    assert_eq!(pos, [&json!("b1:7:5"), &json!("b1:7:6")]);
     // From 1 with a filter: history for 2..=3, ring for 4..=6.
     let mut d = connect(&hub, 64);
     d.json().await;
-    let v = subscribed(&mut d, json!(["a.*"]), Some("b1:7:1")).await;
+    let (part, v) = resumed(&mut d, json!(["a.*"]), "b1:7:1").await;
     assert_eq!(v["replayed"], 3);
-    for s in [2, 4, 6] {
-        assert_eq!(d.json().await["pos"], format!("b1:7:{s}"));
+    for (f, s) in part.iter().zip([2, 4, 6]) {
+        assert_eq!(f["pos"], format!("b1:7:{s}"));
     }
+    assert_eq!(part.len(), 3);
     feed.send(FabricItem::Message(msg(7, "a.y"))).await.unwrap();
     assert_eq!(d.json().await["pos"], "b1:7:7");
     // History lost 1..=2: recovered false and a gap first.
     *fabric.oldest.lock().unwrap() = 3;
     let mut e = connect(&hub, 64);
     e.json().await;
-    let v = subscribed(&mut e, json!(["#"]), Some("b1:7:0")).await;
+    let (part, v) = resumed(&mut e, json!(["#"]), "b1:7:0").await;
     assert_eq!(v["recovered"], false);
-    let g = e.json().await;
+    let g = &part[0];
     assert_eq!(
         (g["op"].as_str(), g["first"].as_u64(), g["last"].as_u64()),
         (Some("gap"), Some(1), Some(2))
     );
-    assert_eq!(e.json().await["pos"], "b1:7:3");
+    assert_eq!(part[1]["pos"], "b1:7:3");
 }
 
 #[tokio::test]
@@ -71,8 +72,9 @@ async fn a_since_beyond_the_newest_is_up_to_date_and_never_wraps() {
     for since in ["b1:7:18446744073709551615", "zz:1:18446744073709551615"] {
         let mut c = connect(&hub, 64);
         c.json().await;
-        let v = subscribed(&mut c, json!(["#"]), Some(since)).await;
+        let (part, v) = resumed(&mut c, json!(["#"]), since).await;
         assert_eq!(v["replayed"], 0, "{since}: {v}");
+        assert!(part.is_empty(), "{part:?}");
         // Up to date at the newest: the next live event arrives.
         let next = 4 + u64::from(since.starts_with("zz"));
         feed.send(FabricItem::Message(msg(next, "a.x")))
@@ -90,7 +92,7 @@ async fn subscribe_is_rate_limited() {
     let mut c = connect(&hub, 64);
     c.json().await;
     for _ in 0..3 {
-        subscribed(&mut c, json!(["a.x"]), Some("b1:7:0")).await;
+        resumed(&mut c, json!(["a.x"]), "b1:7:0").await;
     }
     c.send(json!({"op":"subscribe","topics":["a.y"]})).await;
     let v = c.json().await;
@@ -117,14 +119,15 @@ async fn a_resume_is_bounded_by_its_bytes_and_scan_budget() {
     // An event frame is 70 to 100 bytes: 2 fit in 200.
     let mut c = connect(&hub, 64);
     c.json().await;
-    let v = subscribed(&mut c, json!(["#"]), Some("b1:7:0")).await;
+    let (part, v) = resumed(&mut c, json!(["#"]), "b1:7:0").await;
     assert_eq!(v["recovered"], false, "{v}");
     let n = v["replayed"].as_u64().unwrap();
     assert_eq!(n, 2, "{v}");
-    for _ in 0..n {
-        assert_eq!(c.json().await["op"], "event");
+    assert_eq!(part.len(), 3, "{part:?}");
+    for f in &part[..2] {
+        assert_eq!(f["op"], "event");
     }
-    let g = c.json().await;
+    let g = &part[2];
     assert_eq!(
         (
             g["op"].as_str(),
