@@ -178,7 +178,10 @@ impl Hub {
             options.ring_events,
             options.ring_bytes,
             options.queue_capacity,
-            options.max_distinct_patterns,
+            (
+                options.max_distinct_patterns,
+                options.max_wildcard_led_patterns,
+            ),
         );
         let inner = Arc::new(HubInner {
             resumes: tokio::sync::Semaphore::new(options.max_resumes),

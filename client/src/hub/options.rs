@@ -33,6 +33,7 @@ pub struct HubOptions {
     pub(crate) max_connections: usize,
     pub(crate) max_patterns: usize,
     pub(crate) max_distinct_patterns: usize,
+    pub(crate) max_wildcard_led_patterns: usize,
     pub(crate) origins: OriginPolicy,
     pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) auth_in_first_frame: bool,
@@ -83,6 +84,7 @@ impl HubOptions {
             max_connections: 100_000,
             max_patterns: 64,
             max_distinct_patterns: 10_000,
+            max_wildcard_led_patterns: 256,
             origins: OriginPolicy::SameOrigin,
             authorizer: Arc::new(AllowAll),
             auth_in_first_frame: false,
@@ -201,6 +203,16 @@ impl HubOptions {
     pub fn max_patterns(mut self, per_connection: usize, distinct: usize) -> Self {
         self.max_patterns = per_connection;
         self.max_distinct_patterns = distinct;
+        self
+    }
+
+    /// Distinct patterns per hub that start with a wildcard (`*.x`, `#.y`,
+    /// `#`; default 256). The dispatch index finds a pattern by its leading
+    /// literal words, so these are matched against every event: their cap
+    /// is much smaller than the distinct-pattern cap. Past it a `subscribe`
+    /// adding a new one gets `rate_limited`.
+    pub fn max_wildcard_led_patterns(mut self, n: usize) -> Self {
+        self.max_wildcard_led_patterns = n;
         self
     }
 

@@ -7,18 +7,23 @@ use serde_json::value::RawValue;
 
 use super::super::protocol::{self, ErrorCode, Refusal};
 use super::super::recovery;
+use super::super::registry::PatternsFull;
 use super::{Conn, Ending};
 
-/// The refusal of a pattern past the hub's distinct-pattern cap.
-fn patterns_full(full: super::super::registry::PatternsFull) -> Refusal {
-    Refusal::new(
-        ErrorCode::RateLimited,
-        format!(
-            "this worker already serves its maximum of {} distinct patterns; \
-             use a pattern others use, or retry later",
-            full.0
+/// The refusal of a pattern past one of the hub's pattern caps.
+fn patterns_full(full: PatternsFull) -> Refusal {
+    let msg = match full {
+        PatternsFull::Distinct(n) => format!(
+            "this worker already serves its maximum of {n} distinct patterns; \
+             use a pattern others use, or retry later"
         ),
-    )
+        PatternsFull::WildcardLed(n) => format!(
+            "this worker already serves its maximum of {n} distinct patterns that \
+             start with a wildcard (`*` or `#`); start the pattern with a literal \
+             word, use a pattern others use, or retry later"
+        ),
+    };
+    Refusal::new(ErrorCode::RateLimited, msg)
 }
 
 impl Conn {

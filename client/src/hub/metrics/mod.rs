@@ -54,6 +54,11 @@ pub struct HubMetrics {
     pub recovered_from_replay: Counter,
     /// `gap` frames sent.
     pub gaps_sent: Counter,
+    /// `subscribe` requests refused at the worker's distinct-pattern cap.
+    pub patterns_refused_distinct: Counter,
+    /// `subscribe` requests refused at the worker's cap of distinct
+    /// wildcard-led patterns (checked on every event).
+    pub patterns_refused_wildcard: Counter,
     /// Events in the hub's ring (gauge).
     pub ring_entries: Gauge,
     /// Stamp-to-dispatch delay of the last event, µs (a gauge for the demo
@@ -85,6 +90,8 @@ impl HubMetrics {
             recovered_from_ring: Counter::default(),
             recovered_from_replay: Counter::default(),
             gaps_sent: Counter::default(),
+            patterns_refused_distinct: Counter::default(),
+            patterns_refused_wildcard: Counter::default(),
             ring_entries: Gauge::default(),
             lag_us: AtomicU64::new(0),
             delivery_lag: LagHistogram::default(),
@@ -172,6 +179,16 @@ impl HubMetrics {
                 "fanfare_hub_gaps_sent",
                 "Gap frames sent to browsers",
                 &self.gaps_sent,
+            ),
+            (
+                "fanfare_hub_patterns_refused_distinct",
+                "Subscribes refused at the distinct-pattern cap",
+                &self.patterns_refused_distinct,
+            ),
+            (
+                "fanfare_hub_patterns_refused_wildcard",
+                "Subscribes refused at the wildcard-led pattern cap",
+                &self.patterns_refused_wildcard,
             ),
         ];
         for (name, help, counter) in counters {

@@ -52,6 +52,12 @@ pub(super) fn drop_patterns(st: &mut State, id: u64, patterns: Vec<String>) {
     }
 }
 
+/// Does the pattern start with a wildcard (dispatch key "")? Such patterns
+/// are matched against every event.
+pub(super) fn wildcard_led(pattern: &str) -> bool {
+    dispatch_key(pattern).is_empty()
+}
+
 /// The dispatch key of a pattern: its leading literal words (the whole
 /// pattern when it has no wildcard; "" when it starts with one).
 fn dispatch_key(pattern: &str) -> &str {
@@ -83,5 +89,6 @@ mod tests {
         assert_eq!(dispatch_key("chat.room.*.x"), "chat.room");
         assert_eq!(dispatch_key("#"), "");
         assert_eq!(dispatch_key("*.x"), "");
+        assert!(super::wildcard_led("#.y") && !super::wildcard_led("a.#"));
     }
 }

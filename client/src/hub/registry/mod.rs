@@ -67,11 +67,19 @@ pub struct Registry {
     metrics: Arc<HubMetrics>,
     hold_capacity: usize,
     max_distinct: usize,
+    max_wildcard_led: usize,
 }
 
-/// The worker already holds its maximum of distinct patterns.
+/// The worker already holds its maximum of patterns of a kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PatternsFull(pub usize);
+pub enum PatternsFull {
+    /// Distinct patterns, all kinds (the cap).
+    Distinct(usize),
+    /// Distinct patterns that start with a wildcard (`*.x`, `#.y`, `#`):
+    /// the dispatch index cannot skip them, so each is matched against
+    /// every event (the cap).
+    WildcardLed(usize),
+}
 
 impl Registry {
     /// An empty registry with a ring of `ring_events`/`ring_bytes`.
@@ -80,7 +88,7 @@ impl Registry {
         ring_events: usize,
         ring_bytes: usize,
         hold_capacity: usize,
-        max_distinct: usize,
+        (max_distinct, max_wildcard_led): (usize, usize),
     ) -> Self {
         Self {
             state: Mutex::new(State {
@@ -93,6 +101,7 @@ impl Registry {
             metrics,
             hold_capacity,
             max_distinct,
+            max_wildcard_led,
         }
     }
 
@@ -163,14 +172,25 @@ impl Registry {
         Ok(())
     }
 
-    /// Refuses patterns that would take the worker past its distinct-pattern cap.
+    /// Refuses patterns that would take the worker past its distinct-pattern
+    /// cap or its (smaller) cap of distinct wildcard-led patterns; counted.
     fn check_room(&self, st: &State, patterns: &[Pattern]) -> Result<(), PatternsFull> {
-        let new = patterns
+        let mut new: Vec<&str> = patterns
             .iter()
-            .filter(|p| !st.index.contains_key(p.as_str()))
-            .count();
-        if st.index.len().saturating_add(new) > self.max_distinct {
-            return Err(PatternsFull(self.max_distinct));
+            .map(Pattern::as_str)
+            .filter(|p| !st.index.contains_key(*p))
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        if st.index.len().saturating_add(new.len()) > self.max_distinct {
+            self.metrics.patterns_refused_distinct.inc();
+            return Err(PatternsFull::Distinct(self.max_distinct));
+        }
+        let wild_new = new.iter().filter(|p| index::wildcard_led(p)).count();
+        let wild_have = st.by_prefix.get("").map_or(0, Vec::len);
+        if wild_new > 0 && wild_have.saturating_add(wild_new) > self.max_wildcard_led {
+            self.metrics.patterns_refused_wildcard.inc();
+            return Err(PatternsFull::WildcardLed(self.max_wildcard_led));
         }
         Ok(())
     }

@@ -172,3 +172,23 @@ async fn distinct_patterns_per_hub_are_capped() {
         assert_eq!(b.json().await["pos"], format!("b1:7:{s}"));
     }
 }
+
+#[tokio::test]
+async fn wildcard_led_patterns_per_hub_are_capped() {
+    let (hub, _fabric, _feed) = setup(HubOptions::new("w1").max_wildcard_led_patterns(2));
+    let mut a = connect(&hub, 64);
+    a.json().await;
+    subscribed(&mut a, json!(["*.y", "#.z", "lit.#"]), None).await;
+    // A third wildcard-led pattern is refused, with nothing of the request added.
+    a.send(json!({"op":"subscribe","topics":["x.*", "#"]}))
+        .await;
+    let v = a.json().await;
+    assert_eq!(v["code"], "rate_limited", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("wildcard"), "{v}");
+    assert_eq!(hub.metrics().patterns_refused_wildcard.get(), 1);
+    // Literal-led and already-served ones still pass.
+    subscribed(&mut a, json!(["x.*", "*.y"]), None).await;
+    a.send(json!({"op":"unsubscribe","topics":["#.z"]})).await;
+    assert_eq!(a.json().await["op"], "unsubscribed");
+    subscribed(&mut a, json!(["#"]), None).await;
+}
