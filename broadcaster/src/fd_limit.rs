@@ -5,9 +5,10 @@
 
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
-/// Descriptors kept out of the connection caps: stdio, the four listeners,
-/// the runtime's own (epoll, eventfd), admin HTTP connections, and peers
-/// waiting for an evicted peer's slot.
+/// Descriptors kept out of the connection caps: stdio (3), the four
+/// listeners, the runtime's own (epoll, eventfd, …), admin HTTP connections
+/// (at most 48, `admin/server.rs`), and peers waiting for an evicted peer's
+/// slot (at most 8 per socket).
 pub(crate) const FD_RESERVE: u64 = 96;
 
 /// Raises the soft open-file limit to the hard one; returns the soft limit

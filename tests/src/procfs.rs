@@ -1,4 +1,5 @@
-//! What Linux says about a process the test started (`/proc/<pid>/status`).
+//! What Linux says about a process the test started (`/proc/<pid>/status`,
+//! `/proc/<pid>/fd`).
 
 use anyhow::{Context, Result};
 
@@ -13,4 +14,13 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("no VmRSS in {path}"))
+}
+
+/// Open file descriptors of `pid` (entries of `/proc/<pid>/fd`). An error
+/// when it cannot be read.
+pub fn open_fds(pid: u32) -> Result<usize> {
+    let path = format!("/proc/{pid}/fd");
+    Ok(std::fs::read_dir(&path)
+        .with_context(|| format!("read {path}"))?
+        .count())
 }

@@ -1,5 +1,8 @@
 //! Admin HTTP server: `GET /healthz`, `GET /metrics` (Prometheus text 0.0.4,
-//! or OpenMetrics when the `Accept` header asks for it), `GET /stats` (JSON).
+//! or OpenMetrics when the `Accept` header asks for it), `GET /stats` (JSON),
+//! served by `server.rs` (capped connections, header and request deadlines).
+
+mod server;
 
 use std::sync::Arc;
 
@@ -24,12 +27,7 @@ pub(crate) async fn serve(
         .route("/metrics", get(exposition))
         .route("/stats", get(stats))
         .with_state(metrics);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(e) = served {
-        tracing::error!(error = %e, "admin server failed");
-    }
+    server::serve(listener, app, shutdown).await;
 }
 
 async fn exposition(State(m): State<Arc<Metrics>>, headers: HeaderMap) -> Response {
