@@ -144,6 +144,16 @@ struct RunArgs {
     /// Graceful shutdown budget, ms [default: 5000].
     #[arg(long, env = "FANFARE_SHUTDOWN_TIMEOUT_MS")]
     shutdown_timeout_ms: Option<u64>,
+    /// A peer broadcaster's PUB endpoint to federate with (repeatable; the
+    /// variable takes a comma-separated list). Replaces the file's [[peer]]s.
+    #[arg(long = "peer", env = "FANFARE_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Messages re-published over this many links are dropped [default: 8].
+    #[arg(long, env = "FANFARE_HOP_LIMIT")]
+    hop_limit: Option<u8>,
+    /// A link silent this long (no heartbeat) reconnects, ms [default: 5000].
+    #[arg(long, env = "FANFARE_PEER_STALL_MS")]
+    peer_stall_ms: Option<u64>,
 }
 
 impl RunArgs {
@@ -190,6 +200,14 @@ impl RunArgs {
             replay_inflight_bytes,
             replay_write_timeout_ms
         );
+        set!(hop_limit, peer_stall_ms);
+        if !self.peers.is_empty() {
+            c.peers = self
+                .peers
+                .into_iter()
+                .map(crate::config::PeerConfig::new)
+                .collect();
+        }
         if let Some(a) = self.admin {
             c.admin = (a != "off").then_some(a);
         }
