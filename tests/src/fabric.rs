@@ -72,6 +72,12 @@ impl Fabric {
         self.links[k].proxy.endpoint()
     }
 
+    /// `name` (no labels) of broadcaster `i`, from its `/metrics`.
+    pub async fn node_metric(&self, i: usize, name: &str) -> Result<f64> {
+        let text = crate::metrics::fetch(self.nodes[i].endpoints().admin_addr()?).await?;
+        Ok(crate::metrics::value_or_zero(&text, name, &[]))
+    }
+
     /// `name{link="…"}` of link `k`, from its broadcaster's `/metrics`.
     pub async fn link_metric(&self, k: usize, name: &str) -> Result<f64> {
         let node = &self.nodes[self.links[k].to];
@@ -113,15 +119,27 @@ impl Fabric {
     /// Publishes `n` messages `line 0` … on `fed.b{p}` into each `p` in
     /// `publishers`, all at once, with pyzmq PUSH.
     pub async fn publish(&self, py: &Path, publishers: &[usize], n: usize) -> Result<()> {
+        self.publish_from(py, publishers, 0, n).await
+    }
+
+    /// Like [`Self::publish`], lines `start` … `start + n - 1`.
+    pub async fn publish_from(
+        &self,
+        py: &Path,
+        publishers: &[usize],
+        start: usize,
+        n: usize,
+    ) -> Result<()> {
         let runs = publishers.iter().map(|&p| {
             let pull = self.nodes[p].endpoints().pull.clone();
             let topic = topic_of(p);
             let count = n.to_string();
+            let start = start.to_string();
             async move {
                 crate::python::run_script(
                     py,
                     "push_lines.py",
-                    &[&pull, &topic, &count],
+                    &[&pull, &topic, &count, &start],
                     Duration::from_secs(60),
                 )
                 .await
