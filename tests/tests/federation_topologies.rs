@@ -109,5 +109,33 @@ async fn mesh_with_a_duplicate_link() -> Result<()> {
         + f.link_metric(1, "fanfare_link_duplicate_detected_total")
             .await?;
     assert!(dup >= 1.0, "duplicate link not detected");
+    // `broadcaster topo` at b0: its three links, the peers behind them, and
+    // the origins it hears with the link they came through.
+    let admin = f.nodes[0].endpoints().admin_url()?.to_owned();
+    let out =
+        fanfare_tests::cli::run_tool(&["topo", "--admin", &admin], None, Duration::from_secs(10))
+            .await?;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    eprintln!("{}", out.stdout);
+    assert!(out.stdout.contains("broadcaster b0"), "{}", out.stdout);
+    assert!(out.stdout.contains("links (3):"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("peer b1") && out.stdout.contains("peer b2"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("DUPLICATE"), "{}", out.stdout);
+    assert!(out.stdout.contains("origins heard (2):"), "{}", out.stdout);
+    for o in ["b1", "b2"] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(o) && l.contains("via"));
+        assert!(
+            line.is_some_and(|l| l.contains("seq 500")),
+            "{o}: {}",
+            out.stdout
+        );
+    }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! The `broadcaster` binary's command line: the run flags and the `pub`,
-//! `tail` and `stats` tools. Its one public item is [`Cli`]: the binary
+//! `tail`, `stats` and `topo` tools. Its one public item is [`Cli`]: the binary
 //! parses it and calls [`Cli::run`].
 //!
 //! This is the binary's code. It lives in the library because the `pub`
@@ -10,6 +10,7 @@ mod publish;
 mod serve;
 mod stats;
 mod tail;
+mod topo;
 
 use std::path::PathBuf;
 
@@ -48,6 +49,7 @@ impl Cli {
             Some(Command::Pub(a)) => publish::run(a).await,
             Some(Command::Tail(a)) => tail::run(a).await,
             Some(Command::Stats(a)) => stats::run(a).await,
+            Some(Command::Topo(a)) => topo::run(a).await,
         }
     }
 }
@@ -61,6 +63,8 @@ enum Command {
     Tail(tail::TailArgs),
     /// Show a running broadcaster's statistics.
     Stats(stats::StatsArgs),
+    /// Show the fabric as a running broadcaster sees it: links and origins.
+    Topo(topo::TopoArgs),
 }
 
 /// Flags of the broadcaster itself. Each overrides the config file.
