@@ -78,6 +78,50 @@ pub struct Config {
     pub replay_write_timeout_ms: u64,
     /// Time allowed for a graceful shutdown, milliseconds.
     pub shutdown_timeout_ms: u64,
+    /// Federation links: one `[[peer]]` table per peer broadcaster whose
+    /// PUB this broadcaster subscribes to (`--peer`, `FANFARE_PEERS`).
+    #[serde(rename = "peer")]
+    pub peers: Vec<PeerConfig>,
+    /// A message re-published over this many links is dropped (counted);
+    /// the last guard against loops, 1..=255.
+    pub hop_limit: u8,
+    /// A link that brings nothing (not even a heartbeat) for this long is
+    /// reconnected, milliseconds.
+    pub peer_stall_ms: u64,
+}
+
+/// Most federation links.
+pub const MAX_PEERS: usize = 64;
+
+/// One federation link (a `[[peer]]` table).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PeerConfig {
+    /// The peer's PUB endpoint, `tcp://HOST:PORT`.
+    #[serde(rename = "pub")]
+    pub publish: String,
+    /// The peer's replay endpoint; without it, learned from the peer's
+    /// heartbeats.
+    pub replay: Option<String>,
+    /// Name in metrics and logs; default: the PUB endpoint.
+    pub name: Option<String>,
+    /// Largest payload accepted from this peer, bytes; default: `max-payload`.
+    pub max_payload: Option<usize>,
+}
+
+impl PeerConfig {
+    /// A link to `publish` with every default.
+    pub fn new(publish: impl Into<String>) -> Self {
+        Self {
+            publish: publish.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The link's label in metrics and logs.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.publish)
+    }
 }
 
 impl Default for Config {
@@ -108,6 +152,9 @@ impl Default for Config {
             replay_inflight_bytes: 64 * 1024 * 1024,
             replay_write_timeout_ms: 5000,
             shutdown_timeout_ms: 5000,
+            peers: Vec::new(),
+            hop_limit: 8,
+            peer_stall_ms: 5000,
         }
     }
 }
@@ -174,7 +221,44 @@ impl Config {
         if self.subscriber_queue_bytes < 64 * 1024 {
             return bad("subscriber-queue-bytes must be at least 64 KiB");
         }
-        self.validate_replay()
+        self.validate_replay()?;
+        self.validate_peers()
+    }
+
+    fn validate_peers(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.peers.len() > MAX_PEERS {
+            return bad(format!("at most {MAX_PEERS} peers"));
+        }
+        if self.hop_limit == 0 {
+            return bad("hop-limit must be 1..=255".into());
+        }
+        if !(100..=3_600_000).contains(&self.peer_stall_ms) {
+            return bad("peer-stall-ms must be 100..=3600000".into());
+        }
+        let mut labels = std::collections::HashSet::new();
+        for p in &self.peers {
+            if crate::endpoint::tcp_host_port(&p.publish).is_err() {
+                return bad(format!("peer pub {:?} is not tcp://HOST:PORT", p.publish));
+            }
+            if let Some(r) = &p.replay {
+                if crate::endpoint::tcp_host_port(r).is_err() {
+                    return bad(format!("peer replay {r:?} is not tcp://HOST:PORT"));
+                }
+            }
+            if matches!(p.max_payload, Some(0)) {
+                return bad("peer max-payload must be > 0".into());
+            }
+            if !labels.insert(p.label()) {
+                return bad(format!("two peers named {:?}", p.label()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Peer stall bound.
+    pub(crate) fn peer_stall(&self) -> Duration {
+        Duration::from_millis(self.peer_stall_ms)
     }
 
     fn validate_replay(&self) -> Result<(), ConfigError> {
@@ -307,6 +391,29 @@ mod tests {
         ] {
             let c: Config = toml::from_str(bad).unwrap();
             assert!(c.validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn peer_tables() {
+        let c: Config = toml::from_str(
+            "hop-limit = 3\n[[peer]]\npub = \"tcp://10.0.0.2:5558\"\nreplay = \"tcp://10.0.0.2:5559\"\nname = \"b2\"\n\n[[peer]]\npub = \"tcp://10.0.0.3:5558\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.hop_limit, 3);
+        assert_eq!(c.peers.len(), 2);
+        assert_eq!(c.peers[0].label(), "b2");
+        assert_eq!(c.peers[1].label(), "tcp://10.0.0.3:5558");
+        assert_eq!(c.peers[1].replay, None);
+        for bad in [
+            "[[peer]]\npub = \"nonsense\"",
+            "hop-limit = 0",
+            "[[peer]]\npub = \"tcp://a:1\"\n[[peer]]\npub = \"tcp://a:1\"",
+            "[[peer]]\npub = \"tcp://a:1\"\nwhat = 1",
+        ] {
+            let r = toml::from_str::<Config>(bad).map(|c| c.validate());
+            assert!(!matches!(r, Ok(Ok(()))), "{bad}");
         }
     }
 }

@@ -15,6 +15,7 @@ use fanfare_protocol::heartbeat::{Heartbeat, MAX_HEARTBEAT_LANES};
 use fanfare_protocol::stamp::{self, StampFields, FLAG_HEARTBEAT};
 use tokio::sync::mpsc;
 
+use crate::federation::{FromLink, Relay, Sinks};
 use crate::history::{Entry, History};
 use crate::ingress::Incoming;
 use crate::lanes::Lanes;
@@ -40,7 +41,14 @@ pub(crate) struct Forwarder {
     encoded: Vec<Encoded>,
     stamped: Vec<Stamped>,
     heartbeat_topic: Bytes,
+    /// Federation: the relay and the channel links feed (see `federation/`).
+    federation: Option<(Relay, mpsc::Receiver<FromLink>)>,
+    /// Our replay endpoint, announced in heartbeats (peers' links learn it).
+    replay_endpoint: Option<String>,
 }
+
+/// How often the forwarder lets the relay ask for due repairs.
+const RELAY_TICK: Duration = Duration::from_millis(10);
 
 /// What history needs of one message of the round, beside its [`Encoded`]
 /// ranges (kept in a reused vector: no allocation per round).
@@ -71,7 +79,21 @@ impl Forwarder {
             encoded: Vec::new(),
             stamped: Vec::new(),
             heartbeat_topic: Bytes::from(format!("{}{id}", fanfare_protocol::HEARTBEAT_PREFIX)),
+            federation: None,
+            replay_endpoint: None,
         }
+    }
+
+    /// Adds federation: the relay, the channel links feed, and the replay
+    /// endpoint our heartbeats announce.
+    pub(crate) fn federate(
+        mut self,
+        relay: Option<(Relay, mpsc::Receiver<FromLink>)>,
+        replay_endpoint: String,
+    ) -> Self {
+        self.federation = relay;
+        self.replay_endpoint = Some(replay_endpoint);
+        self
     }
 
     /// Runs until every ingress sender is gone (shutdown drained ingress),
@@ -85,6 +107,9 @@ impl Forwarder {
         let mut tick = tokio::time::interval(heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut batches = Vec::with_capacity(BATCHES_PER_ROUND);
+        let (mut relay, mut fed) = self.federation.take().unzip();
+        let mut relay_tick = tokio::time::interval(RELAY_TICK);
+        relay_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         // No priority between control and ingress (select picks at random
         // among ready branches), and control is applied in bounded bursts.
         loop {
@@ -103,12 +128,33 @@ impl Forwarder {
                     self.forward(&mut batches);
                 }
                 _ = tick.tick() => self.heartbeat(),
+                f = crate::federation::recv(&mut fed) => match (f, relay.as_mut()) {
+                    (Some(f), Some(r)) => {
+                        self.apply_control(&mut control);
+                        r.accept(f, &mut self.sinks());
+                    }
+                    _ => fed = None,
+                },
+                _ = relay_tick.tick(), if relay.is_some() => {
+                    if let Some(r) = relay.as_mut() {
+                        r.tick(&mut self.sinks());
+                    }
+                }
             }
         }
         while let Ok(c) = control.try_recv() {
             self.subscribers.apply(c, &self.metrics);
         }
         self.heartbeat();
+    }
+
+    /// What the relay publishes into.
+    fn sinks(&mut self) -> Sinks<'_> {
+        Sinks {
+            history: &self.history,
+            subscribers: &mut self.subscribers,
+            metrics: &self.metrics,
+        }
     }
 
     /// Applies up to [`CONTROL_PER_ROUND`] queued subscription changes.
@@ -220,6 +266,7 @@ impl Forwarder {
             oldest,
             // The most recently active lanes, most recent first.
             lanes: self.lanes.recent(MAX_HEARTBEAT_LANES),
+            replay: self.replay_endpoint.clone(),
         };
         let mut payload = Vec::with_capacity(10 + hb.lanes.len() * 18);
         hb.encode(&mut payload);

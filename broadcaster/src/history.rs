@@ -133,6 +133,30 @@ impl History {
         );
     }
 
+    /// The epoch held for `origin`, if any.
+    pub(crate) fn epoch_of(&self, origin: &str) -> Option<u64> {
+        self.logs.get(origin).map(|l| l.epoch)
+    }
+
+    /// Drops everything held of `origin` (the relay forgot it).
+    pub(crate) fn forget(&mut self, origin: &str) {
+        self.logs.remove(origin);
+    }
+
+    /// Seqs up to `to` of `origin` in `epoch` were skipped as unrecoverable:
+    /// drop what is held up to there, so that a replay answers them as
+    /// unrecoverable (`oldest` > `to`) instead of as filtered.
+    pub(crate) fn forget_through(&mut self, origin: &str, epoch: u64, to: u64) {
+        let Some(log) = self.logs.get_mut(origin).filter(|l| l.epoch == epoch) else {
+            return;
+        };
+        while let Some(front) = log.entries.front().filter(|e| e.seq <= to) {
+            log.bytes -= front.size();
+            log.entries.pop_front();
+        }
+        log.newest = log.newest.max(to);
+    }
+
     /// Appends an entry of `origin` (whose epoch must have been started).
     /// Returns false if the origin is unknown.
     pub(crate) fn push(&mut self, origin: &str, entry: Entry) -> bool {
@@ -302,6 +326,27 @@ mod tests {
         h.start_epoch("c", 1);
         h.logs.get_mut("c").unwrap().newest = u64::MAX;
         assert_eq!(h.usage("c").2, u64::MAX);
+    }
+
+    #[test]
+    fn forgetting() {
+        let now = Instant::now();
+        let mut h = History::new(Limits {
+            count: 10,
+            bytes: 1 << 20,
+            age: Duration::from_secs(60),
+        });
+        h.start_epoch("b", 1);
+        h.push("b", entry(1, "a", now));
+        h.push("b", entry(2, "a", now));
+        h.forget_through("b", 1, 5);
+        let s = found(h.stretch("b", 1, 1, u64::MAX, 10));
+        assert_eq!((s.extent.oldest, s.extent.newest), (6, 5));
+        h.push("b", entry(6, "a", now));
+        assert_eq!(h.usage("b").2, 6);
+        assert_eq!(h.epoch_of("b"), Some(1));
+        h.forget("b");
+        assert_eq!(h.epoch_of("b"), None);
     }
 
     #[test]

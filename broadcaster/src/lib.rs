@@ -38,6 +38,7 @@ mod config;
 mod egress;
 mod endpoint;
 mod fd_limit;
+mod federation;
 mod forwarder;
 mod history;
 mod ingress;
@@ -57,7 +58,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, PeerConfig};
 pub use endpoint::EndpointError;
 pub use metrics::{MetricsSnapshot, MetricsView};
 /// Fuzz entry points for the ZMTP reader and handshake (not part of the API).
@@ -186,7 +187,14 @@ pub async fn start(
         admin: admin.as_ref().map(|(_, a)| format!("http://{a}")),
     };
 
-    let metrics = Arc::new(Metrics::new(&config.id, epoch));
+    let mut metrics = Metrics::new(&config.id, epoch);
+    let peers: Vec<_> = config
+        .peers
+        .iter()
+        .map(|p| (p.label().to_owned(), p.publish.clone(), p.replay.clone()))
+        .collect();
+    metrics.add_links(&peers);
+    let metrics = Arc::new(metrics);
     let mut history = History::new(Limits {
         count: config.history_count,
         bytes: config.history_bytes,
@@ -198,13 +206,30 @@ pub async fn start(
     let (ingress_tx, ingress_rx) = mpsc::channel(INGRESS_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
 
+    let relay = (!config.peers.is_empty()).then(|| {
+        let (fed_tx, fed_rx) = mpsc::channel(federation::FEDERATION_QUEUE);
+        let shared = Arc::new(federation::Shared {
+            own_id: config.id.clone(),
+            max_payload: config.max_payload,
+            timeouts,
+            stall: config.peer_stall(),
+            metrics: metrics.clone(),
+            peers: std::sync::Mutex::new(std::collections::HashMap::new()),
+            shutdown: shutdown.clone(),
+        });
+        let repair = federation::start(&config.peers, shared, &fed_tx, &tracker);
+        let relay =
+            federation::Relay::new(&config.id, config.hop_limit, metrics.links.clone(), repair);
+        (relay, fed_rx)
+    });
     let forwarder = forwarder::Forwarder::new(
         &config.id,
         epoch,
         history.clone(),
         subscribers::Subscribers::new(config.subscriber_queue_bytes),
         metrics.clone(),
-    );
+    )
+    .federate(relay, endpoints.replay.clone());
     let forwarder =
         tokio::spawn(forwarder.run(ingress_rx, control_rx, config.heartbeat_interval()));
 

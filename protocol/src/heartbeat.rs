@@ -9,7 +9,11 @@
 //! u64 oldest seq still in history (0 when empty)
 //! u16 lane count L (at most MAX_HEARTBEAT_LANES)
 //! L × { u16 lane, u64 last lane seq, u64 seq of that lane's last message }
+//! optional: u8 R, then R bytes: the sender's replay endpoint (UTF-8)
 //! ```
+//!
+//! The optional trailer lets a federation link learn its peer's replay
+//! endpoint; readers that do not need it ignore it.
 
 use bytes::BufMut;
 
@@ -35,7 +39,12 @@ pub struct Heartbeat {
     pub oldest: u64,
     /// Progress of recently active lanes.
     pub lanes: Vec<LaneMark>,
+    /// The sender's replay endpoint (`tcp://HOST:PORT`), when it says so.
+    pub replay: Option<String>,
 }
+
+/// Longest replay endpoint a heartbeat carries.
+pub const MAX_REPLAY_ENDPOINT: usize = 255;
 
 /// Why a heartbeat payload could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +62,14 @@ impl Heartbeat {
             out.put_u64(m.lane_seq);
             out.put_u64(m.seq);
         }
+        if let Some(r) = self
+            .replay
+            .as_deref()
+            .filter(|r| r.len() <= MAX_REPLAY_ENDPOINT)
+        {
+            out.put_u8(r.len() as u8);
+            out.put_slice(r.as_bytes());
+        }
     }
 
     /// Reads a payload.
@@ -60,10 +77,18 @@ impl Heartbeat {
         let oldest = buf.get(..8).ok_or(HeartbeatError)?;
         let count = buf.get(8..10).ok_or(HeartbeatError)?;
         let count = u16::from_be_bytes([count[0], count[1]]) as usize;
-        let body = &buf[10..];
-        if body.len() != count * 18 {
-            return Err(HeartbeatError);
-        }
+        let (body, trailer) = buf[10..]
+            .split_at_checked(count * 18)
+            .ok_or(HeartbeatError)?;
+        let replay = match trailer {
+            [] => None,
+            [n, rest @ ..] if rest.len() == usize::from(*n) => Some(
+                std::str::from_utf8(rest)
+                    .map_err(|_| HeartbeatError)?
+                    .to_owned(),
+            ),
+            _ => return Err(HeartbeatError),
+        };
         let u64at = |b: &[u8]| {
             let mut a = [0u8; 8];
             a.copy_from_slice(b);
@@ -80,6 +105,7 @@ impl Heartbeat {
         Ok(Self {
             oldest: u64at(oldest),
             lanes,
+            replay,
         })
     }
 }
@@ -97,10 +123,21 @@ mod tests {
                 lane_seq: 2,
                 seq: 11,
             }],
+            replay: None,
         };
         let mut b = Vec::new();
         hb.encode(&mut b);
-        assert_eq!(Heartbeat::decode(&b), Ok(hb));
+        assert_eq!(Heartbeat::decode(&b), Ok(hb.clone()));
         assert!(Heartbeat::decode(&b[..b.len() - 1]).is_err());
+        let with = Heartbeat {
+            replay: Some("tcp://127.0.0.1:5559".into()),
+            ..hb
+        };
+        let mut b = Vec::new();
+        with.encode(&mut b);
+        assert_eq!(Heartbeat::decode(&b), Ok(with));
+        assert!(Heartbeat::decode(&b[..b.len() - 1]).is_err());
+        b.push(0);
+        assert!(Heartbeat::decode(&b).is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! The `broadcaster` binary's command line: the run flags and the `pub`,
-//! `tail` and `stats` tools. Its one public item is [`Cli`]: the binary
+//! `tail`, `stats` and `topo` tools. Its one public item is [`Cli`]: the binary
 //! parses it and calls [`Cli::run`].
 //!
 //! This is the binary's code. It lives in the library because the `pub`
@@ -10,6 +10,7 @@ mod publish;
 mod serve;
 mod stats;
 mod tail;
+mod topo;
 
 use std::path::PathBuf;
 
@@ -48,6 +49,7 @@ impl Cli {
             Some(Command::Pub(a)) => publish::run(a).await,
             Some(Command::Tail(a)) => tail::run(a).await,
             Some(Command::Stats(a)) => stats::run(a).await,
+            Some(Command::Topo(a)) => topo::run(a).await,
         }
     }
 }
@@ -61,6 +63,8 @@ enum Command {
     Tail(tail::TailArgs),
     /// Show a running broadcaster's statistics.
     Stats(stats::StatsArgs),
+    /// Show the fabric as a running broadcaster sees it: links and origins.
+    Topo(topo::TopoArgs),
 }
 
 /// Flags of the broadcaster itself. Each overrides the config file.
@@ -144,6 +148,16 @@ struct RunArgs {
     /// Graceful shutdown budget, ms [default: 5000].
     #[arg(long, env = "FANFARE_SHUTDOWN_TIMEOUT_MS")]
     shutdown_timeout_ms: Option<u64>,
+    /// A peer broadcaster's PUB endpoint to federate with (repeatable; the
+    /// variable takes a comma-separated list). Replaces the file's [[peer]]s.
+    #[arg(long = "peer", env = "FANFARE_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Messages re-published over this many links are dropped [default: 8].
+    #[arg(long, env = "FANFARE_HOP_LIMIT")]
+    hop_limit: Option<u8>,
+    /// A link silent this long (no heartbeat) reconnects, ms [default: 5000].
+    #[arg(long, env = "FANFARE_PEER_STALL_MS")]
+    peer_stall_ms: Option<u64>,
 }
 
 impl RunArgs {
@@ -190,6 +204,14 @@ impl RunArgs {
             replay_inflight_bytes,
             replay_write_timeout_ms
         );
+        set!(hop_limit, peer_stall_ms);
+        if !self.peers.is_empty() {
+            c.peers = self
+                .peers
+                .into_iter()
+                .map(crate::config::PeerConfig::new)
+                .collect();
+        }
         if let Some(a) = self.admin {
             c.admin = (a != "off").then_some(a);
         }

@@ -28,7 +28,7 @@ pub(super) async fn run(a: StatsArgs) -> anyhow::Result<()> {
 }
 
 /// GETs `path` from an admin address and parses the body as JSON.
-async fn fetch_json(admin: &str, path: &str) -> anyhow::Result<Value> {
+pub(super) async fn fetch_json(admin: &str, path: &str) -> anyhow::Result<Value> {
     let host_port = crate::endpoint::http_host_port(admin)?;
     let stream = tokio::time::timeout(
         std::time::Duration::from_secs(5),

@@ -75,6 +75,8 @@ impl Metrics {
             "history": { "messages": m.history_messages, "bytes": m.history_bytes, "oldest": m.history_oldest, "evicted": m.history_evicted },
             "replay": { "requests": m.replay_requests, "bad_requests": m.replay_bad_requests, "messages": m.replay_messages },
             "sockets": sockets,
+            "links": self.links.iter().map(|l| l.to_json()).collect::<Vec<_>>(),
+            "origins": self.origins_json(),
         })
     }
 }

@@ -15,11 +15,13 @@ pub(crate) enum LogKind {
     Replay,
     /// Subscription limits.
     Subscription,
+    /// Federation: bad link input, hop-limit drops, repairs given up.
+    Federation,
 }
 
 /// When each kind last logged.
 #[derive(Debug, Default)]
-pub(super) struct LogGates([Mutex<Option<Instant>>; 4]);
+pub(super) struct LogGates([Mutex<Option<Instant>>; 5]);
 
 impl LogGates {
     /// True at most once per second per kind.

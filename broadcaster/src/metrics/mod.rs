@@ -9,6 +9,7 @@
 //! * `log_gate` — at most one warning per second per [`LogKind`].
 
 mod exposition;
+mod links;
 mod log_gate;
 mod replay;
 mod view;
@@ -23,6 +24,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
 pub(crate) use exposition::Format;
+pub(crate) use links::{LinkMetrics, LinkState, OriginView};
 pub(crate) use log_gate::LogKind;
 pub(crate) use replay::{Busy, ReplayMetrics};
 pub use view::{MetricsSnapshot, MetricsView};
@@ -159,6 +161,10 @@ pub(crate) struct Metrics {
     pub(crate) subscriptions_refused: Counter,
     sockets: [SocketCounters; 3],
     log_gates: LogGates,
+    /// One per federation link, in configuration order.
+    pub(crate) links: Vec<std::sync::Arc<LinkMetrics>>,
+    /// The origins heard over links (refreshed by the relay once a second).
+    pub(crate) origins: std::sync::Mutex<Vec<OriginView>>,
 }
 
 impl Metrics {
@@ -260,6 +266,8 @@ impl Metrics {
             subscriptions_refused,
             sockets,
             log_gates: LogGates::default(),
+            links: Vec::new(),
+            origins: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -381,6 +389,6 @@ fn socket_index(kind: SocketKind) -> usize {
     match kind {
         SocketKind::Pull => 0,
         SocketKind::Pub => 1,
-        SocketKind::Router | SocketKind::Push => 2,
+        SocketKind::Router | SocketKind::Push | SocketKind::Sub | SocketKind::Dealer => 2,
     }
 }

@@ -165,6 +165,8 @@ fn accepts(kind: SocketKind, peer: &[u8]) -> bool {
         SocketKind::Pub => &[b"SUB", b"XSUB"],
         SocketKind::Router => &[b"DEALER", b"REQ", b"ROUTER"],
         SocketKind::Push => &[b"PULL"],
+        SocketKind::Sub => &[b"PUB", b"XPUB"],
+        SocketKind::Dealer => &[b"ROUTER"],
     };
     ok.contains(&peer)
 }

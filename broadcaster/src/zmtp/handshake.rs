@@ -20,6 +20,10 @@ pub(crate) enum SocketKind {
     Router,
     /// Client side of ingress (the `pub` tool): peer is PULL.
     Push,
+    /// Client side of egress (a federation link): peer is PUB / XPUB.
+    Sub,
+    /// Client side of replay (federation repair): peer is ROUTER.
+    Dealer,
 }
 
 impl SocketKind {
@@ -30,6 +34,8 @@ impl SocketKind {
             SocketKind::Pub => "PUB",
             SocketKind::Router => "ROUTER",
             SocketKind::Push => "PUSH",
+            SocketKind::Sub => "SUB",
+            SocketKind::Dealer => "DEALER",
         }
     }
 
@@ -40,6 +46,8 @@ impl SocketKind {
             SocketKind::Pub => "pub",
             SocketKind::Router => "replay",
             SocketKind::Push => "push",
+            SocketKind::Sub => "link",
+            SocketKind::Dealer => "repair",
         }
     }
 
@@ -49,6 +57,8 @@ impl SocketKind {
             SocketKind::Pub => peer == b"SUB" || peer == b"XSUB",
             SocketKind::Router => matches!(peer, b"DEALER" | b"REQ" | b"ROUTER"),
             SocketKind::Push => peer == b"PULL",
+            SocketKind::Sub => peer == b"PUB" || peer == b"XPUB",
+            SocketKind::Dealer => peer == b"ROUTER",
         }
     }
 }
@@ -155,6 +165,9 @@ mod tests {
         assert!(!SocketKind::Pull.accepts(b"SUB"));
         assert!(SocketKind::Router.accepts(b"REQ"));
         assert!(SocketKind::Push.accepts(b"PULL"));
+        assert!(SocketKind::Sub.accepts(b"PUB"));
+        assert!(!SocketKind::Sub.accepts(b"PULL"));
+        assert!(SocketKind::Dealer.accepts(b"ROUTER"));
     }
 
     #[tokio::test]

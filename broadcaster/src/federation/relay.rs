@@ -1,0 +1,491 @@
+//! The forwarder's side of federation: what it does with messages links
+//! bring. Owned by the forwarder task (no lock of its own).
+//!
+//! Per message: our own origin → dropped (`self_drops`); `hops` ≥ the hop
+//! limit → dropped (`hop_limit_drops`); otherwise offered to the origin's
+//! [`Window`]: duplicates are cut, the next seq is published with every held
+//! successor, later seqs are held and their gap repaired through the link
+//! that brought them. A newer epoch of an origin starts a new window at seq
+//! 1 (a restarted origin); messages of an older epoch are dropped as
+//! duplicates. Heartbeats of other origins are forwarded once each (newer
+//! stamp time), only when caught up, with `oldest` rewritten to this
+//! broadcaster's history; they open tail gaps.
+//!
+//! Publishing copies the three frames into one round buffer, with the stamp
+//! byte for byte except `hops` + 1, appends data messages to history under
+//! their own origin and fans out like the forwarder's own messages.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use fanfare_protocol::heartbeat::Heartbeat;
+use fanfare_protocol::stamp::StampRef;
+use tokio::sync::mpsc;
+
+use super::window::{Offer, Window};
+use super::{FromLink, Linked, RepairRequest};
+use crate::history::{Entry, History};
+use crate::metrics::{LinkMetrics, LogKind, Metrics, OriginView};
+use crate::subscribers::{Encoded, Subscribers};
+use crate::zmtp::{put_frame, MAX_FRAME_HEADER};
+
+/// Most origins tracked; past it the least recently heard one is forgotten
+/// (its window and its history).
+pub(crate) const MAX_ORIGINS: usize = 1024;
+/// How long a gap waits for the missing seqs to arrive by another path
+/// before a repair is asked for.
+const REPAIR_GRACE: Duration = Duration::from_millis(30);
+/// A repair that has not reported back in this long is taken as failed.
+const REPAIR_STUCK: Duration = Duration::from_secs(15);
+/// How often the origin table in `/stats` is refreshed.
+const VIEW_EVERY: Duration = Duration::from_secs(1);
+/// Offset of the hops byte in a stamp.
+const HOPS_AT: usize = 2;
+
+/// A message waiting in a window.
+#[derive(Debug)]
+struct Pending {
+    link: usize,
+    msg: Linked,
+    repaired: bool,
+}
+
+/// One origin heard over links.
+#[derive(Debug)]
+struct OriginState {
+    window: Window<Pending>,
+    /// The link that brought the highest seq (repairs go through it).
+    via: usize,
+    hops: u8,
+    lag_us: u64,
+    /// Stamp time of the last heartbeat forwarded.
+    heartbeat_us: u64,
+    /// LRU clock.
+    used: u64,
+}
+
+/// What one flush publishes.
+enum Out {
+    Data(Pending),
+    Heartbeat { msg: Linked, beat: Heartbeat },
+}
+
+/// What a flush needs of the forwarder.
+pub(crate) struct Sinks<'a> {
+    /// History.
+    pub(crate) history: &'a Arc<RwLock<History>>,
+    /// Subscriber slots.
+    pub(crate) subscribers: &'a mut Subscribers,
+    /// Metrics.
+    pub(crate) metrics: &'a Metrics,
+}
+
+/// Federation state of one broadcaster.
+pub(crate) struct Relay {
+    own: String,
+    hop_limit: u8,
+    links: Vec<Arc<LinkMetrics>>,
+    repair: Vec<mpsc::Sender<RepairRequest>>,
+    origins: HashMap<String, OriginState>,
+    clock: u64,
+    out: Vec<Out>,
+    /// Origins forgotten (LRU), to drop from history at the next flush.
+    forgotten: Vec<String>,
+    /// `(origin, epoch, to)`: history of these must not answer for `..=to`.
+    lost: Vec<(String, u64, u64)>,
+    view_at: Instant,
+}
+
+impl Relay {
+    /// A relay for origin `own`; `links[i]` and `repair[i]` are link `i`'s.
+    pub(crate) fn new(
+        own: &str,
+        hop_limit: u8,
+        links: Vec<Arc<LinkMetrics>>,
+        repair: Vec<mpsc::Sender<RepairRequest>>,
+    ) -> Self {
+        Self {
+            own: own.to_owned(),
+            hop_limit,
+            links,
+            repair,
+            origins: HashMap::new(),
+            clock: 0,
+            out: Vec::new(),
+            forgotten: Vec::new(),
+            lost: Vec::new(),
+            view_at: Instant::now(),
+        }
+    }
+
+    /// Takes one item from the federation channel and publishes what it
+    /// made publishable.
+    pub(crate) fn accept(&mut self, item: FromLink, sinks: &mut Sinks<'_>) {
+        let now = Instant::now();
+        match item {
+            FromLink::Messages {
+                link,
+                msgs,
+                repaired,
+            } => {
+                for msg in msgs {
+                    self.offer(link, msg, repaired, now, sinks.metrics);
+                }
+            }
+            FromLink::Unrecoverable {
+                link,
+                origin,
+                epoch,
+                to,
+            } => self.give_up(link, &origin, epoch, Some(to), sinks.metrics),
+            FromLink::RepairDone {
+                link,
+                origin,
+                epoch,
+            } => {
+                let fruitless = match self.origins.get_mut(&origin) {
+                    Some(st) if st.window.epoch == epoch => st.window.repair_done(now),
+                    _ => false,
+                };
+                if fruitless {
+                    self.give_up(link, &origin, epoch, None, sinks.metrics);
+                }
+            }
+        }
+        self.flush(sinks);
+    }
+
+    /// Asks for due repairs, ends stuck ones, refreshes the `/stats` view.
+    pub(crate) fn tick(&mut self, sinks: &mut Sinks<'_>) {
+        let now = Instant::now();
+        for (origin, st) in &mut self.origins {
+            if st.window.repair_stuck(now, REPAIR_STUCK) {
+                st.window.repair_done(now);
+            }
+            if !st.window.repair_due(now, REPAIR_GRACE) {
+                continue;
+            }
+            let Some((from, to)) = st.window.gap() else {
+                continue;
+            };
+            let req = RepairRequest {
+                origin: origin.clone(),
+                epoch: st.window.epoch,
+                from,
+                to,
+            };
+            // Full: asked again next tick.
+            if let Some(tx) = self.repair.get(st.via) {
+                if tx.try_send(req).is_ok() {
+                    st.window.repair_started(now);
+                }
+            }
+        }
+        if now.saturating_duration_since(self.view_at) >= VIEW_EVERY {
+            self.view_at = now;
+            self.refresh_view(sinks.metrics);
+        }
+        self.flush(sinks);
+    }
+
+    fn offer(&mut self, link: usize, msg: Linked, repaired: bool, now: Instant, metrics: &Metrics) {
+        let Some(lm) = self.links.get(link).cloned() else {
+            return;
+        };
+        let Ok(s) = StampRef::decode(&msg.stamp) else {
+            lm.invalid.inc();
+            return;
+        };
+        if s.origin == self.own {
+            lm.self_drops.inc();
+            return;
+        }
+        if s.hops >= self.hop_limit {
+            let n = lm.hop_limit_drops.inc() + 1;
+            if metrics.log_allowed(LogKind::Federation) {
+                tracing::warn!(
+                    link = %lm.name, origin = s.origin, hops = s.hops, limit = self.hop_limit,
+                    total = n, "federation message dropped at the hop limit"
+                );
+            }
+            return;
+        }
+        let heartbeat = s.is_heartbeat();
+        let start = if heartbeat {
+            s.seq.saturating_add(1)
+        } else {
+            s.seq
+        };
+        let (epoch, seq, hops, ts) = (s.epoch, s.seq, s.hops, s.timestamp_us);
+        let origin = s.origin.to_owned();
+        let Some(st) = state(
+            &mut self.origins,
+            &mut self.clock,
+            &mut self.forgotten,
+            &origin,
+            epoch,
+            start,
+        ) else {
+            lm.duplicates.inc();
+            return;
+        };
+        if heartbeat {
+            st.window.tell(seq, now);
+            if !st.window.caught_up(seq) {
+                st.via = link;
+                return;
+            }
+            if ts <= st.heartbeat_us {
+                return;
+            }
+            st.heartbeat_us = ts;
+            if let Ok(beat) = Heartbeat::decode(&msg.payload) {
+                self.out.push(Out::Heartbeat { msg, beat });
+            }
+            return;
+        }
+        let size = msg.topic.len() + msg.stamp.len() + msg.payload.len();
+        let pending = Pending {
+            link,
+            msg,
+            repaired,
+        };
+        match st.window.offer(seq, pending, size, now) {
+            Offer::Publish(p) => {
+                st.via = link;
+                st.hops = hops;
+                st.lag_us = fanfare_protocol::stamp::now_us().saturating_sub(ts);
+                self.out.push(Out::Data(p));
+                while let Some(p) = st.window.drain() {
+                    self.out.push(Out::Data(p));
+                }
+            }
+            Offer::Duplicate => {
+                lm.duplicates.inc();
+            }
+            Offer::Held => {
+                st.via = link;
+                lm.held.inc();
+            }
+            Offer::Overflow => {
+                st.via = link;
+                if metrics.log_allowed(LogKind::Federation) {
+                    tracing::warn!(link = %lm.name, origin = %origin, seq,
+                        "federation reorder buffer full; message dropped, repaired later");
+                }
+            }
+        }
+    }
+
+    /// Gives up the origin's gap (up to `to`, or all of it) as
+    /// unrecoverable, counted on `link`, and publishes what follows it.
+    fn give_up(
+        &mut self,
+        link: usize,
+        origin: &str,
+        epoch: u64,
+        to: Option<u64>,
+        metrics: &Metrics,
+    ) {
+        let Some(st) = self.origins.get_mut(origin) else {
+            return;
+        };
+        if st.window.epoch != epoch {
+            return;
+        }
+        let Some((from, gap_to)) = st.window.gap() else {
+            return;
+        };
+        let to = to.unwrap_or(gap_to);
+        let skipped = st.window.skip_through(to);
+        if skipped == 0 {
+            return;
+        }
+        if let Some(lm) = self.links.get(link) {
+            lm.unrecoverable.inc_by(skipped);
+        }
+        if metrics.log_allowed(LogKind::Federation) {
+            tracing::warn!(
+                origin,
+                epoch,
+                from,
+                to = from + (skipped - 1),
+                "federation: seqs unrecoverable from every peer tried; skipped"
+            );
+        }
+        self.lost
+            .push((origin.to_owned(), epoch, from + (skipped - 1)));
+        while let Some(p) = st.window.drain() {
+            self.out.push(Out::Data(p));
+        }
+    }
+
+    /// Publishes what the last calls made publishable: one buffer, one
+    /// history lock, one fan-out.
+    fn flush(&mut self, sinks: &mut Sinks<'_>) {
+        if self.out.is_empty() && self.forgotten.is_empty() && self.lost.is_empty() {
+            return;
+        }
+        let Ok(mut h) = sinks.history.write() else {
+            return;
+        };
+        for o in self.forgotten.drain(..) {
+            h.forget(&o);
+        }
+        for (o, epoch, to) in self.lost.drain(..) {
+            h.forget_through(&o, epoch, to);
+        }
+        let size: usize = self
+            .out
+            .iter()
+            .map(|o| match o {
+                Out::Data(p) => 3 * MAX_FRAME_HEADER + frames_len(&p.msg),
+                Out::Heartbeat { msg, beat } => {
+                    3 * MAX_FRAME_HEADER + frames_len(msg) + 10 + 18 * beat.lanes.len()
+                }
+            })
+            .sum();
+        let mut buf = BytesMut::with_capacity(size);
+        let mut encoded = Vec::with_capacity(self.out.len());
+        let mut stored: Vec<(usize, Range<usize>, Range<usize>)> = Vec::new();
+        for (i, o) in self.out.iter_mut().enumerate() {
+            match o {
+                Out::Data(p) => {
+                    let (e, s, pl) = encode(&mut buf, &p.msg, &p.msg.payload);
+                    encoded.push(e);
+                    stored.push((i, s, pl));
+                }
+                Out::Heartbeat { msg, beat } => {
+                    // `oldest` as this broadcaster's history holds it.
+                    let origin = StampRef::decode(&msg.stamp).map(|s| s.origin.to_owned());
+                    if let Ok(o) = origin {
+                        beat.oldest = h.usage(&o).2.max(1);
+                    }
+                    beat.replay = None;
+                    let mut payload = Vec::with_capacity(10 + 18 * beat.lanes.len());
+                    beat.encode(&mut payload);
+                    let (e, _, _) = encode(&mut buf, msg, &payload);
+                    encoded.push(e);
+                }
+            }
+        }
+        let buf = buf.freeze();
+        let at = Instant::now();
+        for (i, s, pl) in stored {
+            let Out::Data(p) = &self.out[i] else { continue };
+            let Ok(st) = StampRef::decode(&p.msg.stamp) else {
+                continue;
+            };
+            if h.epoch_of(st.origin) != Some(st.epoch) {
+                h.start_epoch(st.origin, st.epoch);
+            }
+            h.push(
+                st.origin,
+                Entry {
+                    seq: st.seq,
+                    lane: st.lane,
+                    topic: buf.slice(encoded[i].topic.clone()),
+                    stamp: buf.slice(s),
+                    payload: buf.slice(pl),
+                    at,
+                },
+            );
+            if let Some(lm) = self.links.get(p.link) {
+                lm.republished.inc();
+                if p.repaired {
+                    lm.repaired.inc();
+                }
+            }
+        }
+        let evicted = h.evict(at);
+        drop(h);
+        sinks.metrics.history_evicted.inc_by(evicted as u64);
+        self.out.clear();
+        sinks.subscribers.fan_out(&buf, &encoded, sinks.metrics);
+    }
+
+    fn refresh_view(&self, metrics: &Metrics) {
+        let mut v: Vec<OriginView> = self
+            .origins
+            .iter()
+            .map(|(o, s)| OriginView {
+                origin: o.clone(),
+                epoch: s.window.epoch,
+                seq: s.window.next().saturating_sub(1),
+                via: self
+                    .links
+                    .get(s.via)
+                    .map_or_else(String::new, |l| l.name.clone()),
+                hops: s.hops,
+                lag_us: s.lag_us,
+                held: s.window.held(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.origin.cmp(&b.origin));
+        if let Ok(mut o) = metrics.origins.lock() {
+            *o = v;
+        }
+    }
+}
+
+/// The origin's state in `epoch`, made (starting at `start`) or
+/// restarted (a newer epoch starts at 1); `None` for an older epoch.
+fn state<'a>(
+    origins: &'a mut HashMap<String, OriginState>,
+    clock: &mut u64,
+    forgotten: &mut Vec<String>,
+    origin: &str,
+    epoch: u64,
+    start: u64,
+) -> Option<&'a mut OriginState> {
+    *clock += 1;
+    let clock = *clock;
+    if !origins.contains_key(origin) && origins.len() >= MAX_ORIGINS {
+        let oldest = origins
+            .iter()
+            .min_by_key(|(_, s)| s.used)
+            .map(|(k, _)| k.clone());
+        if let Some(k) = oldest {
+            origins.remove(&k);
+            forgotten.push(k);
+        }
+    }
+    let st = origins
+        .entry(origin.to_owned())
+        .or_insert_with(|| OriginState {
+            window: Window::new(epoch, start),
+            via: 0,
+            hops: 0,
+            lag_us: 0,
+            heartbeat_us: 0,
+            used: clock,
+        });
+    st.used = clock;
+    if epoch > st.window.epoch {
+        tracing::info!(origin, epoch, "federation: origin restarted (new epoch)");
+        st.window = Window::new(epoch, 1);
+        st.heartbeat_us = 0;
+    }
+    (epoch == st.window.epoch).then_some(st)
+}
+
+fn frames_len(m: &Linked) -> usize {
+    m.topic.len() + m.stamp.len() + m.payload.len()
+}
+
+/// Appends `[topic, stamp with hops + 1, payload]`; returns the message's
+/// ranges and the stamp and payload body ranges.
+fn encode(out: &mut BytesMut, m: &Linked, payload: &[u8]) -> (Encoded, Range<usize>, Range<usize>) {
+    let start = out.len();
+    let topic = put_frame(out, m.topic.len(), true, |o| o.put_slice(&m.topic));
+    let stamp = put_frame(out, m.stamp.len(), true, |o| o.put_slice(&m.stamp));
+    if let Some(h) = out.get_mut(stamp.start + HOPS_AT) {
+        *h = h.saturating_add(1);
+    }
+    let payload = put_frame(out, payload.len(), false, |o| o.put_slice(payload));
+    let frames = start..out.len();
+    (Encoded { frames, topic }, stamp, payload)
+}

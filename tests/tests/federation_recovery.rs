@@ -1,0 +1,170 @@
+//! Federation failure cases with real broadcasters: a self-link and a
+//! hop-limit overflow are detected and counted; a link cut (TCP proxy) and
+//! restored catches up from the peer's replay with no loss or duplicate; a
+//! middle broadcaster SIGKILLed and restarted (new epoch) rejoins.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use fanfare_tests::fabric::{topic_of, Fabric};
+use fanfare_tests::wait::eventually;
+
+const N: usize = 500;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_link_is_detected_and_stopped() -> Result<()> {
+    if fanfare_tests::python::python().is_none() {
+        return Ok(());
+    }
+    let f = Fabric::start(1, &[(0, 0)], &[]).await?;
+    eventually(Duration::from_secs(15), "self-link detected", || async {
+        let n = f
+            .link_metric(0, "fanfare_link_self_detected_total")
+            .await
+            .ok()?;
+        let state = f.link_metric(0, "fanfare_link_state").await.ok()?;
+        (n >= 1.0 && state == 2.0).then_some(())
+    })
+    .await?;
+    assert!(
+        f.nodes[0].log().contains("self-link"),
+        "self-link not logged"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_limit_overflow_is_counted() -> Result<()> {
+    let Some(py) = fanfare_tests::python::python() else {
+        return Ok(());
+    };
+    // 1 <- 0, 2 <- 1, with --hop-limit 1: what 0 publishes reaches 1 (hops
+    // 0) and is dropped at 2 (hops 1).
+    let f = Fabric::start(3, &[(1, 0), (2, 1)], &["--hop-limit", "1"]).await?;
+    f.wait_links_up(Duration::from_secs(20)).await?;
+    let subs = vec![
+        fanfare_tests::fabric::PySub::start(
+            &py,
+            &f.nodes[1].endpoints().publish,
+            N,
+            &[topic_of(0)],
+        )
+        .await?,
+    ];
+    f.publish(&py, &[0], N).await?;
+    for s in subs {
+        assert_eq!(s.finish(Duration::from_secs(60)).await?, N as u64);
+    }
+    eventually(
+        Duration::from_secs(10),
+        "hop-limit drops counted",
+        || async {
+            let n = f
+                .link_metric(1, "fanfare_link_hop_limit_drops_total")
+                .await
+                .ok()?;
+            (n >= N as f64).then_some(n)
+        },
+    )
+    .await?;
+    assert_eq!(
+        f.link_metric(1, "fanfare_link_republished_total").await?,
+        0.0
+    );
+    assert!(
+        f.nodes[2].log().contains("hop limit"),
+        "hop-limit drop not logged"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_link_catches_up_from_replay() -> Result<()> {
+    let Some(py) = fanfare_tests::python::python() else {
+        return Ok(());
+    };
+    let f = Fabric::start(2, &[(1, 0)], &[]).await?;
+    f.wait_links_up(Duration::from_secs(20)).await?;
+    let topics = [topic_of(0)];
+    let sub =
+        fanfare_tests::fabric::PySub::start(&py, &f.nodes[1].endpoints().publish, 2 * N, &topics)
+            .await?;
+    f.publish(&py, &[0], N).await?;
+    eventually(Duration::from_secs(20), "first half across", || async {
+        let n = f
+            .link_metric(0, "fanfare_link_republished_total")
+            .await
+            .ok()?;
+        (n >= N as f64).then_some(())
+    })
+    .await?;
+    f.links[0].proxy.cut();
+    f.publish_from(&py, &[0], N, N).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await; // the cut lasts 3 s
+    let restored = Instant::now();
+    f.links[0].proxy.restore();
+    assert_eq!(sub.finish(Duration::from_secs(60)).await?, 2 * N as u64);
+    let caught_up = restored.elapsed();
+    let repaired = f.link_metric(0, "fanfare_link_repaired_total").await?;
+    let lost = f.link_metric(0, "fanfare_link_unrecoverable_total").await?;
+    let reconnects = f.link_metric(0, "fanfare_link_reconnects_total").await?;
+    eprintln!("cut 3 s: caught up {caught_up:?} after restore; {repaired} repaired, {lost} unrecoverable, {reconnects} reconnects");
+    assert!(repaired >= N as f64, "second half not repaired: {repaired}");
+    assert_eq!(lost, 0.0);
+    assert!(reconnects >= 1.0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_middle_broadcaster_rejoins() -> Result<()> {
+    let Some(py) = fanfare_tests::python::python() else {
+        return Ok(());
+    };
+    // 0 <-> 1 <-> 2; publishers into both ends.
+    let mut f = Fabric::start(3, &[(1, 0), (0, 1), (2, 1), (1, 2)], &[]).await?;
+    f.wait_links_up(Duration::from_secs(20)).await?;
+    let topics = [topic_of(0), topic_of(2)];
+    let ends = [
+        fanfare_tests::fabric::PySub::start(&py, &f.nodes[0].endpoints().publish, 2 * N, &topics)
+            .await?,
+        fanfare_tests::fabric::PySub::start(&py, &f.nodes[2].endpoints().publish, 2 * N, &topics)
+            .await?,
+    ];
+    f.publish(&py, &[0, 2], N).await?;
+    // Wait until the first half crossed the middle both ways.
+    eventually(Duration::from_secs(20), "first half across", || async {
+        let a = f
+            .link_metric(2, "fanfare_link_republished_total")
+            .await
+            .ok()?;
+        let b = f
+            .link_metric(1, "fanfare_link_republished_total")
+            .await
+            .ok()?;
+        (a >= N as f64 && b >= N as f64).then_some(())
+    })
+    .await?;
+    let old_epoch = f.node_metric(1, "fanfare_epoch").await?;
+    f.nodes[1].sigkill()?;
+    let killed = Instant::now();
+    f.nodes[1].restart().await?;
+    assert_ne!(f.node_metric(1, "fanfare_epoch").await?, old_epoch);
+    f.wait_links_up(Duration::from_secs(30)).await?;
+    // Both ends' links into the middle are back.
+    eventually(
+        Duration::from_secs(30),
+        "ends relinked to the new middle",
+        || async {
+            let n = f.node_metric(1, "fanfare_subscribers").await.ok()?;
+            (n >= 2.0).then_some(())
+        },
+    )
+    .await?;
+    let rejoined = killed.elapsed();
+    f.publish_from(&py, &[0, 2], N, N).await?;
+    for s in ends {
+        assert_eq!(s.finish(Duration::from_secs(90)).await?, 4 * N as u64);
+    }
+    eprintln!("middle broadcaster SIGKILLed, restarted and relinked in {rejoined:?}");
+    Ok(())
+}
