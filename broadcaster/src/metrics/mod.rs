@@ -10,6 +10,7 @@
 
 mod exposition;
 mod log_gate;
+mod publishers;
 mod replay;
 mod view;
 
@@ -24,6 +25,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 pub(crate) use exposition::Format;
 pub(crate) use log_gate::LogKind;
+pub(crate) use publishers::PublisherMetrics;
 pub(crate) use replay::{Busy, ReplayMetrics};
 pub use view::{MetricsSnapshot, MetricsView};
 
@@ -157,6 +159,8 @@ pub(crate) struct Metrics {
     pub(crate) replay: ReplayMetrics,
     /// Subscriptions ignored at a subscriber's prefix cap.
     pub(crate) subscriptions_refused: Counter,
+    /// Publisher-seq dedup and acks.
+    pub(crate) publishers: PublisherMetrics,
     sockets: [SocketCounters; 3],
     log_gates: LogGates,
 }
@@ -230,6 +234,7 @@ impl Metrics {
             "subscriptions_refused",
             "SUBSCRIBEs ignored at a subscriber's prefix cap (count or bytes)",
         );
+        let publishers = PublisherMetrics::register(&mut r);
         let sockets = socket_counters(&mut r);
         let rejected =
             Reject::ALL.map(|why| rejected.get_or_create_owned(&[("reason", why.label())]));
@@ -258,6 +263,7 @@ impl Metrics {
             replay_duration,
             replay,
             subscriptions_refused,
+            publishers,
             sockets,
             log_gates: LogGates::default(),
         }
