@@ -20,6 +20,7 @@ use crate::history::{Entry, History};
 use crate::ingress::Incoming;
 use crate::lanes::Lanes;
 use crate::metrics::Metrics;
+use crate::publishers::{Publishers, MAX_PUBLISHERS};
 use crate::subscribers::{Control, Encoded, Subscribers};
 use crate::zmtp::{put_frame, MAX_FRAME_HEADER};
 
@@ -45,6 +46,8 @@ pub(crate) struct Forwarder {
     federation: Option<(Relay, mpsc::Receiver<FromLink>)>,
     /// Our replay endpoint, announced in heartbeats (peers' links learn it).
     replay_endpoint: Option<String>,
+    /// Publisher-seq dedup and the acks owed (confirmed publish).
+    publishers: Publishers,
 }
 
 /// How often the forwarder lets the relay ask for due repairs.
@@ -75,12 +78,13 @@ impl Forwarder {
             lanes: Lanes::new(),
             history,
             subscribers,
-            metrics,
             encoded: Vec::new(),
             stamped: Vec::new(),
             heartbeat_topic: Bytes::from(format!("{}{id}", fanfare_protocol::HEARTBEAT_PREFIX)),
             federation: None,
             replay_endpoint: None,
+            publishers: Publishers::new(MAX_PUBLISHERS, metrics.publishers.clone()),
+            metrics,
         }
     }
 
@@ -183,6 +187,10 @@ impl Forwarder {
         self.encoded.clear();
         self.stamped.clear();
         for m in batches.iter().flatten() {
+            // A re-sent message (publisher seq already stamped) is dropped.
+            if !self.publishers.admit(m.meta.as_deref(), self.seq + 1) {
+                continue;
+            }
             self.seq += 1;
             let lane_id = stamp::lane_of(&m.topic);
             let lane_seq = self.lanes.stamp(lane_id, self.seq);
@@ -219,6 +227,16 @@ impl Forwarder {
             .round_messages
             .observe(self.encoded.len() as f64);
         self.subscribers.fan_out(&buf, &self.encoded, &self.metrics);
+        self.send_acks();
+    }
+
+    /// Publishes the acks owed to confirmed publishers, after the messages
+    /// they cover.
+    fn send_acks(&mut self) {
+        let p = &mut self.publishers;
+        if let Some(buf) = p.encode_acks(self.id.as_bytes(), self.epoch, self.seq) {
+            self.subscribers.fan_out(&buf, p.encoded(), &self.metrics);
+        }
     }
 
     /// Appends the round to history and applies its bounds.
@@ -253,8 +271,10 @@ impl Forwarder {
         m.history_oldest.set(oldest);
     }
 
-    /// Publishes a heartbeat and applies the history age bound.
+    /// Publishes a heartbeat (and acks still owed) and applies the history
+    /// age bound.
     fn heartbeat(&mut self) {
+        self.send_acks();
         let oldest = match self.history.write() {
             Ok(mut h) => {
                 self.evict(&mut h, Instant::now());
@@ -292,7 +312,7 @@ impl Forwarder {
 
 /// Appends `[topic, stamp, payload]` as ZMTP frames; returns the message's
 /// ranges and the stamp and payload body ranges.
-fn encode_message(
+pub(crate) fn encode_message(
     out: &mut BytesMut,
     topic: &[u8],
     write_stamp: impl FnOnce(&mut BytesMut),

@@ -47,6 +47,7 @@ mod listener;
 mod liveness;
 mod metrics;
 mod prefix_index;
+mod publishers;
 mod replay;
 mod subscribers;
 mod zmtp;

@@ -7,14 +7,13 @@ use fanfare_protocol::pattern::Pattern;
 use fanfare_protocol::position::Position;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use zeromq::ZmqMessage;
 
 use crate::backoff::Backoff;
 use crate::error::{ConnectError, PublishError, ReplayError, SubscribeError};
 use crate::events::{ClientEvent, EventStream};
-use crate::message::Origins;
+use crate::message::{Confirmation, Origins};
 use crate::options::ClientOptions;
-use crate::publisher::{self, PublisherHandle, PublisherTask};
+use crate::publisher::{self, Draft, PublisherHandle, PublisherTask};
 use crate::replay_query::{decode_reply, ReplayBatch, ReplayQuery};
 use crate::replay_task::{self, ReplayHandle, ReplayTask};
 use crate::subscriber::Subscription;
@@ -39,7 +38,6 @@ struct Inner {
     subscriber: SubscriberHandle,
     replay: ReplayHandle,
     events: broadcast::Sender<ClientEvent>,
-    publisher_id: String,
     max_payload: usize,
     close_timeout: std::time::Duration,
     shutdown: CancellationToken,
@@ -55,11 +53,11 @@ impl Client {
     /// Starts the client's tasks and, unless the connect timeout is zero,
     /// waits for the broadcaster's first heartbeat.
     pub async fn connect(opts: ClientOptions) -> Result<Client, ConnectError> {
-        for ep in [
-            &opts.pull_endpoint,
-            &opts.pub_endpoint,
-            &opts.replay_endpoint,
-        ] {
+        for ep in opts
+            .broadcasters
+            .iter()
+            .flat_map(|b| [&b.pull, &b.publish, &b.replay])
+        {
             ep.parse::<zeromq::Endpoint>()
                 .map_err(|e| ConnectError::InvalidEndpoint {
                     endpoint: ep.clone(),
@@ -74,7 +72,11 @@ impl Client {
         let socket_connect = opts.backoff_max.min(std::time::Duration::from_secs(1));
         let publisher = publisher::spawn(
             PublisherTask {
-                endpoint: opts.pull_endpoint.clone(),
+                broadcasters: opts.broadcasters.clone(),
+                publisher_id: opts.publisher_id.clone(),
+                session: new_session(),
+                ack_timeout: opts.ack_timeout,
+                heartbeat_timeout: opts.heartbeat_timeout,
                 backoff: backoff.clone(),
                 connect_timeout: socket_connect,
                 events: events.clone(),
@@ -108,7 +110,6 @@ impl Client {
                 subscriber,
                 replay,
                 events,
-                publisher_id: opts.publisher_id.clone(),
                 max_payload: opts.max_payload,
                 close_timeout: opts.close_timeout,
                 shutdown,
@@ -133,28 +134,55 @@ impl Client {
     /// unreachable the outbox keeps up to `outbox_capacity` messages and
     /// sends them, in order, once it is back; beyond that this fails with
     /// [`PublishError::OutboxFull`]. While connected, a full outbox waits.
+    ///
+    /// Every message is kept until a broadcaster acknowledges it and re-sent
+    /// after a reconnect or a move to another broadcaster; subscribers never
+    /// get it twice. [`Client::publish_confirmed`] also waits for that ack.
     pub async fn publish(
         &self,
         topic: &str,
         payload: impl Into<Bytes>,
     ) -> Result<(), PublishError> {
+        let draft = self.draft(topic, payload.into(), None)?;
+        self.inner.publisher.send(draft).await
+    }
+
+    /// Publishes like [`Client::publish`] and resolves once a broadcaster
+    /// has stamped the message (its ack covers the message's publisher seq).
+    /// Until then the message is re-sent after every reconnect or failover,
+    /// so this may wait for as long as no broadcaster is reachable; bound it
+    /// with a timeout if needed. [`PublishError::Closed`] if the client
+    /// stops first.
+    pub async fn publish_confirmed(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<Confirmation, PublishError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let draft = self.draft(topic, payload.into(), Some(tx))?;
+        self.inner.publisher.send(draft).await?;
+        rx.await.map_err(|_| PublishError::Closed)
+    }
+
+    fn draft(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        confirm: Option<tokio::sync::oneshot::Sender<Confirmation>>,
+    ) -> Result<Draft, PublishError> {
         fanfare_protocol::topic::validate(topic.as_bytes())?;
-        let payload: Bytes = payload.into();
         if payload.len() > self.inner.max_payload {
             return Err(PublishError::PayloadTooLarge {
                 size: payload.len(),
                 limit: self.inner.max_payload,
             });
         }
-        let meta = fanfare_protocol::meta::encode(
-            &self.inner.publisher_id,
-            b"",
-            fanfare_protocol::stamp::now_us(),
-        );
-        let mut msg = ZmqMessage::from(Bytes::copy_from_slice(topic.as_bytes()));
-        msg.push_back(Bytes::from(meta));
-        msg.push_back(payload);
-        self.inner.publisher.send(msg).await
+        Ok(Draft {
+            topic: Bytes::copy_from_slice(topic.as_bytes()),
+            payload,
+            published_us: fanfare_protocol::stamp::now_us(),
+            confirm,
+        })
     }
 
     /// Publishes a value as JSON (see [`Client::publish`]).
@@ -244,4 +272,16 @@ impl Client {
         }
         self.inner.shutdown.cancel();
     }
+}
+
+/// A fresh publisher session: random (the standard library's hasher seeds),
+/// mixed with the process id, the time and a counter; never 0.
+fn new_session() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(fanfare_protocol::stamp::now_us());
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.finish().max(1)
 }

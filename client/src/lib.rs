@@ -131,10 +131,10 @@ pub mod hub;
 pub use client::Client;
 pub use error::{ConnectError, PublishError, ReplayError, SubscribeError};
 pub use events::{ClientEvent, EventStream};
-pub use message::{CloseReason, Delivery, Gap, GapReason, Message, Stamp};
+pub use message::{CloseReason, Confirmation, Delivery, Gap, GapReason, Message, Stamp};
 pub use options::{ClientOptions, DEFAULT_PUB, DEFAULT_PULL, DEFAULT_REPLAY};
 pub use replay_query::{ReplayBatch, ReplayQuery, ReplayStatus};
 pub use subscriber::Subscription;
 
 /// Wire types re-exported from `fanfare-protocol`.
-pub use fanfare_protocol::{pattern::Pattern, position::Position};
+pub use fanfare_protocol::{meta::PublisherSeq, pattern::Pattern, position::Position};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fanfare_protocol::heartbeat::Heartbeat;
-use fanfare_protocol::meta::MetaRef;
+use fanfare_protocol::meta::{MetaRef, PublisherSeq};
 use fanfare_protocol::position::Position;
 use fanfare_protocol::stamp::StampRef;
 
@@ -27,6 +27,24 @@ pub struct Stamp {
     pub hops: u8,
     /// Publisher id from the message's metadata, if it had any.
     pub publisher: Option<Arc<str>>,
+    /// The publisher's session and seq (version 2 metadata, what
+    /// fanfare-client sends), by which re-sent copies are recognised.
+    pub publisher_seq: Option<PublisherSeq>,
+}
+
+/// What [`Client::publish_confirmed`](crate::Client::publish_confirmed)
+/// resolves to: a broadcaster has stamped the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmation {
+    /// The message's publisher seq (in this client's session).
+    pub publisher_seq: u64,
+    /// The broadcaster that acknowledged it (its origin id) …
+    pub origin: Arc<str>,
+    /// … and that broadcaster's epoch.
+    pub epoch: u64,
+    /// The stamp seq it got, when the ack named this very message (an ack
+    /// covers every publisher seq up to the one it names).
+    pub seq: Option<u64>,
 }
 
 /// A point in one origin's stream: `(epoch, seq)`. Ordered as a tuple, so
@@ -130,6 +148,8 @@ pub(crate) enum Incoming {
         seq: u64,
         beat: Heartbeat,
     },
+    /// An acknowledgement for some publisher: not for subscriptions.
+    Ack,
 }
 
 /// Interns origin and publisher ids so that messages share one allocation
@@ -164,6 +184,9 @@ pub(crate) fn decode(
 ) -> Result<Incoming, FrameError> {
     let s = StampRef::decode(stamp)?;
     let origin = origins.intern(s.origin);
+    if s.is_ack() {
+        return Ok(Incoming::Ack);
+    }
     if s.is_heartbeat() {
         let beat = Heartbeat::decode(&payload)?;
         return Ok(Incoming::Heartbeat {
@@ -180,10 +203,9 @@ pub(crate) fn decode(
         });
     }
     let topic = std::str::from_utf8(topic).map_err(|_| FrameError::Topic)?;
-    let publisher = s
-        .meta
-        .and_then(|m| MetaRef::decode(m).ok())
-        .map(|m| origins.intern(m.publisher));
+    let meta = s.meta.and_then(|m| MetaRef::decode(m).ok());
+    let publisher = meta.map(|m| origins.intern(m.publisher));
+    let publisher_seq = meta.and_then(|m| m.publisher_seq);
     Ok(Incoming::Message(Message {
         topic: Arc::from(topic),
         payload,
@@ -196,6 +218,7 @@ pub(crate) fn decode(
             timestamp_us: s.timestamp_us,
             hops: s.hops,
             publisher,
+            publisher_seq,
         },
         replayed,
     }))

@@ -9,16 +9,31 @@ pub const DEFAULT_PUB: &str = "tcp://127.0.0.1:5558";
 /// Default replay (ROUTER) endpoint of a broadcaster.
 pub const DEFAULT_REPLAY: &str = "tcp://127.0.0.1:5559";
 
+/// One broadcaster's three endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoints {
+    pub(crate) pull: String,
+    pub(crate) publish: String,
+    pub(crate) replay: String,
+}
+
 /// How a [`Client`](crate::Client) connects and how much it may buffer.
 ///
 /// A builder: start from [`ClientOptions::new`] (or [`Default`], the
 /// loopback endpoints 5557/5558/5559) and chain setters. Every default is
 /// stated on its setter.
+///
+/// Several broadcasters ([`ClientOptions::add_broadcaster`]): the client
+/// subscribes through all of them (dropping duplicates), publishes through
+/// one at a time and moves to the next when that one fails.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     pub(crate) pull_endpoint: String,
     pub(crate) pub_endpoint: String,
     pub(crate) replay_endpoint: String,
+    /// Every broadcaster, the first one (`new`'s) included.
+    pub(crate) broadcasters: Vec<Endpoints>,
+    pub(crate) ack_timeout: Duration,
     pub(crate) publisher_id: String,
     pub(crate) outbox_capacity: usize,
     pub(crate) max_payload: usize,
@@ -47,10 +62,17 @@ impl ClientOptions {
         publish: impl Into<String>,
         replay: impl Into<String>,
     ) -> Self {
+        let first = Endpoints {
+            pull: pull.into(),
+            publish: publish.into(),
+            replay: replay.into(),
+        };
         Self {
-            pull_endpoint: pull.into(),
-            pub_endpoint: publish.into(),
-            replay_endpoint: replay.into(),
+            pull_endpoint: first.pull.clone(),
+            pub_endpoint: first.publish.clone(),
+            replay_endpoint: first.replay.clone(),
+            broadcasters: vec![first],
+            ack_timeout: Duration::from_secs(2),
             publisher_id: format!("client-{}", std::process::id()),
             outbox_capacity: 10_000,
             max_payload: 1024 * 1024,
@@ -66,6 +88,47 @@ impl ClientOptions {
         }
     }
 
+    /// Options for several broadcasters at once, each `(pull, publish,
+    /// replay)`; the first is the one published through first. An empty
+    /// list gives the defaults' single broadcaster.
+    pub fn with_broadcasters<S: Into<String>>(list: impl IntoIterator<Item = (S, S, S)>) -> Self {
+        let mut it = list.into_iter();
+        let Some((pull, publish, replay)) = it.next() else {
+            return Self::default();
+        };
+        it.fold(Self::new(pull, publish, replay), |o, (a, b, c)| {
+            o.add_broadcaster(a, b, c)
+        })
+    }
+
+    /// Adds another broadcaster (its ingress, egress and replay endpoints).
+    /// The same endpoints twice count once.
+    pub fn add_broadcaster(
+        mut self,
+        pull: impl Into<String>,
+        publish: impl Into<String>,
+        replay: impl Into<String>,
+    ) -> Self {
+        let e = Endpoints {
+            pull: pull.into(),
+            publish: publish.into(),
+            replay: replay.into(),
+        };
+        if !self.broadcasters.contains(&e) {
+            self.broadcasters.push(e);
+        }
+        self
+    }
+
+    /// How long the broadcaster published through may leave a sent message
+    /// unacknowledged before the publisher counts it as failed, moves to the
+    /// next broadcaster (or reconnects to the only one) and re-sends every
+    /// unconfirmed message there (default 2 s).
+    pub fn ack_timeout(mut self, d: Duration) -> Self {
+        self.ack_timeout = d.max(Duration::from_millis(10));
+        self
+    }
+
     /// The publisher id put in every message's metadata (at most 255 bytes
     /// are sent). Default: `client-<process id>`.
     pub fn publisher_id(mut self, id: impl Into<String>) -> Self {
@@ -75,7 +138,10 @@ impl ClientOptions {
 
     /// Messages kept while the broadcaster is unreachable (default 10 000).
     /// When it is full, [`Client::publish`](crate::Client::publish) fails with
-    /// [`PublishError::OutboxFull`](crate::PublishError::OutboxFull).
+    /// [`PublishError::OutboxFull`](crate::PublishError::OutboxFull). The
+    /// same number of sent but unacknowledged messages is kept for
+    /// re-sending; while that many wait for their ack nothing more is sent
+    /// (and the outbox fills).
     pub fn outbox_capacity(mut self, n: usize) -> Self {
         self.outbox_capacity = n.max(1);
         self
@@ -148,7 +214,12 @@ impl ClientOptions {
         self
     }
 
-    /// The ingress endpoint.
+    /// How many broadcasters are configured.
+    pub fn broadcaster_count(&self) -> usize {
+        self.broadcasters.len()
+    }
+
+    /// The (first broadcaster's) ingress endpoint.
     pub fn pull_endpoint(&self) -> &str {
         &self.pull_endpoint
     }

@@ -25,7 +25,17 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("replay_request", replay_request),
     ("replay_reply", replay_reply),
     ("pattern", pattern),
+    ("ack", ack),
 ];
+
+/// Ack payloads: decode; what decodes re-encodes to the same bytes.
+pub fn ack(data: &[u8]) {
+    if let Ok(a) = crate::ack::Ack::decode(data) {
+        let mut out = Vec::new();
+        a.encode(&mut out);
+        assert_eq!(out, data, "ack round trip");
+    }
+}
 
 /// Stamp frames: decode; what decodes re-encodes to an equal stamp.
 pub fn stamp(data: &[u8]) {
@@ -40,7 +50,10 @@ pub fn stamp(data: &[u8]) {
 /// Publisher metadata frames: decode; what decodes re-encodes to the same bytes.
 pub fn meta(data: &[u8]) {
     if let Ok(m) = MetaRef::decode(data) {
-        let out = crate::meta::encode(m.publisher, m.trace_id, m.published_us);
+        let out = match m.publisher_seq {
+            Some(seq) => crate::meta::encode_seq(m.publisher, m.trace_id, m.published_us, seq),
+            None => crate::meta::encode(m.publisher, m.trace_id, m.published_us),
+        };
         assert_eq!(out, data, "meta round trip");
     }
 }

@@ -9,6 +9,7 @@
 //! * [`meta`]: the optional publisher metadata frame on ingress;
 //! * [`replay`]: requests and replies of the history (replay) endpoint;
 //! * [`heartbeat`]: the periodic liveness and progress message;
+//! * [`ack`]: what a broadcaster tells a publisher it stamped (confirmed publish);
 //! * [`position`]: a subscriber's place in the fabric (per origin epoch and seq).
 //!
 //! ```
@@ -18,6 +19,7 @@
 //! assert_eq!(p.literal_prefix(), "metrics.");
 //! ```
 
+pub mod ack;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod heartbeat;

@@ -5,7 +5,7 @@
 //! ```text
 //! offset size field
 //!   0     1  version (= 1)
-//!   1     1  flags (bit 0 heartbeat, bit 1 has publisher metadata)
+//!   1     1  flags (bit 0 heartbeat, bit 1 has publisher metadata, bit 2 ack)
 //!   2     1  hops (0 at the origin, +1 per federation re-publish)
 //!   3     1  origin length N (1..=64)
 //!   4     2  lane (hash of the topic's first word)
@@ -30,6 +30,8 @@ pub const MAX_ORIGIN_LEN: usize = 64;
 pub const FLAG_HEARTBEAT: u8 = 0b01;
 /// Flag: publisher metadata follows the origin id.
 pub const FLAG_META: u8 = 0b10;
+/// Flag: this message is an acknowledgement (see [`crate::ack`]).
+pub const FLAG_ACK: u8 = 0b100;
 
 /// Why stamp bytes could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -102,6 +104,11 @@ impl<'a> StampRef<'a> {
     /// True for heartbeats.
     pub fn is_heartbeat(&self) -> bool {
         self.flags & FLAG_HEARTBEAT != 0
+    }
+
+    /// True for acknowledgements ([`crate::ack`]).
+    pub fn is_ack(&self) -> bool {
+        self.flags & FLAG_ACK != 0
     }
 
     /// Writes this stamp (with `hops` as given) into `out`.

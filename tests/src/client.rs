@@ -113,3 +113,93 @@ pub async fn next_data(sub: &mut Subscription, timeout: Duration) -> Result<Mess
         }
     }
 }
+
+/// Options for a client of every broadcaster in `list` (the first is
+/// published through first), sized for tests like [`options`].
+pub fn options_for(list: &[&BroadcasterProcess]) -> ClientOptions {
+    let endpoints = list.iter().map(|b| {
+        let e = b.endpoints();
+        (e.pull.clone(), e.publish.clone(), e.replay.clone())
+    });
+    ClientOptions::with_broadcasters(endpoints)
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
+}
+
+/// What a subscription delivered while [`collect_until`] read it.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Data messages (probes skipped), in delivery order.
+    pub messages: Vec<Message>,
+    /// Gaps reported.
+    pub gaps: Vec<fanfare_client::Gap>,
+}
+
+impl Collected {
+    /// Payload indices ([`index_of`]) in delivery order.
+    pub fn indices(&self) -> Vec<u64> {
+        self.messages
+            .iter()
+            .filter_map(|m| index_of(&m.payload))
+            .collect()
+    }
+
+    /// Fails if an index came twice, or if publisher seqs of one session
+    /// are not strictly increasing (per-publisher order).
+    pub fn check_once_in_order(&self) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for i in self.indices() {
+            if !seen.insert(i) {
+                bail!("index {i} delivered twice");
+            }
+        }
+        let mut last = std::collections::HashMap::new();
+        for m in &self.messages {
+            let Some(p) = m.stamp.publisher_seq else {
+                continue;
+            };
+            let prev = last.insert(p.session, p.seq).unwrap_or(0);
+            if p.seq <= prev {
+                bail!(
+                    "publisher seq {} after {prev} (origin {}, seq {})",
+                    p.seq,
+                    m.stamp.origin,
+                    m.stamp.seq
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads `sub` until a data message with index `last` arrived, at most
+/// `timeout` in all; a close is an error.
+pub async fn collect_until(
+    sub: &mut Subscription,
+    last: u64,
+    timeout: Duration,
+) -> Result<Collected> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut out = Collected::default();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let d = next_delivery(sub, left).await.with_context(|| {
+            format!(
+                "waiting for index {last}: {} messages, {} gaps so far",
+                out.messages.len(),
+                out.gaps.len()
+            )
+        })?;
+        match d {
+            Delivery::Message(m) if is_probe(&m) => {}
+            Delivery::Message(m) => {
+                let done = index_of(&m.payload) == Some(last);
+                out.messages.push(m);
+                if done {
+                    return Ok(out);
+                }
+            }
+            Delivery::Gap(g) => out.gaps.push(g),
+            Delivery::Closed(r) => bail!("subscription closed: {r:?}"),
+        }
+    }
+}

@@ -138,6 +138,7 @@ async fn history_that_expired_is_delivered_as_a_gap() -> Result<()> {
         timestamp_us: 0,
         hops: 0,
         publisher: None,
+        publisher_seq: None,
     };
     let mut since = Position::new();
     since.advance(&first.origin, first.epoch, first.seq - 1);

@@ -11,6 +11,7 @@
 mod exposition;
 mod links;
 mod log_gate;
+mod publishers;
 mod replay;
 mod view;
 
@@ -26,6 +27,7 @@ use prometheus_client::registry::{Registry, Unit};
 pub(crate) use exposition::Format;
 pub(crate) use links::{LinkMetrics, LinkState, OriginView};
 pub(crate) use log_gate::LogKind;
+pub(crate) use publishers::PublisherMetrics;
 pub(crate) use replay::{Busy, ReplayMetrics};
 pub use view::{MetricsSnapshot, MetricsView};
 
@@ -159,6 +161,8 @@ pub(crate) struct Metrics {
     pub(crate) replay: ReplayMetrics,
     /// Subscriptions ignored at a subscriber's prefix cap.
     pub(crate) subscriptions_refused: Counter,
+    /// Publisher-seq dedup and acks.
+    pub(crate) publishers: PublisherMetrics,
     sockets: [SocketCounters; 3],
     log_gates: LogGates,
     /// One per federation link, in configuration order.
@@ -236,6 +240,7 @@ impl Metrics {
             "subscriptions_refused",
             "SUBSCRIBEs ignored at a subscriber's prefix cap (count or bytes)",
         );
+        let publishers = PublisherMetrics::register(&mut r);
         let sockets = socket_counters(&mut r);
         let rejected =
             Reject::ALL.map(|why| rejected.get_or_create_owned(&[("reason", why.label())]));
@@ -264,6 +269,7 @@ impl Metrics {
             replay_duration,
             replay,
             subscriptions_refused,
+            publishers,
             sockets,
             log_gates: LogGates::default(),
             links: Vec::new(),

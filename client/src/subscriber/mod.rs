@@ -16,6 +16,8 @@
 //!   registry; `live.rs`: what the SUB socket brings, fed to the gap tracker
 //!   (`crate::gaps`), and its actions carried out; `repair_rounds.rs`:
 //!   fetching what a gap lacks from the replay task, round by round.
+//! * `publisher_seqs` — per publisher session, the window of publisher seqs
+//!   already delivered: re-sent copies (a new stamp) are dropped there.
 //! * `catch_up/` — `subscribe_from`: `State`'s catch-up steps, the ranges to
 //!   fetch (`plan.rs`) and the catch-up task (`task.rs`).
 //! * `registry/` — the subscriptions: patterns, prefixes, queues
@@ -24,7 +26,7 @@
 //!   (`catch_up.rs`). Touches no socket.
 //!
 //! Dependencies between these siblings run one way (no import cycles):
-//! `queue` is a leaf; `handle` knows `queue`; `subscription` knows `handle`
+//! `queue` and `publisher_seqs` are leaves; `handle` knows `queue`; `subscription` knows `handle`
 //! and `queue`; `registry` knows `queue`; `task` knows all of those; and
 //! `catch_up` (which adds `State` methods) knows `task`, `registry`,
 //! `handle` and `queue`. Only `catch_up` and `mod.rs` know `task`; nothing
@@ -32,6 +34,7 @@
 
 mod catch_up;
 mod handle;
+mod publisher_seqs;
 mod queue;
 mod registry;
 mod subscription;

@@ -20,6 +20,7 @@ fn msg(topic: &str, seq: u64) -> Message {
             timestamp_us: 0,
             hops: 0,
             publisher: None,
+            publisher_seq: None,
         },
         replayed: false,
     }

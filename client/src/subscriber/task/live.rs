@@ -49,6 +49,7 @@ impl State {
                 seq,
                 beat,
             }) => self.on_heartbeat(origin, epoch, seq, &beat.lanes),
+            Ok(Incoming::Ack) => {}
             Err(e) => tracing::debug!(error = %e, "skipping malformed broadcast"),
         }
     }
@@ -101,6 +102,10 @@ impl State {
     }
 
     pub(super) fn deliver(&mut self, m: &Message) {
+        if !self.publisher_seqs.fresh(m.stamp.publisher_seq) {
+            tracing::trace!(seq = m.stamp.seq, "re-sent copy dropped");
+            return;
+        }
         let tracker = &self.tracker;
         let low = |o: &str| tracker.lowest_pending(o);
         self.registry.deliver(m, &low);

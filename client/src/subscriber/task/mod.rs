@@ -33,6 +33,7 @@ use crate::gaps::Tracker;
 use crate::message::{Mark, Origins};
 use crate::replay_task::ReplayHandle;
 use crate::subscriber::handle::{Command, SubscriberHandle};
+use crate::subscriber::publisher_seqs::PublisherSeqs;
 use crate::subscriber::queue::Parts;
 use crate::subscriber::registry::Registry;
 use repair_rounds::Round;
@@ -65,6 +66,7 @@ pub(crate) fn spawn(task: SubscriberTask) -> SubscriberHandle {
     let state = State {
         registry: Registry::new(task.capacity),
         tracker: Tracker::new(MAX_PARKED),
+        publisher_seqs: PublisherSeqs::default(),
         origins: Origins::default(),
         rounds: FuturesUnordered::new(),
         socket: None,
@@ -88,6 +90,8 @@ pub(super) struct State {
     pub(super) registry: Registry,
     /// The gap tracker; parks at most [`MAX_PARKED`] messages.
     pub(super) tracker: Tracker<crate::Message>,
+    /// Re-sent copies (same publisher session and seq, a new stamp) dropped.
+    pub(super) publisher_seqs: PublisherSeqs,
     pub(super) origins: Origins,
     /// Repair rounds in flight (futures polled by this task, not tasks).
     pub(super) rounds: FuturesUnordered<futures::future::BoxFuture<'static, Round>>,
