@@ -80,14 +80,32 @@ impl Proc {
         &self.name
     }
 
+    /// The child's process id.
+    #[allow(dead_code)] // used by the fanout bench only
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits up to `timeout` for a stdout line starting with `prefix` and
     /// returns it; other lines are skipped.
     pub fn expect_line(&mut self, prefix: &str, timeout: Duration) -> Result<String> {
+        self.expect_matching(prefix, |line| line.starts_with(prefix), timeout)
+    }
+
+    /// Waits up to `timeout` for a stdout line for which `wanted` holds
+    /// (`what` names it in errors) and returns it; other lines are skipped.
+    pub fn expect_matching(
+        &mut self,
+        what: &str,
+        wanted: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<String> {
+        let prefix = what;
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.stdout.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => return Ok(line),
+                Ok(line) if wanted(&line) => return Ok(line),
                 Ok(_) => continue,
                 Err(RecvTimeoutError::Timeout) => {
                     bail!(
