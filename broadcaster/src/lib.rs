@@ -297,6 +297,7 @@ pub async fn start(
             time: config.replay_scan_time(),
         },
         workers: Arc::new(tokio::sync::Semaphore::new(config.replay_workers)),
+        peers: replay::PeerShares::new(config.replay_workers, config.replay_inflight_bytes),
         inflight: replay::InFlight::new(
             config.replay_inflight_bytes,
             metrics.replay.inflight_bytes.clone(),

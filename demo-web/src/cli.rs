@@ -46,6 +46,19 @@ pub struct HubArgs {
     /// Allowed page origins (repeat); none = same origin only.
     #[arg(long = "allowed-origin")]
     pub allowed_origins: Vec<String>,
+    /// A shared token browsers must present (`?token=`, bearer header,
+    /// cookie, or the first frame with `--auth-in-first-frame`); none =
+    /// everyone is allowed everything.
+    #[arg(long)]
+    pub auth_token: Option<String>,
+    /// Accept upgrades without a token; the browser then sends
+    /// `{"op":"auth","token":…}` first (or is closed with 4003 after
+    /// `--auth-timeout-ms`).
+    #[arg(long)]
+    pub auth_in_first_frame: bool,
+    /// How long a connection opened without a token may take to send `auth`.
+    #[arg(long, default_value_t = 10_000)]
+    pub auth_timeout_ms: u64,
 }
 
 /// Supervisor options.
@@ -118,6 +131,13 @@ impl HubArgs {
                 .iter()
                 .map(|o| format!("--allowed-origin={o}")),
         );
+        if let Some(t) = &self.auth_token {
+            v.push(format!("--auth-token={t}"));
+        }
+        if self.auth_in_first_frame {
+            v.push("--auth-in-first-frame".to_owned());
+        }
+        v.push(format!("--auth-timeout-ms={}", self.auth_timeout_ms));
         v
     }
 }

@@ -8,6 +8,7 @@
 //! ```
 
 mod assets;
+mod auth;
 mod cli;
 mod stats;
 mod supervisor;

@@ -37,6 +37,12 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     if !h.allowed_origins.is_empty() {
         hub_opts = hub_opts.allowed_origins(h.allowed_origins.clone());
     }
+    if let Some(token) = &h.auth_token {
+        hub_opts = hub_opts.authorizer(crate::auth::SharedToken::new(token));
+    }
+    hub_opts = hub_opts
+        .auth_in_first_frame(h.auth_in_first_frame)
+        .auth_timeout(Duration::from_millis(h.auth_timeout_ms));
     let hub = Hub::new(client.clone(), hub_opts);
 
     let metrics_hub = hub.clone();

@@ -35,6 +35,7 @@ pub mod process;
 pub mod procfs;
 pub mod proxy;
 pub mod python;
+pub mod serial;
 pub mod skip;
 pub mod sockets;
 pub mod wait;

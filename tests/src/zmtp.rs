@@ -89,9 +89,44 @@ impl RawPeer {
         Ok(Self { stream })
     }
 
+    /// Connects from the local address `source` (e.g. another loopback
+    /// address, `127.0.0.2`: a different peer address on the same host).
+    pub async fn connect_from(endpoint: &str, source: std::net::IpAddr) -> Result<Self> {
+        let addr: std::net::SocketAddr = Endpoints::tcp_addr(endpoint)
+            .parse()
+            .with_context(|| format!("not an address: {endpoint}"))?;
+        let socket = if source.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(source, 0))?;
+        let stream = tokio::time::timeout(Duration::from_secs(10), socket.connect(addr))
+            .await
+            .context("connect timed out")?
+            .with_context(|| format!("connect {addr} from {source}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Self { stream })
+    }
+
     /// Connects and completes greeting + READY as `socket_type`.
     pub async fn handshake(endpoint: &str, socket_type: &str) -> Result<Self> {
-        let mut p = Self::connect(endpoint).await?;
+        let p = Self::connect(endpoint).await?;
+        p.finish_handshake(socket_type).await
+    }
+
+    /// Like [`Self::handshake`], from the local address `source`.
+    pub async fn handshake_from(
+        endpoint: &str,
+        socket_type: &str,
+        source: std::net::IpAddr,
+    ) -> Result<Self> {
+        let p = Self::connect_from(endpoint, source).await?;
+        p.finish_handshake(socket_type).await
+    }
+
+    async fn finish_handshake(mut self, socket_type: &str) -> Result<Self> {
+        let p = &mut self;
         p.send(&greeting()).await?;
         let mut theirs = [0u8; 64];
         p.read_exact(&mut theirs)
@@ -112,7 +147,22 @@ impl RawPeer {
             body.get(1..6) == Some(&b"READY"[..]),
             "expected READY, got {body:?}"
         );
-        Ok(p)
+        Ok(self)
+    }
+
+    /// Reads one whole message (frames up to the last without MORE).
+    pub async fn read_message(&mut self) -> Result<Vec<Vec<u8>>> {
+        let mut frames = Vec::new();
+        loop {
+            let (flags, body) = self.read_frame().await?;
+            if flags & FLAG_COMMAND != 0 {
+                continue; // PING etc.
+            }
+            frames.push(body);
+            if flags & FLAG_MORE == 0 {
+                return Ok(frames);
+            }
+        }
     }
 
     /// Half-closes: no more bytes from us (FIN); reading still works.

@@ -99,6 +99,7 @@ async fn a_since_at_u64_max_is_up_to_date_and_subscribe_is_rate_limited() -> Res
 
 #[tokio::test]
 async fn a_resume_storm_does_not_stall_live_delivery_on_the_same_worker() -> Result<()> {
+    let _one_at_a_time = fanfare_tests::serial::measured().await;
     let demo = Demo::start(&[
         "--workers",
         "2",
@@ -162,6 +163,7 @@ const QUIET_RESUMERS_RSS_MIB: u64 = 24;
 
 #[tokio::test]
 async fn resumers_that_never_read_do_not_pin_the_workers_memory() -> Result<()> {
+    let _one_at_a_time = fanfare_tests::serial::measured().await;
     let demo = Demo::start(&[
         "--workers",
         "1",
@@ -242,6 +244,7 @@ async fn resumers_that_never_read_do_not_pin_the_workers_memory() -> Result<()> 
 
 #[tokio::test]
 async fn a_large_resume_with_live_traffic_gets_every_event_once_in_order() -> Result<()> {
+    let _one_at_a_time = fanfare_tests::serial::measured().await;
     let demo = Demo::start(&[
         "--workers",
         "1",

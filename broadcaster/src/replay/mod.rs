@@ -11,7 +11,11 @@
 //! * `reply` — the reply is streamed, every write under
 //!   `replay_write_timeout_ms`; all replies being written hold at most
 //!   `replay_inflight_bytes`, past which a request is answered `busy`.
+//! * `fair` — all connections of one peer address together get at most
+//!   `replay_workers - 1` scans at once (at least 1) and half the in-flight
+//!   bytes: one peer cannot take the endpoint from the others.
 
+mod fair;
 mod reply;
 mod scan;
 
@@ -24,6 +28,7 @@ use fanfare_protocol::replay::{ReplayError, ReplayRequest, Status};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use fair::PeerShares;
 pub(crate) use reply::InFlight;
 pub(crate) use scan::{ReplyLimits, ScanBudget};
 
@@ -57,6 +62,8 @@ pub(crate) struct ReplayContext {
     pub(crate) workers: Arc<Semaphore>,
     /// Bytes held by replies being written.
     pub(crate) inflight: Arc<InFlight>,
+    /// Each peer address's share of the workers and of the bytes.
+    pub(crate) peers: Arc<PeerShares>,
     /// Deadline of each write.
     pub(crate) write_timeout: Duration,
     /// Counters.
@@ -71,6 +78,7 @@ pub(crate) async fn serve(
 ) -> Result<(), ReadError> {
     let mut frames = Vec::with_capacity(8);
     let timeout = ctx.write_timeout;
+    let member = ctx.peers.join(conn.peer.ip());
     loop {
         let count = tokio::select! {
             r = conn.reader.next_message(&mut frames, MAX_REQUEST_FRAMES) => r?,
@@ -87,7 +95,7 @@ pub(crate) async fn serve(
             continue;
         }
         let received = Instant::now();
-        let r = answer(&ctx, &frames, count).await;
+        let r = answer(&ctx, member.share(), &frames, count).await;
         frames.clear();
         let sent = reply::write(&mut conn.writer, &r, timeout);
         if !deliver(&ctx, conn.peer, &shutdown, sent).await? {
@@ -125,7 +133,12 @@ async fn deliver(
 }
 
 /// Computes the reply to one request (a `busy` one when over a limit).
-async fn answer(ctx: &ReplayContext, frames: &[Bytes], count: usize) -> Reply {
+async fn answer(
+    ctx: &ReplayContext,
+    share: Option<&fair::Share>,
+    frames: &[Bytes],
+    count: usize,
+) -> Reply {
     // A REQ peer puts an empty delimiter first; echo it.
     let envelope = frames.first().is_some_and(Bytes::is_empty);
     let body = if envelope { &frames[1..] } else { frames };
@@ -159,7 +172,7 @@ async fn answer(ctx: &ReplayContext, frames: &[Bytes], count: usize) -> Reply {
         ctx.metrics.replay.busy(why);
         reply(Scanned::status_only(status_header(Status::Busy, from)))
     };
-    let scanned = match scan_off_the_workers(ctx, req).await {
+    let scanned = match scan_off_the_workers(ctx, share, req).await {
         Some(s) => s,
         None => return busy(Busy::Workers),
     };
@@ -169,19 +182,42 @@ async fn answer(ctx: &ReplayContext, frames: &[Bytes], count: usize) -> Reply {
     if scanned.messages.is_empty() {
         return reply(scanned);
     }
+    // The peer's share first, then the global budget.
+    let own = match share {
+        Some(s) => match s.bytes.try_reserve(scanned.bytes) {
+            Some(r) => Some(r),
+            None => return busy(Busy::Bytes),
+        },
+        None => None,
+    };
     let Some(held) = ctx.inflight.try_reserve(scanned.bytes) else {
         return busy(Busy::Bytes);
     };
     Reply {
-        held: Some(held),
+        held: Some((held, own)),
         ..reply(scanned)
     }
 }
 
-/// Runs the scan on a blocking thread once a worker permit is free (waiting
-/// at most [`WORKER_WAIT`]); `None` when none was.
-async fn scan_off_the_workers(ctx: &ReplayContext, req: ReplayRequest) -> Option<Scanned> {
-    let permit = tokio::time::timeout(WORKER_WAIT, ctx.workers.clone().acquire_owned())
+/// Runs the scan on a blocking thread once the peer's share and a worker
+/// permit are free (waiting at most [`WORKER_WAIT`] for both); `None` when
+/// they were not.
+async fn scan_off_the_workers(
+    ctx: &ReplayContext,
+    share: Option<&fair::Share>,
+    req: ReplayRequest,
+) -> Option<Scanned> {
+    let deadline = tokio::time::Instant::now() + WORKER_WAIT;
+    let own = match share {
+        Some(s) => Some(
+            tokio::time::timeout_at(deadline, s.scans.clone().acquire_owned())
+                .await
+                .ok()?
+                .ok()?,
+        ),
+        None => None,
+    };
+    let permit = tokio::time::timeout_at(deadline, ctx.workers.clone().acquire_owned())
         .await
         .ok()?
         .ok()?;
@@ -194,7 +230,7 @@ async fn scan_off_the_workers(ctx: &ReplayContext, req: ReplayRequest) -> Option
     let (limits, budget) = (ctx.limits, ctx.budget);
     let metrics = ctx.metrics.clone();
     let job = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        let _permits = (permit, own);
         let s = scan::run(&history, &origin, &req, limits, budget);
         metrics.replay.scanned.inc_by(s.examined as u64);
         s

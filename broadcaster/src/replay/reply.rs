@@ -88,9 +88,10 @@ pub(crate) struct Reply {
     pub(crate) messages: Vec<[Bytes; 3]>,
     /// Encoded size of `messages`.
     pub(crate) bytes: usize,
-    /// In-flight bytes held while the reply exists (released on drop).
+    /// In-flight bytes held while the reply exists (released on drop): of
+    /// the global budget, and of the peer address's share of it.
     #[expect(dead_code, reason = "held only for its Drop")]
-    pub(crate) held: Option<Reservation>,
+    pub(crate) held: Option<(Reservation, Option<Reservation>)>,
 }
 
 /// Why a write ended the connection.

@@ -166,18 +166,19 @@ impl HubOptions {
     }
 
     /// Bounds of one resume beyond [`recovery_budget`](Self::recovery_budget):
-    /// bytes of event frames it may hold (default 4 MiB) and ring events it
+    /// bytes of event frames it may send (default 4 MiB) and ring events it
     /// may scan against its patterns (default 50 000). Past either, the rest
-    /// is a `too_far_behind` gap.
+    /// is a `too_far_behind` gap. (A resume is streamed: what it holds at a
+    /// time is one history chunk and a 256 KiB window of queued frames.)
     pub fn resume_limits(mut self, bytes: usize, scanned: usize) -> Self {
         self.resume_bytes = bytes;
         self.resume_scan = scanned;
         self
     }
 
-    /// Resumes computed at once per hub (default 4); further `subscribe …
+    /// Resumes run at once per hub (default 4); further `subscribe …
     /// since` requests wait for a turn. Bounds resume memory per hub to
-    /// about `max_resumes × resume bytes`.
+    /// about `max_resumes × (256 KiB window + one history chunk)`.
     pub fn max_resumes(mut self, n: usize) -> Self {
         self.max_resumes = n.max(1);
         self

@@ -60,16 +60,21 @@ impl Out {
         queued.unwrap_or(Err(Stopped::Slow))
     }
 
-    /// Waits until every resume frame has been handed to the socket.
+    /// Waits until every resume frame has been handed to the socket: the
+    /// window comes back piece by piece, each piece within the slow-consumer
+    /// cut (progress, as for [`Out::send`], not the whole window at once).
     pub async fn drained(&self) -> Result<(), Stopped> {
-        let all =
-            tokio::time::timeout(self.slow_cut, self.window.acquire_many(WINDOW_BYTES as u32))
-                .await;
-        match all {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(Stopped::Gone),
-            Err(_) => Err(Stopped::Slow),
+        const PIECE: usize = 16 * 1024;
+        let mut back = Vec::with_capacity(WINDOW_BYTES / PIECE);
+        for _ in 0..WINDOW_BYTES / PIECE {
+            let piece = tokio::time::timeout(self.slow_cut, self.window.acquire_many(PIECE as u32));
+            match piece.await {
+                Ok(Ok(p)) => back.push(p),
+                Ok(Err(_)) => return Err(Stopped::Gone),
+                Err(_) => return Err(Stopped::Slow),
+            }
         }
+        Ok(())
     }
 }
 
