@@ -51,6 +51,16 @@ async fn hop_limit_overflow_is_counted() -> Result<()> {
         )
         .await?,
     ];
+    // A subscriber at 2 too, so that its link asks for the messages (it
+    // gets none: they are all past the hop limit).
+    let _at_2 = fanfare_tests::fabric::PySub::start(
+        &py,
+        &f.nodes[2].endpoints().publish,
+        N,
+        &[topic_of(0)],
+    )
+    .await?;
+    f.wait_interest(2.0, Duration::from_secs(20)).await?;
     f.publish(&py, &[0], N).await?;
     for s in subs {
         assert_eq!(s.finish(Duration::from_secs(60)).await?, N as u64);
@@ -89,6 +99,7 @@ async fn a_cut_link_catches_up_from_replay() -> Result<()> {
     let sub =
         fanfare_tests::fabric::PySub::start(&py, &f.nodes[1].endpoints().publish, 2 * N, &topics)
             .await?;
+    f.wait_interest(2.0, Duration::from_secs(20)).await?;
     f.publish(&py, &[0], N).await?;
     eventually(Duration::from_secs(20), "first half across", || async {
         let n = f
@@ -130,6 +141,7 @@ async fn a_killed_middle_broadcaster_rejoins() -> Result<()> {
         fanfare_tests::fabric::PySub::start(&py, &f.nodes[2].endpoints().publish, 2 * N, &topics)
             .await?,
     ];
+    f.wait_interest(2.0, Duration::from_secs(20)).await?;
     f.publish(&py, &[0, 2], N).await?;
     // Wait until the first half crossed the middle both ways.
     eventually(Duration::from_secs(20), "first half across", || async {
@@ -160,6 +172,7 @@ async fn a_killed_middle_broadcaster_rejoins() -> Result<()> {
         },
     )
     .await?;
+    f.wait_interest(2.0, Duration::from_secs(30)).await?;
     let rejoined = killed.elapsed();
     f.publish_from(&py, &[0, 2], N, N).await?;
     for s in ends {
