@@ -96,6 +96,15 @@ pub(crate) async fn serve(conn: Conn, id: u64, ctx: EgressContext) -> Result<(),
         let Some(change) = change else { continue };
         // Copied out of the 64 KiB read chunk, which a slice would pin.
         let c = match change {
+            Subscription::Subscribe(p) if p.starts_with(crate::federation::INTEREST_PREFIX) => {
+                Control::Interest {
+                    id,
+                    body: Bytes::copy_from_slice(&p[crate::federation::INTEREST_PREFIX.len()..]),
+                }
+            }
+            Subscription::Cancel(p) if p.starts_with(crate::federation::INTEREST_PREFIX) => {
+                continue;
+            }
             Subscription::Subscribe(p) => Control::Subscribe {
                 id,
                 prefix: Bytes::copy_from_slice(&p),

@@ -70,6 +70,9 @@ impl OriginLog {
 pub(crate) struct History {
     limits: Limits,
     logs: HashMap<String, OriginLog>,
+    /// The epoch before the current one of each restarted origin, still
+    /// replayable (under the same bounds) until it ages out.
+    previous: HashMap<String, OriginLog>,
 }
 
 /// What [`History::stretch`] found for one origin.
@@ -117,11 +120,20 @@ impl History {
         Self {
             limits,
             logs: HashMap::new(),
+            previous: HashMap::new(),
         }
     }
 
-    /// Starts (or restarts) an origin's log at `epoch`, dropping older epochs.
+    /// Starts (or restarts) an origin's log at `epoch`. The epoch it
+    /// replaces stays replayable as the previous one (older ones are dropped).
     pub(crate) fn start_epoch(&mut self, origin: &str, epoch: u64) {
+        let old = self.logs.remove(origin);
+        match old {
+            Some(log) if log.epoch != epoch && !log.entries.is_empty() => {
+                self.previous.insert(origin.to_owned(), log);
+            }
+            _ => {}
+        }
         self.logs.insert(
             origin.to_owned(),
             OriginLog {
@@ -141,6 +153,7 @@ impl History {
     /// Drops everything held of `origin` (the relay forgot it).
     pub(crate) fn forget(&mut self, origin: &str) {
         self.logs.remove(origin);
+        self.previous.remove(origin);
     }
 
     /// Seqs up to `to` of `origin` in `epoch` were skipped as unrecoverable:
@@ -173,7 +186,7 @@ impl History {
     pub(crate) fn evict(&mut self, now: Instant) -> usize {
         let l = self.limits;
         let mut evicted = 0;
-        for log in self.logs.values_mut() {
+        for log in self.logs.values_mut().chain(self.previous.values_mut()) {
             while let Some(front) = log.entries.front() {
                 let too_many = log.entries.len() > l.count || log.bytes > l.bytes;
                 if !too_many && now.duration_since(front.at) <= l.age {
@@ -184,6 +197,7 @@ impl History {
                 evicted += 1;
             }
         }
+        self.previous.retain(|_, log| !log.entries.is_empty());
         evicted
     }
 
@@ -205,9 +219,14 @@ impl History {
         to: u64,
         max: usize,
     ) -> Lookup {
-        let Some(log) = self.logs.get(origin) else {
+        let Some(mut log) = self.logs.get(origin) else {
             return Lookup::UnknownOrigin;
         };
+        if epoch != 0 && epoch != log.epoch {
+            if let Some(p) = self.previous.get(origin).filter(|p| p.epoch == epoch) {
+                log = p;
+            }
+        }
         let extent = Extent {
             epoch: log.epoch,
             oldest: log.oldest(),
@@ -347,6 +366,39 @@ mod tests {
         assert_eq!(h.epoch_of("b"), Some(1));
         h.forget("b");
         assert_eq!(h.epoch_of("b"), None);
+    }
+
+    #[test]
+    fn the_previous_epoch_stays_replayable() {
+        let now = Instant::now();
+        let mut h = History::new(Limits {
+            count: 10,
+            bytes: 1 << 20,
+            age: Duration::from_secs(60),
+        });
+        h.start_epoch("b", 1);
+        h.push("b", entry(1, "a", now));
+        h.start_epoch("b", 2);
+        h.push("b", entry(1, "a", now));
+        h.push("b", entry(2, "a", now));
+        let old = found(h.stretch("b", 1, 1, u64::MAX, 10));
+        assert_eq!((old.extent.epoch, old.entries.len()), (1, 1));
+        let new = found(h.stretch("b", 0, 1, u64::MAX, 10));
+        assert_eq!((new.extent.epoch, new.entries.len()), (2, 2));
+        assert!(matches!(
+            h.stretch("b", 9, 1, 2, 10),
+            Lookup::UnknownEpoch(_)
+        ));
+        // A third epoch drops the first.
+        h.start_epoch("b", 3);
+        assert!(matches!(
+            h.stretch("b", 1, 1, 2, 10),
+            Lookup::UnknownEpoch(_)
+        ));
+        assert!(matches!(h.stretch("b", 2, 1, 2, 10), Lookup::Found(_)));
+        // Aged out, the previous epoch goes.
+        assert_eq!(h.evict(now + Duration::from_secs(61)), 2);
+        assert!(h.previous.is_empty());
     }
 
     #[test]

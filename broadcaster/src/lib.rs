@@ -209,6 +209,7 @@ pub async fn start(
 
     let relay = (!config.peers.is_empty()).then(|| {
         let (fed_tx, fed_rx) = mpsc::channel(federation::FEDERATION_QUEUE);
+        let (interest, plan) = federation::Interest::new(&config.id);
         let shared = Arc::new(federation::Shared {
             own_id: config.id.clone(),
             max_payload: config.max_payload,
@@ -217,10 +218,16 @@ pub async fn start(
             metrics: metrics.clone(),
             peers: std::sync::Mutex::new(std::collections::HashMap::new()),
             shutdown: shutdown.clone(),
+            plan,
         });
         let repair = federation::start(&config.peers, shared, &fed_tx, &tracker);
-        let relay =
-            federation::Relay::new(&config.id, config.hop_limit, metrics.links.clone(), repair);
+        let relay = federation::Relay::new(
+            &config.id,
+            config.hop_limit,
+            metrics.links.clone(),
+            repair,
+            interest,
+        );
         (relay, fed_rx)
     });
     let forwarder = forwarder::Forwarder::new(

@@ -80,7 +80,19 @@ pub(crate) enum Control {
         /// Connection id.
         id: u64,
     },
+    /// A federation interest announcement (a subscription under the
+    /// reserved `_fanfare.int.` prefix): the subscriber is a peer's link.
+    Interest {
+        /// Connection id.
+        id: u64,
+        /// The announcement, after the marker prefix.
+        body: Bytes,
+    },
 }
+
+/// Most announcements waiting for the relay; more are dropped (the
+/// announcer refreshes every 2 s).
+const MAX_PENDING_ANNOUNCEMENTS: usize = 1024;
 
 /// Where one encoded message sits in a batch buffer.
 #[derive(Debug, Clone)]
@@ -100,6 +112,13 @@ struct Subscriber {
     /// The last message (fan-out mark) this subscriber took or skipped.
     mark: u64,
     round: Round,
+    /// A peer broadcaster's federation link: its prefixes are not local
+    /// interest, and once its queue overflows it gets nothing more (its
+    /// link sees silence, reconnects and repairs: a link must never see a
+    /// seq jump that is loss rather than filtering).
+    link: bool,
+    /// A link whose queue overflowed.
+    broken: bool,
 }
 
 /// One subscriber's share of the round being fanned out.
@@ -147,6 +166,12 @@ pub(crate) struct Subscribers {
     /// Fan-out mark: one per message fanned out.
     mark: u64,
     touched: Vec<u32>,
+    /// Distinct prefixes of non-link subscribers, with how many hold each.
+    local: HashMap<Bytes, u32>,
+    /// `local` changed since [`Self::take_local_changed`].
+    local_changed: bool,
+    /// Interest announcements for the relay.
+    announcements: Vec<Bytes>,
 }
 
 impl Subscribers {
@@ -160,6 +185,39 @@ impl Subscribers {
             max_queue_bytes,
             mark: 0,
             touched: Vec::new(),
+            local: HashMap::new(),
+            local_changed: false,
+            announcements: Vec::new(),
+        }
+    }
+
+    /// The local interest (prefixes of subscribers that are not links).
+    pub(crate) fn local_prefixes(&self) -> impl Iterator<Item = &Bytes> {
+        self.local.keys()
+    }
+
+    /// True once after the local interest changed.
+    pub(crate) fn take_local_changed(&mut self) -> bool {
+        std::mem::take(&mut self.local_changed)
+    }
+
+    /// The interest announcements received since the last call.
+    pub(crate) fn take_announcements(&mut self) -> Vec<Bytes> {
+        std::mem::take(&mut self.announcements)
+    }
+
+    fn local_add(&mut self, prefix: &Bytes) {
+        *self.local.entry(prefix.clone()).or_insert(0) += 1;
+        self.local_changed = true;
+    }
+
+    fn local_remove(&mut self, prefix: &Bytes) {
+        if let Some(n) = self.local.get_mut(prefix) {
+            *n -= 1;
+            if *n == 0 {
+                self.local.remove(prefix);
+                self.local_changed = true;
+            }
         }
     }
 
@@ -179,6 +237,8 @@ impl Subscribers {
                     prefix_bytes: 0,
                     mark: 0,
                     round: Round::default(),
+                    link: false,
+                    broken: false,
                 };
                 let slot = match self.free.pop() {
                     Some(slot) => {
@@ -209,7 +269,26 @@ impl Subscribers {
                 if *n == 0 {
                     s.prefixes.remove(&prefix);
                     s.prefix_bytes -= prefix.len();
+                    let link = s.link;
                     self.index.remove(&prefix, slot);
+                    if !link {
+                        self.local_remove(&prefix);
+                    }
+                }
+            }
+            Control::Interest { id, body } => {
+                let Some((_, s)) = self.get(id) else {
+                    return;
+                };
+                if !s.link {
+                    s.link = true;
+                    let held: Vec<Bytes> = s.prefixes.keys().cloned().collect();
+                    for p in &held {
+                        self.local_remove(p);
+                    }
+                }
+                if self.announcements.len() < MAX_PENDING_ANNOUNCEMENTS {
+                    self.announcements.push(body);
                 }
             }
         }
@@ -228,7 +307,11 @@ impl Subscribers {
         if fits && self.index.insert(&prefix, slot) {
             if let Some((_, s)) = self.get(id) {
                 s.prefix_bytes += prefix.len();
-                s.prefixes.insert(prefix, 1);
+                let link = s.link;
+                s.prefixes.insert(prefix.clone(), 1);
+                if !link {
+                    self.local_add(&prefix);
+                }
             }
             return;
         }
@@ -248,6 +331,9 @@ impl Subscribers {
         if let Some(s) = self.slots[slot as usize].take() {
             for p in s.prefixes.keys() {
                 self.index.remove(p, slot);
+                if !s.link {
+                    self.local_remove(p);
+                }
             }
         }
         self.free.push(slot);
@@ -271,8 +357,8 @@ impl Subscribers {
                 let Some(s) = slots[slot as usize].as_mut() else {
                     return;
                 };
-                if s.mark == mark {
-                    return; // another of its prefixes matched already
+                if s.mark == mark || s.broken {
+                    return; // another of its prefixes matched already, or a broken link
                 }
                 if s.mark <= round_start {
                     let queued = s.queue.queued.load(Relaxed);
@@ -295,6 +381,7 @@ impl Subscribers {
             let mut r = std::mem::take(&mut s.round);
             if r.dropped > 0 {
                 metrics.egress_dropped.inc_by(r.dropped);
+                s.broken |= s.link;
             }
             let Some(run) = r.run.take() else { continue };
             r.parts.push(buf.slice(run));
@@ -310,6 +397,7 @@ impl Subscribers {
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     s.queue.queued.fetch_sub(bytes, Relaxed);
                     metrics.egress_dropped.inc_by(count);
+                    s.broken |= s.link;
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => gone.push(s.id),
             }

@@ -157,3 +157,46 @@ fn prefix_caps_refuse_and_count() {
         10 + 20 - (MAX_PREFIX_BYTES / 1001) as u64
     );
 }
+
+#[test]
+fn local_interest_leaves_links_out_and_a_full_link_is_cut_off() {
+    let m = Metrics::new("t", 1);
+    let (mut s, mut rxs, _) = setup(2, &m);
+    let b = |p: &'static [u8]| Bytes::from_static(p);
+    let sub = |id, p| Control::Subscribe { id, prefix: b(p) };
+    s.apply(sub(1, b"chat."), &m);
+    s.apply(sub(2, b"news."), &m);
+    assert!(s.take_local_changed());
+    let mut local: Vec<_> = s.local_prefixes().cloned().collect();
+    local.sort();
+    assert_eq!(local, [b(b"chat."), b(b"news.")]);
+    // Subscriber 2 announces interest: it is a link, its prefixes are not local.
+    s.apply(
+        Control::Interest {
+            id: 2,
+            body: b(b"x"),
+        },
+        &m,
+    );
+    assert_eq!(s.take_announcements(), [b(b"x")]);
+    assert!(s.take_local_changed());
+    assert_eq!(
+        s.local_prefixes().cloned().collect::<Vec<_>>(),
+        [b(b"chat.")]
+    );
+    s.apply(sub(2, b"more."), &m);
+    assert!(!s.take_local_changed());
+    assert_eq!(deliver(&mut s, &mut rxs, b"news.x", &m), [2]);
+    // A link whose queue overflows gets nothing more (it will see silence
+    // and reconnect), never a silent hole.
+    for _ in 0..40 {
+        let (buf, e) = encoded_one(b"news.y");
+        s.fan_out(&buf, std::slice::from_ref(&e), &m);
+    }
+    while rxs[1].1.try_recv().is_ok() {}
+    assert_eq!(deliver(&mut s, &mut rxs, b"news.z", &m), Vec::<u64>::new());
+    assert_eq!(deliver(&mut s, &mut rxs, b"chat.z", &m), [1]);
+    s.apply(Control::Remove { id: 1 }, &m);
+    assert!(s.take_local_changed());
+    assert_eq!(s.local_prefixes().count(), 0);
+}

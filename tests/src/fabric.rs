@@ -106,6 +106,20 @@ impl Fabric {
         Ok(())
     }
 
+    /// Waits until every link subscribes to at least `min` prefixes at its
+    /// peer (`fanfare_link_interest`: the heartbeat prefix plus the interest
+    /// announced behind it): what subscribers want has reached every link.
+    pub async fn wait_interest(&self, min: f64, timeout: Duration) -> Result<()> {
+        for k in 0..self.links.len() {
+            eventually(timeout, &format!("interest on link {k}"), || async move {
+                let n = self.link_metric(k, "fanfare_link_interest").await.ok()?;
+                (n >= min).then_some(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Starts a checking subscriber on every broadcaster for `topics`, `n`
     /// messages each; returns once each is live.
     pub async fn subscribers(&self, py: &Path, n: usize, topics: &[String]) -> Result<Vec<PySub>> {
@@ -114,6 +128,19 @@ impl Fabric {
             subs.push(PySub::start(py, &node.endpoints().publish, n, topics).await?);
         }
         Ok(subs)
+    }
+
+    /// Publishes `n` lines on `topic` into broadcaster `p` (pyzmq PUSH).
+    pub async fn publish_on(&self, py: &Path, p: usize, topic: &str, n: usize) -> Result<()> {
+        let pull = self.nodes[p].endpoints().pull.clone();
+        crate::python::run_script(
+            py,
+            "push_lines.py",
+            &[&pull, topic, &n.to_string()],
+            Duration::from_secs(60),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Publishes `n` messages `line 0` … on `fed.b{p}` into each `p` in
@@ -167,9 +194,20 @@ pub struct PySub {
 impl PySub {
     /// Starts it and waits for its `ready` line (a heartbeat came).
     pub async fn start(py: &Path, pub_ep: &str, n: usize, topics: &[String]) -> Result<Self> {
+        Self::start_prefix(py, pub_ep, "fed.", n, topics).await
+    }
+
+    /// Like [`Self::start`], subscribing to `prefix` (the topics must start with it).
+    pub async fn start_prefix(
+        py: &Path,
+        pub_ep: &str,
+        prefix: &str,
+        n: usize,
+        topics: &[String],
+    ) -> Result<Self> {
         let mut cmd = Command::new(py);
         cmd.arg(crate::python::script("fed_sub.py"))
-            .args([pub_ep, "fed.", &n.to_string()])
+            .args([pub_ep, prefix, &n.to_string()])
             .args(topics)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -205,6 +243,12 @@ impl PySub {
                 self.endpoint
             ),
         }
+    }
+
+    /// Stops it (the subscriber leaves).
+    pub async fn stop(mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
     }
 
     /// Waits for the verdict: `Ok(messages received)` when every topic came

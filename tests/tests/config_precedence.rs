@@ -66,3 +66,51 @@ async fn flag_beats_env_beats_file_beats_default() -> Result<()> {
     );
     Ok(())
 }
+
+/// Link names in `/stats`, in order.
+async fn link_names(b: &BroadcasterProcess) -> Result<Vec<String>> {
+    let text = http_get_ok(b.endpoints().admin_addr()?, "/stats").await?;
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    Ok(v["links"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Federation peers: `--peer` (repeatable) beats `FANFARE_PEERS` (a
+/// comma-separated list), which beats the file's `[[peer]]` tables.
+#[tokio::test]
+async fn peers_flag_beats_env_beats_file() -> Result<()> {
+    let dir = log_dir();
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("config-peers-{}.toml", std::process::id()));
+    std::fs::write(
+        &file,
+        "hop-limit = 3\n[[peer]]\npub = \"tcp://127.0.0.1:9\"\nname = \"from-file\"\nreplay = \"tcp://127.0.0.1:10\"\n",
+    )?;
+    let path = file.to_string_lossy().into_owned();
+    let env = [("FANFARE_PEERS", "tcp://127.0.0.1:11,tcp://127.0.0.1:12")];
+    let from_file = BroadcasterProcess::spawn(&["--config", &path]).await?;
+    ensure!(link_names(&from_file).await? == ["from-file"]);
+    let from_env = BroadcasterProcess::spawn_with_env(&["--config", &path], &env).await?;
+    ensure!(link_names(&from_env).await? == ["tcp://127.0.0.1:11", "tcp://127.0.0.1:12"]);
+    let from_flag = BroadcasterProcess::spawn_with_env(
+        &[
+            "--config",
+            &path,
+            "--peer",
+            "tcp://127.0.0.1:13",
+            "--peer",
+            "tcp://127.0.0.1:14",
+        ],
+        &env,
+    )
+    .await?;
+    ensure!(link_names(&from_flag).await? == ["tcp://127.0.0.1:13", "tcp://127.0.0.1:14"]);
+    let _ = std::fs::remove_file(&file);
+    Ok(())
+}

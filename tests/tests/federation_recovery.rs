@@ -51,6 +51,16 @@ async fn hop_limit_overflow_is_counted() -> Result<()> {
         )
         .await?,
     ];
+    // A subscriber at 2 too, so that its link asks for the messages (it
+    // gets none: they are all past the hop limit).
+    let _at_2 = fanfare_tests::fabric::PySub::start(
+        &py,
+        &f.nodes[2].endpoints().publish,
+        N,
+        &[topic_of(0)],
+    )
+    .await?;
+    f.wait_interest(2.0, Duration::from_secs(20)).await?;
     f.publish(&py, &[0], N).await?;
     for s in subs {
         assert_eq!(s.finish(Duration::from_secs(60)).await?, N as u64);
@@ -89,6 +99,7 @@ async fn a_cut_link_catches_up_from_replay() -> Result<()> {
     let sub =
         fanfare_tests::fabric::PySub::start(&py, &f.nodes[1].endpoints().publish, 2 * N, &topics)
             .await?;
+    f.wait_interest(2.0, Duration::from_secs(20)).await?;
     f.publish(&py, &[0], N).await?;
     eventually(Duration::from_secs(20), "first half across", || async {
         let n = f
@@ -130,6 +141,7 @@ async fn a_killed_middle_broadcaster_rejoins() -> Result<()> {
         fanfare_tests::fabric::PySub::start(&py, &f.nodes[2].endpoints().publish, 2 * N, &topics)
             .await?,
     ];
+    f.wait_interest(2.0, Duration::from_secs(20)).await?;
     f.publish(&py, &[0, 2], N).await?;
     // Wait until the first half crossed the middle both ways.
     eventually(Duration::from_secs(20), "first half across", || async {
@@ -160,11 +172,50 @@ async fn a_killed_middle_broadcaster_rejoins() -> Result<()> {
         },
     )
     .await?;
+    f.wait_interest(2.0, Duration::from_secs(30)).await?;
     let rejoined = killed.elapsed();
     f.publish_from(&py, &[0, 2], N, N).await?;
     for s in ends {
         assert_eq!(s.finish(Duration::from_secs(90)).await?, 4 * N as u64);
     }
     eprintln!("middle broadcaster SIGKILLed, restarted and relinked in {rejoined:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_peer_is_detected_by_missing_heartbeats() -> Result<()> {
+    let Some(py) = fanfare_tests::python::python() else {
+        return Ok(());
+    };
+    let f = Fabric::start(2, &[(1, 0)], &["--peer-stall-ms", "1000"]).await?;
+    f.wait_links_up(Duration::from_secs(20)).await?;
+    let sub = fanfare_tests::fabric::PySub::start(
+        &py,
+        &f.nodes[1].endpoints().publish,
+        2 * N,
+        &[topic_of(0)],
+    )
+    .await?;
+    f.wait_interest(2.0, Duration::from_secs(20)).await?;
+    f.publish(&py, &[0], N).await?;
+    let reconnects = f.link_metric(0, "fanfare_link_reconnects_total").await?;
+    f.nodes[0].sigstop()?;
+    let stopped = Instant::now();
+    let detected = eventually(Duration::from_secs(10), "stall detected", || async {
+        let state = f.link_metric(0, "fanfare_link_state").await.ok()?;
+        let r = f
+            .link_metric(0, "fanfare_link_reconnects_total")
+            .await
+            .ok()?;
+        (state == 0.0 && r > reconnects).then(|| stopped.elapsed())
+    })
+    .await?;
+    f.nodes[0].sigcont()?;
+    assert!(f.nodes[1].log().contains("stalled"), "stall not logged");
+    f.publish_from(&py, &[0], N, N).await?;
+    assert_eq!(sub.finish(Duration::from_secs(60)).await?, 2 * N as u64);
+    eprintln!(
+        "peer SIGSTOPped: link noticed the missing heartbeats after {detected:?} (stall bound 1 s)"
+    );
     Ok(())
 }

@@ -21,6 +21,8 @@ async fn exactly_once(n: usize, links: &[(usize, usize)], publishers: &[usize]) 
     fabric.wait_links_up(Duration::from_secs(20)).await?;
     let topics: Vec<String> = publishers.iter().map(|&p| topic_of(p)).collect();
     let subs = fabric.subscribers(&py, N, &topics).await?;
+    // Interest-only forwarding: wait until every link subscribes to `fed.`.
+    fabric.wait_interest(2.0, Duration::from_secs(20)).await?;
     fabric.publish(&py, publishers, N).await?;
     let published = (N * publishers.len()) as f64;
     for s in subs {

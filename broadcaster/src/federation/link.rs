@@ -1,12 +1,14 @@
 //! One federation link: connects out to a peer's PUB as a ZMTP SUB (our
 //! own `zmtp/` code: greeting, READY as SUB, frame limit, frame deadline,
-//! idle bound), subscribes, validates what comes and hands it to the
+//! idle bound), announces interest and subscribes as the relay's plan says
+//! (and follows its changes), validates what comes and hands it to the
 //! forwarder in batches. Reconnects with bounded backoff (100 ms doubling
 //! to 5 s, reset after a session that brought messages); a peer silent for
 //! the stall bound (no heartbeat) is reconnected. Learns the peer's origin
 //! and replay endpoint from its hop-0 heartbeats; stops for good on a
 //! self-link.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,15 +16,18 @@ use bytes::Bytes;
 use fanfare_protocol::heartbeat::Heartbeat;
 use fanfare_protocol::stamp::{self, StampRef};
 use fanfare_protocol::{topic, HEARTBEAT_PREFIX};
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use super::interest::Plan;
 use super::{FromLink, Linked, Shared};
 use crate::config::PeerConfig;
 use crate::liveness::Activity;
 use crate::metrics::{LinkMetrics, LinkState, LogKind};
-use crate::zmtp::{encode_multipart, handshake, FrameReader, ReadError, SocketKind, Timeouts};
+use crate::zmtp::{
+    encode_multipart, handshake, pong_for, FrameReader, ReadError, SocketKind, Timeouts, ZmtpFrame,
+};
 
 /// Most messages per batch to the forwarder.
 const MAX_BATCH: usize = 512;
@@ -127,22 +132,19 @@ async fn session(
         },
         Activity::new(),
     );
-    // Everything: the data and the heartbeats (interest-only forwarding
-    // would subscribe per prefix here).
-    let mut sub = Vec::new();
-    encode_multipart(&mut sub, &[b"\x01"]);
-    if let Err(e) = async {
-        writer.write_all(&sub).await?;
-        writer.flush().await
-    }
-    .await
-    {
+    let mut subs = Subscriptions::default();
+    let plan = shared.plan.borrow().clone();
+    if let Err(e) = subs.apply(&mut writer, &plan).await {
         return End::Lost(format!("subscribe: {e}"));
     }
-    m.interest.set(1);
+    m.interest.set(plan.data.len() as u64);
+    let mut plans = shared.plan.clone();
+    plans.mark_unchanged();
     m.state.set(LinkState::Up as u64);
     tracing::info!(link = %m.name, endpoint = %peer.publish, "federation link up");
-    let mut frames = Vec::with_capacity(4);
+    let session = m.reconnects.get() + 1;
+    let mut frames: Vec<Bytes> = Vec::with_capacity(4);
+    let mut count = 0usize;
     let mut batch: Vec<Linked> = Vec::with_capacity(MAX_BATCH);
     let mut lag_us = None;
     loop {
@@ -150,20 +152,36 @@ async fn session(
             if let Some(l) = lag_us.take() {
                 m.lag.observe(l as f64 / 1e6);
             }
-            if !flush(tx, idx, &mut batch).await {
+            if !flush(tx, idx, session, &mut batch).await {
                 return End::Stop;
             }
         }
-        let count = match reader.next_message(&mut frames, 3).await {
-            Ok(Some(0)) => {
-                if let Some(pong) = reader.take_pong() {
+        // `next_frame` is cancel-safe (a frame is taken whole or not at
+        // all); the message is assembled here.
+        let frame = tokio::select! {
+            f = reader.next_frame() => f,
+            changed = plans.changed() => {
+                if changed.is_err() {
+                    return End::Stop;
+                }
+                let plan = plans.borrow_and_update().clone();
+                if let Err(e) = subs.apply(&mut writer, &plan).await {
+                    return End::Lost(format!("subscribe: {e}"));
+                }
+                m.interest.set(plan.data.len() as u64);
+                continue;
+            }
+        };
+        let (more, body) = match frame {
+            Ok(Some(ZmtpFrame::Message { more, body })) => (more, body),
+            Ok(Some(ZmtpFrame::Command(body))) => {
+                if let Some(pong) = pong_for(&body) {
                     if writer.write_all(&pong).await.is_err() || writer.flush().await.is_err() {
                         return End::Lost("write failed".into());
                     }
                 }
                 continue;
             }
-            Ok(Some(n)) => n,
             Ok(None) => return End::Lost("peer closed the connection".into()),
             Err(ReadError::Idle(d)) => {
                 return End::Lost(format!("no heartbeat for {d:?}: peer stalled"));
@@ -175,7 +193,17 @@ async fn session(
                 return End::Lost(e.to_string());
             }
         };
-        match check(&frames, count, max_payload) {
+        count += 1;
+        if frames.len() < 3 {
+            frames.push(body);
+        }
+        if more {
+            continue;
+        }
+        let n = std::mem::take(&mut count);
+        let checked = check(&frames, n, max_payload);
+        frames.clear();
+        match checked {
             Ok((msg, heartbeat)) => {
                 if let Some(end) = learn(shared, idx, &msg, heartbeat.as_ref()) {
                     return end;
@@ -200,14 +228,69 @@ async fn session(
                 }
             }
         }
-        if batch.len() >= MAX_BATCH && !flush(tx, idx, &mut batch).await {
+        if batch.len() >= MAX_BATCH && !flush(tx, idx, session, &mut batch).await {
             return End::Stop;
         }
     }
 }
 
+/// What one session has subscribed to and announced at the peer.
+#[derive(Default)]
+struct Subscriptions {
+    data: BTreeSet<Bytes>,
+    announced: HashMap<String, u64>,
+}
+
+impl Subscriptions {
+    /// Sends what `plan` adds or removes: announcements first (so the peer
+    /// knows us for a link before our data prefixes arrive), then data
+    /// SUBSCRIBEs and CANCELs.
+    async fn apply<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+        plan: &Plan,
+    ) -> std::io::Result<()> {
+        let mut out = Vec::new();
+        let mut msg = Vec::new();
+        for (who, version, body) in plan.announcements.iter() {
+            if self.announced.get(who) != Some(version) {
+                msg.clear();
+                msg.push(1);
+                msg.extend_from_slice(body);
+                encode_multipart(&mut out, &[&msg]);
+                self.announced.insert(who.clone(), *version);
+            }
+        }
+        self.announced
+            .retain(|who, _| plan.announcements.iter().any(|(w, _, _)| w == who));
+        for p in plan.data.difference(&self.data) {
+            msg.clear();
+            msg.push(1);
+            msg.extend_from_slice(p);
+            encode_multipart(&mut out, &[&msg]);
+        }
+        for p in self.data.difference(&plan.data) {
+            msg.clear();
+            msg.push(0);
+            msg.extend_from_slice(p);
+            encode_multipart(&mut out, &[&msg]);
+        }
+        self.data = (*plan.data).clone();
+        if !out.is_empty() {
+            w.write_all(&out).await?;
+            w.flush().await?;
+        }
+        Ok(())
+    }
+}
+
 /// Sends the batch; false if the forwarder is gone.
-async fn flush(tx: &mpsc::Sender<FromLink>, link: usize, batch: &mut Vec<Linked>) -> bool {
+async fn flush(
+    tx: &mpsc::Sender<FromLink>,
+    link: usize,
+    session: u64,
+    batch: &mut Vec<Linked>,
+) -> bool {
     if batch.is_empty() {
         return true;
     }
@@ -215,6 +298,7 @@ async fn flush(tx: &mpsc::Sender<FromLink>, link: usize, batch: &mut Vec<Linked>
     let msgs = std::mem::replace(batch, Vec::with_capacity(hint));
     tx.send(FromLink::Messages {
         link,
+        session,
         msgs,
         repaired: false,
     })

@@ -10,13 +10,15 @@
 //! endpoint. The forwarder's [`Relay`] (`relay.rs`) keeps one
 //! [`window::Window`] per origin — exactly once, in seq order — stores
 //! what it publishes in history under the message's own origin and fans it
-//! out with the original stamp, only `hops` + 1.
+//! out with the original stamp, only `hops` + 1. `interest.rs` decides what
+//! each link subscribes to (interest-only forwarding).
 //!
 //! The seam for another backbone (e.g. NATS): a backbone is anything that
 //! sends [`FromLink`] values (stamped messages, repair results) into the
 //! forwarder's federation channel and serves [`RepairRequest`]s. The relay
 //! knows nothing of ZMTP; see ARCHITECTURE.md.
 
+mod interest;
 mod link;
 mod relay;
 mod repair;
@@ -31,6 +33,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub(crate) use interest::{Interest, INTEREST_PREFIX};
 pub(crate) use relay::{Relay, Sinks};
 
 use crate::config::PeerConfig;
@@ -63,6 +66,10 @@ pub(crate) enum FromLink {
     Messages {
         /// Link index.
         link: usize,
+        /// The link's connection (1, 2, … per reconnect; 0 for repairs):
+        /// within one, the peer sends every matching message in seq order,
+        /// so a seq jump is filtering, not loss.
+        session: u64,
         /// The messages, in the order the peer sent them.
         msgs: Vec<Linked>,
         /// From a repair reply.
@@ -120,6 +127,8 @@ pub(crate) struct Shared {
     pub(crate) peers: Mutex<HashMap<String, usize>>,
     /// Stops everything.
     pub(crate) shutdown: CancellationToken,
+    /// What links subscribe to and announce (from the relay's interest table).
+    pub(crate) plan: tokio::sync::watch::Receiver<interest::Plan>,
 }
 
 impl Shared {

@@ -25,6 +25,7 @@ use fanfare_protocol::heartbeat::Heartbeat;
 use fanfare_protocol::stamp::StampRef;
 use tokio::sync::mpsc;
 
+use super::interest::Interest;
 use super::window::{Offer, Window};
 use super::{FromLink, Linked, RepairRequest};
 use crate::history::{Entry, History};
@@ -65,6 +66,8 @@ struct OriginState {
     heartbeat_us: u64,
     /// LRU clock.
     used: u64,
+    /// Per link: (session, highest seq of this origin seen in it).
+    on_link: Vec<(u64, u64)>,
 }
 
 /// What one flush publishes.
@@ -97,6 +100,7 @@ pub(crate) struct Relay {
     /// `(origin, epoch, to)`: history of these must not answer for `..=to`.
     lost: Vec<(String, u64, u64)>,
     view_at: Instant,
+    interest: Interest,
 }
 
 impl Relay {
@@ -106,6 +110,7 @@ impl Relay {
         hop_limit: u8,
         links: Vec<Arc<LinkMetrics>>,
         repair: Vec<mpsc::Sender<RepairRequest>>,
+        interest: Interest,
     ) -> Self {
         Self {
             own: own.to_owned(),
@@ -118,6 +123,7 @@ impl Relay {
             forgotten: Vec::new(),
             lost: Vec::new(),
             view_at: Instant::now(),
+            interest,
         }
     }
 
@@ -128,11 +134,12 @@ impl Relay {
         match item {
             FromLink::Messages {
                 link,
+                session,
                 msgs,
                 repaired,
             } => {
                 for msg in msgs {
-                    self.offer(link, msg, repaired, now, sinks.metrics);
+                    self.offer(link, session, msg, repaired, now, sinks.metrics);
                 }
             }
             FromLink::Unrecoverable {
@@ -161,6 +168,10 @@ impl Relay {
     /// Asks for due repairs, ends stuck ones, refreshes the `/stats` view.
     pub(crate) fn tick(&mut self, sinks: &mut Sinks<'_>) {
         let now = Instant::now();
+        let heard = sinks.subscribers.take_announcements();
+        let changed = sinks.subscribers.take_local_changed();
+        let local = changed.then(|| sinks.subscribers.local_prefixes());
+        self.interest.tick(now, heard, local);
         for (origin, st) in &mut self.origins {
             if st.window.repair_stuck(now, REPAIR_STUCK) {
                 st.window.repair_done(now);
@@ -191,7 +202,15 @@ impl Relay {
         self.flush(sinks);
     }
 
-    fn offer(&mut self, link: usize, msg: Linked, repaired: bool, now: Instant, metrics: &Metrics) {
+    fn offer(
+        &mut self,
+        link: usize,
+        session: u64,
+        msg: Linked,
+        repaired: bool,
+        now: Instant,
+        metrics: &Metrics,
+    ) {
         let Some(lm) = self.links.get(link).cloned() else {
             return;
         };
@@ -228,10 +247,29 @@ impl Relay {
             &origin,
             epoch,
             start,
+            self.links.len(),
         ) else {
             lm.duplicates.inc();
             return;
         };
+        // Within one session the peer sent every message of this origin
+        // that matches our subscription, in seq order: the seqs between the
+        // last one seen in it and this one were filtered out (interest-only
+        // forwarding), not lost — provided everything up to that last one
+        // is published here.
+        if let Some(slot) = st.on_link.get_mut(link).filter(|_| session != 0) {
+            let (s0, last) = *slot;
+            let upto = if heartbeat {
+                seq
+            } else {
+                seq.saturating_sub(1)
+            };
+            if s0 == session && last < upto && st.window.next() > last {
+                let n = skip_filtered(&mut st.window, upto, &mut self.out);
+                lm.filtered.inc_by(n);
+            }
+            *slot = (session, if s0 == session { last.max(seq) } else { seq });
+        }
         if heartbeat {
             st.window.tell(seq, now);
             if !st.window.caught_up(seq) {
@@ -440,6 +478,7 @@ fn state<'a>(
     origin: &str,
     epoch: u64,
     start: u64,
+    links: usize,
 ) -> Option<&'a mut OriginState> {
     *clock += 1;
     let clock = *clock;
@@ -462,14 +501,34 @@ fn state<'a>(
             lag_us: 0,
             heartbeat_us: 0,
             used: clock,
+            on_link: vec![(0, 0); links],
         });
     st.used = clock;
     if epoch > st.window.epoch {
         tracing::info!(origin, epoch, "federation: origin restarted (new epoch)");
         st.window = Window::new(epoch, 1);
         st.heartbeat_us = 0;
+        st.on_link.iter_mut().for_each(|l| *l = (0, 0));
     }
     (epoch == st.window.epoch).then_some(st)
+}
+
+/// Skips every seq up to `to` that is not held, publishing held ones as
+/// they come due; returns how many were skipped.
+fn skip_filtered(w: &mut Window<Pending>, to: u64, out: &mut Vec<Out>) -> u64 {
+    let mut skipped = 0;
+    loop {
+        let n = w.skip_through(to);
+        skipped += n;
+        let mut drained = false;
+        while let Some(p) = w.drain() {
+            out.push(Out::Data(p));
+            drained = true;
+        }
+        if n == 0 && !drained {
+            return skipped;
+        }
+    }
 }
 
 fn frames_len(m: &Linked) -> usize {

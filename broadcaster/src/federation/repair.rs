@@ -164,6 +164,7 @@ async fn repair(
         if !msgs.is_empty() {
             let batch = FromLink::Messages {
                 link: idx,
+                session: 0,
                 msgs,
                 repaired: true,
             };

@@ -71,6 +71,8 @@ pub(crate) struct LinkMetrics {
     pub(crate) unrecoverable: Counter,
     /// Repair requests sent to the peer's replay endpoint.
     pub(crate) repairs: Counter,
+    /// Seqs the peer filtered out for this link (interest-only forwarding).
+    pub(crate) filtered: Counter,
     /// Messages dropped at the hop limit.
     pub(crate) hop_limit_drops: Counter,
     /// Messages of our own origin that came back over this link.
@@ -109,6 +111,7 @@ struct Families {
     repaired: Family<LinkLabel, Counter>,
     unrecoverable: Family<LinkLabel, Counter>,
     repairs: Family<LinkLabel, Counter>,
+    filtered: Family<LinkLabel, Counter>,
     hop_limit_drops: Family<LinkLabel, Counter>,
     self_drops: Family<LinkLabel, Counter>,
     self_link: Family<LinkLabel, Counter>,
@@ -161,6 +164,7 @@ impl Families {
                 "Per link: heartbeats read from the peer",
             ),
             invalid: fam(r, "link_invalid", "Per link: malformed messages dropped"),
+            filtered: fam(r, "link_filtered", "Per link: seqs the peer filtered out"),
             republished: fam(
                 r,
                 "link_republished",
@@ -246,6 +250,7 @@ impl Families {
             repaired: self.repaired.get_or_create_owned(&l),
             unrecoverable: self.unrecoverable.get_or_create_owned(&l),
             repairs: self.repairs.get_or_create_owned(&l),
+            filtered: self.filtered.get_or_create_owned(&l),
             hop_limit_drops: self.hop_limit_drops.get_or_create_owned(&l),
             self_drops: self.self_drops.get_or_create_owned(&l),
             self_link: self.self_link.get_or_create_owned(&l),
@@ -294,6 +299,7 @@ impl LinkMetrics {
             "republished": self.republished.get(), "duplicates": self.duplicates.get(),
             "held": self.held.get(), "repaired": self.repaired.get(),
             "unrecoverable": self.unrecoverable.get(), "repair_requests": self.repairs.get(),
+            "filtered": self.filtered.get(),
             "hop_limit_drops": self.hop_limit_drops.get(), "self_drops": self.self_drops.get(),
             "self_link": self.self_link.get(), "duplicate_link": self.duplicate_link.get(),
             "interest": self.interest.get(), "lag_last_us": self.lag_last_us.get(),
