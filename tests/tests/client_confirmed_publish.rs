@@ -95,6 +95,7 @@ async fn sigkill_and_restart_mid_stream_delivers_every_confirmed_message_once() 
     let mut sub = subscriber.subscribe("kill.#").await?;
     sync_subscriptions(&publisher, &mut [&mut sub], "kill").await?;
 
+    let reader = tokio::spawn(async move { collect_until(&mut sub, N, RECV_TIMEOUT * 6).await });
     let confirmed = Arc::new(AtomicU64::new(0));
     let stream = tokio::spawn(publish_confirmed_stream(
         publisher.clone(),
@@ -122,7 +123,7 @@ async fn sigkill_and_restart_mid_stream_delivers_every_confirmed_message_once() 
     publisher
         .publish_confirmed("kill.x", indexed_payload(N, 32))
         .await?;
-    let got = collect_until(&mut sub, N, RECV_TIMEOUT * 3).await?;
+    let got = reader.await??;
     got.check_once_in_order()?;
     let delivered: HashSet<u64> = got.indices().into_iter().collect();
     let missing: Vec<u64> = (0..N).filter(|i| !delivered.contains(i)).collect();

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use super::plan::Segment;
 use crate::message::{Delivery, Gap, GapReason, Mark, Origins};
 use crate::replay_query::decode_reply;
-use crate::replay_task::ReplayHandle;
+use crate::replay_sources::ReplayHandle;
 use crate::subscriber::handle::Command;
 
 /// One catch-up round of one subscription.
