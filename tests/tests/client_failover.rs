@@ -256,3 +256,76 @@ async fn a_stopped_broadcaster_is_repaired_from_its_replay_without_duplicates() 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_resumes_through_a_client_whose_first_broadcaster_is_another() -> Result<()> {
+    // What a hub worker attached to b first does when a browser resumes
+    // with a position that names a's origin too: `subscribe_from` and
+    // `Client::replay` ask the broadcaster that holds each origin.
+    const N: u64 = 50;
+    const K: u64 = 20;
+    let a = broadcaster("res-a").await?;
+    let b = broadcaster("res-b").await?;
+    let first = Client::connect(quick(options_for(&[&a, &b]))).await?;
+    let pub_a = Client::connect(options(&a)).await?;
+    let pub_b = Client::connect(options(&b)).await?;
+    let mut sub = first.subscribe("res.#").await?;
+    sync_subscriptions(&pub_a, &mut [&mut sub], "res").await?;
+    sync_subscriptions(&pub_b, &mut [&mut sub], "res").await?;
+    for i in 0..N {
+        pub_a
+            .publish_confirmed("res.a", indexed_payload(i, 8))
+            .await?;
+        pub_b
+            .publish_confirmed("res.b", indexed_payload(1000 + i, 8))
+            .await?;
+    }
+    let got = collect_until_all(&mut sub, &[N - 1, 1000 + N - 1], RECV_TIMEOUT).await?;
+    got.check_once_in_order()?;
+    // The position after the first K of each origin.
+    let mut since = fanfare_client::Position::new();
+    for m in &got.messages {
+        let i = fanfare_tests::client::index_of(&m.payload).unwrap_or(u64::MAX);
+        if i < K || (1000..1000 + K).contains(&i) {
+            since.advance(&m.stamp.origin, m.stamp.epoch, m.stamp.seq);
+        }
+    }
+    ensure!(since.iter().count() == 2, "both origins in {since:?}");
+
+    let other = Client::connect(quick(options_for(&[&b, &a]))).await?;
+    let mut resumed = other.subscribe_from("res.#", since.clone()).await?;
+    let expected: HashSet<u64> = (K..N).chain(1000 + K..1000 + N).collect();
+    let got = collect_until_all(&mut resumed, &[N - 1, 1000 + N - 1], RECV_TIMEOUT).await?;
+    got.check_once_in_order()?;
+    let indices: HashSet<u64> = got.indices().into_iter().collect();
+    ensure!(indices == expected, "missed exactly: got {indices:?}");
+    ensure!(got.gaps.is_empty(), "nothing lost: {:?}", got.gaps);
+
+    let (epoch_a, seq_a) = since.get("res-a").context("a in position")?;
+    let batch = other
+        .replay(fanfare_client::ReplayQuery::since(
+            "res-a",
+            epoch_a,
+            seq_a + 1,
+        ))
+        .await?;
+    ensure!(
+        batch.status == fanfare_client::ReplayStatus::Ok,
+        "a's origin answered by a: {:?}",
+        batch.status
+    );
+    ensure!(
+        batch.messages.len() as u64 >= N - K,
+        "{} messages",
+        batch.messages.len()
+    );
+    let none = other
+        .replay(fanfare_client::ReplayQuery::since("nobody", 0, 1))
+        .await?;
+    ensure!(
+        none.status == fanfare_client::ReplayStatus::UnknownOrigin,
+        "an origin no broadcaster holds: {:?}",
+        none.status
+    );
+    Ok(())
+}

@@ -34,7 +34,7 @@ impl State {
         }
         match decode_frames(frames, &mut self.origins) {
             Ok(Incoming::Message(m)) => {
-                self.task.replay.saw(&m.stamp.origin, i);
+                self.note_source(&m.stamp.origin, i);
                 let head = Head {
                     epoch: m.stamp.epoch,
                     seq: m.stamp.seq,
@@ -56,11 +56,23 @@ impl State {
                 seq,
                 beat,
             }) => {
-                self.task.replay.saw(&origin, i);
+                self.note_source(&origin, i);
                 self.on_heartbeat(origin, epoch, seq, &beat.lanes);
             }
             Ok(Incoming::Ack) => {}
             Err(e) => tracing::debug!(error = %e, "skipping malformed broadcast"),
+        }
+    }
+
+    /// Tells the replay sources which broadcaster delivered an origin first
+    /// (once per origin, at most `MAX_ORIGINS`; no lock per message).
+    fn note_source(&mut self, origin: &Arc<str>, i: usize) {
+        if self.slots.len() < 2 || self.sources_noted.contains(origin) {
+            return;
+        }
+        if self.sources_noted.len() < crate::replay_sources::MAX_ORIGINS {
+            self.sources_noted.insert(origin.clone());
+            self.task.replay.saw(origin, i);
         }
     }
 

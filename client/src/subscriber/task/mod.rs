@@ -14,7 +14,7 @@ mod live;
 mod repair_rounds;
 mod sub_socket;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +80,7 @@ pub(crate) fn spawn(task: SubscriberTask) -> SubscriberHandle {
         sockets: (0..n).map(|_| None).collect(),
         connecting: (0..n).map(|_| None).collect(),
         next_socket: 0,
+        sources_noted: HashSet::new(),
         heard: false,
         connected: connected_tx,
         commands: tx.clone(),
@@ -110,6 +111,8 @@ pub(super) struct State {
     pub(super) connecting: Vec<Option<Connecting>>,
     /// Which socket `recv_any` polls first (round robin).
     pub(super) next_socket: usize,
+    /// Origins whose first-delivering broadcaster the replay sources know.
+    pub(super) sources_noted: HashSet<Arc<str>>,
     /// True while any broadcaster is heard (heartbeats or messages).
     pub(super) heard: bool,
     pub(super) connected: watch::Sender<bool>,
