@@ -3,12 +3,12 @@
 //!
 //! [`ReplayHandle`] holds one replay task per broadcaster (a *source*) and,
 //! per origin, the source whose SUB delivered that origin first. A request
-//! for an origin goes to that source first, then to the other live ones,
-//! then to the ones not heard lately; the first `ok` answer wins. Any
-//! broadcaster that stored an origin's messages (its own, or a federation
-//! peer's) can answer for it. When none answers `ok`, the first source's
-//! answer (its `unknown_epoch`, `unknown_origin`, `busy`) or else the last
-//! error is returned, so a single broadcaster behaves as before.
+//! for an origin goes to the live sources (heard lately) before the silent
+//! ones, and among each to that source first; the first `ok` answer wins.
+//! Any broadcaster that stored an origin's messages (its own, or a
+//! federation peer's) can answer for it. When none answers `ok`, the first
+//! answer received (an `unknown_epoch`, `unknown_origin`, `busy`) or else
+//! the first error is returned, so a single broadcaster behaves as before.
 //!
 //! Bounds: at most [`MAX_ORIGINS`] origins remembered (further ones use the
 //! list order); the map is behind a `std` mutex held only to read or write
@@ -93,9 +93,12 @@ impl ReplayHandle {
             .ok()
             .and_then(|m| m.get(origin).copied())
             .unwrap_or(0);
-        let mut order: Vec<usize> = (0..n).filter(|&i| i != first).collect();
-        order.sort_by_key(|&i| !self.shared.sources[i].alive.load(Ordering::Relaxed));
-        order.insert(0, first);
+        let mut order: Vec<usize> = (0..n).collect();
+        // Live before silent; among each, the first deliverer first.
+        order.sort_by_key(|&i| {
+            let alive = self.shared.sources[i].alive.load(Ordering::Relaxed);
+            (!alive, i != first)
+        });
         order
     }
 
