@@ -267,13 +267,9 @@ impl Client {
     /// for every clone: subscriptions end with
     /// [`CloseReason::ClientClosed`](crate::CloseReason::ClientClosed).
     ///
-    /// "Flushed" means handed to the PUSH socket, not received: zmq.rs
-    /// writes from a task of its own (its `send` returns once the message
-    /// is queued there) and PUSH has no acknowledgements. Those writes go on
-    /// while the Tokio runtime runs, so a process that exits right after
-    /// `close` returns may still lose its last messages. A publisher that
-    /// must know they arrived waits for them to come back (a subscription,
-    /// or [`Client::replay`]) before exiting.
+    /// "Flushed" means acknowledged: a broadcaster has stamped every message
+    /// published before `close` (see [`Client::publish_confirmed`]). What
+    /// is still unacknowledged when `close_timeout` runs out may be lost.
     pub async fn close(self) {
         if !self.inner.publisher.flush(self.inner.close_timeout).await {
             tracing::warn!("outbox not flushed before close timeout");

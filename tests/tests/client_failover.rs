@@ -329,3 +329,35 @@ async fn a_position_resumes_through_a_client_whose_first_broadcaster_is_another(
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_first_broadcaster_is_down_publishes_through_the_next() -> Result<()> {
+    let mut a = broadcaster("down-a").await?;
+    let b = broadcaster("down-b").await?;
+    a.sigkill()?;
+    let started = std::time::Instant::now();
+    let client = Client::connect(quick(options_for(&[&a, &b]))).await?;
+    let mut sub = client.subscribe("down.#").await?;
+    let c = tokio::time::timeout(RECV_TIMEOUT, client.publish_confirmed("down.x", "hi"))
+        .await
+        .context("confirmed within the receive timeout")??;
+    ensure!(&*c.origin == "down-b", "{c:?}");
+    let got = tokio::time::timeout(RECV_TIMEOUT, async {
+        loop {
+            match futures::StreamExt::next(&mut sub).await {
+                Some(fanfare_client::Delivery::Message(m)) if m.payload == "hi" => break Ok(m),
+                Some(fanfare_client::Delivery::Closed(r)) => break Err(anyhow::anyhow!("{r:?}")),
+                Some(_) => {}
+                None => break Err(anyhow::anyhow!("ended")),
+            }
+        }
+    })
+    .await
+    .context("delivered through b")??;
+    ensure!(&*got.stamp.origin == "down-b", "{got:?}");
+    eprintln!(
+        "first broadcaster down: confirmed through the second after {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
