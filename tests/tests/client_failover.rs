@@ -240,6 +240,25 @@ async fn a_stopped_broadcaster_is_repaired_from_its_replay_without_duplicates() 
         missing_a == 0,
         "{missing_a} of a's messages never delivered"
     );
+    // Resuming from before it all fetches both origins' history: the
+    // originals (a) and the re-sent copies (b) are there; one of each goes.
+    let mut since = fanfare_client::Position::new();
+    for m in &got.messages {
+        let s = &m.stamp;
+        let before = since.get(&s.origin).map_or(true, |(_, q)| s.seq <= q + 1);
+        if before {
+            since.advance(&s.origin, s.epoch, s.seq.saturating_sub(1));
+        }
+    }
+    let late = Client::connect(quick(options_for(&[&b, &a]))).await?;
+    let mut resumed = late.subscribe_from("stop.#", since).await?;
+    let again = collect_until_all(&mut resumed, &ends, RECV_TIMEOUT * 3).await?;
+    again.check_once_in_order()?;
+    let again_set: HashSet<u64> = again.indices().into_iter().collect();
+    ensure!(
+        again_set == delivered,
+        "the resume delivers the same set once"
+    );
     let replayed = got.messages.iter().filter(|m| m.replayed).count();
     let mut repaired = 0;
     while let Ok(Some(ev)) = tokio::time::timeout(Duration::ZERO, events.next()).await {
