@@ -15,7 +15,8 @@ use crate::message::{Confirmation, Origins};
 use crate::options::ClientOptions;
 use crate::publisher::{self, Draft, PublisherHandle, PublisherTask};
 use crate::replay_query::{decode_reply, ReplayBatch, ReplayQuery};
-use crate::replay_task::{self, ReplayHandle, ReplayTask};
+use crate::replay_sources::ReplayHandle;
+use crate::replay_task::{self, ReplayTask};
 use crate::subscriber::Subscription;
 use crate::subscriber::{self, SubscriberHandle, SubscriberTask};
 
@@ -86,15 +87,22 @@ impl Client {
             },
             opts.outbox_capacity,
         );
-        let replay = replay_task::spawn(ReplayTask {
-            endpoint: opts.replay_endpoint.clone(),
-            timeout: opts.replay_timeout,
-            attempts: opts.replay_attempts,
-            backoff: backoff.clone(),
-            shutdown: shutdown.clone(),
+        let sources = opts.broadcasters.iter().map(|b| {
+            replay_task::spawn(ReplayTask {
+                endpoint: b.replay.clone(),
+                timeout: opts.replay_timeout,
+                attempts: opts.replay_attempts,
+                backoff: backoff.clone(),
+                shutdown: shutdown.clone(),
+            })
         });
+        let replay = ReplayHandle::new(sources.collect());
         let subscriber = subscriber::spawn(SubscriberTask {
-            endpoint: opts.pub_endpoint.clone(),
+            endpoints: opts
+                .broadcasters
+                .iter()
+                .map(|b| b.publish.clone())
+                .collect(),
             heartbeat_timeout: opts.heartbeat_timeout,
             connect_timeout: socket_connect,
             backoff,
@@ -259,13 +267,9 @@ impl Client {
     /// for every clone: subscriptions end with
     /// [`CloseReason::ClientClosed`](crate::CloseReason::ClientClosed).
     ///
-    /// "Flushed" means handed to the PUSH socket, not received: zmq.rs
-    /// writes from a task of its own (its `send` returns once the message
-    /// is queued there) and PUSH has no acknowledgements. Those writes go on
-    /// while the Tokio runtime runs, so a process that exits right after
-    /// `close` returns may still lose its last messages. A publisher that
-    /// must know they arrived waits for them to come back (a subscription,
-    /// or [`Client::replay`]) before exiting.
+    /// "Flushed" means acknowledged: a broadcaster has stamped every message
+    /// published before `close` (see [`Client::publish_confirmed`]). What
+    /// is still unacknowledged when `close_timeout` runs out may be lost.
     pub async fn close(self) {
         if !self.inner.publisher.flush(self.inner.close_timeout).await {
             tracing::warn!("outbox not flushed before close timeout");

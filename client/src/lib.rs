@@ -122,6 +122,7 @@ mod message;
 mod options;
 mod publisher;
 mod replay_query;
+mod replay_sources;
 mod replay_task;
 mod subscriber;
 

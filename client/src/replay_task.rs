@@ -34,9 +34,10 @@ struct Job {
     reply: oneshot::Sender<Result<RawReply, ReplayError>>,
 }
 
-/// Cloneable handle to the replay task.
+/// Cloneable handle to one replay task (one broadcaster's replay endpoint);
+/// [`crate::replay_sources::ReplayHandle`] chooses among them.
 #[derive(Clone, Debug)]
-pub(crate) struct ReplayHandle {
+pub(crate) struct SourceHandle {
     tx: mpsc::Sender<Job>,
 }
 
@@ -48,7 +49,7 @@ impl std::fmt::Debug for Job {
     }
 }
 
-impl ReplayHandle {
+impl SourceHandle {
     /// Sends a request (its `req_id` is replaced) and waits for the answer.
     pub(crate) async fn request(&self, request: ReplayRequest) -> Result<RawReply, ReplayError> {
         let (tx, rx) = oneshot::channel();
@@ -70,10 +71,10 @@ pub(crate) struct ReplayTask {
 }
 
 /// Spawns the replay task.
-pub(crate) fn spawn(task: ReplayTask) -> ReplayHandle {
+pub(crate) fn spawn(task: ReplayTask) -> SourceHandle {
     let (tx, rx) = mpsc::channel(QUEUE);
     tokio::spawn(task.run(rx));
-    ReplayHandle { tx }
+    SourceHandle { tx }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -178,13 +178,24 @@ pub async fn collect_until(
     last: u64,
     timeout: Duration,
 ) -> Result<Collected> {
+    collect_until_all(sub, &[last], timeout).await
+}
+
+/// Reads `sub` until data messages with every index of `last` arrived, at
+/// most `timeout` in all; a close is an error.
+pub async fn collect_until_all(
+    sub: &mut Subscription,
+    last: &[u64],
+    timeout: Duration,
+) -> Result<Collected> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut out = Collected::default();
+    let mut wanted: std::collections::HashSet<u64> = last.iter().copied().collect();
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let d = next_delivery(sub, left).await.with_context(|| {
             format!(
-                "waiting for index {last}: {} messages, {} gaps so far",
+                "waiting for indices {wanted:?}: {} messages, {} gaps so far",
                 out.messages.len(),
                 out.gaps.len()
             )
@@ -192,9 +203,11 @@ pub async fn collect_until(
         match d {
             Delivery::Message(m) if is_probe(&m) => {}
             Delivery::Message(m) => {
-                let done = index_of(&m.payload) == Some(last);
+                if let Some(i) = index_of(&m.payload) {
+                    wanted.remove(&i);
+                }
                 out.messages.push(m);
-                if done {
+                if wanted.is_empty() {
                     return Ok(out);
                 }
             }

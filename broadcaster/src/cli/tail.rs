@@ -104,7 +104,10 @@ pub(super) async fn run(a: TailArgs) -> anyhow::Result<()> {
         let Ok(s) = StampRef::decode(stamp) else {
             continue;
         };
-        if s.is_heartbeat() || !std::str::from_utf8(topic).is_ok_and(|t| pattern.matches(t)) {
+        if s.is_heartbeat()
+            || s.is_ack()
+            || !std::str::from_utf8(topic).is_ok_and(|t| pattern.matches(t))
+        {
             continue;
         }
         if last.is_some_and(|l| (s.epoch, s.seq) <= l) {

@@ -29,7 +29,7 @@
 //! `queue` and `publisher_seqs` are leaves; `handle` knows `queue`; `subscription` knows `handle`
 //! and `queue`; `registry` knows `queue`; `task` knows all of those; and
 //! `catch_up` (which adds `State` methods) knows `task`, `registry`,
-//! `handle` and `queue`. Only `catch_up` and `mod.rs` know `task`; nothing
+//! `handle`, `queue` and `publisher_seqs`. Only `catch_up` and `mod.rs` know `task`; nothing
 //! knows `catch_up`.
 
 mod catch_up;

@@ -14,7 +14,10 @@
 //! Bounds: at most [`MAX_SESSIONS`] sessions (512 bytes of bitmap each, so
 //! at most 32 MiB in all); at the cap the least recently seen one goes
 //! (second chance, at most 16 looks per insert). Messages without a
-//! publisher seq pass untouched.
+//! publisher seq pass untouched. A catch-up task (`subscribe_from`) keeps a
+//! smaller table of its own ([`CATCH_UP_SESSIONS`]) for what it fetches
+//! from history: a range that holds an original and, under another origin,
+//! its re-sent copy yields one of them.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -24,6 +27,8 @@ use fanfare_protocol::meta::PublisherSeq;
 pub(crate) const WINDOW: u64 = 4096;
 /// Most sessions remembered.
 pub(crate) const MAX_SESSIONS: usize = 65_536;
+/// Most sessions one catch-up task remembers (≤ 512 KiB).
+pub(crate) const CATCH_UP_SESSIONS: usize = 1024;
 const WORDS: usize = (WINDOW / 64) as usize;
 const EVICT_SCAN: usize = 16;
 
@@ -77,15 +82,32 @@ impl Seen {
 }
 
 /// The per-session windows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PublisherSeqs {
     sessions: HashMap<u64, Seen>,
     hand: VecDeque<u64>,
+    cap: usize,
     /// Duplicates dropped so far.
     pub(crate) dropped: u64,
 }
 
+impl Default for PublisherSeqs {
+    fn default() -> Self {
+        Self::new(MAX_SESSIONS)
+    }
+}
+
 impl PublisherSeqs {
+    /// A table of at most `cap` sessions.
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            sessions: HashMap::new(),
+            hand: VecDeque::new(),
+            cap: cap.max(1),
+            dropped: 0,
+        }
+    }
+
     /// True when the message should be delivered: it has no publisher seq,
     /// or its seq was not delivered before. False for a re-sent copy.
     pub(crate) fn fresh(&mut self, p: Option<PublisherSeq>) -> bool {
@@ -98,7 +120,7 @@ impl PublisherSeqs {
             }
             return fresh;
         }
-        if self.sessions.len() >= MAX_SESSIONS {
+        if self.sessions.len() >= self.cap {
             self.evict_one();
         }
         let mut seen = Seen {

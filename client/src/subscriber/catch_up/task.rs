@@ -20,8 +20,9 @@ use tokio::sync::mpsc;
 use super::plan::Segment;
 use crate::message::{Delivery, Gap, GapReason, Mark, Origins};
 use crate::replay_query::decode_reply;
-use crate::replay_task::ReplayHandle;
+use crate::replay_sources::ReplayHandle;
 use crate::subscriber::handle::Command;
+use crate::subscriber::publisher_seqs::{PublisherSeqs, CATCH_UP_SESSIONS};
 
 /// One catch-up round of one subscription.
 pub(crate) struct CatchUpTask {
@@ -37,9 +38,10 @@ pub(crate) struct CatchUpTask {
 impl CatchUpTask {
     pub(crate) async fn run(self) {
         let mut origins = Origins::default();
+        let mut seen = PublisherSeqs::new(CATCH_UP_SESSIONS);
         let mut marks = Vec::new();
         for seg in &self.plan {
-            match self.segment(seg, &mut origins).await {
+            match self.segment(seg, &mut origins, &mut seen).await {
                 Ok(Some(mark)) => marks.push((seg.origin.clone(), mark)),
                 Ok(None) => {}
                 Err(Closed) => return,
@@ -58,7 +60,12 @@ impl CatchUpTask {
     }
 
     /// Delivers one segment; returns the mark it covered up to.
-    async fn segment(&self, seg: &Segment, origins: &mut Origins) -> Result<Option<Mark>, Closed> {
+    async fn segment(
+        &self,
+        seg: &Segment,
+        origins: &mut Origins,
+        seen: &mut PublisherSeqs,
+    ) -> Result<Option<Mark>, Closed> {
         let mut cursor = seg.from;
         let mut covered = None;
         while cursor <= seg.to {
@@ -104,10 +111,14 @@ impl CatchUpTask {
                     continue;
                 }
                 let (o, e, s) = (m.stamp.origin.clone(), m.stamp.epoch, m.stamp.seq);
-                self.tx
-                    .send(Delivery::Message(m))
-                    .await
-                    .map_err(|_| Closed)?;
+                // A re-sent copy of one already delivered is skipped (but
+                // its stamp still counts as covered).
+                if seen.fresh(m.stamp.publisher_seq) {
+                    self.tx
+                        .send(Delivery::Message(m))
+                        .await
+                        .map_err(|_| Closed)?;
+                }
                 if let Ok(mut p) = self.progress.lock() {
                     p.advance(&o, e, s);
                 }

@@ -14,20 +14,27 @@ use crate::gaps::{Action, Head};
 use crate::message::{decode_frames, GapReason, Incoming, Message};
 
 impl State {
-    pub(super) fn on_frames(&mut self, m: Result<ZmqMessage, ZmqError>) {
+    /// What broadcaster `i`'s SUB brought.
+    pub(super) fn on_frames(&mut self, i: usize, m: Result<ZmqMessage, ZmqError>) {
         let frames = match m {
             Ok(m) => m.into_vec(),
-            Err(e) => return self.retry_later(&e.to_string()),
+            Err(e) => return self.retry_later(i, &e.to_string()),
         };
-        self.last_traffic = Instant::now();
+        let slot = &mut self.slots[i];
+        slot.last_traffic = Instant::now();
+        if !slot.heard {
+            slot.heard = true;
+            slot.backoff.reset();
+            self.task.replay.set_alive(i, true);
+        }
         if !self.heard {
             self.heard = true;
-            self.task.backoff.reset();
             self.connected.send_replace(true);
             let _ = self.task.events.send(ClientEvent::Connected);
         }
         match decode_frames(frames, &mut self.origins) {
             Ok(Incoming::Message(m)) => {
+                self.note_source(&m.stamp.origin, i);
                 let head = Head {
                     epoch: m.stamp.epoch,
                     seq: m.stamp.seq,
@@ -48,9 +55,24 @@ impl State {
                 epoch,
                 seq,
                 beat,
-            }) => self.on_heartbeat(origin, epoch, seq, &beat.lanes),
+            }) => {
+                self.note_source(&origin, i);
+                self.on_heartbeat(origin, epoch, seq, &beat.lanes);
+            }
             Ok(Incoming::Ack) => {}
             Err(e) => tracing::debug!(error = %e, "skipping malformed broadcast"),
+        }
+    }
+
+    /// Tells the replay sources which broadcaster delivered an origin first
+    /// (once per origin, at most `MAX_ORIGINS`; no lock per message).
+    fn note_source(&mut self, origin: &Arc<str>, i: usize) {
+        if self.slots.len() < 2 || self.sources_noted.contains(origin) {
+            return;
+        }
+        if self.sources_noted.len() < crate::replay_sources::MAX_ORIGINS {
+            self.sources_noted.insert(origin.clone());
+            self.task.replay.saw(origin, i);
         }
     }
 

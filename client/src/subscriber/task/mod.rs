@@ -1,9 +1,9 @@
 //! The subscriber task: `State` and its `select!` loop.
 //!
-//! One task, one loop over: commands from handles, the SUB socket, repair
-//! rounds (answers from the replay task), a (re)connect in progress, and a
-//! tick that notices silence (no heartbeat for `heartbeat_timeout`) and
-//! dropped subscriptions. It never blocks on a subscription's queue:
+//! One task, one loop over: commands from handles, the SUB sockets (one per
+//! broadcaster), repair rounds (answers from the replay tasks), the
+//! (re)connects in progress, and a tick that notices silence (no heartbeat
+//! from a broadcaster for `heartbeat_timeout`) and dropped subscriptions. It never blocks on a subscription's queue:
 //! deliveries use `try_send` and a full queue closes that subscription alone
 //! (see `registry`). The loop's arms are carried out by `State` methods in
 //! the child files named for them — `sub_socket` (connecting, prefixes),
@@ -31,13 +31,13 @@ use crate::backoff::Backoff;
 use crate::events::ClientEvent;
 use crate::gaps::Tracker;
 use crate::message::{Mark, Origins};
-use crate::replay_task::ReplayHandle;
+use crate::replay_sources::ReplayHandle;
 use crate::subscriber::handle::{Command, SubscriberHandle};
 use crate::subscriber::publisher_seqs::PublisherSeqs;
 use crate::subscriber::queue::Parts;
 use crate::subscriber::registry::Registry;
 use repair_rounds::Round;
-use sub_socket::{join_opt, recv_opt, Connecting};
+use sub_socket::{join_any, recv_any, Connecting, Slot};
 
 /// Commands queued for the subscriber task. Full: `subscribe` waits.
 const COMMAND_QUEUE: usize = 1024;
@@ -47,7 +47,8 @@ const MAX_PARKED: usize = 65_536;
 
 /// Settings of the subscriber task.
 pub(crate) struct SubscriberTask {
-    pub endpoint: String,
+    /// Every broadcaster's egress endpoint: one SUB socket each.
+    pub endpoints: Vec<String>,
     pub heartbeat_timeout: Duration,
     pub connect_timeout: Duration,
     pub backoff: Backoff,
@@ -63,17 +64,23 @@ pub(crate) struct SubscriberTask {
 pub(crate) fn spawn(task: SubscriberTask) -> SubscriberHandle {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let (connected_tx, connected) = watch::channel(false);
+    let n = task.endpoints.len();
+    let slots = task
+        .endpoints
+        .iter()
+        .map(|e| Slot::new(e.clone(), task.backoff.clone()))
+        .collect();
     let state = State {
         registry: Registry::new(task.capacity),
         tracker: Tracker::new(MAX_PARKED),
         publisher_seqs: PublisherSeqs::default(),
         origins: Origins::default(),
         rounds: FuturesUnordered::new(),
-        socket: None,
-        connecting: None,
-        applied: HashSet::new(),
-        retry_at: None,
-        last_traffic: Instant::now(),
+        slots,
+        sockets: (0..n).map(|_| None).collect(),
+        connecting: (0..n).map(|_| None).collect(),
+        next_socket: 0,
+        sources_noted: HashSet::new(),
         heard: false,
         connected: connected_tx,
         commands: tx.clone(),
@@ -95,16 +102,18 @@ pub(super) struct State {
     pub(super) origins: Origins,
     /// Repair rounds in flight (futures polled by this task, not tasks).
     pub(super) rounds: FuturesUnordered<futures::future::BoxFuture<'static, Round>>,
-    /// The SUB socket, once the connect task has handed it over; from then
-    /// on only this task touches it.
-    pub(super) socket: Option<SubSocket>,
-    /// The connect task building the next SUB socket, if one runs.
-    pub(super) connecting: Option<Connecting>,
-    /// Prefixes subscribed on the current (or connecting) socket.
-    pub(super) applied: HashSet<String>,
-    pub(super) retry_at: Option<Instant>,
-    pub(super) last_traffic: Instant,
-    /// True while the broadcaster is heard (heartbeats or messages).
+    /// Per broadcaster: endpoint, prefixes applied, reconnect state.
+    pub(super) slots: Vec<Slot>,
+    /// Per broadcaster, its SUB socket once the connect task has handed it
+    /// over; from then on only this task touches it.
+    pub(super) sockets: Vec<Option<SubSocket>>,
+    /// Per broadcaster, the connect task building its next SUB, if one runs.
+    pub(super) connecting: Vec<Option<Connecting>>,
+    /// Which socket `recv_any` polls first (round robin).
+    pub(super) next_socket: usize,
+    /// Origins whose first-delivering broadcaster the replay sources know.
+    pub(super) sources_noted: HashSet<Arc<str>>,
+    /// True while any broadcaster is heard (heartbeats or messages).
     pub(super) heard: bool,
     pub(super) connected: watch::Sender<bool>,
     /// This task's own command queue, for the catch-up tasks to report to.
@@ -113,11 +122,14 @@ pub(super) struct State {
 
 impl State {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        self.start_connect();
+        for i in 0..self.slots.len() {
+            self.start_connect(i);
+        }
         let period = (self.task.heartbeat_timeout / 4).max(Duration::from_millis(10));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let retry = self.next_retry();
             tokio::select! {
                 biased;
                 _ = self.task.shutdown.cancelled() => break,
@@ -125,14 +137,16 @@ impl State {
                     Some(c) => self.on_command(c),
                     None => break,
                 },
-                r = join_opt(&mut self.connecting) => self.on_connected(r),
-                _ = sleep_opt(self.retry_at) => {
-                    self.retry_at = None;
-                    self.start_connect();
+                (i, r) = join_any(&mut self.connecting) => self.on_connected(i, r),
+                _ = sleep_opt(retry.map(|r| r.1)) => {
+                    if let Some((i, _)) = retry {
+                        self.slots[i].retry_at = None;
+                        self.start_connect(i);
+                    }
                 }
                 Some(round) = self.rounds.next(), if !self.rounds.is_empty() => self.on_round(round),
                 _ = tick.tick() => self.on_tick(),
-                m = recv_opt(&mut self.socket) => self.on_frames(m),
+                (i, m) = recv_any(&mut self.sockets, &mut self.next_socket) => self.on_frames(i, m),
             }
             self.apply_effects().await;
             // zmq.rs sockets do not take part in Tokio's cooperative
@@ -185,18 +199,26 @@ impl State {
 
     fn on_tick(&mut self) {
         self.registry.sweep();
-        let silent = self.last_traffic.elapsed() > self.task.heartbeat_timeout;
-        if silent && self.heard {
+        let limit = self.task.heartbeat_timeout;
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            let silent = slot.last_traffic.elapsed() > limit;
+            if silent && slot.heard {
+                slot.heard = false;
+                self.task.replay.set_alive(i, false);
+                tracing::warn!(endpoint = %slot.endpoint, "broadcaster silent for {limit:?}");
+            }
+            if silent && self.sockets[i].is_some() {
+                // Connected at the TCP level but silent: start afresh.
+                self.retry_later(i, "silence");
+                self.slots[i].last_traffic = Instant::now();
+            }
+        }
+        if self.heard && !self.slots.iter().any(|s| s.heard) {
             self.heard = false;
             self.connected.send_replace(false);
-            let reason = format!("nothing heard for {:?}", self.task.heartbeat_timeout);
-            tracing::warn!(%reason, endpoint = %self.task.endpoint, "broadcaster silent");
+            let reason = format!("nothing heard from any broadcaster for {limit:?}");
             let _ = self.task.events.send(ClientEvent::Disconnected { reason });
-        }
-        if silent && self.socket.is_some() {
-            // Connected at the TCP level but silent: start afresh.
-            self.retry_later("silence");
-            self.last_traffic = Instant::now();
         }
     }
 }

@@ -21,7 +21,8 @@ use crate::events::ClientEvent;
 use crate::gaps::Ticket;
 use crate::message::{Gap, GapReason};
 use crate::replay_query::decode_reply;
-use crate::replay_task::{RawReply, ReplayHandle};
+use crate::replay_sources::ReplayHandle;
+use crate::replay_task::RawReply;
 
 /// One answered request of a repair.
 pub(crate) struct Round {

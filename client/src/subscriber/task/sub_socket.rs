@@ -1,13 +1,18 @@
-//! The SUB socket's life: connecting it (in a connect task, so the loop
-//! keeps serving commands), reconnecting with backoff, and keeping its
-//! prefixes in step with the registry.
+//! The SUB sockets' life, one per broadcaster: connecting each (in a
+//! connect task, so the loop keeps serving commands), reconnecting with
+//! backoff, and keeping their prefixes in step with the registry.
 //!
 //! zmq.rs's SUB reconnects by itself only while the TCP peer is reachable;
-//! silence for `heartbeat_timeout` (see `task`) drops the socket and a new
-//! one is connected here. Each new socket subscribes every prefix in use
-//! (plus heartbeats) before it connects.
+//! silence of one broadcaster for `heartbeat_timeout` (see `task`) drops its
+//! socket and a new one is connected here. Each new socket subscribes every
+//! prefix in use (plus heartbeats) before it connects. Every socket feeds
+//! the same tracker and registry, so a message heard through two
+//! broadcasters (federation keeps its stamp) is delivered once.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 
 use fanfare_protocol::HEARTBEAT_PREFIX;
 use tokio::task::JoinHandle;
@@ -15,19 +20,48 @@ use tokio::time::Instant;
 use zeromq::{Socket, SocketOptions, SocketRecv, SubSocket, ZmqError, ZmqMessage};
 
 use super::State;
+use crate::backoff::Backoff;
 use crate::events::ClientEvent;
 
 /// A connect task in progress: it hands the connected socket back.
 pub(super) type Connecting = JoinHandle<Result<SubSocket, ZmqError>>;
 
+/// What the task knows of one broadcaster's SUB (the socket itself and
+/// its connect task live in `State::sockets` / `State::connecting`, so the
+/// loop can poll them side by side).
+pub(crate) struct Slot {
+    pub(super) endpoint: String,
+    /// Prefixes subscribed on the current (or connecting) socket.
+    pub(super) applied: HashSet<String>,
+    pub(super) retry_at: Option<Instant>,
+    pub(super) last_traffic: Instant,
+    /// True while this broadcaster is heard (heartbeats or messages).
+    pub(super) heard: bool,
+    pub(super) backoff: Backoff,
+}
+
+impl Slot {
+    pub(super) fn new(endpoint: String, backoff: Backoff) -> Self {
+        Self {
+            endpoint,
+            applied: HashSet::new(),
+            retry_at: None,
+            last_traffic: Instant::now(),
+            heard: false,
+            backoff,
+        }
+    }
+}
+
 impl State {
-    pub(super) fn start_connect(&mut self) {
+    pub(super) fn start_connect(&mut self, i: usize) {
         let mut prefixes: HashSet<String> = self.registry.prefixes().map(str::to_owned).collect();
         prefixes.insert(HEARTBEAT_PREFIX.to_owned());
-        self.applied = prefixes.clone();
-        let endpoint = self.task.endpoint.clone();
+        let slot = &mut self.slots[i];
+        slot.applied = prefixes.clone();
+        let endpoint = slot.endpoint.clone();
         let timeout = self.task.connect_timeout;
-        self.connecting = Some(tokio::spawn(async move {
+        self.connecting[i] = Some(tokio::spawn(async move {
             let mut opts = SocketOptions::default();
             opts.connect_timeout(timeout);
             let mut s = SubSocket::with_options(opts);
@@ -41,27 +75,38 @@ impl State {
 
     pub(super) fn on_connected(
         &mut self,
+        i: usize,
         r: Result<Result<SubSocket, ZmqError>, tokio::task::JoinError>,
     ) {
-        self.connecting = None;
+        self.connecting[i] = None;
         match r {
             Ok(Ok(s)) => {
-                tracing::debug!(endpoint = %self.task.endpoint, "sub socket connected");
-                self.socket = Some(s);
-                self.last_traffic = Instant::now();
+                tracing::debug!(endpoint = %self.slots[i].endpoint, "sub socket connected");
+                self.sockets[i] = Some(s);
+                self.slots[i].last_traffic = Instant::now();
                 // Subscriptions made while connecting are synced next.
                 self.registry.mark_dirty();
             }
-            Ok(Err(e)) => self.retry_later(&e.to_string()),
-            Err(e) => self.retry_later(&e.to_string()),
+            Ok(Err(e)) => self.retry_later(i, &e.to_string()),
+            Err(e) => self.retry_later(i, &e.to_string()),
         }
     }
 
-    pub(super) fn retry_later(&mut self, why: &str) {
-        let delay = self.task.backoff.next_delay();
-        tracing::debug!(why, ?delay, endpoint = %self.task.endpoint, "sub reconnect scheduled");
-        self.socket = None;
-        self.retry_at = Some(Instant::now() + delay);
+    pub(super) fn retry_later(&mut self, i: usize, why: &str) {
+        let slot = &mut self.slots[i];
+        let delay = slot.backoff.next_delay();
+        tracing::debug!(why, ?delay, endpoint = %slot.endpoint, "sub reconnect scheduled");
+        self.sockets[i] = None;
+        slot.retry_at = Some(Instant::now() + delay);
+    }
+
+    /// The slot whose reconnect is due first, and when.
+    pub(super) fn next_retry(&self) -> Option<(usize, Instant)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.retry_at.map(|at| (i, at)))
+            .min_by_key(|&(_, at)| at)
     }
 
     /// Carries out socket work and reports slow consumers.
@@ -78,40 +123,75 @@ impl State {
         }
         let mut wanted: HashSet<String> = self.registry.prefixes().map(str::to_owned).collect();
         wanted.insert(HEARTBEAT_PREFIX.to_owned());
-        let removed: Vec<String> = self.applied.difference(&wanted).cloned().collect();
-        if !removed.is_empty() {
+        let removed_any = self
+            .slots
+            .iter()
+            .any(|s| s.applied.difference(&wanted).next().is_some());
+        if removed_any {
             let registry = &self.registry;
             self.tracker.retain_lanes(|l| registry.covers_lane(l));
         }
-        let Some(sock) = self.socket.as_mut() else {
-            return; // the next socket subscribes `wanted` from the start
-        };
-        for p in wanted.difference(&self.applied) {
-            if let Err(e) = sock.subscribe(p).await {
-                tracing::debug!(error = %e, prefix = %p, "subscribe failed");
+        for (slot, socket) in self.slots.iter_mut().zip(self.sockets.iter_mut()) {
+            let Some(sock) = socket.as_mut() else {
+                continue; // the next socket subscribes `wanted` from the start
+            };
+            for p in wanted.difference(&slot.applied) {
+                if let Err(e) = sock.subscribe(p).await {
+                    tracing::debug!(error = %e, prefix = %p, "subscribe failed");
+                }
             }
-        }
-        for p in &removed {
-            if let Err(e) = sock.unsubscribe(p).await {
-                tracing::debug!(error = %e, prefix = %p, "unsubscribe failed");
+            for p in slot.applied.difference(&wanted) {
+                if let Err(e) = sock.unsubscribe(p).await {
+                    tracing::debug!(error = %e, prefix = %p, "unsubscribe failed");
+                }
             }
+            slot.applied = wanted.clone();
         }
-        self.applied = wanted;
     }
 }
 
-pub(super) async fn join_opt(
-    h: &mut Option<Connecting>,
-) -> Result<Result<SubSocket, ZmqError>, tokio::task::JoinError> {
-    match h {
-        Some(h) => h.await,
-        None => std::future::pending().await,
-    }
+/// The next connect task to finish, and its slot.
+pub(super) async fn join_any(
+    connecting: &mut [Option<Connecting>],
+) -> (
+    usize,
+    Result<Result<SubSocket, ZmqError>, tokio::task::JoinError>,
+) {
+    std::future::poll_fn(|cx| {
+        for (i, c) in connecting.iter_mut().enumerate() {
+            if let Some(h) = c.as_mut() {
+                if let Poll::Ready(r) = Pin::new(h).poll(cx) {
+                    return Poll::Ready((i, r));
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
-pub(super) async fn recv_opt(s: &mut Option<SubSocket>) -> Result<ZmqMessage, ZmqError> {
-    match s {
-        Some(s) => s.recv().await,
-        None => std::future::pending().await,
-    }
+/// The next message of any SUB socket, and its slot. Sockets are polled
+/// from `*start` on, which moves past the one that answered, so a busy
+/// broadcaster cannot starve the others. (zmq.rs's `recv` is a stream's
+/// `next`: dropping it unfinished loses nothing.)
+pub(super) async fn recv_any(
+    sockets: &mut [Option<SubSocket>],
+    start: &mut usize,
+) -> (usize, Result<ZmqMessage, ZmqError>) {
+    let n = sockets.len();
+    std::future::poll_fn(|cx| {
+        for k in 0..n {
+            let i = (*start + k) % n;
+            if let Some(s) = sockets[i].as_mut() {
+                let recv = s.recv();
+                let mut recv = std::pin::pin!(recv);
+                if let Poll::Ready(r) = recv.as_mut().poll(cx) {
+                    *start = (i + 1) % n;
+                    return Poll::Ready((i, r));
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
