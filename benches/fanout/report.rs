@@ -41,10 +41,13 @@ pub fn header(s: &Settings) -> String {
         .unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    let note = std::env::var("FANFARE_FANOUT_NOTE")
+        .map(|n| format!("\nnote: {n}"))
+        .unwrap_or_default();
     format!(
         "fanout bench, {} · commit {} · {} cores (`nproc` {}) {cpu} · {mem} · load average at start {} \n\
          settings: clients {:?}, sides {:?}, {} repetitions, {} s per level, start {:.0}/s × {} steps + {} bisections, \
-         pass: loss < {} %, p99 ≤ {} ms, no growing backlog; {} workers/servers, worker threads {}, load generator threads {}, floor writer threads {}, pad {} B",
+         pass: loss < {} %, p99 ≤ {} ms, no growing backlog; {} workers/servers, worker threads {}, load generator threads {}, floor writer threads {}, pad {} B{note}",
         sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         sh("git", &["rev-parse", "--short", "HEAD"]),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -270,7 +273,12 @@ fn plot(levels: &[Level], clients: usize, path: &Path) -> Result<()> {
         .collect();
     let xmax = mine.iter().map(|l| l.achieved).fold(1e5, f64::max) * 1.05;
     let ymax = mine.iter().map(|l| l.p99).fold(10.0, f64::max) * 2.0;
-    let ymin = mine.iter().map(|l| l.p99).fold(1.0, f64::min).max(0.01) / 2.0;
+    let ymin = mine
+        .iter()
+        .map(|l| l.p99)
+        .fold(f64::INFINITY, f64::min)
+        .clamp(0.01, 1e6)
+        / 2.0;
     let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -327,7 +335,7 @@ fn plot(levels: &[Level], clients: usize, path: &Path) -> Result<()> {
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .draw()?;
     root.present()?;
     Ok(())

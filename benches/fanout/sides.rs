@@ -161,6 +161,19 @@ impl Side {
         }
     }
 
+    /// A side with no processes, standing in while one restarts.
+    pub fn placeholder(kind: Kind) -> Side {
+        Side {
+            kind,
+            protocol: Protocol::Floor,
+            urls: vec![String::new()],
+            server_pids: Vec::new(),
+            other_pids: Vec::new(),
+            publisher: 0,
+            procs: Vec::new(),
+        }
+    }
+
     /// URL of client `k`.
     pub fn url(&self, k: usize) -> String {
         self.urls[k % self.urls.len()].clone()
@@ -221,7 +234,8 @@ fn start_fanfare(tools: &Tools, cfg: &SideConfig) -> Result<Side> {
     let mut command = Command::new(&tools.broadcaster);
     command
         .args(["--pull", "tcp://127.0.0.1:0", "--pub", "tcp://127.0.0.1:0"])
-        .args(["--replay", "tcp://127.0.0.1:0", "--id", "bench"])
+        .args(["--replay", "tcp://127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--id", "bench"])
         .env("FANFARE_LOG", "warn");
     let mut broadcaster = Proc::spawn("broadcaster", command)?;
     let ready = broadcaster.expect_line("ready ", READY)?;

@@ -330,7 +330,10 @@ impl Bench<'_> {
             return Ok(());
         }
         let clients = load.conns.len();
+        let kind = self.side.kind;
         self.disconnect();
+        // The old side goes first (its processes are killed on drop).
+        self.side = Side::placeholder(kind);
         self.side = restart()?;
         self.connect(clients)
     }
