@@ -244,7 +244,9 @@ impl Relay {
         let Some(lm) = self.links.get(link).cloned() else {
             return;
         };
-        let Ok(s) = StampRef::decode(&msg.stamp) else {
+        // A refcount clone: `s` borrows it, not `msg` (moved below).
+        let stamp = msg.stamp.clone();
+        let Ok(s) = StampRef::decode(&stamp) else {
             lm.invalid.inc();
             return;
         };
@@ -269,12 +271,12 @@ impl Relay {
             s.seq
         };
         let (epoch, seq, hops, ts) = (s.epoch, s.seq, s.hops, s.timestamp_us);
-        let origin = s.origin.to_owned();
+        let origin = s.origin;
         let Some(st) = state(
             &mut self.origins,
             &mut self.clock,
             &mut self.forgotten,
-            &origin,
+            origin,
             epoch,
             start,
             self.links.len(),
@@ -574,9 +576,9 @@ fn state<'a>(
             forgotten.push(k);
         }
     }
-    let st = origins
-        .entry(origin.to_owned())
-        .or_insert_with(|| OriginState {
+    // Allocates the key only for a new origin (not per message).
+    if !origins.contains_key(origin) {
+        let fresh = OriginState {
             window: Window::new(epoch, start),
             via: 0,
             hops: 0,
@@ -586,7 +588,10 @@ fn state<'a>(
             on_link: vec![(0, 0); links],
             replay: None,
             pending_lost: None,
-        });
+        };
+        origins.insert(origin.to_owned(), fresh);
+    }
+    let st = origins.get_mut(origin)?;
     st.used = clock;
     if epoch > st.window.epoch {
         tracing::info!(origin, epoch, "federation: origin restarted (new epoch)");
