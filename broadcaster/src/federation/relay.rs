@@ -68,6 +68,11 @@ struct OriginState {
     used: u64,
     /// Per link: (session, highest seq of this origin seen in it).
     on_link: Vec<(u64, u64)>,
+    /// The origin's own replay endpoint (from its heartbeats' trailer).
+    replay: Option<String>,
+    /// A direct repair from the origin is in flight; if it fails, seqs up
+    /// to this one are given up.
+    pending_lost: Option<u64>,
 }
 
 /// What one flush publishes.
@@ -147,11 +152,35 @@ impl Relay {
                 origin,
                 epoch,
                 to,
-            } => self.give_up(link, &origin, epoch, Some(to), sinks.metrics),
+                direct,
+            } => {
+                if direct || !self.ask_origin(link, &origin, epoch, to) {
+                    if let Some(st) = self.origins.get_mut(&origin) {
+                        st.pending_lost = None;
+                    }
+                    self.give_up(link, &origin, epoch, Some(to), sinks.metrics);
+                }
+            }
             FromLink::RepairDone {
                 link,
                 origin,
                 epoch,
+                direct: true,
+            } => {
+                let lost = self
+                    .origins
+                    .get_mut(&origin)
+                    .filter(|st| st.window.epoch == epoch)
+                    .and_then(|st| st.pending_lost.take());
+                if let Some(to) = lost {
+                    self.give_up(link, &origin, epoch, Some(to), sinks.metrics);
+                }
+            }
+            FromLink::RepairDone {
+                link,
+                origin,
+                epoch,
+                direct: false,
             } => {
                 let fruitless = match self.origins.get_mut(&origin) {
                     Some(st) if st.window.epoch == epoch => st.window.repair_done(now),
@@ -187,6 +216,7 @@ impl Relay {
                 epoch: st.window.epoch,
                 from,
                 to,
+                direct: None,
             };
             // Full: asked again next tick.
             if let Some(tx) = self.repair.get(st.via) {
@@ -214,7 +244,9 @@ impl Relay {
         let Some(lm) = self.links.get(link).cloned() else {
             return;
         };
-        let Ok(s) = StampRef::decode(&msg.stamp) else {
+        // A refcount clone: `s` borrows it, not `msg` (moved below).
+        let stamp = msg.stamp.clone();
+        let Ok(s) = StampRef::decode(&stamp) else {
             lm.invalid.inc();
             return;
         };
@@ -239,12 +271,12 @@ impl Relay {
             s.seq
         };
         let (epoch, seq, hops, ts) = (s.epoch, s.seq, s.hops, s.timestamp_us);
-        let origin = s.origin.to_owned();
+        let origin = s.origin;
         let Some(st) = state(
             &mut self.origins,
             &mut self.clock,
             &mut self.forgotten,
-            &origin,
+            origin,
             epoch,
             start,
             self.links.len(),
@@ -271,6 +303,12 @@ impl Relay {
             *slot = (session, if s0 == session { last.max(seq) } else { seq });
         }
         if heartbeat {
+            let beat = Heartbeat::decode(&msg.payload).ok();
+            if let Some(r) = beat.as_ref().and_then(|b| b.replay.as_ref()) {
+                if st.replay.as_ref() != Some(r) {
+                    st.replay = Some(r.clone());
+                }
+            }
             st.window.tell(seq, now);
             if !st.window.caught_up(seq) {
                 st.via = link;
@@ -280,7 +318,7 @@ impl Relay {
                 return;
             }
             st.heartbeat_us = ts;
-            if let Ok(beat) = Heartbeat::decode(&msg.payload) {
+            if let Some(beat) = beat {
                 self.out.push(Out::Heartbeat { msg, beat });
             }
             return;
@@ -316,6 +354,53 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// The link's peer no longer holds seqs up to `to`: asks the origin's
+    /// own replay endpoint once (if known, and not the peer's). Returns
+    /// false when there is nobody else to ask (or a direct repair is
+    /// already in flight and will decide).
+    fn ask_origin(&mut self, link: usize, origin: &str, epoch: u64, to: u64) -> bool {
+        let Some(st) = self.origins.get_mut(origin) else {
+            return false;
+        };
+        if st.window.epoch != epoch {
+            return false;
+        }
+        if st.pending_lost.is_some() {
+            st.pending_lost = Some(st.pending_lost.unwrap_or(to).max(to));
+            return true;
+        }
+        let peer_replay = self
+            .links
+            .get(link)
+            .and_then(|l| l.replay.lock().ok().and_then(|r| r.clone()));
+        let Some(endpoint) = st
+            .replay
+            .clone()
+            .filter(|r| Some(r) != peer_replay.as_ref())
+        else {
+            return false;
+        };
+        let Some((from, _)) = st.window.gap() else {
+            return false;
+        };
+        tracing::debug!(origin, %endpoint, ?peer_replay, "federation: asking the origin itself");
+        let req = RepairRequest {
+            origin: origin.to_owned(),
+            epoch,
+            from,
+            to,
+            direct: Some(endpoint),
+        };
+        let sent = self
+            .repair
+            .get(link)
+            .is_some_and(|tx| tx.try_send(req).is_ok());
+        if sent {
+            st.pending_lost = Some(to);
+        }
+        sent
     }
 
     /// Gives up the origin's gap (up to `to`, or all of it) as
@@ -402,7 +487,6 @@ impl Relay {
                     if let Ok(o) = origin {
                         beat.oldest = h.usage(&o).2.max(1);
                     }
-                    beat.replay = None;
                     let mut payload = Vec::with_capacity(10 + 18 * beat.lanes.len());
                     beat.encode(&mut payload);
                     let (e, _, _) = encode(&mut buf, msg, &payload);
@@ -492,9 +576,9 @@ fn state<'a>(
             forgotten.push(k);
         }
     }
-    let st = origins
-        .entry(origin.to_owned())
-        .or_insert_with(|| OriginState {
+    // Allocates the key only for a new origin (not per message).
+    if !origins.contains_key(origin) {
+        let fresh = OriginState {
             window: Window::new(epoch, start),
             via: 0,
             hops: 0,
@@ -502,13 +586,19 @@ fn state<'a>(
             heartbeat_us: 0,
             used: clock,
             on_link: vec![(0, 0); links],
-        });
+            replay: None,
+            pending_lost: None,
+        };
+        origins.insert(origin.to_owned(), fresh);
+    }
+    let st = origins.get_mut(origin)?;
     st.used = clock;
     if epoch > st.window.epoch {
         tracing::info!(origin, epoch, "federation: origin restarted (new epoch)");
         st.window = Window::new(epoch, 1);
         st.heartbeat_us = 0;
         st.on_link.iter_mut().for_each(|l| *l = (0, 0));
+        st.pending_lost = None;
     }
     (epoch == st.window.epoch).then_some(st)
 }
