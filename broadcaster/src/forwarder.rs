@@ -35,14 +35,14 @@ pub(crate) struct Forwarder {
     epoch: u64,
     seq: u64,
     lanes: Lanes,
+    /// Publisher-seq dedup and the acks owed (confirmed publish).
+    publishers: Publishers,
     history: Arc<RwLock<History>>,
     subscribers: Subscribers,
     metrics: Arc<Metrics>,
     encoded: Vec<Encoded>,
     stamped: Vec<Stamped>,
     heartbeat_topic: Bytes,
-    /// Publisher-seq dedup and the acks owed (confirmed publish).
-    publishers: Publishers,
 }
 
 /// What history needs of one message of the round, beside its [`Encoded`]
@@ -63,18 +63,19 @@ impl Forwarder {
         subscribers: Subscribers,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let publishers = Publishers::new(MAX_PUBLISHERS, metrics.publishers.clone());
         Self {
             id: id.to_owned(),
             epoch,
             seq: 0,
             lanes: Lanes::new(),
+            publishers,
             history,
             subscribers,
+            metrics,
             encoded: Vec::new(),
             stamped: Vec::new(),
             heartbeat_topic: Bytes::from(format!("{}{id}", fanfare_protocol::HEARTBEAT_PREFIX)),
-            publishers: Publishers::new(MAX_PUBLISHERS, metrics.publishers.clone()),
-            metrics,
         }
     }
 
