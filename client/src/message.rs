@@ -63,6 +63,11 @@ pub struct Message {
     /// True when it was fetched from history (gap repair or
     /// `subscribe_from`) rather than received live.
     pub replayed: bool,
+    /// A re-sent copy (same publisher session and seq, new stamp) of a
+    /// message already delivered. Applications never see these; the hub's
+    /// feed does (see [`Subscription::keep_resent`](crate::Subscription)),
+    /// so that its per-origin reorder knows the seq will not come.
+    pub(crate) resent: bool,
 }
 
 /// Why a range of messages is missing.
@@ -221,6 +226,7 @@ pub(crate) fn decode(
             publisher_seq,
         },
         replayed,
+        resent: false,
     }))
 }
 

@@ -127,7 +127,8 @@ impl Fabric for ClientFabric {
         pattern: Pattern,
     ) -> BoxFuture<'_, Result<BoxStream<'static, FabricItem>, FeedFailure>> {
         async move {
-            let sub = self.client.subscribe(pattern.as_str()).await?;
+            let mut sub = self.client.subscribe(pattern.as_str()).await?;
+            sub.keep_resent();
             let client = self.client.clone();
             // State: the live subscription; on a slow-consumer close, resume
             // from its position so the hub loses nothing.
@@ -138,6 +139,14 @@ impl Fabric for ClientFabric {
                     let mut sub = state?;
                     loop {
                         match sub.next().await? {
+                            Delivery::Message(m) if m.resent => {
+                                let item = FabricItem::Resent {
+                                    origin: m.stamp.origin,
+                                    epoch: m.stamp.epoch,
+                                    seq: m.stamp.seq,
+                                };
+                                return Some((item, Some(sub)));
+                            }
                             Delivery::Message(m) => {
                                 return Some((FabricItem::Message(convert(m)), Some(sub)))
                             }
@@ -154,6 +163,7 @@ impl Fabric for ClientFabric {
                             Delivery::Closed(CloseReason::SlowConsumer { position }) => {
                                 tracing::warn!("hub feed fell behind; resuming from its position");
                                 sub = resume(&client, &pattern, position).await?;
+                                sub.keep_resent();
                             }
                             Delivery::Closed(_) => return None,
                         }

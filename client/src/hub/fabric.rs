@@ -77,6 +77,17 @@ pub enum FabricItem {
         /// Why.
         reason: GapCause,
     },
+    /// Seq `seq` of `origin`/`epoch` will not come as a message, and is no
+    /// loss: it was a re-sent copy (a publisher's failover) of a message
+    /// already delivered under another stamp.
+    Resent {
+        /// Origin broadcaster.
+        origin: Arc<str>,
+        /// Its epoch.
+        epoch: u64,
+        /// The copy's seq.
+        seq: u64,
+    },
 }
 
 /// A history request for one origin.

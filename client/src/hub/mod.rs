@@ -343,6 +343,9 @@ async fn feed_loop(inner: Arc<HubInner>) {
                     Some(FabricItem::Gap { origin, epoch, first, last, reason }) => {
                         order.gap(&origin, epoch, first, last, reason, &mut out)
                     }
+                    Some(FabricItem::Resent { origin, epoch, seq }) => {
+                        order.resent(&origin, epoch, seq, &mut out)
+                    }
                     None => break,
                 },
             }

@@ -8,7 +8,7 @@
 //! `wait`). Parked messages are bounded by count; past it the hole is
 //! declared lost.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,9 @@ struct Origin {
     epoch: u64,
     next: u64,
     parked: BTreeMap<u64, FabricMessage>,
+    /// Seqs ahead of `next` that will not come: re-sent copies (bounded
+    /// like `parked`).
+    resent: BTreeSet<u64>,
     blocked_since: Option<Instant>,
 }
 
@@ -70,6 +73,7 @@ impl Reorder {
                         epoch: m.epoch,
                         next: m.seq,
                         parked: BTreeMap::new(),
+                        resent: BTreeSet::new(),
                         blocked_since: None,
                     },
                 );
@@ -128,6 +132,23 @@ impl Reorder {
         drain(o, out);
     }
 
+    /// Seq `seq` is a re-sent copy the client dropped: not a hole, nothing
+    /// waits for it.
+    pub fn resent(&mut self, origin: &Arc<str>, epoch: u64, seq: u64, out: &mut Vec<Ordered>) {
+        let Some(o) = self.origins.get_mut(origin) else {
+            return; // nothing of that origin yet: its first message sets `next`
+        };
+        if o.epoch != epoch || seq < o.next {
+            return;
+        }
+        if seq == o.next {
+            o.next += 1;
+            drain(o, out);
+        } else if o.resent.len() < self.max_parked {
+            o.resent.insert(seq);
+        }
+    }
+
     /// Declares lost every hole waited on for longer than `wait`.
     pub fn tick(&mut self, out: &mut Vec<Ordered>) {
         let now = Instant::now();
@@ -142,9 +163,16 @@ impl Reorder {
 }
 
 fn drain(o: &mut Origin, out: &mut Vec<Ordered>) {
-    while let Some(m) = o.parked.remove(&o.next) {
-        out.push(Ordered::Message(m));
+    loop {
+        if let Some(m) = o.parked.remove(&o.next) {
+            out.push(Ordered::Message(m));
+        } else if !o.resent.remove(&o.next) {
+            break;
+        }
         o.next += 1;
+    }
+    if o.resent.first().is_some_and(|&s| s < o.next) {
+        o.resent = o.resent.split_off(&o.next);
     }
     o.blocked_since = if o.parked.is_empty() {
         None
@@ -209,5 +237,29 @@ mod tests {
         tokio::time::advance(Duration::from_secs(9)).await;
         r.tick(&mut out);
         assert_eq!(seqs(&out), vec![-11, 13]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resent_copy_is_no_hole() {
+        let mut r = Reorder::new(100, Duration::from_secs(8));
+        let mut out = Vec::new();
+        let b: Arc<str> = "b".into();
+        r.push(m(1), &mut out);
+        r.resent(&b, 1, 2, &mut out); // the very next seq
+        r.push(m(3), &mut out);
+        assert_eq!(seqs(&out), vec![1, 3]);
+        out.clear();
+        r.push(m(6), &mut out); // 4 and 5 outstanding
+        r.resent(&b, 1, 5, &mut out); // ahead of the hole: remembered
+        assert!(out.is_empty());
+        r.push(m(4), &mut out);
+        assert_eq!(seqs(&out), vec![4, 6]);
+        out.clear();
+        r.resent(&b, 1, 2, &mut out); // behind: ignored
+        r.resent(&"other".into(), 1, 9, &mut out); // unknown origin: ignored
+        r.push(m(7), &mut out);
+        tokio::time::advance(Duration::from_secs(9)).await;
+        r.tick(&mut out);
+        assert_eq!(seqs(&out), vec![7], "nothing declared lost");
     }
 }

@@ -30,6 +30,8 @@ pub struct Subscription {
     /// application from one that stopped by it).
     taken: Arc<AtomicU64>,
     finished: bool,
+    /// Yield re-sent copies (marked) instead of skipping them.
+    keep_resent: bool,
     subscriber: SubscriberHandle,
     _client: Arc<dyn Send + Sync>,
 }
@@ -48,6 +50,7 @@ impl Subscription {
             reason: parts.reason,
             taken: parts.taken,
             finished: false,
+            keep_resent: false,
             subscriber,
             _client: client,
         }
@@ -56,6 +59,14 @@ impl Subscription {
     /// The pattern as given.
     pub fn pattern(&self) -> &str {
         &self.pattern
+    }
+
+    /// From now on, also yield re-sent copies (marked `resent`) of messages
+    /// already delivered, so that a consumer that orders by origin seq (the
+    /// hub) can tell such a seq from a hole.
+    #[cfg_attr(not(feature = "hub"), allow(dead_code))]
+    pub(crate) fn keep_resent(&mut self) {
+        self.keep_resent = true;
     }
 }
 
@@ -66,17 +77,22 @@ impl Stream for Subscription {
         if self.finished {
             return Poll::Ready(None);
         }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(d)) => {
-                self.taken.fetch_add(1, Ordering::Relaxed);
-                Poll::Ready(Some(d))
-            }
-            Poll::Ready(None) => {
-                self.finished = true;
-                let reason = self.reason.try_recv().unwrap_or(CloseReason::ClientClosed);
-                Poll::Ready(Some(Delivery::Closed(reason)))
-            }
-            Poll::Pending => Poll::Pending,
+        loop {
+            return match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(d)) => {
+                    self.taken.fetch_add(1, Ordering::Relaxed);
+                    if !self.keep_resent && matches!(&d, Delivery::Message(m) if m.resent) {
+                        continue;
+                    }
+                    Poll::Ready(Some(d))
+                }
+                Poll::Ready(None) => {
+                    self.finished = true;
+                    let reason = self.reason.try_recv().unwrap_or(CloseReason::ClientClosed);
+                    Poll::Ready(Some(Delivery::Closed(reason)))
+                }
+                Poll::Pending => Poll::Pending,
+            };
         }
     }
 }

@@ -23,6 +23,7 @@ fn msg(topic: &str, seq: u64) -> Message {
             publisher_seq: None,
         },
         replayed: false,
+        resent: false,
     }
 }
 

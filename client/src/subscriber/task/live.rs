@@ -124,12 +124,18 @@ impl State {
     }
 
     pub(super) fn deliver(&mut self, m: &Message) {
-        if !self.publisher_seqs.fresh(m.stamp.publisher_seq) {
-            tracing::trace!(seq = m.stamp.seq, "re-sent copy dropped");
-            return;
-        }
         let tracker = &self.tracker;
         let low = |o: &str| tracker.lowest_pending(o);
+        if !self.publisher_seqs.fresh(m.stamp.publisher_seq) {
+            // Still queued, marked: a subscription drops it when it is taken
+            // unless it keeps them (the hub's feed, whose reorder must know
+            // this seq will not come as a message).
+            tracing::trace!(seq = m.stamp.seq, "re-sent copy marked");
+            let mut copy = m.clone();
+            copy.resent = true;
+            self.registry.deliver(&copy, &low);
+            return;
+        }
         self.registry.deliver(m, &low);
     }
 }
