@@ -38,8 +38,18 @@ use futures::StreamExt;
 
 /// Messages per publisher in the kill phase (the issue's 100k, scaled down).
 const N_KILL: u64 = 50_000;
-/// Messages per publisher in the stop phase.
-const N_STOP: u64 = 20_000;
+/// Messages per publisher in the stop phase, and their rate: paced so that
+/// fewer than the client's publisher-seq window (4096) of one publisher's
+/// messages pass while a broadcaster is stopped (past that window a re-sent
+/// copy cannot be told from a late original; see the closing note).
+const N_STOP: u64 = 4_000;
+const STOP_RATE: f64 = 400.0;
+/// Messages (of [`BULK_SIZE`] bytes) published into `b0` only while `b1` is
+/// stopped: more than the socket buffers on the way hold, so `b1`'s link
+/// and its subscriber must repair from replay.
+const N_BULK: u64 = 15_000;
+const BULK_SIZE: usize = 1024;
+const STOP_BULK: u64 = 5_000_000;
 /// Messages published into the restarted broadcaster (and into the other).
 const N_REJOIN: u64 = 200;
 /// Index bases: every message in the test has a distinct index.
@@ -70,13 +80,33 @@ async fn confirmed_stream(
     window: usize,
     confirmed: Arc<AtomicU64>,
 ) -> Result<Vec<(u64, Confirmation, Instant)>> {
+    paced_stream(client, topic, range, window, None, 32, confirmed).await
+}
+
+/// Like [`confirmed_stream`], message k not sent before `start + k / rate`
+/// when `rate` (messages per second) is given.
+async fn paced_stream(
+    client: Client,
+    topic: &'static str,
+    range: std::ops::Range<u64>,
+    window: usize,
+    rate: Option<f64>,
+    size: usize,
+    confirmed: Arc<AtomicU64>,
+) -> Result<Vec<(u64, Confirmation, Instant)>> {
+    let start = tokio::time::Instant::now();
+    let first = range.start;
     let results: Vec<_> = futures::stream::iter(range)
         .map(|i| {
             let client = client.clone();
             let confirmed = confirmed.clone();
             async move {
+                if let Some(r) = rate {
+                    let at = start + Duration::from_secs_f64((i - first) as f64 / r);
+                    tokio::time::sleep_until(at).await;
+                }
                 let c = client
-                    .publish_confirmed(topic, indexed_payload(i, 32))
+                    .publish_confirmed(topic, indexed_payload(i, size))
                     .await
                     .with_context(|| format!("confirming {i}"))?;
                 confirmed.fetch_add(1, Ordering::Relaxed);
@@ -212,6 +242,23 @@ async fn join(r: Reader) -> Result<(Subscription, Got)> {
     r.await.context("reader task")?
 }
 
+/// Both broadcasters' link counters, for a failure's report.
+async fn dump_links(f: &Fabric) {
+    for node in &f.nodes {
+        let Ok(addr) = node.endpoints().admin_addr() else {
+            continue;
+        };
+        if let Ok(text) = fanfare_tests::metrics::fetch(addr).await {
+            for l in text.lines().filter(|l| {
+                (l.starts_with("fanfare_link_") && !l.contains("_bucket"))
+                    || l.starts_with("fanfare_last_seq")
+            }) {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linked_pair_survives_a_kill_and_a_stop_with_clients_on_both() -> Result<()> {
     let extra = ["--peer-stall-ms", "1000"];
@@ -266,7 +313,10 @@ async fn a_linked_pair_survives_a_kill_and_a_stop_with_clients_on_both() -> Resu
         .await
         .context("pb: every message confirmed")???;
     let all_confirmed = started.elapsed();
-    ensure!(at_kill < N_KILL, "killed mid-stream ({at_kill} of {N_KILL})");
+    ensure!(
+        at_kill < N_KILL,
+        "killed mid-stream ({at_kill} of {N_KILL})"
+    );
     let by: HashSet<&str> = conf_a.iter().map(|(_, c, _)| &*c.origin).collect();
     ensure!(by.len() == 2, "pa confirmed by both broadcasters: {by:?}");
     let (sub01, g01) = join(r01).await?;
@@ -341,20 +391,8 @@ async fn a_linked_pair_survives_a_kill_and_a_stop_with_clients_on_both() -> Resu
     let into1 = Client::connect(quick(options(b1)).publisher_id("p1")).await?;
     let n = Arc::new(AtomicU64::new(0));
     let (r0, r1) = tokio::join!(
-        confirmed_stream(
-            into0,
-            "ff.r0",
-            REJOIN_A..REJOIN_A + N_REJOIN,
-            16,
-            n.clone()
-        ),
-        confirmed_stream(
-            into1,
-            "ff.r1",
-            REJOIN_B..REJOIN_B + N_REJOIN,
-            16,
-            n.clone()
-        ),
+        confirmed_stream(into0, "ff.r0", REJOIN_A..REJOIN_A + N_REJOIN, 16, n.clone()),
+        confirmed_stream(into1, "ff.r1", REJOIN_B..REJOIN_B + N_REJOIN, 16, n.clone()),
     );
     let (r0, _r1) = (r0?, r1?);
     ensure!(
@@ -375,7 +413,12 @@ async fn a_linked_pair_survives_a_kill_and_a_stop_with_clients_on_both() -> Resu
     );
 
     // ---- 3. SIGSTOP b1 for 5 s during a stream ----
-    let wanted = range_set(&[STOP_A..STOP_A + N_STOP, STOP_B..STOP_B + N_STOP]);
+    let wanted = range_set(&[
+        STOP_A..STOP_A + N_STOP,
+        STOP_B..STOP_B + N_STOP,
+        STOP_BULK..STOP_BULK + N_BULK,
+    ]);
+    let bulk = Client::connect(quick(options(&f.nodes[0])).publisher_id("bulk")).await?;
     let names = ["via b0+b1", "via b1+b0", "via b0 only", "via b1 only"];
     let readers: Vec<Reader> = subs
         .into_iter()
@@ -383,17 +426,21 @@ async fn a_linked_pair_survives_a_kill_and_a_stop_with_clients_on_both() -> Resu
         .map(|(s, name)| spawn_reader(name, s, &wanted))
         .collect();
     let (ca, cb) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let stream_a = tokio::spawn(confirmed_stream(
+    let stream_a = tokio::spawn(paced_stream(
         pub_a.clone(),
         "ff.a",
         STOP_A..STOP_A + N_STOP,
         32,
+        Some(STOP_RATE),
+        32,
         ca.clone(),
     ));
-    let stream_b = tokio::spawn(confirmed_stream(
+    let stream_b = tokio::spawn(paced_stream(
         pub_b.clone(),
         "ff.b",
         STOP_B..STOP_B + N_STOP,
+        32,
+        Some(STOP_RATE),
         32,
         cb.clone(),
     ));
@@ -401,8 +448,20 @@ async fn a_linked_pair_survives_a_kill_and_a_stop_with_clients_on_both() -> Resu
     let link_repairs = f.link_metric(1, "fanfare_link_repaired_total").await?;
     f.nodes[1].sigstop()?;
     let stopped_at = cb.load(Ordering::Relaxed);
+    let stop_started = Instant::now();
+    let bulked = paced_stream(
+        bulk,
+        "ff.bulk",
+        STOP_BULK..STOP_BULK + N_BULK,
+        64,
+        None,
+        BULK_SIZE,
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await?;
+    let bulk_took = stop_started.elapsed();
     // A deliberate outage, not a wait for a condition.
-    tokio::time::sleep(STOPPED).await;
+    tokio::time::sleep(STOPPED.saturating_sub(bulk_took)).await;
     f.nodes[1].sigcont()?;
     let resumed = Instant::now();
     let conf_a = tokio::time::timeout(RECV_TIMEOUT * 6, stream_a)
@@ -414,7 +473,13 @@ async fn a_linked_pair_survives_a_kill_and_a_stop_with_clients_on_both() -> Resu
     ensure!(stopped_at < N_STOP, "stopped mid-stream");
     let mut gots = Vec::new();
     for r in readers {
-        let (_sub, g) = join(r).await?;
+        let (_sub, g) = match join(r).await {
+            Ok(x) => x,
+            Err(e) => {
+                dump_links(&f).await;
+                return Err(e);
+            }
+        };
         g.check(&wanted)?;
         gots.push(g);
     }
@@ -423,6 +488,7 @@ async fn a_linked_pair_survives_a_kill_and_a_stop_with_clients_on_both() -> Resu
     let before: Vec<u64> = conf_a
         .iter()
         .chain(&conf_b)
+        .chain(&bulked)
         .filter(|(_, _, t)| *t <= resumed)
         .map(|(i, _, _)| *i)
         .collect();
@@ -445,9 +511,10 @@ async fn a_linked_pair_survives_a_kill_and_a_stop_with_clients_on_both() -> Resu
     let link_repairs = f.link_metric(1, "fanfare_link_repaired_total").await? - link_repairs;
     eprintln!(
         "stop: b1 SIGSTOPped {STOPPED:?} after {stopped_at} of pb's {N_STOP} confirmed; \
-         {} messages published; caught up after SIGCONT: {caught_up:?}; replayed per subscriber \
+         {} messages published ({N_BULK} of {BULK_SIZE} B into b0 only in {bulk_took:?} of it); \
+         caught up after SIGCONT: {caught_up:?}; replayed per subscriber \
          {replayed:?}; b1's link repaired {link_repairs} message(s) from repair replies; all once, in order",
-        2 * N_STOP
+        2 * N_STOP + N_BULK
     );
     let stopped_only = &gots[3];
     ensure!(
