@@ -9,9 +9,11 @@
 //!    links come up again and new messages flow through it, in both
 //!    directions (a subscriber of `b1` only hears what is published into
 //!    `b0` only, and the other way round).
-//! 3. `b1` is SIGSTOPped for 5 s during another stream: its own subscriber
-//!    (through `b1` only) and its link recover the range from replay, with
-//!    no duplicates anywhere.
+//! 3. `b1` is SIGSTOPped for 5 s during another stream (the two failover
+//!    publishers, paced, plus a bulk stream into `b0` only that overflows
+//!    what the sockets on the way buffer): its own subscriber (through `b1`
+//!    only) and its link recover the range from replay, with no duplicates
+//!    anywhere.
 //!
 //! The issue asks for 100k messages around the kill; this test uses
 //! [`N_KILL`] per publisher (two publishers) so it runs in well under a
