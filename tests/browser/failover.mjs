@@ -103,6 +103,15 @@ try {
   // The Fabric view knows both broadcasters and the links between them.
   await b.waitForFunction(() => document.querySelectorAll('#fabric-table tr[data-broadcaster][data-up="true"]').length >= 2
     && document.querySelectorAll('#fabric-table tr[data-link][data-state="up"]').length >= 2, null, { timeout: 30000 });
+  // Page B notes when each chat text arrives (for the recovery time).
+  await b.evaluate(() => {
+    window.__arrivals = {};
+    new MutationObserver(() => {
+      for (const e of document.querySelectorAll("#chat-log li.msg .text")) {
+        if (!(e.textContent in window.__arrivals)) window.__arrivals[e.textContent] = Date.now();
+      }
+    }).observe(document.getElementById("chat-log"), { childList: true });
+  });
   const reconnects = async () => [await a.evaluate(() => window.fanfare.stats.reconnects), await b.evaluate(() => window.fanfare.stats.reconnects)];
   const before = await reconnects();
 
@@ -117,7 +126,9 @@ try {
   });
   await checkOnceInOrder(b, "B", sent1);
   await checkOnceInOrder(a, "A", sent1);
-  console.log(`stream 1: all ${sent1.length} shown once, in order, on both pages ${Date.now() - killedAt} ms after the kill`);
+  const arrivals = await b.evaluate(() => window.__arrivals);
+  const firstAfter = sent1[13];
+  console.log(`stream 1: all ${sent1.length} shown once, in order, on both pages; the first message published after the kill reached page B ${arrivals[firstAfter] - killedAt} ms after the kill`);
   for (const p of [a, b]) {
     if (await p.evaluate(() => document.body.dataset.status) !== "open") await fail("a page is not live");
   }
