@@ -205,6 +205,10 @@ impl Bench<'_> {
             std::thread::sleep(Duration::from_millis(100));
         }
         self.load = Some(load);
+        // One discarded level at half the first sweep rate: the first
+        // seconds after C connections opened are not representative (both
+        // servers and the load generator grow their buffers then).
+        self.level(0, "settle", (self.settings.start / 2.0).max(1000.0))?;
         Ok(())
     }
 

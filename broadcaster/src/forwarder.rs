@@ -36,6 +36,8 @@ pub(crate) struct Forwarder {
     epoch: u64,
     seq: u64,
     lanes: Lanes,
+    /// Publisher-seq dedup and the acks owed (confirmed publish).
+    publishers: Publishers,
     history: Arc<RwLock<History>>,
     subscribers: Subscribers,
     metrics: Arc<Metrics>,
@@ -46,8 +48,6 @@ pub(crate) struct Forwarder {
     federation: Option<(Relay, mpsc::Receiver<FromLink>)>,
     /// Our replay endpoint, announced in heartbeats (peers' links learn it).
     replay_endpoint: Option<String>,
-    /// Publisher-seq dedup and the acks owed (confirmed publish).
-    publishers: Publishers,
 }
 
 /// How often the forwarder lets the relay ask for due repairs.
@@ -71,20 +71,21 @@ impl Forwarder {
         subscribers: Subscribers,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let publishers = Publishers::new(MAX_PUBLISHERS, metrics.publishers.clone());
         Self {
             id: id.to_owned(),
             epoch,
             seq: 0,
             lanes: Lanes::new(),
+            publishers,
             history,
             subscribers,
+            metrics,
             encoded: Vec::new(),
             stamped: Vec::new(),
             heartbeat_topic: Bytes::from(format!("{}{id}", fanfare_protocol::HEARTBEAT_PREFIX)),
             federation: None,
             replay_endpoint: None,
-            publishers: Publishers::new(MAX_PUBLISHERS, metrics.publishers.clone()),
-            metrics,
         }
     }
 

@@ -207,11 +207,17 @@ impl Subscribers {
     }
 
     fn local_add(&mut self, prefix: &Bytes) {
+        if local_only(prefix) {
+            return;
+        }
         *self.local.entry(prefix.clone()).or_insert(0) += 1;
         self.local_changed = true;
     }
 
     fn local_remove(&mut self, prefix: &Bytes) {
+        if local_only(prefix) {
+            return;
+        }
         if let Some(n) = self.local.get_mut(prefix) {
             *n -= 1;
             if *n == 0 {
@@ -409,6 +415,12 @@ impl Subscribers {
             metrics.subscribers.set(self.by_id.len() as u64);
         }
     }
+}
+
+/// A prefix only this broadcaster can serve (acks to its own publishers): it
+/// is never part of the interest announced to peers.
+fn local_only(prefix: &[u8]) -> bool {
+    prefix.starts_with(fanfare_protocol::ack::ACK_PREFIX.as_bytes())
 }
 
 #[cfg(test)]

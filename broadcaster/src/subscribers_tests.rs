@@ -200,3 +200,21 @@ fn local_interest_leaves_links_out_and_a_full_link_is_cut_off() {
     assert!(s.take_local_changed());
     assert_eq!(s.local_prefixes().count(), 0);
 }
+
+#[test]
+fn ack_subscriptions_are_never_announced_interest() {
+    let m = Metrics::new("t", 1);
+    let (mut s, _rxs, _) = setup(1, &m);
+    let ack = Bytes::from_static(b"_fanfare.ack.0123456789abcdef");
+    s.apply(
+        Control::Subscribe {
+            id: 1,
+            prefix: ack.clone(),
+        },
+        &m,
+    );
+    assert!(!s.take_local_changed());
+    assert_eq!(s.local_prefixes().count(), 0);
+    s.apply(Control::Unsubscribe { id: 1, prefix: ack }, &m);
+    assert!(!s.take_local_changed());
+}

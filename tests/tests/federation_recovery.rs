@@ -131,20 +131,21 @@ async fn a_killed_middle_broadcaster_rejoins() -> Result<()> {
     let Some(py) = fanfare_tests::python::python() else {
         return Ok(());
     };
-    // 0 <-> 1 <-> 2; publishers into both ends.
+    // 0 <-> 1 <-> 2; publishers into both ends, before, during and after
+    // the middle one is down.
     let mut f = Fabric::start(3, &[(1, 0), (0, 1), (2, 1), (1, 2)], &[]).await?;
     f.wait_links_up(Duration::from_secs(20)).await?;
     let topics = [topic_of(0), topic_of(2)];
     let ends = [
-        fanfare_tests::fabric::PySub::start(&py, &f.nodes[0].endpoints().publish, 2 * N, &topics)
+        fanfare_tests::fabric::PySub::start(&py, &f.nodes[0].endpoints().publish, 3 * N, &topics)
             .await?,
-        fanfare_tests::fabric::PySub::start(&py, &f.nodes[2].endpoints().publish, 2 * N, &topics)
+        fanfare_tests::fabric::PySub::start(&py, &f.nodes[2].endpoints().publish, 3 * N, &topics)
             .await?,
     ];
     f.wait_interest(2.0, Duration::from_secs(20)).await?;
     f.publish(&py, &[0, 2], N).await?;
-    // Wait until the first half crossed the middle both ways.
-    eventually(Duration::from_secs(20), "first half across", || async {
+    // Wait until the first part crossed the middle both ways.
+    eventually(Duration::from_secs(20), "first part across", || async {
         let a = f
             .link_metric(2, "fanfare_link_republished_total")
             .await
@@ -159,6 +160,10 @@ async fn a_killed_middle_broadcaster_rejoins() -> Result<()> {
     let old_epoch = f.node_metric(1, "fanfare_epoch").await?;
     f.nodes[1].sigkill()?;
     let killed = Instant::now();
+    // Published while the middle is down: the restarted middle never held
+    // these; the ends repair them from the origin's own replay endpoint
+    // (learned from its heartbeats).
+    f.publish_from(&py, &[0, 2], N, N).await?;
     f.nodes[1].restart().await?;
     assert_ne!(f.node_metric(1, "fanfare_epoch").await?, old_epoch);
     f.wait_links_up(Duration::from_secs(30)).await?;
@@ -174,11 +179,33 @@ async fn a_killed_middle_broadcaster_rejoins() -> Result<()> {
     .await?;
     f.wait_interest(2.0, Duration::from_secs(30)).await?;
     let rejoined = killed.elapsed();
-    f.publish_from(&py, &[0, 2], N, N).await?;
+    f.publish_from(&py, &[0, 2], 2 * N, N).await?;
     for s in ends {
-        assert_eq!(s.finish(Duration::from_secs(90)).await?, 4 * N as u64);
+        assert_eq!(s.finish(Duration::from_secs(90)).await?, 6 * N as u64);
     }
-    eprintln!("middle broadcaster SIGKILLed, restarted and relinked in {rejoined:?}");
+    for k in 0..f.links.len() {
+        let mut line = format!("link {k}:");
+        for m in [
+            "messages",
+            "republished",
+            "duplicates",
+            "held",
+            "repaired",
+            "unrecoverable",
+            "filtered",
+            "repair_requests",
+        ] {
+            let v = f.link_metric(k, &format!("fanfare_link_{m}_total")).await?;
+            line += &format!(" {m}={v}");
+        }
+        eprintln!("{line}");
+    }
+    let mut lost = 0.0;
+    for k in 0..f.links.len() {
+        lost += f.link_metric(k, "fanfare_link_unrecoverable_total").await?;
+    }
+    assert_eq!(lost, 0.0);
+    eprintln!("middle broadcaster SIGKILLed, restarted and relinked in {rejoined:?}; what was published meanwhile was repaired from the origins");
     Ok(())
 }
 

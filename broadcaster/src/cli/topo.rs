@@ -32,15 +32,17 @@ pub(super) fn render(v: &Value) -> String {
         let t = |k: &str| l.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
         let n = |k: &str| l.get(k).and_then(Value::as_u64).unwrap_or(0);
         s += &format!(
-            "  {:<24} {:<10} peer {:<12} in {} ({} B) republished {} dup {} held {} repaired {} unrecoverable {} hop-drops {} self-drops {} reconnects {} lag {:.1} ms{}{}\n",
+            "  {:<24} {:<10} peer {:<12} interest {} in {} ({} B) republished {} dup {} held {} filtered {} repaired {} unrecoverable {} hop-drops {} self-drops {} reconnects {} lag {:.1} ms{}{}\n",
             t("name"),
             t("state"),
             t("peer_origin"),
+            n("interest"),
             n("messages_in"),
             n("bytes_in"),
             n("republished"),
             n("duplicates"),
             n("held"),
+            n("filtered"),
             n("repaired"),
             n("unrecoverable"),
             n("hop_limit_drops"),

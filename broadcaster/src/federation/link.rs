@@ -230,6 +230,8 @@ async fn session(
                 }
                 batch.push(msg);
             }
+            // Acks are for this peer's own publishers: never relayed.
+            Err(LOCAL_ONLY) => {}
             Err(why) => {
                 m.invalid.inc();
                 if shared.metrics.log_allowed(LogKind::Federation) {
@@ -315,6 +317,9 @@ async fn flush(
     .is_ok()
 }
 
+/// What [`check`] says of an ack: valid, but local to the peer (not an error).
+pub(super) const LOCAL_ONLY: &str = "ack (local to the peer)";
+
 /// Validates one egress message of a peer: `[topic, stamp, payload]`, a
 /// valid topic (reserved only for a heartbeat of the stamp's origin), a
 /// stamp that decodes with seq ≥ 1 (data), a payload within the bound.
@@ -334,6 +339,9 @@ pub(super) fn check(
         return Err("oversize payload");
     }
     let st = StampRef::decode(s).map_err(|_| "bad stamp")?;
+    if st.is_ack() {
+        return Err(LOCAL_ONLY);
+    }
     let heartbeat = if st.is_heartbeat() {
         let name = t
             .strip_prefix(HEARTBEAT_PREFIX.as_bytes())
@@ -486,6 +494,16 @@ mod tests {
         assert!(check(&f, 3, 100).unwrap().1.is_some());
         f[0] = Bytes::from_static(b"_fanfare.hb.b2");
         assert!(check(&f, 3, 100).is_err());
+        let ack = StampFields {
+            flags: stamp::FLAG_ACK,
+            ..StampFields::default()
+        };
+        let f = [
+            Bytes::from_static(b"_fanfare.ack.0123456789abcdef"),
+            stamp::to_bytes(&ack, b"b1", None),
+            Bytes::from_static(b"x"),
+        ];
+        assert_eq!(check(&f, 3, 100).unwrap_err(), LOCAL_ONLY);
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub(crate) enum FromLink {
         epoch: u64,
         /// Last seq given up.
         to: u64,
+        /// Answered by the origin's own replay endpoint (see [`RepairRequest::direct`]).
+        direct: bool,
     },
     /// A repair of `(origin, epoch)` through `link` ended.
     RepairDone {
@@ -95,6 +97,8 @@ pub(crate) enum FromLink {
         origin: String,
         /// Its epoch.
         epoch: u64,
+        /// It was a direct repair.
+        direct: bool,
     },
 }
 
@@ -109,6 +113,10 @@ pub(crate) struct RepairRequest {
     pub(crate) from: u64,
     /// Last seq (inclusive).
     pub(crate) to: u64,
+    /// Ask this replay endpoint (the origin's own, learned from its
+    /// heartbeats) instead of the link's peer: the fallback when the peer
+    /// no longer holds the range.
+    pub(crate) direct: Option<String>,
 }
 
 /// What every link of this broadcaster shares.

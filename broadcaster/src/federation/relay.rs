@@ -13,25 +13,25 @@
 //!
 //! Publishing copies the three frames into one round buffer, with the stamp
 //! byte for byte except `hops` + 1, appends data messages to history under
-//! their own origin and fans out like the forwarder's own messages.
+//! their own origin and fans out like the forwarder's own messages
+//! (`relay/publish.rs`).
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
 use fanfare_protocol::heartbeat::Heartbeat;
 use fanfare_protocol::stamp::StampRef;
 use tokio::sync::mpsc;
 
+mod publish;
+
 use super::interest::Interest;
 use super::window::{Offer, Window};
 use super::{FromLink, Linked, RepairRequest};
-use crate::history::{Entry, History};
-use crate::metrics::{LinkMetrics, LogKind, Metrics, OriginView};
-use crate::subscribers::{Encoded, Subscribers};
-use crate::zmtp::{put_frame, MAX_FRAME_HEADER};
+use crate::history::History;
+use crate::metrics::{LinkMetrics, LogKind, Metrics};
+use crate::subscribers::Subscribers;
 
 /// Most origins tracked; past it the least recently heard one is forgotten
 /// (its window and its history).
@@ -68,6 +68,11 @@ struct OriginState {
     used: u64,
     /// Per link: (session, highest seq of this origin seen in it).
     on_link: Vec<(u64, u64)>,
+    /// The origin's own replay endpoint (from its heartbeats' trailer).
+    replay: Option<String>,
+    /// A direct repair from the origin is in flight; if it fails, seqs up
+    /// to this one are given up.
+    pending_lost: Option<u64>,
 }
 
 /// What one flush publishes.
@@ -147,11 +152,35 @@ impl Relay {
                 origin,
                 epoch,
                 to,
-            } => self.give_up(link, &origin, epoch, Some(to), sinks.metrics),
+                direct,
+            } => {
+                if direct || !self.ask_origin(link, &origin, epoch, to) {
+                    if let Some(st) = self.origins.get_mut(&origin) {
+                        st.pending_lost = None;
+                    }
+                    self.give_up(link, &origin, epoch, Some(to), sinks.metrics);
+                }
+            }
             FromLink::RepairDone {
                 link,
                 origin,
                 epoch,
+                direct: true,
+            } => {
+                let lost = self
+                    .origins
+                    .get_mut(&origin)
+                    .filter(|st| st.window.epoch == epoch)
+                    .and_then(|st| st.pending_lost.take());
+                if let Some(to) = lost {
+                    self.give_up(link, &origin, epoch, Some(to), sinks.metrics);
+                }
+            }
+            FromLink::RepairDone {
+                link,
+                origin,
+                epoch,
+                direct: false,
             } => {
                 let fruitless = match self.origins.get_mut(&origin) {
                     Some(st) if st.window.epoch == epoch => st.window.repair_done(now),
@@ -187,6 +216,7 @@ impl Relay {
                 epoch: st.window.epoch,
                 from,
                 to,
+                direct: None,
             };
             // Full: asked again next tick.
             if let Some(tx) = self.repair.get(st.via) {
@@ -214,7 +244,9 @@ impl Relay {
         let Some(lm) = self.links.get(link).cloned() else {
             return;
         };
-        let Ok(s) = StampRef::decode(&msg.stamp) else {
+        // A refcount clone: `s` borrows it, not `msg` (moved below).
+        let stamp = msg.stamp.clone();
+        let Ok(s) = StampRef::decode(&stamp) else {
             lm.invalid.inc();
             return;
         };
@@ -239,12 +271,12 @@ impl Relay {
             s.seq
         };
         let (epoch, seq, hops, ts) = (s.epoch, s.seq, s.hops, s.timestamp_us);
-        let origin = s.origin.to_owned();
+        let origin = s.origin;
         let Some(st) = state(
             &mut self.origins,
             &mut self.clock,
             &mut self.forgotten,
-            &origin,
+            origin,
             epoch,
             start,
             self.links.len(),
@@ -271,6 +303,12 @@ impl Relay {
             *slot = (session, if s0 == session { last.max(seq) } else { seq });
         }
         if heartbeat {
+            let beat = Heartbeat::decode(&msg.payload).ok();
+            if let Some(r) = beat.as_ref().and_then(|b| b.replay.as_ref()) {
+                if st.replay.as_ref() != Some(r) {
+                    st.replay = Some(r.clone());
+                }
+            }
             st.window.tell(seq, now);
             if !st.window.caught_up(seq) {
                 st.via = link;
@@ -280,7 +318,7 @@ impl Relay {
                 return;
             }
             st.heartbeat_us = ts;
-            if let Ok(beat) = Heartbeat::decode(&msg.payload) {
+            if let Some(beat) = beat {
                 self.out.push(Out::Heartbeat { msg, beat });
             }
             return;
@@ -316,6 +354,53 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// The link's peer no longer holds seqs up to `to`: asks the origin's
+    /// own replay endpoint once (if known, and not the peer's). Returns
+    /// false when there is nobody else to ask (or a direct repair is
+    /// already in flight and will decide).
+    fn ask_origin(&mut self, link: usize, origin: &str, epoch: u64, to: u64) -> bool {
+        let Some(st) = self.origins.get_mut(origin) else {
+            return false;
+        };
+        if st.window.epoch != epoch {
+            return false;
+        }
+        if st.pending_lost.is_some() {
+            st.pending_lost = Some(st.pending_lost.unwrap_or(to).max(to));
+            return true;
+        }
+        let peer_replay = self
+            .links
+            .get(link)
+            .and_then(|l| l.replay.lock().ok().and_then(|r| r.clone()));
+        let Some(endpoint) = st
+            .replay
+            .clone()
+            .filter(|r| Some(r) != peer_replay.as_ref())
+        else {
+            return false;
+        };
+        let Some((from, _)) = st.window.gap() else {
+            return false;
+        };
+        tracing::debug!(origin, %endpoint, ?peer_replay, "federation: asking the origin itself");
+        let req = RepairRequest {
+            origin: origin.to_owned(),
+            epoch,
+            from,
+            to,
+            direct: Some(endpoint),
+        };
+        let sent = self
+            .repair
+            .get(link)
+            .is_some_and(|tx| tx.try_send(req).is_ok());
+        if sent {
+            st.pending_lost = Some(to);
+        }
+        sent
     }
 
     /// Gives up the origin's gap (up to `to`, or all of it) as
@@ -360,113 +445,6 @@ impl Relay {
             self.out.push(Out::Data(p));
         }
     }
-
-    /// Publishes what the last calls made publishable: one buffer, one
-    /// history lock, one fan-out.
-    fn flush(&mut self, sinks: &mut Sinks<'_>) {
-        if self.out.is_empty() && self.forgotten.is_empty() && self.lost.is_empty() {
-            return;
-        }
-        let Ok(mut h) = sinks.history.write() else {
-            return;
-        };
-        for o in self.forgotten.drain(..) {
-            h.forget(&o);
-        }
-        for (o, epoch, to) in self.lost.drain(..) {
-            h.forget_through(&o, epoch, to);
-        }
-        let size: usize = self
-            .out
-            .iter()
-            .map(|o| match o {
-                Out::Data(p) => 3 * MAX_FRAME_HEADER + frames_len(&p.msg),
-                Out::Heartbeat { msg, beat } => {
-                    3 * MAX_FRAME_HEADER + frames_len(msg) + 10 + 18 * beat.lanes.len()
-                }
-            })
-            .sum();
-        let mut buf = BytesMut::with_capacity(size);
-        let mut encoded = Vec::with_capacity(self.out.len());
-        let mut stored: Vec<(usize, Range<usize>, Range<usize>)> = Vec::new();
-        for (i, o) in self.out.iter_mut().enumerate() {
-            match o {
-                Out::Data(p) => {
-                    let (e, s, pl) = encode(&mut buf, &p.msg, &p.msg.payload);
-                    encoded.push(e);
-                    stored.push((i, s, pl));
-                }
-                Out::Heartbeat { msg, beat } => {
-                    // `oldest` as this broadcaster's history holds it.
-                    let origin = StampRef::decode(&msg.stamp).map(|s| s.origin.to_owned());
-                    if let Ok(o) = origin {
-                        beat.oldest = h.usage(&o).2.max(1);
-                    }
-                    beat.replay = None;
-                    let mut payload = Vec::with_capacity(10 + 18 * beat.lanes.len());
-                    beat.encode(&mut payload);
-                    let (e, _, _) = encode(&mut buf, msg, &payload);
-                    encoded.push(e);
-                }
-            }
-        }
-        let buf = buf.freeze();
-        let at = Instant::now();
-        for (i, s, pl) in stored {
-            let Out::Data(p) = &self.out[i] else { continue };
-            let Ok(st) = StampRef::decode(&p.msg.stamp) else {
-                continue;
-            };
-            if h.epoch_of(st.origin) != Some(st.epoch) {
-                h.start_epoch(st.origin, st.epoch);
-            }
-            h.push(
-                st.origin,
-                Entry {
-                    seq: st.seq,
-                    lane: st.lane,
-                    topic: buf.slice(encoded[i].topic.clone()),
-                    stamp: buf.slice(s),
-                    payload: buf.slice(pl),
-                    at,
-                },
-            );
-            if let Some(lm) = self.links.get(p.link) {
-                lm.republished.inc();
-                if p.repaired {
-                    lm.repaired.inc();
-                }
-            }
-        }
-        let evicted = h.evict(at);
-        drop(h);
-        sinks.metrics.history_evicted.inc_by(evicted as u64);
-        self.out.clear();
-        sinks.subscribers.fan_out(&buf, &encoded, sinks.metrics);
-    }
-
-    fn refresh_view(&self, metrics: &Metrics) {
-        let mut v: Vec<OriginView> = self
-            .origins
-            .iter()
-            .map(|(o, s)| OriginView {
-                origin: o.clone(),
-                epoch: s.window.epoch,
-                seq: s.window.next().saturating_sub(1),
-                via: self
-                    .links
-                    .get(s.via)
-                    .map_or_else(String::new, |l| l.name.clone()),
-                hops: s.hops,
-                lag_us: s.lag_us,
-                held: s.window.held(),
-            })
-            .collect();
-        v.sort_by(|a, b| a.origin.cmp(&b.origin));
-        if let Ok(mut o) = metrics.origins.lock() {
-            *o = v;
-        }
-    }
 }
 
 /// The origin's state in `epoch`, made (starting at `start`) or
@@ -492,9 +470,9 @@ fn state<'a>(
             forgotten.push(k);
         }
     }
-    let st = origins
-        .entry(origin.to_owned())
-        .or_insert_with(|| OriginState {
+    // Allocates the key only for a new origin (not per message).
+    if !origins.contains_key(origin) {
+        let fresh = OriginState {
             window: Window::new(epoch, start),
             via: 0,
             hops: 0,
@@ -502,13 +480,19 @@ fn state<'a>(
             heartbeat_us: 0,
             used: clock,
             on_link: vec![(0, 0); links],
-        });
+            replay: None,
+            pending_lost: None,
+        };
+        origins.insert(origin.to_owned(), fresh);
+    }
+    let st = origins.get_mut(origin)?;
     st.used = clock;
     if epoch > st.window.epoch {
         tracing::info!(origin, epoch, "federation: origin restarted (new epoch)");
         st.window = Window::new(epoch, 1);
         st.heartbeat_us = 0;
         st.on_link.iter_mut().for_each(|l| *l = (0, 0));
+        st.pending_lost = None;
     }
     (epoch == st.window.epoch).then_some(st)
 }
@@ -531,20 +515,5 @@ fn skip_filtered(w: &mut Window<Pending>, to: u64, out: &mut Vec<Out>) -> u64 {
     }
 }
 
-fn frames_len(m: &Linked) -> usize {
-    m.topic.len() + m.stamp.len() + m.payload.len()
-}
-
-/// Appends `[topic, stamp with hops + 1, payload]`; returns the message's
-/// ranges and the stamp and payload body ranges.
-fn encode(out: &mut BytesMut, m: &Linked, payload: &[u8]) -> (Encoded, Range<usize>, Range<usize>) {
-    let start = out.len();
-    let topic = put_frame(out, m.topic.len(), true, |o| o.put_slice(&m.topic));
-    let stamp = put_frame(out, m.stamp.len(), true, |o| o.put_slice(&m.stamp));
-    if let Some(h) = out.get_mut(stamp.start + HOPS_AT) {
-        *h = h.saturating_add(1);
-    }
-    let payload = put_frame(out, payload.len(), false, |o| o.put_slice(payload));
-    let frames = start..out.len();
-    (Encoded { frames, topic }, stamp, payload)
-}
+#[cfg(test)]
+mod tests;

@@ -55,14 +55,25 @@ pub(super) async fn run(
         };
         let m = shared.link(idx);
         m.repairs.inc();
-        let done =
-            tokio::time::timeout(REPAIR_DEADLINE, repair(&shared, idx, &mut conn, &req, &tx));
+        let done = tokio::time::timeout(REPAIR_DEADLINE, async {
+            match &req.direct {
+                // A one-off connection to the origin itself.
+                Some(endpoint) => {
+                    let mut direct = Some(connect(&shared, endpoint, shared.max_payload).await?);
+                    repair(&shared, idx, &mut direct, &req, &tx).await
+                }
+                None => repair(&shared, idx, &mut conn, &req, &tx).await,
+            }
+        });
         let outcome = tokio::select! {
             r = done => r.unwrap_or_else(|_| Err("repair timed out".into())),
             () = shared.shutdown.cancelled() => return,
         };
+        tracing::debug!(?req, ?outcome, "federation repair");
         if let Err(why) = outcome {
-            conn = None;
+            if req.direct.is_none() {
+                conn = None;
+            }
             if shared.metrics.log_allowed(LogKind::Federation) {
                 tracing::warn!(
                     link = %m.name, origin = %req.origin, from = req.from, to = req.to, %why,
@@ -74,6 +85,7 @@ pub(super) async fn run(
             link: idx,
             origin: req.origin,
             epoch: req.epoch,
+            direct: req.direct.is_some(),
         };
         if tx.send(done).await.is_err() {
             return;
@@ -124,12 +136,25 @@ async fn repair(
         d.writer.flush().await.map_err(|e| e.to_string())?;
         read_reply(&mut d.reader, &mut frames).await?;
         let h = ReplyHeader::from_frames(&frames).map_err(|e| e.to_string())?;
+        tracing::debug!(?h, frames = frames.len(), from, "federation repair reply");
         match h.status {
             Status::Ok => {}
             Status::Busy => {
                 tokio::time::sleep(BUSY_WAIT).await;
                 round += 1;
                 continue;
+            }
+            Status::UnknownOrigin | Status::UnknownEpoch => {
+                // The peer holds nothing of this (origin, epoch).
+                let lost = FromLink::Unrecoverable {
+                    link: idx,
+                    origin: req.origin.clone(),
+                    epoch: req.epoch,
+                    to: req.to,
+                    direct: req.direct.is_some(),
+                };
+                tx.send(lost).await.map_err(|_| "forwarder gone")?;
+                return Ok(());
             }
             other => return Err(format!("peer answered {other:?}")),
         }
@@ -144,6 +169,7 @@ async fn repair(
                 origin: req.origin.clone(),
                 epoch: req.epoch,
                 to,
+                direct: req.direct.is_some(),
             };
             tx.send(lost).await.map_err(|_| "forwarder gone")?;
         }

@@ -23,9 +23,13 @@
 //! nothing (not even a heartbeat) for `heartbeat_timeout`. Then the next
 //! broadcaster of the list is tried (the same one again when there is only
 //! one), with backoff after a whole round of failures, and every
-//! unacknowledged message is re-sent there, in order. A re-send through
-//! another broadcaster gets a new stamp; subscribers drop the second copy by
-//! `(session, publisher seq)`.
+//! unacknowledged message is re-sent there, in order — and so are the (at
+//! most 1024) messages acknowledged within `heartbeat_timeout +
+//! ack_timeout` before the failure was noticed: an ack says the broadcaster
+//! stamped a message and queued it to its subscribers, and one killed right
+//! after that never wrote it to them. A re-send through another broadcaster
+//! (or a restarted one) gets a new stamp; subscribers drop the second copy
+//! by `(session, publisher seq)`.
 
 mod link;
 mod unacked;
@@ -272,6 +276,12 @@ impl Run {
     fn fail(&mut self, reason: String) {
         let ep = &self.task.broadcasters[self.current].pull;
         tracing::warn!(%reason, endpoint = %ep, "publishing broadcaster failed; moving on");
+        // What it acknowledged lately may not have reached its subscribers
+        // (killed right after the ack): send that again too.
+        let horizon = self.task.heartbeat_timeout + self.task.ack_timeout;
+        let now = Instant::now();
+        self.unacked
+            .requeue_recent(now.checked_sub(horizon).unwrap_or(now));
         self.connected.send_replace(false);
         let _ = self
             .task

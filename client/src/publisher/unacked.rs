@@ -28,11 +28,24 @@ pub(super) struct AckFrom {
     pub(super) seq: u64,
 }
 
+/// Most recently acknowledged messages kept for a re-send after a failure.
+pub(super) const RETAINED: usize = 1024;
+
 /// The unacknowledged messages, oldest first (publisher seqs ascending),
-/// and flushes waiting until everything before them is acknowledged.
+/// the most recently acknowledged ones, and flushes waiting until
+/// everything before them is acknowledged.
+///
+/// Why keep acknowledged messages: an ack means the broadcaster stamped the
+/// message and queued it to its subscribers, not that they got it. A
+/// broadcaster killed in between loses it for them. So after a failure the
+/// messages acknowledged shortly before it ([`Unacked::requeue_recent`],
+/// at most [`RETAINED`]) are sent again with the unacknowledged ones;
+/// subscribers that already have them drop the copies by publisher seq.
 #[derive(Debug, Default)]
 pub(super) struct Unacked {
     sent: VecDeque<Sent>,
+    /// `(seq, message, when its ack came)`, oldest first.
+    retained: VecDeque<(u64, ZmqMessage, Instant)>,
     /// `(last seq assigned when the flush came, its answer)`.
     flushes: VecDeque<(u64, oneshot::Sender<()>)>,
     /// Highest publisher seq acknowledged.
@@ -73,15 +86,19 @@ impl Unacked {
 
     /// Applies an ack: confirms every message it covers.
     pub(super) fn ack(&mut self, a: &AckFrom, now: Instant) {
-        if a.publisher_seq <= self.acked {
-            return;
+        if a.publisher_seq > self.acked {
+            self.acked = a.publisher_seq;
+            self.progress = Some(now);
         }
-        self.acked = a.publisher_seq;
-        self.progress = Some(now);
         while self.sent.front().is_some_and(|s| s.seq <= a.publisher_seq) {
             let Some(s) = self.sent.pop_front() else {
                 break;
             };
+            self.progress = Some(now);
+            if self.retained.len() >= RETAINED {
+                self.retained.pop_front();
+            }
+            self.retained.push_back((s.seq, s.msg, now));
             if let Some(c) = s.confirm {
                 let _ = c.send(Confirmation {
                     publisher_seq: s.seq,
@@ -108,6 +125,23 @@ impl Unacked {
             .progress
             .map_or(front.sent_at, |p| p.max(front.sent_at));
         now.saturating_duration_since(since) > limit
+    }
+
+    /// After a failure: the messages acknowledged at or after `since` go
+    /// back in front of the unacknowledged ones, to be sent again.
+    pub(super) fn requeue_recent(&mut self, since: Instant) {
+        while let Some((seq, msg, at)) = self.retained.pop_back() {
+            if at < since {
+                break;
+            }
+            self.sent.push_front(Sent {
+                seq,
+                msg,
+                confirm: None,
+                sent_at: at,
+            });
+        }
+        self.retained.clear();
     }
 
     /// Sent messages were handed to a new socket: the wait starts again.
@@ -164,11 +198,23 @@ mod tests {
         u.ack(
             &AckFrom {
                 publisher_seq: 5,
+                ..a.clone()
+            },
+            t0 + Duration::from_millis(12),
+        );
+        assert!(u.is_empty());
+        assert!(frx.try_recv().is_ok());
+        // After a failure the ones acked since then are sent again, in order.
+        u.requeue_recent(t0 + Duration::from_millis(5));
+        let again: Vec<u64> = u.iter_mut().map(|s| s.seq).collect();
+        assert_eq!(again, [1, 2, 3], "acked at +11 and +12 ms");
+        u.ack(
+            &AckFrom {
+                publisher_seq: 3,
                 ..a
             },
             t0,
         );
-        assert!(u.is_empty());
-        assert!(frx.try_recv().is_ok());
+        assert!(u.is_empty(), "a new broadcaster's ack covers them");
     }
 }
