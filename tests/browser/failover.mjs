@@ -155,6 +155,15 @@ try {
   await checkOnceInOrder(a, "A", sent2);
   await b.screenshot({ path: join(artifacts, "browser-failover-chat.png") });
   console.log(`stream 2: all ${sent2.length} shown once, in order, on both pages`);
+  for (const [name, p] of [["A", a], ["B", b]]) {
+    const notes = await p.evaluate(() => [...document.querySelectorAll("#chat-log li.system")].map((e) => e.textContent));
+    const stats = await p.evaluate(() => window.fanfare.stats);
+    // Known issue (see the closing note): a re-sent copy the worker's client
+    // drops by publisher seq leaves a hole in the re-stamping origin's seqs,
+    // which the hub's reorder waits 8 s for and then reports as a gap. No
+    // message is missing (checked above); the notes are printed, not failed.
+    console.log(`page ${name}: gaps ${stats.gaps}, reconnects ${stats.reconnects}, notes ${JSON.stringify(notes)}`);
+  }
   console.log(`restarted pid=${newPid}`);
   clearTimeout(timer);
   await context.close();
