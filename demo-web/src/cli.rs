@@ -3,8 +3,17 @@
 use clap::{Args, Parser, Subcommand};
 
 /// Fanfare live demo: a broadcaster and N web workers on one port.
+///
+/// With `--broadcasters N` (N ≥ 2) the demo runs N federated broadcaster
+/// processes instead (linked by `--peer`, mesh or ring), and every worker's
+/// client gets all of them: it subscribes through all, drops duplicates and
+/// publishes through its preferred one, failing over to another when that
+/// one dies. Kill any broadcaster (`kill -9 PID`, pids are printed as
+/// `broadcaster id=… pid=…` and shown in the Fabric tab): every page stays
+/// live and loses nothing; the supervisor restarts it on the same ports
+/// (new epoch) and it rejoins the fabric.
 #[derive(Debug, Parser)]
-#[command(name = "fanfare-demo-web", version, about)]
+#[command(name = "fanfare-demo-web", version)]
 pub struct Cli {
     /// Tokio worker threads of the supervisor and of each worker (default 2).
     #[arg(long, global = true)]
@@ -23,6 +32,14 @@ pub enum Command {
     /// One web worker (started by the supervisor).
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// Runs a broadcaster and stops it when stdin closes (started by the
+    /// supervisor for `--broadcasters N`).
+    #[command(hide = true)]
+    Guard {
+        /// The broadcaster binary and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 /// Hub settings shared by the supervisor and its workers.
@@ -74,11 +91,33 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Use running broadcaster(s) instead of an embedded one:
-    /// `pull=tcp://…,pub=tcp://…,replay=tcp://…` (a broadcaster's ready line
-    /// works). Repeat for a federation: worker i uses broadcaster i mod n.
+    /// `pull=tcp://…,pub=tcp://…,replay=tcp://…[,admin=HOST:PORT]` (a
+    /// broadcaster's ready line works; with `admin` the Fabric view shows
+    /// it). Repeat for a federation (already linked by their own `--peer`):
+    /// every worker gets all of them and fails over between them; worker i
+    /// prefers broadcaster i mod n.
     #[arg(long)]
     pub broadcaster: Vec<String>,
-    /// Embedded broadcaster: messages kept in its history.
+    /// Run this many federated broadcasters as supervised child processes
+    /// (N ≥ 2; 1 = one embedded broadcaster). Each is linked to the others
+    /// (`--topology`); every worker gets all of them and fails over; a
+    /// broadcaster that dies is restarted on the same ports (new epoch) and
+    /// rejoins.
+    #[arg(long, default_value_t = 1)]
+    pub broadcasters: usize,
+    /// How `--broadcasters N` link: `mesh` (everyone `--peer`s everyone) or
+    /// `ring` (each its two neighbours, both ways).
+    #[arg(long, value_enum, default_value_t = crate::fleet::Topology::Mesh)]
+    pub topology: crate::fleet::Topology,
+    /// The broadcaster binary for `--broadcasters N` (default: `broadcaster`
+    /// next to this binary, else on PATH).
+    #[arg(long, env = "FANFARE_BROADCASTER_BIN")]
+    pub broadcaster_bin: Option<std::path::PathBuf>,
+    /// Broadcaster heartbeat interval for `--broadcasters N`, ms (how fast
+    /// links and clients notice a dead one).
+    #[arg(long, default_value_t = 250)]
+    pub broadcaster_heartbeat_ms: u64,
+    /// Embedded (or child) broadcasters: messages kept in history.
     #[arg(long, default_value_t = 100_000)]
     pub history: usize,
     /// Hub settings.
@@ -98,15 +137,13 @@ pub struct WorkerArgs {
     /// Port (shared with the other workers through SO_REUSEPORT).
     #[arg(long)]
     pub port: u16,
-    /// Broadcaster ingress.
-    #[arg(long)]
-    pub pull: String,
-    /// Broadcaster egress.
-    #[arg(long = "pub")]
-    pub publish: String,
-    /// Broadcaster replay endpoint.
-    #[arg(long)]
-    pub replay: String,
+    /// A broadcaster, `pull=…,pub=…,replay=…`; repeat: the client gets all
+    /// of them (the first is published through first) and fails over.
+    #[arg(long, required = true)]
+    pub broadcaster: Vec<String>,
+    /// How long a silent broadcaster is trusted (heartbeat timeout), ms.
+    #[arg(long, default_value_t = 1500)]
+    pub heartbeat_timeout_ms: u64,
     /// Publisher ids this worker vouches for (`from` in events; others are
     /// `from_unverified`): the demo's worker ids. Repeat.
     #[arg(long = "trusted-publisher")]
@@ -142,9 +179,33 @@ impl HubArgs {
     }
 }
 
-/// Endpoints of a running broadcaster, from `pull=…,pub=…,replay=…`.
-pub fn parse_broadcaster(s: &str) -> anyhow::Result<(String, String, String)> {
-    let (mut pull, mut publish, mut replay) = (None, None, None);
+/// A running broadcaster's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Ingress.
+    pub pull: String,
+    /// Egress.
+    pub publish: String,
+    /// Replay.
+    pub replay: String,
+    /// Admin HTTP `host:port`, when known.
+    pub admin: Option<String>,
+}
+
+impl Target {
+    /// As a worker's `--broadcaster` value.
+    pub fn to_arg(&self) -> String {
+        format!(
+            "pull={},pub={},replay={}",
+            self.pull, self.publish, self.replay
+        )
+    }
+}
+
+/// Endpoints of a running broadcaster, from
+/// `pull=…,pub=…,replay=…[,admin=…]` (or its readiness line).
+pub fn parse_broadcaster(s: &str) -> anyhow::Result<Target> {
+    let (mut pull, mut publish, mut replay, mut admin) = (None, None, None, None);
     for kv in s
         .split([',', ' '])
         .filter(|x| !x.is_empty() && *x != "ready")
@@ -153,11 +214,17 @@ pub fn parse_broadcaster(s: &str) -> anyhow::Result<(String, String, String)> {
             Some(("pull", v)) => pull = Some(v.to_owned()),
             Some(("pub", v)) => publish = Some(v.to_owned()),
             Some(("replay", v)) => replay = Some(v.to_owned()),
+            Some(("admin", v)) => admin = Some(v.trim_start_matches("http://").to_owned()),
             _ => {}
         }
     }
     match (pull, publish, replay) {
-        (Some(a), Some(b), Some(c)) => Ok((a, b, c)),
+        (Some(pull), Some(publish), Some(replay)) => Ok(Target {
+            pull,
+            publish,
+            replay,
+            admin,
+        }),
         _ => anyhow::bail!("--broadcaster needs pull=…,pub=…,replay=…"),
     }
 }

@@ -10,6 +10,7 @@
 mod assets;
 mod auth;
 mod cli;
+mod fleet;
 mod stats;
 mod supervisor;
 mod sysinfo;
@@ -32,6 +33,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Some(cli::Command::Worker(w)) => rt.block_on(worker::run(w)),
+        Some(cli::Command::Guard { command }) => rt.block_on(fleet::guard(command)),
         None => rt.block_on(supervisor::run(cli.demo, cli.threads)),
     }
 }

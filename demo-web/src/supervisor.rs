@@ -1,4 +1,6 @@
-//! The supervisor: starts (or points at) a broadcaster, reserves the port,
+//! The supervisor: starts (or points at) the broadcaster(s) — one embedded,
+//! `--broadcasters N` supervised child processes ([`crate::fleet`]), or
+//! running ones given with `--broadcaster` — reserves the port,
 //! starts N worker processes (this same binary, `worker` subcommand), prints
 //! `ready http://HOST:PORT` once every worker accepts, and on SIGINT/SIGTERM
 //! stops them all.
@@ -15,18 +17,44 @@ use tokio::net::TcpSocket;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{parse_broadcaster, DemoArgs};
+use crate::cli::{parse_broadcaster, DemoArgs, Target};
 
 /// Runs the demo until SIGINT/SIGTERM; `threads` (if given) is passed on to
 /// the workers.
 pub async fn run(args: DemoArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut embedded = None;
+    let mut fleet = None;
     let mut targets = args
         .broadcaster
         .iter()
         .map(|s| parse_broadcaster(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if targets.is_empty() && args.broadcasters >= 2 {
+        let f = crate::fleet::Fleet::start(
+            crate::fleet::FleetArgs {
+                bin: broadcaster_bin(&args),
+                count: args.broadcasters,
+                topology: args.topology,
+                history: args.history,
+                heartbeat_ms: args.broadcaster_heartbeat_ms,
+            },
+            shutdown.child_token(),
+        )
+        .await
+        .context("starting the broadcasters")?;
+        targets = f
+            .nodes
+            .iter()
+            .map(|n| Target {
+                pull: n.endpoints.pull.clone(),
+                publish: n.endpoints.publish.clone(),
+                replay: n.endpoints.replay.clone(),
+                admin: Some(n.endpoints.admin.clone()),
+            })
+            .collect();
+        fleet = Some(f);
+    }
     if targets.is_empty() {
         targets.push({
             let config = fanfare_broadcaster::Config {
@@ -44,7 +72,12 @@ pub async fn run(args: DemoArgs, threads: Option<usize>) -> anyhow::Result<()> {
             let e = b.endpoints().clone();
             tracing::info!(pull = %e.pull, publish = %e.publish, replay = %e.replay, "embedded broadcaster up");
             embedded = Some(b);
-            (e.pull, e.publish, e.replay)
+            Target {
+                pull: e.pull,
+                publish: e.publish,
+                replay: e.replay,
+                admin: None,
+            }
         });
     }
 
@@ -72,7 +105,9 @@ pub async fn run(args: DemoArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<String>(args.workers.max(1));
     for i in 1..=args.workers {
         let id = format!("w{i}");
-        let (pull, publish, replay) = &targets[(i - 1) % targets.len()];
+        // Every broadcaster, worker i's preferred one first.
+        let first = (i - 1) % targets.len();
+        let mine = targets[first..].iter().chain(&targets[..first]);
         let mut cmd = Command::new(&exe);
         if let Some(t) = threads {
             cmd.arg(format!("--threads={t}"));
@@ -86,7 +121,7 @@ pub async fn run(args: DemoArgs, threads: Option<usize>) -> anyhow::Result<()> {
                 "--port",
                 &port.to_string(),
             ])
-            .args(["--pull", pull, "--pub", publish, "--replay", replay])
+            .args(mine.map(|t| format!("--broadcaster={}", t.to_arg())))
             .args((1..=args.workers).map(|j| format!("--trusted-publisher=w{j}")))
             .args(args.hub.to_args())
             .stdin(Stdio::piped())
@@ -133,17 +168,39 @@ pub async fn run(args: DemoArgs, threads: Option<usize>) -> anyhow::Result<()> {
         }
         _ = stop_signal() => {
             stop(children, stdins, shutdown, embedded).await;
+            if let Some(f) = fleet {
+                f.wait().await;
+            }
             return Ok(());
         }
     }
     drop(reserve);
     println!("ready http://{}:{port}", args.host);
 
-    let stats = tokio::spawn(crate::stats::broadcaster_stats(
-        embedded.as_ref().map(|b| b.metrics()),
-        targets[0].clone(),
-        shutdown.child_token(),
-    ));
+    let stats = match (&embedded, &fleet) {
+        (Some(b), _) => tokio::spawn(crate::stats::broadcaster_stats(
+            b.metrics(),
+            targets[0].clone(),
+            shutdown.child_token(),
+        )),
+        (None, Some(f)) => tokio::spawn(crate::stats::fleet_stats(
+            f.nodes
+                .iter()
+                .map(|n| crate::stats::Watched::child(n.clone()))
+                .collect(),
+            targets.clone(),
+            shutdown.child_token(),
+        )),
+        (None, None) => tokio::spawn(crate::stats::fleet_stats(
+            targets
+                .iter()
+                .filter_map(|t| Some((t.admin.clone()?, t.publish.clone())))
+                .map(|(a, p)| crate::stats::Watched::external(a, p))
+                .collect(),
+            targets.clone(),
+            shutdown.child_token(),
+        )),
+    };
     tokio::select! {
         _ = stop_signal() => tracing::info!("stopping"),
         _ = watch_children(&mut children) => tracing::error!("a worker died; stopping the demo"),
@@ -151,7 +208,22 @@ pub async fn run(args: DemoArgs, threads: Option<usize>) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = stats.await;
     stop(children, stdins, shutdown, embedded).await;
+    if let Some(f) = fleet {
+        f.wait().await;
+    }
     Ok(())
+}
+
+/// `--broadcaster-bin`, else `broadcaster` next to this binary, else on PATH.
+fn broadcaster_bin(args: &DemoArgs) -> std::path::PathBuf {
+    if let Some(b) = &args.broadcaster_bin {
+        return b.clone();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("broadcaster")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "broadcaster".into())
 }
 
 async fn watch_children(children: &mut [Child]) {

@@ -19,7 +19,22 @@ use crate::cli::WorkerArgs;
 /// Serves until told to stop.
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let opts = ClientOptions::new(&args.pull, &args.publish, &args.replay).publisher_id(&args.id);
+    let targets = args
+        .broadcaster
+        .iter()
+        .map(|s| crate::cli::parse_broadcaster(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Every broadcaster: subscribed through all (duplicates dropped by
+    // stamp), published through the first healthy one.
+    let opts = ClientOptions::with_broadcasters(
+        targets
+            .iter()
+            .map(|t| (t.pull.clone(), t.publish.clone(), t.replay.clone())),
+    )
+    .publisher_id(&args.id)
+    .heartbeat_timeout(Duration::from_millis(args.heartbeat_timeout_ms))
+    .ack_timeout(Duration::from_millis(args.heartbeat_timeout_ms))
+    .reconnect_backoff(Duration::from_millis(100), Duration::from_secs(2));
     let client = Client::connect(opts)
         .await
         .context("connecting to the broadcaster")?;
@@ -46,7 +61,12 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let hub = Hub::new(client.clone(), hub_opts);
 
     let metrics_hub = hub.clone();
-    let info = serde_json::json!({ "worker": args.id, "pid": std::process::id() }).to_string();
+    let info = serde_json::json!({
+        "worker": args.id,
+        "pid": std::process::id(),
+        "broadcasters": targets.iter().map(|t| t.publish.clone()).collect::<Vec<_>>(),
+    })
+    .to_string();
     let app = Router::new()
         .merge(crate::assets::router())
         .merge(hub.router())
@@ -87,6 +107,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let stats = tokio::spawn(crate::stats::worker_stats(
         client.clone(),
         hub.clone(),
+        targets.iter().map(|t| t.publish.clone()).collect(),
         shutdown.child_token(),
     ));
     let stop = {
@@ -121,7 +142,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves when stdin reaches end of file (the supervisor closed it or died).
-async fn stdin_closed() {
+pub async fn stdin_closed() {
     let mut stdin = tokio::io::stdin();
     let mut buf = [0u8; 64];
     loop {

@@ -1,8 +1,10 @@
-//! The real demo (`fanfare-demo-web`: supervisor, embedded broadcaster,
-//! hub workers) as a child process on port 0, waited for by its
-//! `ready http://…` line; HTTP GETs and Prometheus samples from its workers.
+//! The real demo (`fanfare-demo-web`: supervisor, embedded or child
+//! broadcasters, hub workers) as a child process on port 0, waited for by
+//! its `ready http://…` line; its stdout (the child broadcasters' pids);
+//! HTTP GETs and Prometheus samples from its workers.
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -25,6 +27,23 @@ pub struct Demo {
     pub base: String,
     /// The shared port.
     pub port: u16,
+    /// Its stdout lines so far (at most [`MAX_LINES`]).
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+/// Most stdout lines of the demo kept for [`Demo::output`].
+pub const MAX_LINES: usize = 10_000;
+
+/// One `broadcaster id=… pid=… … admin=…` line of a demo started with
+/// `--broadcasters N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildBroadcaster {
+    /// Its origin id (`b1` …).
+    pub id: String,
+    /// Its pid.
+    pub pid: u32,
+    /// Admin `host:port`.
+    pub admin: String,
 }
 
 impl Demo {
@@ -39,7 +58,10 @@ impl Demo {
                 &["--threads", "1"][..]
             })
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("FANFARE_DEMO_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -48,8 +70,20 @@ impl Demo {
             .context("starting fanfare-demo-web")?;
         let out = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(out).lines();
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let keep = {
+            let kept = kept.clone();
+            move |line: &str| {
+                if let Ok(mut k) = kept.lock() {
+                    if k.len() < MAX_LINES {
+                        k.push(line.to_owned());
+                    }
+                }
+            }
+        };
         let base = tokio::time::timeout(READY_TIMEOUT, async {
             while let Some(line) = lines.next_line().await? {
+                keep(&line);
                 if let Some(url) = line.strip_prefix("ready ") {
                     return Ok(url.trim().to_owned());
                 }
@@ -58,13 +92,50 @@ impl Demo {
         })
         .await
         .context("demo not ready within 90 s")??;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                keep(&line);
+            }
+        });
         let port = base
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
             .context("port")?;
-        Ok(Demo { child, base, port })
+        Ok(Demo {
+            child,
+            base,
+            port,
+            lines: kept,
+        })
+    }
+
+    /// Its stdout lines so far.
+    pub fn output(&self) -> Vec<String> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The child broadcasters as last (re)started, by id (`--broadcasters N`).
+    pub fn broadcasters(&self) -> std::collections::BTreeMap<String, ChildBroadcaster> {
+        let mut out = std::collections::BTreeMap::new();
+        for line in self.output() {
+            let Some(rest) = line.strip_prefix("broadcaster ") else {
+                continue;
+            };
+            let field = |k: &str| {
+                rest.split_whitespace()
+                    .find_map(|f| f.strip_prefix(k))
+                    .map(str::to_owned)
+            };
+            let (Some(id), Some(pid), Some(admin)) = (field("id="), field("pid="), field("admin="))
+            else {
+                continue;
+            };
+            let Ok(pid) = pid.parse() else { continue };
+            let admin = admin.trim_start_matches("http://").to_owned();
+            out.insert(id.clone(), ChildBroadcaster { id, pid, admin });
+        }
+        out
     }
 
     /// `ws://127.0.0.1:PORT/ws`.

@@ -147,7 +147,15 @@ async fn session(
     let mut count = 0usize;
     let mut batch: Vec<Linked> = Vec::with_capacity(MAX_BATCH);
     let mut lag_us = None;
+    // The stall bound is about heartbeats, not bytes: a peer that stopped
+    // sending us data and heartbeats (e.g. it cut this link off after its
+    // queue overflowed) may still send other frames (ZMTP commands, acks
+    // our interest matched), which keep the reader's idle timer quiet.
+    let mut last_heartbeat = tokio::time::Instant::now();
     loop {
+        if last_heartbeat.elapsed() >= shared.stall {
+            return End::Lost(format!("no heartbeat for {:?}: peer stalled", shared.stall));
+        }
         if !reader.has_buffered_message() {
             if let Some(l) = lag_us.take() {
                 m.lag.observe(l as f64 / 1e6);
@@ -210,6 +218,7 @@ async fn session(
                 }
                 if heartbeat.is_some() {
                     m.heartbeats_in.inc();
+                    last_heartbeat = tokio::time::Instant::now();
                 } else {
                     m.messages_in.inc();
                     m.bytes_in.inc_by(msg.payload.len() as u64);
