@@ -33,11 +33,13 @@ async fn infos(demo: &Demo, workers: usize) -> Result<BTreeMap<String, Value>> {
 }
 
 /// Reads `ws` until an event with `data.i == last`; the `i`s of `t.*`
-/// events in arrival order.
+/// events in arrival order. A `gap` fails: nothing is lost in a failover
+/// (a re-sent copy is no hole either).
 async fn indices_until(ws: &mut Ws, last: i64) -> Result<Vec<i64>> {
     let mut out = Vec::new();
     loop {
         let v = ws.recv().await?;
+        anyhow::ensure!(v["op"] != "gap", "a gap during the failover: {v}");
         if v["op"] != "event" {
             continue;
         }
