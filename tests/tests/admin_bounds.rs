@@ -62,7 +62,16 @@ async fn idle_admin_connections_cannot_exhaust_descriptors_or_blind_healthz() ->
         idle.len(),
         lat[lat.len() / 2],
     );
-    assert!(max < Duration::from_secs(1), "healthz took {max:?}");
+    // One probe may wait out a SYN retransmission (1 s, then 3 s) when the
+    // flood has filled the listen backlog under a loaded machine: the bound
+    // allows one, the median must stay fast. Without the cap the probe never
+    // connects at all.
+    assert!(max < Duration::from_secs(3), "healthz took {max:?}");
+    assert!(
+        lat[lat.len() / 2] < Duration::from_millis(200),
+        "healthz median {:?}",
+        lat[lat.len() / 2]
+    );
     assert!(
         peak_fds <= base + ADMIN_CAP + 8,
         "{peak_fds} fds open (before: {base})"
