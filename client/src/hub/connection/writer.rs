@@ -78,10 +78,14 @@ pub async fn write_loop<Si: Sink<Message> + Unpin>(
     let o = &hub.options;
     let mut ping = tokio::time::interval(o.keepalive_interval);
     ping.tick().await;
+    // One cancellation future for the whole loop: making a new one per
+    // batch registers and unregisters a waiter under the token's lock.
+    let cancelled = shared.cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let first = tokio::select! {
             biased;
-            _ = shared.cancel.cancelled() => break,
+            _ = &mut cancelled => break,
             f = rx.recv() => match f {
                 Some(f) => Some(f),
                 None => break,
@@ -90,7 +94,7 @@ pub async fn write_loop<Si: Sink<Message> + Unpin>(
         };
         let written = tokio::select! {
             biased;
-            _ = shared.cancel.cancelled() => break,
+            _ = &mut cancelled => break,
             r = write_batch(&mut sink, first, &mut rx, &hub.metrics) => r,
         };
         match written {
