@@ -6,6 +6,7 @@
 //! the close frame. Why a connection ends is an [`Ending`]; `close.rs` turns
 //! it into the [`CloseCause`] (and close code) in one function.
 
+mod both;
 mod close;
 mod subscribe;
 mod writer;
@@ -96,15 +97,19 @@ where
         tx,
     };
     let mut stream = stream;
-    let writer = writer::write_loop(sink, rx, &hub, &shared);
-    let reader = async {
-        tokio::select! {
-            _ = conn.read_loop(&mut stream) => {}
-            _ = on_shutdown => {}
-        }
-        shared.cancel.cancel();
+    // Pinned in place (not moved into another future: that would store
+    // each of them twice in this task's state).
+    let closed = {
+        let writer = std::pin::pin!(writer::write_loop(sink, rx, &hub, &shared));
+        let reader = std::pin::pin!(async {
+            tokio::select! {
+                _ = conn.read_loop(&mut stream) => {}
+                _ = on_shutdown => {}
+            }
+            shared.cancel.cancel();
+        });
+        both::run_both(reader, writer).await
     };
-    let closed = run_both(reader, writer).await;
     // After our close frame, read what the browser still sends (up to its
     // close frame, within the linger): closing a socket with unread input
     // makes the kernel send a reset, and the browser would see 1006 instead
@@ -122,34 +127,6 @@ where
     hub.registry.remove(id);
     hub.metrics.connections_open.dec();
     tracing::debug!(conn = %conn_name, cause = ?shared.cause(), "websocket closed");
-}
-
-/// What one side of a connection returned.
-enum Side {
-    Reader,
-    Writer(bool),
-}
-
-/// Runs the reader and the writer to completion in this task, each polled
-/// only when its own waker fired (a `FuturesUnordered` of two). With a
-/// plain `join` every wake-up of the writer (one per queued event) also
-/// re-polled the reader, which costs a socket read attempt and tungstenite
-/// zeroing its read buffer each time. Returns the writer's result.
-async fn run_both(
-    reader: impl std::future::Future<Output = ()>,
-    writer: impl std::future::Future<Output = bool>,
-) -> bool {
-    use futures::future::FutureExt;
-    let mut both = futures::stream::FuturesUnordered::new();
-    both.push(reader.map(|()| Side::Reader).left_future());
-    both.push(writer.map(Side::Writer).right_future());
-    let mut closed = false;
-    while let Some(side) = both.next().await {
-        if let Side::Writer(c) = side {
-            closed = c;
-        }
-    }
-    closed
 }
 
 impl Conn {
