@@ -101,8 +101,8 @@ fn dumped_ir(out: &std::path::Path, part: u32) -> Result<u64> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
-        println!("hubcost: run with `cargo bench --bench hubcost`");
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("hubcost: a benchmark, not a test; run it with `cargo bench -p fanfare-benches --bench hubcost`");
         return Ok(());
     }
     let clients = env("FANFARE_HUBCOST_CLIENTS", 50) as usize;
