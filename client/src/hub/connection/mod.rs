@@ -6,6 +6,7 @@
 //! the close frame. Why a connection ends is an [`Ending`]; `close.rs` turns
 //! it into the [`CloseCause`] (and close code) in one function.
 
+mod both;
 mod close;
 mod subscribe;
 mod writer;
@@ -96,15 +97,19 @@ where
         tx,
     };
     let mut stream = stream;
-    let writer = writer::write_loop(sink, rx, &hub, &shared);
-    let reader = async {
-        tokio::select! {
-            _ = conn.read_loop(&mut stream) => {}
-            _ = on_shutdown => {}
-        }
-        shared.cancel.cancel();
+    // Pinned in place (not moved into another future: that would store
+    // each of them twice in this task's state).
+    let closed = {
+        let writer = std::pin::pin!(writer::write_loop(sink, rx, &hub, &shared));
+        let reader = std::pin::pin!(async {
+            tokio::select! {
+                _ = conn.read_loop(&mut stream) => {}
+                _ = on_shutdown => {}
+            }
+            shared.cancel.cancel();
+        });
+        both::run_both(reader, writer).await
     };
-    let ((), closed) = futures::future::join(reader, writer).await;
     // After our close frame, read what the browser still sends (up to its
     // close frame, within the linger): closing a socket with unread input
     // makes the kernel send a reset, and the browser would see 1006 instead

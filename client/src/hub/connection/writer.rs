@@ -78,20 +78,29 @@ pub async fn write_loop<Si: Sink<Message> + Unpin>(
     let o = &hub.options;
     let mut ping = tokio::time::interval(o.keepalive_interval);
     ping.tick().await;
-    loop {
+    // One cancellation future for the whole loop: making a new one per
+    // batch registers and unregisters a waiter under the token's lock.
+    let cancelled = shared.cancel.cancelled();
+    tokio::pin!(cancelled);
+    // The queue and the write are polled before the cancellation future
+    // (polling that one takes the token's waiter lock), so an event costs
+    // no cancellation poll while frames keep coming; the flag is checked
+    // once per batch instead, and the future is polled whenever the queue
+    // is empty or the socket blocks, so a cancel is still seen at once.
+    while !shared.cancel.is_cancelled() {
         let first = tokio::select! {
             biased;
-            _ = shared.cancel.cancelled() => break,
             f = rx.recv() => match f {
                 Some(f) => Some(f),
                 None => break,
             },
+            _ = &mut cancelled => break,
             _ = ping.tick() => None,
         };
         let written = tokio::select! {
             biased;
-            _ = shared.cancel.cancelled() => break,
             r = write_batch(&mut sink, first, &mut rx, &hub.metrics) => r,
+            _ = &mut cancelled => break,
         };
         match written {
             Ok(n) => {

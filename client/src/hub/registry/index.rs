@@ -1,8 +1,6 @@
 //! The registry's pattern indexes: distinct patterns with their
 //! connections, and the dispatch index (leading literal words → patterns).
 
-use std::collections::HashSet;
-
 use fanfare_protocol::pattern::Pattern;
 
 use super::{Index, State};
@@ -23,7 +21,7 @@ pub(super) fn add_patterns(st: &mut State, id: u64, patterns: &[Pattern]) {
                 .push(p.as_str().to_owned());
             Index {
                 pattern: p.clone(),
-                conns: HashSet::new(),
+                conns: super::IdSet::default(),
             }
         });
         ix.conns.insert(id);

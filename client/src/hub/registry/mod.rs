@@ -11,7 +11,7 @@
 //! Full policy of a connection queue: the connection is closed with 4008
 //! ("slow consumer") and removed; nobody else waits.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
@@ -23,7 +23,9 @@ use super::metrics::HubMetrics;
 use super::protocol::{self, GapNotice};
 use super::ring::{Coverage, Event, Ring};
 
+mod ids;
 mod index;
+use ids::{IdMap, IdSet};
 use index::{add_patterns, drop_patterns, remove_locked};
 
 struct Entry {
@@ -37,11 +39,11 @@ struct Entry {
 
 struct Index {
     pattern: Pattern,
-    conns: HashSet<u64>,
+    conns: IdSet,
 }
 
 struct State {
-    conns: HashMap<u64, Entry>,
+    conns: IdMap<Entry>,
     /// Distinct pattern text → the pattern and its connections.
     index: HashMap<String, Index>,
     /// Dispatch index: the literal words a pattern starts with (all of a
@@ -92,7 +94,7 @@ impl Registry {
     ) -> Self {
         Self {
             state: Mutex::new(State {
-                conns: HashMap::new(),
+                conns: IdMap::default(),
                 index: HashMap::new(),
                 by_prefix: HashMap::new(),
                 ring: Ring::new(ring_events, ring_bytes),
