@@ -11,10 +11,8 @@
 //
 // (worker → the broadcaster it prefers, and that broadcaster's pid.)
 // Exits 0 on success and prints "browser ok"; any failure exits 1.
-import { chromium } from "playwright-core";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { launch } from "./launch.mjs";
 
 const url = process.argv[2];
 const prefers = new Map(
@@ -24,31 +22,7 @@ const prefers = new Map(
     return [w, { b, pid: Number(pid) }];
   }),
 );
-const artifacts = process.env.ARTIFACTS || "target/test-artifacts";
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-mkdirSync(artifacts, { recursive: true });
-
-const args = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  "--disable-dev-shm-usage",
-];
-const profile = mkdtempSync(join(tmpdir(), "fanfare-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath,
-  args,
-  headless: true,
-  viewport: { width: 1400, height: 900 },
-  timeout: 60000,
-});
-const cleanup = () => rmSync(profile, { recursive: true, force: true });
-const fail = async (msg) => {
-  console.error("browser test failed:", msg);
-  await context.close().catch(() => {});
-  cleanup();
-  process.exit(1);
-};
-const timer = setTimeout(() => fail("timed out after 110 s"), 110000);
+const { context, artifacts, fail, done } = await launch(110000);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // The chat texts a page shows, in order.
@@ -164,9 +138,7 @@ try {
     if (stats.gaps !== 0) await fail(`page ${name} reported ${stats.gaps} gap(s): ${JSON.stringify(notes)}`);
   }
   console.log(`restarted pid=${newPid}`);
-  clearTimeout(timer);
-  await context.close();
-  cleanup();
+  await done();
   console.log("browser ok");
   process.exit(0);
 } catch (e) {

@@ -7,38 +7,11 @@
 //   node two_pages.mjs http://127.0.0.1:PORT
 //
 // Exits 0 on success and prints "browser ok"; any failure exits 1.
-import { chromium } from "playwright-core";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { launch } from "./launch.mjs";
 
 const url = process.argv[2];
-const artifacts = process.env.ARTIFACTS || "target/test-artifacts";
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-mkdirSync(artifacts, { recursive: true });
-
-const args = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  "--disable-dev-shm-usage",
-];
-// A fresh profile directory per run.
-const profile = mkdtempSync(join(tmpdir(), "fanfare-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath,
-  args,
-  headless: true,
-  viewport: { width: 1400, height: 900 },
-  timeout: 60000,
-});
-const cleanup = () => rmSync(profile, { recursive: true, force: true });
-const fail = async (msg) => {
-  console.error("browser test failed:", msg);
-  await context.close().catch(() => {});
-  cleanup();
-  process.exit(1);
-};
-const timer = setTimeout(() => fail("timed out after 90 s"), 90000);
+const { context, artifacts, fail, done } = await launch(90000);
 
 try {
   const a = await context.newPage();
@@ -124,9 +97,7 @@ try {
   await b.click('.tab[data-tab="fabric"]');
   await b.waitForTimeout(500);
   await b.screenshot({ path: join(artifacts, "browser-fabric.png") });
-  clearTimeout(timer);
-  await context.close();
-  cleanup();
+  await done();
   console.log("browser ok");
   process.exit(0);
 } catch (e) {

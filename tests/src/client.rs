@@ -216,3 +216,44 @@ pub async fn collect_until_all(
         }
     }
 }
+
+/// Publishes indices `range` on `topic` with `publish_confirmed`, `window`
+/// at a time; bumps `confirmed` per confirmation. Returns every
+/// confirmation by index.
+pub async fn confirmed_stream(
+    client: Client,
+    topic: &'static str,
+    range: std::ops::Range<u64>,
+    window: usize,
+    confirmed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Result<Vec<(u64, fanfare_client::Confirmation)>> {
+    let results: Vec<_> = futures::stream::iter(range)
+        .map(|i| {
+            let client = client.clone();
+            let confirmed = confirmed.clone();
+            async move {
+                let c = client
+                    .publish_confirmed(topic, indexed_payload(i, 32))
+                    .await?;
+                confirmed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                anyhow::Ok((i, c))
+            }
+        })
+        .buffer_unordered(window)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Waits (at most `timeout`) until `confirmed` reaches `at_least`.
+pub async fn wait_confirmed(
+    confirmed: &std::sync::atomic::AtomicU64,
+    at_least: u64,
+    timeout: Duration,
+) -> Result<()> {
+    crate::wait::eventually(timeout, "confirmations", || {
+        let c = confirmed.load(std::sync::atomic::Ordering::Relaxed);
+        async move { (c >= at_least).then_some(()) }
+    })
+    .await
+}

@@ -23,6 +23,7 @@
 
 pub mod bad_input;
 pub mod binary;
+pub mod browser;
 pub mod cli;
 pub mod client;
 pub mod demo;

@@ -12,14 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use fanfare_client::{Client, Confirmation};
+use fanfare_client::Client;
 use fanfare_tests::client::{
-    collect_until, indexed_payload, next_data, options, sync_subscriptions,
+    collect_until, confirmed_stream, indexed_payload, next_data, options, sync_subscriptions,
 };
 use fanfare_tests::process::BroadcasterProcess;
 use fanfare_tests::wait::eventually;
 use fanfare_tests::{metrics, python, sockets, RECV_TIMEOUT};
-use futures::StreamExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmed_publish_resolves_with_the_stamping_broadcaster() -> Result<()> {
@@ -70,32 +69,6 @@ async fn confirmed_publish_resolves_with_the_stamping_broadcaster() -> Result<()
     Ok(())
 }
 
-/// Publishes indices `0..n` with `publish_confirmed`, 32 at a time; bumps
-/// `confirmed` per confirmation. Returns every confirmation by index.
-async fn publish_confirmed_stream(
-    client: Client,
-    topic: &'static str,
-    n: u64,
-    confirmed: Arc<AtomicU64>,
-) -> Result<Vec<(u64, Confirmation)>> {
-    let results: Vec<_> = futures::stream::iter(0..n)
-        .map(|i| {
-            let client = client.clone();
-            let confirmed = confirmed.clone();
-            async move {
-                let c = client
-                    .publish_confirmed(topic, indexed_payload(i, 32))
-                    .await?;
-                confirmed.fetch_add(1, Ordering::Relaxed);
-                anyhow::Ok((i, c))
-            }
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
-    results.into_iter().collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_and_restart_mid_stream_delivers_every_confirmed_message_once() -> Result<()> {
     const N: u64 = 3000;
@@ -108,10 +81,11 @@ async fn sigkill_and_restart_mid_stream_delivers_every_confirmed_message_once() 
 
     let reader = tokio::spawn(async move { collect_until(&mut sub, N, RECV_TIMEOUT * 6).await });
     let confirmed = Arc::new(AtomicU64::new(0));
-    let stream = tokio::spawn(publish_confirmed_stream(
+    let stream = tokio::spawn(confirmed_stream(
         publisher.clone(),
         "kill.x",
-        N,
+        0..N,
+        32,
         confirmed.clone(),
     ));
     eventually(RECV_TIMEOUT, "a third confirmed", || {

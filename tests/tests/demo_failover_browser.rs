@@ -16,26 +16,9 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use fanfare_tests::browser;
 use fanfare_tests::demo::Demo;
 use fanfare_tests::wait::eventually;
-
-fn missing_prerequisite(browser_dir: &std::path::Path) -> Option<String> {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !std::path::Path::new(&chromium).exists() {
-        return Some(format!("{chromium} not found (apt-get install chromium)"));
-    }
-    if !browser_dir.join("node_modules/playwright-core").exists() {
-        return Some("tests/browser/node_modules missing (npm ci in tests/browser)".into());
-    }
-    if std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        return Some("node not found".into());
-    }
-    None
-}
 
 /// `/stats` of a broadcaster's admin server.
 async fn stats(admin: &str) -> Result<serde_json::Value> {
@@ -46,8 +29,8 @@ async fn stats(admin: &str) -> Result<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_federated_broadcaster_keeps_both_pages_live_and_exactly_once() -> Result<()> {
     let root = fanfare_tests::binary::workspace_root();
-    let browser_dir = root.join("tests/browser");
-    if let Some(why) = missing_prerequisite(&browser_dir) {
+    let browser_dir = browser::browser_dir();
+    if let Some(why) = browser::missing_prerequisite(&browser_dir) {
         return fanfare_tests::skip::skip(
             "demo_failover_browser::killing_a_federated_broadcaster_keeps_both_pages_live_and_exactly_once",
             &why,

@@ -31,10 +31,9 @@ use anyhow::{bail, ensure, Context, Result};
 use fanfare_client::{Client, ClientOptions, Confirmation, Delivery, Subscription};
 use fanfare_tests::client::{
     index_of, indexed_payload, is_probe, next_delivery, options, options_for, sync_subscriptions,
-    Collected,
+    wait_confirmed, Collected,
 };
 use fanfare_tests::fabric::Fabric;
-use fanfare_tests::wait::eventually;
 use fanfare_tests::RECV_TIMEOUT;
 use futures::StreamExt;
 
@@ -119,14 +118,6 @@ async fn paced_stream(
         .collect()
         .await;
     results.into_iter().collect()
-}
-
-async fn wait_confirmed(confirmed: &Arc<AtomicU64>, at_least: u64) -> Result<()> {
-    eventually(RECV_TIMEOUT * 3, "confirmations", || {
-        let c = confirmed.load(Ordering::Relaxed);
-        async move { (c >= at_least).then_some(()) }
-    })
-    .await
 }
 
 /// What one subscriber received in one phase, with arrival times.
@@ -303,7 +294,7 @@ async fn a_linked_pair_survives_a_kill_and_a_stop_with_clients_on_both() -> Resu
         64,
         cb.clone(),
     ));
-    wait_confirmed(&ca, N_KILL / 3).await?;
+    wait_confirmed(&ca, N_KILL / 3, RECV_TIMEOUT * 3).await?;
     let old_epoch = f.node_metric(0, "fanfare_epoch").await?;
     f.nodes[0].sigkill()?;
     let killed = Instant::now();
@@ -446,7 +437,7 @@ async fn a_linked_pair_survives_a_kill_and_a_stop_with_clients_on_both() -> Resu
         32,
         cb.clone(),
     ));
-    wait_confirmed(&cb, N_STOP / 4).await?;
+    wait_confirmed(&cb, N_STOP / 4, RECV_TIMEOUT * 3).await?;
     let link_repairs = f.link_metric(1, "fanfare_link_repaired_total").await?;
     f.nodes[1].sigstop()?;
     let stopped_at = cb.load(Ordering::Relaxed);

@@ -11,31 +11,14 @@
 
 use std::time::Duration;
 
+use fanfare_tests::browser;
 use fanfare_tests::demo::Demo;
-
-fn missing_prerequisite(browser_dir: &std::path::Path) -> Option<String> {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !std::path::Path::new(&chromium).exists() {
-        return Some(format!("{chromium} not found (apt-get install chromium)"));
-    }
-    if !browser_dir.join("node_modules/playwright-core").exists() {
-        return Some("tests/browser/node_modules missing (npm ci in tests/browser)".into());
-    }
-    if std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        return Some("node not found".into());
-    }
-    None
-}
 
 #[tokio::test]
 async fn two_pages_in_chromium_see_each_others_chat() -> anyhow::Result<()> {
     let root = fanfare_tests::binary::workspace_root();
-    let browser_dir = root.join("tests/browser");
-    if let Some(why) = missing_prerequisite(&browser_dir) {
+    let browser_dir = browser::browser_dir();
+    if let Some(why) = browser::missing_prerequisite(&browser_dir) {
         return fanfare_tests::skip::skip(
             "hub_browser::two_pages_in_chromium_see_each_others_chat",
             &why,
