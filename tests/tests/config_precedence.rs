@@ -37,19 +37,25 @@ async fn flag_beats_env_beats_file_beats_default() -> Result<()> {
     }
     sockets::publish(&mut push, "cfg.big", Bytes::from(vec![b'k'; 200])).await?;
     let admin = b.endpoints().admin_addr()?.to_owned();
-    let stats = eventually(RECV_TIMEOUT, "21 messages taken or refused", || {
-        let admin = admin.clone();
-        async move {
-            let text = http_get_ok(&admin, "/stats").await.ok()?;
-            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-            let rejected: u64 = v["ingress"]["rejected"]
-                .as_object()?
-                .values()
-                .filter_map(serde_json::Value::as_u64)
-                .sum();
-            (v["ingress"]["messages"].as_u64()? + rejected >= 21).then_some(v)
-        }
-    })
+    let stats = eventually(
+        RECV_TIMEOUT,
+        "21 messages taken or refused, 20 stamped",
+        || {
+            let admin = admin.clone();
+            async move {
+                let text = http_get_ok(&admin, "/stats").await.ok()?;
+                let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+                let rejected: u64 = v["ingress"]["rejected"]
+                    .as_object()?
+                    .values()
+                    .filter_map(serde_json::Value::as_u64)
+                    .sum();
+                // Taken by ingress is not yet stamped into history: wait for both.
+                let stamped = v["last_seq"].as_u64()?;
+                (v["ingress"]["messages"].as_u64()? + rejected >= 21 && stamped >= 20).then_some(v)
+            }
+        },
+    )
     .await?;
     let _ = std::fs::remove_file(&file);
     ensure!(
