@@ -12,7 +12,7 @@
 // (worker → the broadcaster it prefers, and that broadcaster's pid.)
 // Exits 0 on success and prints "browser ok"; any failure exits 1.
 import { join } from "node:path";
-import { launch } from "./launch.mjs";
+import { launch, pagesOnTwoWorkers } from "./launch.mjs";
 
 const url = process.argv[2];
 const prefers = new Map(
@@ -56,20 +56,7 @@ async function publishStream(p, label, n, onEach) {
 }
 
 try {
-  const a = await context.newPage();
-  const b = await context.newPage();
-  for (const p of [a, b]) {
-    p.on("pageerror", (e) => console.error("page error:", e.message));
-    await p.goto(url + "/#chat");
-    await p.waitForSelector('body[data-status="open"]', { timeout: 30000 });
-  }
-  const wa = await a.getAttribute("body", "data-worker");
-  let wb = await b.getAttribute("body", "data-worker");
-  for (let i = 0; i < 40 && wb === wa; i++) {
-    await b.reload();
-    await b.waitForSelector('body[data-status="open"]', { timeout: 30000 });
-    wb = await b.getAttribute("body", "data-worker");
-  }
+  const { a, b, wa, wb } = await pagesOnTwoWorkers(context, url, "/#chat");
   if (!wa || !wb || wa === wb) await fail(`expected two different workers, got ${wa} and ${wb}`);
   const victim = prefers.get(wa);
   if (!victim) await fail(`no broadcaster known for worker ${wa}: ${process.argv[3]}`);

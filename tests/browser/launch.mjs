@@ -41,3 +41,25 @@ export async function launch(deadlineMs) {
   };
   return { context, artifacts, fail, done };
 }
+
+// Two pages of `url + hash`, live, on two different workers: the kernel
+// spreads connections over the workers, so B is reloaded until it lands on
+// another one than A. Returns the pages and their workers (equal if it
+// never happened: the caller fails).
+export async function pagesOnTwoWorkers(context, url, hash) {
+  const a = await context.newPage();
+  const b = await context.newPage();
+  for (const p of [a, b]) {
+    p.on("pageerror", (e) => console.error("page error:", e.message));
+    await p.goto(url + hash);
+    await p.waitForSelector('body[data-status="open"]', { timeout: 30000 });
+  }
+  const wa = await a.getAttribute("body", "data-worker");
+  let wb = await b.getAttribute("body", "data-worker");
+  for (let i = 0; i < 40 && wb === wa; i++) {
+    await b.reload();
+    await b.waitForSelector('body[data-status="open"]', { timeout: 30000 });
+    wb = await b.getAttribute("body", "data-worker");
+  }
+  return { a, b, wa, wb };
+}

@@ -8,28 +8,14 @@
 //
 // Exits 0 on success and prints "browser ok"; any failure exits 1.
 import { join } from "node:path";
-import { launch } from "./launch.mjs";
+import { launch, pagesOnTwoWorkers } from "./launch.mjs";
 
 const url = process.argv[2];
 const { context, artifacts, fail, done } = await launch(90000);
 
 try {
-  const a = await context.newPage();
-  const b = await context.newPage();
-  for (const p of [a, b]) {
-    p.on("pageerror", (e) => console.error("page error:", e.message));
-    await p.goto(url + "/#chat");
-    await p.waitForSelector('body[data-status="open"]', { timeout: 30000 });
-  }
-  const wa = await a.getAttribute("body", "data-worker");
-  let wb = await b.getAttribute("body", "data-worker");
-  // The kernel spreads connections over the workers: reload B until it
-  // lands on the other one, so the message really crosses the fabric.
-  for (let i = 0; i < 40 && wb === wa; i++) {
-    await b.reload();
-    await b.waitForSelector('body[data-status="open"]', { timeout: 30000 });
-    wb = await b.getAttribute("body", "data-worker");
-  }
+  // On two workers, so the message really crosses the fabric.
+  const { a, b, wa, wb } = await pagesOnTwoWorkers(context, url, "/#chat");
   console.log(`page A on worker ${wa}, page B on worker ${wb}`);
   if (!wa || !wb || wa === wb) await fail(`expected two different workers, got ${wa} and ${wb}`);
   const text = `hello from A ${Date.now()}`;

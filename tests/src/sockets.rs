@@ -61,6 +61,24 @@ pub async fn sub(endpoint: &str, prefixes: &[&str]) -> Result<SubSocket> {
     Ok(s)
 }
 
+/// A replay request (id `r`) for `[from, to]` of the broadcaster's own
+/// origin in its current epoch, filtered by `patterns` (none = all).
+pub fn replay_range(
+    from: u64,
+    to: u64,
+    patterns: Vec<fanfare_protocol::pattern::Pattern>,
+) -> fanfare_protocol::replay::ReplayRequest {
+    fanfare_protocol::replay::ReplayRequest {
+        req_id: Bytes::from_static(b"r"),
+        origin: String::new(),
+        epoch: 0,
+        from,
+        to,
+        lane: None,
+        patterns,
+    }
+}
+
 /// A DEALER socket connected to `endpoint` (the replay endpoint).
 pub async fn dealer(endpoint: &str) -> Result<DealerSocket> {
     let mut s = DealerSocket::new();

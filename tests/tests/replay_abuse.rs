@@ -28,18 +28,6 @@ const P99_BOUND: Duration = Duration::from_millis(50);
 /// `/healthz` must answer within this under attack.
 const HEALTHZ_BOUND: Duration = Duration::from_millis(500);
 
-fn range(from: u64, to: u64, patterns: Vec<Pattern>) -> ReplayRequest {
-    ReplayRequest {
-        req_id: Bytes::from_static(b"r"),
-        origin: String::new(),
-        epoch: 0,
-        from,
-        to,
-        lane: None,
-        patterns,
-    }
-}
-
 async fn ask(
     d: &mut DealerSocket,
     r: &ReplayRequest,
@@ -108,7 +96,7 @@ async fn heavy_pattern_scans_do_not_stall_forwarding_or_healthz() -> Result<()> 
         attackers.push(tokio::spawn(async move {
             let mut from = 1;
             while !stop.load(Ordering::Relaxed) {
-                let r = range(from, u64::MAX, patterns.clone());
+                let r = sockets::replay_range(from, u64::MAX, patterns.clone());
                 let Ok((h, _)) = ask(&mut d, &r, Duration::from_secs(60)).await else {
                     break;
                 };
@@ -195,7 +183,7 @@ async fn peers_that_never_read_are_bounded_counted_and_released() -> Result<()> 
     fill(&b, 256, "big.m", 64 * 1024).await?;
     let baseline = rss_kib(pid)?;
 
-    let request = range(1, u64::MAX, vec![]).to_frames();
+    let request = sockets::replay_range(1, u64::MAX, vec![]).to_frames();
     let refs: Vec<&[u8]> = request.iter().map(|f| &f[..]).collect();
     let bytes = multipart(&refs);
     let mut peers = Vec::new();
@@ -265,7 +253,7 @@ async fn edge_seqs_get_well_formed_replies() -> Result<()> {
     let b = BroadcasterProcess::spawn(&["--id", "abuse-seq"]).await?;
     fill(&b, 10, "edge.m", 8).await?;
     let mut d = sockets::dealer(&b.endpoints().replay).await?;
-    let (state, _) = ask(&mut d, &range(0, 0, vec![]), RECV_TIMEOUT).await?;
+    let (state, _) = ask(&mut d, &sockets::replay_range(0, 0, vec![]), RECV_TIMEOUT).await?;
     let newest = state.newest;
     let max = u64::MAX;
     // (from, to, expected next, expected messages)
@@ -279,7 +267,12 @@ async fn edge_seqs_get_well_formed_replies() -> Result<()> {
         (0, max, newest + 1, 10),
     ];
     for (from, to, next, n) in cases {
-        let (h, got) = ask(&mut d, &range(from, to, vec![]), RECV_TIMEOUT).await?;
+        let (h, got) = ask(
+            &mut d,
+            &sockets::replay_range(from, to, vec![]),
+            RECV_TIMEOUT,
+        )
+        .await?;
         ensure!(h.status == Status::Ok, "from {from} to {to}: {h:?}");
         ensure!(
             h.next == next && got == n,
@@ -287,7 +280,7 @@ async fn edge_seqs_get_well_formed_replies() -> Result<()> {
         );
     }
     // Unknown epoch u64::MAX, any lane, the most patterns allowed.
-    let mut r = range(max, max, heavy_patterns(64)?);
+    let mut r = sockets::replay_range(max, max, heavy_patterns(64)?);
     r.epoch = max;
     r.lane = Some(u16::MAX);
     let (h, _) = ask(&mut d, &r, RECV_TIMEOUT).await?;
@@ -299,7 +292,7 @@ async fn edge_seqs_get_well_formed_replies() -> Result<()> {
         "64 patterns: {h:?}"
     );
     // One pattern too many is malformed.
-    let mut frames = range(1, max, heavy_patterns(64)?).to_frames();
+    let mut frames = sockets::replay_range(1, max, heavy_patterns(64)?).to_frames();
     frames.push(Bytes::from_static(b"one.more"));
     sockets::send_timeout(&mut d, frames, RECV_TIMEOUT).await?;
     let reply = sockets::recv_timeout(&mut d, RECV_TIMEOUT)
@@ -314,7 +307,7 @@ async fn edge_seqs_get_well_formed_replies() -> Result<()> {
         empty >= 5.0 && bad == 1.0,
         "counted: {empty} empty, {bad} bad"
     );
-    let (h, _) = ask(&mut d, &range(1, max, vec![]), RECV_TIMEOUT).await?;
+    let (h, _) = ask(&mut d, &sockets::replay_range(1, max, vec![]), RECV_TIMEOUT).await?;
     ensure!(
         h.status == Status::Ok && h.next == newest + 1,
         "still serving: {h:?}"

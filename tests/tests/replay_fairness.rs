@@ -17,18 +17,6 @@ use fanfare_tests::process::BroadcasterProcess;
 use fanfare_tests::zmtp::{multipart, RawPeer};
 use fanfare_tests::{sockets, wait};
 
-fn range(from: u64, to: u64, patterns: Vec<Pattern>) -> ReplayRequest {
-    ReplayRequest {
-        req_id: Bytes::from_static(b"r"),
-        origin: String::new(),
-        epoch: 0,
-        from,
-        to,
-        lane: None,
-        patterns,
-    }
-}
-
 /// 64 patterns with four `#` each that never match a topic of `a` words.
 fn heavy_patterns() -> Result<Vec<Pattern>> {
     (0..64)
@@ -100,7 +88,12 @@ async fn many_connections_of_one_peer_leave_scan_workers_to_others() -> Result<(
         let patterns = heavy_patterns()?;
         attackers.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let Ok(h) = ask_raw(&mut d, &range(1, u64::MAX, patterns.clone())).await else {
+                let Ok(h) = ask_raw(
+                    &mut d,
+                    &sockets::replay_range(1, u64::MAX, patterns.clone()),
+                )
+                .await
+                else {
                     break;
                 };
                 rounds.fetch_add(1, Ordering::Relaxed);
@@ -118,7 +111,11 @@ async fn many_connections_of_one_peer_leave_scan_workers_to_others() -> Result<(
     let mut victim_busy = 0;
     for k in 0..40u64 {
         let t0 = Instant::now();
-        let h = ask_raw(&mut victim, &range(1 + k, 64 + k, Vec::new())).await?;
+        let h = ask_raw(
+            &mut victim,
+            &sockets::replay_range(1 + k, 64 + k, Vec::new()),
+        )
+        .await?;
         lat.push(t0.elapsed());
         victim_busy += u32::from(h.status == Status::Busy);
         ensure!(

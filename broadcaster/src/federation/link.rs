@@ -212,7 +212,11 @@ async fn session(
         let checked = check(&frames, n, max_payload);
         frames.clear();
         match checked {
-            Ok((msg, heartbeat)) => {
+            Ok(Some(Checked {
+                msg,
+                heartbeat,
+                stamped_us,
+            })) => {
                 if let Some(end) = learn(shared, idx, &msg, heartbeat.as_ref()) {
                     return end;
                 }
@@ -222,16 +226,14 @@ async fn session(
                 } else {
                     m.messages_in.inc();
                     m.bytes_in.inc_by(msg.payload.len() as u64);
-                    if let Ok(s) = StampRef::decode(&msg.stamp) {
-                        let l = stamp::now_us().saturating_sub(s.timestamp_us);
-                        m.lag_last_us.set(l);
-                        lag_us = Some(l);
-                    }
+                    let l = stamp::now_us().saturating_sub(stamped_us);
+                    m.lag_last_us.set(l);
+                    lag_us = Some(l);
                 }
                 batch.push(msg);
             }
             // Acks are for this peer's own publishers: never relayed.
-            Err(LOCAL_ONLY) => {}
+            Ok(None) => {}
             Err(why) => {
                 m.invalid.inc();
                 if shared.metrics.log_allowed(LogKind::Federation) {
@@ -317,18 +319,26 @@ async fn flush(
     .is_ok()
 }
 
-/// What [`check`] says of an ack: valid, but local to the peer (not an error).
-pub(super) const LOCAL_ONLY: &str = "ack (local to the peer)";
+/// A peer's message that passed [`check`].
+#[derive(Debug)]
+pub(super) struct Checked {
+    pub(super) msg: Linked,
+    /// Its decoded payload, for a heartbeat.
+    pub(super) heartbeat: Option<Heartbeat>,
+    /// When its origin stamped it (µs since the Unix epoch).
+    pub(super) stamped_us: u64,
+}
 
 /// Validates one egress message of a peer: `[topic, stamp, payload]`, a
 /// valid topic (reserved only for a heartbeat of the stamp's origin), a
 /// stamp that decodes with seq ≥ 1 (data), a payload within the bound.
-/// Returns the message and, for a heartbeat, its decoded payload.
+/// `Ok(None)` for an ack: valid, but local to the peer (never relayed, no
+/// error).
 pub(super) fn check(
     frames: &[Bytes],
     count: usize,
     max_payload: usize,
-) -> Result<(Linked, Option<Heartbeat>), &'static str> {
+) -> Result<Option<Checked>, &'static str> {
     let [t, s, p] = frames else {
         return Err("frame count");
     };
@@ -340,7 +350,7 @@ pub(super) fn check(
     }
     let st = StampRef::decode(s).map_err(|_| "bad stamp")?;
     if st.is_ack() {
-        return Err(LOCAL_ONLY);
+        return Ok(None);
     }
     let heartbeat = if st.is_heartbeat() {
         let name = t
@@ -365,7 +375,11 @@ pub(super) fn check(
         stamp: s.clone(),
         payload: p.clone(),
     };
-    Ok((msg, heartbeat))
+    Ok(Some(Checked {
+        msg,
+        heartbeat,
+        stamped_us: st.timestamp_us,
+    }))
 }
 
 /// Learns from a hop-0 message (sent by the peer itself): its origin (a
@@ -491,7 +505,7 @@ mod tests {
         let mut p = Vec::new();
         Heartbeat::default().encode(&mut p);
         f[2] = Bytes::from(p);
-        assert!(check(&f, 3, 100).unwrap().1.is_some());
+        assert!(check(&f, 3, 100).unwrap().unwrap().heartbeat.is_some());
         f[0] = Bytes::from_static(b"_fanfare.hb.b2");
         assert!(check(&f, 3, 100).is_err());
         let ack = StampFields {
@@ -503,7 +517,10 @@ mod tests {
             stamp::to_bytes(&ack, b"b1", None),
             Bytes::from_static(b"x"),
         ];
-        assert_eq!(check(&f, 3, 100).unwrap_err(), LOCAL_ONLY);
+        assert!(
+            check(&f, 3, 100).unwrap().is_none(),
+            "an ack is skipped, not an error"
+        );
     }
 
     #[test]

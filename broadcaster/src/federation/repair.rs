@@ -175,7 +175,12 @@ async fn repair(
         }
         let mut msgs = Vec::with_capacity((frames.len() - REPLY_HEADER_FRAMES) / 3);
         for t in frames[REPLY_HEADER_FRAMES..].chunks_exact(3) {
-            let Ok((msg, None)) = link::check(t, 3, max_payload) else {
+            let Ok(Some(link::Checked {
+                msg,
+                heartbeat: None,
+                ..
+            })) = link::check(t, 3, max_payload)
+            else {
                 m.invalid.inc();
                 continue;
             };
