@@ -15,7 +15,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "fanfare-demo-web", version)]
 pub struct Cli {
-    /// Tokio worker threads of the supervisor and of each worker (default 2).
+    /// Tokio worker threads of the supervisor and of each worker (default: 2 for
+    /// the supervisor; each worker the machine's cores ÷ workers, at least 1).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
     /// What to run (default: the supervisor).
