@@ -163,11 +163,41 @@ impl Forwarder {
     }
 
     /// Applies up to [`CONTROL_PER_ROUND`] queued subscription changes.
+    /// Then queues the session markers owed (before anything else goes out).
     fn apply_control(&mut self, control: &mut mpsc::Receiver<Control>) {
         for _ in 0..CONTROL_PER_ROUND {
-            let Ok(c) = control.try_recv() else { return };
+            let Ok(c) = control.try_recv() else { break };
             self.subscribers.apply(c, &self.metrics);
         }
+        self.send_markers();
+    }
+
+    /// Queues the session markers owed: `[_fanfare.sess, stamp (session
+    /// flag, our origin and epoch, seq = last stamped), u64 missed]`.
+    fn send_markers(&mut self) {
+        if !self.subscribers.markers_due() {
+            return;
+        }
+        let fields = StampFields {
+            flags: stamp::FLAG_SESSION,
+            epoch: self.epoch,
+            seq: self.seq,
+            timestamp_us: stamp::now_us(),
+            ..StampFields::default()
+        };
+        let origin = self.id.as_bytes();
+        let encode = |missed: u64| {
+            let mut out = BytesMut::new();
+            encode_message(
+                &mut out,
+                fanfare_protocol::SESSION_TOPIC.as_bytes(),
+                |o| stamp::encode(o, &fields, origin, None),
+                stamp::encoded_len(origin, None),
+                &missed.to_be_bytes(),
+            );
+            out.freeze()
+        };
+        self.subscribers.send_markers(encode, &self.metrics);
     }
 
     /// Stamps, stores and fans out one round of batches.
@@ -275,6 +305,7 @@ impl Forwarder {
     /// Publishes a heartbeat (and acks still owed) and applies the history
     /// age bound.
     fn heartbeat(&mut self) {
+        self.send_markers();
         self.send_acks();
         let oldest = match self.history.write() {
             Ok(mut h) => {

@@ -6,6 +6,13 @@
 //! alone misses it; the miss is counted (`egress_dropped_total`) and the
 //! subscriber sees a seq gap it repairs from history. Others are unaffected.
 //!
+//! Sessions: a subscriber that SUBSCRIBEs exactly
+//! [`SESSION_TOPIC`](fanfare_protocol::SESSION_TOPIC) gets a session marker
+//! at once and, after any message it could not take, a new one before the
+//! next message it gets (until that marker is queued it gets nothing, and
+//! what it misses meanwhile is counted in the marker). Between two markers
+//! its stream is complete for its prefixes, so a seq jump is filtering.
+//!
 //! Matching goes through a prefix trie ([`PrefixIndex`]): per message
 //! O(topic length + matching subscribers), per SUBSCRIBE / CANCEL
 //! O(prefix length). Each subscriber holds at most [`MAX_PREFIXES`] distinct
@@ -23,6 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::prefix_index::PrefixIndex;
+use fanfare_protocol::SESSION_TOPIC;
 
 /// Most distinct prefixes one subscriber may hold.
 pub(crate) const MAX_PREFIXES: usize = 1024;
@@ -119,6 +127,12 @@ struct Subscriber {
     link: bool,
     /// A link whose queue overflowed.
     broken: bool,
+    /// Asked for sessions (SUBSCRIBEd [`SESSION_TOPIC`]).
+    session: bool,
+    /// A session marker must be queued before anything else.
+    marker_due: bool,
+    /// Messages missed since the last marker (the next one says how many).
+    missed: u64,
 }
 
 /// One subscriber's share of the round being fanned out.
@@ -172,6 +186,8 @@ pub(crate) struct Subscribers {
     local_changed: bool,
     /// Interest announcements for the relay.
     announcements: Vec<Bytes>,
+    /// Slots that may owe a session marker.
+    due: Vec<u32>,
 }
 
 impl Subscribers {
@@ -188,6 +204,7 @@ impl Subscribers {
             local: HashMap::new(),
             local_changed: false,
             announcements: Vec::new(),
+            due: Vec::new(),
         }
     }
 
@@ -245,6 +262,9 @@ impl Subscribers {
                     round: Round::default(),
                     link: false,
                     broken: false,
+                    session: false,
+                    marker_due: false,
+                    missed: 0,
                 };
                 let slot = match self.free.pop() {
                     Some(slot) => {
@@ -268,6 +288,10 @@ impl Subscribers {
                 let Some((slot, s)) = self.get(id) else {
                     return;
                 };
+                if prefix.as_ref() == SESSION_TOPIC.as_bytes() {
+                    s.session = false; // a marker still owed is still sent
+                    return;
+                }
                 let Some(n) = s.prefixes.get_mut(&prefix) else {
                     return;
                 };
@@ -304,6 +328,16 @@ impl Subscribers {
         let Some((slot, s)) = self.get(id) else {
             return;
         };
+        if prefix.as_ref() == SESSION_TOPIC.as_bytes() {
+            // Not a prefix: nothing is published there. A new session
+            // starts with a marker (again if it was asked again).
+            s.session = true;
+            if !s.marker_due {
+                s.marker_due = true;
+                self.due.push(slot);
+            }
+            return;
+        }
         if let Some(n) = s.prefixes.get_mut(&prefix) {
             *n = n.saturating_add(1);
             return;
@@ -366,6 +400,13 @@ impl Subscribers {
                 if s.mark == mark || s.broken {
                     return; // another of its prefixes matched already, or a broken link
                 }
+                if s.marker_due {
+                    // Nothing may pass its session marker: missed, counted.
+                    s.mark = mark;
+                    s.missed = s.missed.saturating_add(1);
+                    metrics.egress_dropped.inc();
+                    return;
+                }
                 if s.mark <= round_start {
                     let queued = s.queue.queued.load(Relaxed);
                     s.round = Round {
@@ -380,6 +421,7 @@ impl Subscribers {
             });
         }
         let mut gone = Vec::new();
+        let due = &mut self.due;
         for &slot in &self.touched {
             let Some(s) = self.slots[slot as usize].as_mut() else {
                 continue;
@@ -388,6 +430,7 @@ impl Subscribers {
             if r.dropped > 0 {
                 metrics.egress_dropped.inc_by(r.dropped);
                 s.broken |= s.link;
+                s.owe_marker(slot, r.dropped, due);
             }
             let Some(run) = r.run.take() else { continue };
             r.parts.push(buf.slice(run));
@@ -404,6 +447,7 @@ impl Subscribers {
                     s.queue.queued.fetch_sub(bytes, Relaxed);
                     metrics.egress_dropped.inc_by(count);
                     s.broken |= s.link;
+                    s.owe_marker(slot, count, due);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => gone.push(s.id),
             }
@@ -413,6 +457,75 @@ impl Subscribers {
                 self.remove(id);
             }
             metrics.subscribers.set(self.by_id.len() as u64);
+        }
+    }
+}
+
+impl Subscriber {
+    /// After `missed` messages this subscriber could not take: a session
+    /// subscriber owes a marker before its next message.
+    fn owe_marker(&mut self, slot: u32, missed: u64, due: &mut Vec<u32>) {
+        if !self.session {
+            return;
+        }
+        self.missed = self.missed.saturating_add(missed);
+        if !self.marker_due {
+            self.marker_due = true;
+            due.push(slot);
+        }
+    }
+}
+
+impl Subscribers {
+    /// True when some subscriber may owe a session marker.
+    pub(crate) fn markers_due(&self) -> bool {
+        !self.due.is_empty()
+    }
+
+    /// Queues each owed session marker once its subscriber's queue is at
+    /// most half full (`encode(missed)` gives its ZMTP bytes); one that does
+    /// not fit stays owed, and its subscriber
+    /// keeps missing messages (counted in the marker) until it is queued.
+    pub(crate) fn send_markers(&mut self, encode: impl Fn(u64) -> Bytes, metrics: &Metrics) {
+        let max = self.max_queue_bytes;
+        let mut owed = Vec::new();
+        let mut gone = Vec::new();
+        for slot in std::mem::take(&mut self.due) {
+            let Some(s) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            if !s.marker_due {
+                continue;
+            }
+            let marker = encode(s.missed);
+            let bytes = marker.len();
+            // Only once the queue has drained to half: a marker followed at
+            // once by another miss would be a session with nothing in it.
+            let queued = s.queue.queued.load(Relaxed);
+            if queued != 0 && queued.saturating_add(bytes) > max / 2 {
+                owed.push(slot);
+                continue;
+            }
+            s.queue.queued.fetch_add(bytes, Relaxed);
+            match s.queue.tx.try_send(Chunk {
+                parts: vec![marker],
+                bytes,
+            }) {
+                Ok(()) => {
+                    s.marker_due = false;
+                    s.missed = 0;
+                    metrics.session_markers.inc();
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    s.queue.queued.fetch_sub(bytes, Relaxed);
+                    owed.push(slot);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(s.id),
+            }
+        }
+        self.due = owed;
+        for id in gone {
+            self.remove(id);
         }
     }
 }

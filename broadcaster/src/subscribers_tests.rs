@@ -218,3 +218,55 @@ fn ack_subscriptions_are_never_announced_interest() {
     s.apply(Control::Unsubscribe { id: 1, prefix: ack }, &m);
     assert!(!s.take_local_changed());
 }
+
+#[test]
+fn a_session_marker_comes_first_and_after_every_miss_never_between() {
+    let m = Metrics::new("t", 1);
+    let (mut s, mut rxs, _) = setup(2, &m);
+    let b = |p: &'static [u8]| Bytes::from_static(p);
+    let sub = |id, p| Control::Subscribe { id, prefix: b(p) };
+    // The marker's bytes say how many messages were missed before it.
+    let marker = |missed: u64| Bytes::from(format!("M{missed}"));
+    let got = |rx: &mut mpsc::Receiver<Chunk>| {
+        let mut v = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            let bytes: Vec<u8> = c.parts.iter().flat_map(|p| p.to_vec()).collect();
+            v.push(if bytes.starts_with(b"M") {
+                String::from_utf8_lossy(&bytes).into_owned()
+            } else {
+                "msg".to_owned()
+            });
+        }
+        v
+    };
+    s.apply(sub(1, b"a."), &m);
+    s.apply(sub(1, fanfare_protocol::SESSION_TOPIC.as_bytes()), &m);
+    s.apply(sub(2, b"a."), &m);
+    assert!(s.markers_due());
+    s.send_markers(marker, &m);
+    assert!(!s.markers_due());
+    assert_eq!(got(&mut rxs[0].1), ["M0"], "a session starts with a marker");
+    assert_eq!(deliver(&mut s, &mut rxs, b"a.x", &m), [1, 2]);
+    // Fill subscriber 1's channel (16 chunks): the 17th message is missed.
+    // Subscriber 2 is drained every time and misses nothing.
+    for _ in 0..16 {
+        let (buf, e) = encoded_one(b"a.y");
+        s.fan_out(&buf, std::slice::from_ref(&e), &m);
+        while rxs[1].1.try_recv().is_ok() {}
+    }
+    let (buf, e) = encoded_one(b"a.y");
+    s.fan_out(&buf, std::slice::from_ref(&e), &m);
+    assert!(s.markers_due());
+    // Until its marker is queued it gets nothing (counted in the marker).
+    s.fan_out(&buf, std::slice::from_ref(&e), &m);
+    assert_eq!(got(&mut rxs[0].1).len(), 16);
+    s.send_markers(marker, &m);
+    s.fan_out(&buf, std::slice::from_ref(&e), &m);
+    assert_eq!(got(&mut rxs[0].1), ["M2", "msg"]);
+    assert_eq!(m.session_markers.get(), 2);
+    // A plain subscriber never gets a marker; only the exact topic asks.
+    s.apply(sub(2, b"_fanfare."), &m);
+    assert!(!s.markers_due());
+    while rxs[1].1.try_recv().is_ok() {}
+    assert_eq!(deliver(&mut s, &mut rxs, b"a.z", &m), [1, 2]);
+}

@@ -36,3 +36,12 @@ pub const RESERVED_PREFIX: &str = "_fanfare.";
 
 /// Heartbeats are published on `_fanfare.hb.<origin>`.
 pub const HEARTBEAT_PREFIX: &str = "_fanfare.hb.";
+
+/// A subscriber that SUBSCRIBEs this exact prefix asks for *sessions*: the
+/// broadcaster sends that connection alone a session marker (topic
+/// `_fanfare.sess`, stamp flag [`stamp::FLAG_SESSION`], payload the u64
+/// count of messages the connection missed since its previous marker) at
+/// once, and again before the first message after any message it could not
+/// queue to it. Between two markers the connection's stream is complete for
+/// its prefixes: a seq jump is filtering, never loss (PROTOCOL.md, "Sessions").
+pub const SESSION_TOPIC: &str = "_fanfare.sess";

@@ -32,6 +32,8 @@ pub const FLAG_HEARTBEAT: u8 = 0b01;
 pub const FLAG_META: u8 = 0b10;
 /// Flag: this message is an acknowledgement (see [`crate::ack`]).
 pub const FLAG_ACK: u8 = 0b100;
+/// Flag: this message is a session marker (see [`crate::SESSION_TOPIC`]).
+pub const FLAG_SESSION: u8 = 0b1000;
 
 /// Why stamp bytes could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -109,6 +111,11 @@ impl<'a> StampRef<'a> {
     /// True for acknowledgements ([`crate::ack`]).
     pub fn is_ack(&self) -> bool {
         self.flags & FLAG_ACK != 0
+    }
+
+    /// True for session markers ([`crate::SESSION_TOPIC`]).
+    pub fn is_session(&self) -> bool {
+        self.flags & FLAG_SESSION != 0
     }
 
     /// Writes this stamp (with `hops` as given) into `out`.

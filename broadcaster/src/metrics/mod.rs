@@ -135,6 +135,7 @@ pub(crate) struct Metrics {
     pub(crate) egress_messages: Counter,
     /// Messages a full subscriber queue could not take.
     pub(crate) egress_dropped: Counter,
+    pub(crate) session_markers: Counter,
     /// Subscribers connected now.
     pub(crate) subscribers: CountGauge,
     /// Heartbeats sent.
@@ -207,6 +208,11 @@ impl Metrics {
             "egress_dropped",
             "Messages a full subscriber queue could not take (repairable)",
         );
+        let session_markers = register(
+            &mut r,
+            "egress_session_markers",
+            "Session markers queued to subscribers that asked for sessions",
+        );
         let subscribers = register(&mut r, "subscribers", "Subscribers connected");
         let heartbeats = register(&mut r, "heartbeats", "Heartbeats published");
         let (start, factor, count) = ROUND_BUCKETS;
@@ -256,6 +262,7 @@ impl Metrics {
             rejected,
             egress_messages,
             egress_dropped,
+            session_markers,
             subscribers,
             heartbeats,
             round_messages,
