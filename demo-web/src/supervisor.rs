@@ -22,9 +22,9 @@ use crate::cli::{parse_broadcaster, DemoArgs, Target};
 /// Runtime threads of each worker when `--threads` is not given: the
 /// machine's cores shared out over the workers, at least one each. Workers
 /// are separate processes, so two threads each on a 2-core machine with 4
-/// workers means 8 runtime threads parking and waking on 2 cores; the
-/// fanout bench measured 1 thread each ~1.6–2.3× the deliveries/s of 2 at
-/// 1000 clients (benches/README.md).
+/// workers means 8 runtime threads parking and waking on 2 cores. In the
+/// fanout bench (benches/README.md) 1 thread each spent 25–45 % less worker
+/// CPU per delivery than 2 at the same rates, 200 and 1000 clients.
 fn default_worker_threads(workers: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores / workers.max(1)).max(1)
