@@ -142,6 +142,10 @@ async fn worker_pids(demo: &Demo, workers: usize) -> anyhow::Result<Vec<u32>> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("e2e: a benchmark, not a test; run it with `cargo bench -p fanfare-benches --bench e2e`");
+        return Ok(());
+    }
     let workers = env("FANFARE_E2E_WORKERS", 2) as usize;
     let clients = env("FANFARE_E2E_CLIENTS", 200) as usize;
     let seconds = env("FANFARE_E2E_SECONDS", 5);
