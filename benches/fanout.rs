@@ -20,6 +20,8 @@ mod procs;
 mod publisher;
 #[path = "fanout/report.rs"]
 mod report;
+#[path = "fanout/rooms.rs"]
+mod rooms;
 #[path = "fanout/sides.rs"]
 mod sides;
 #[path = "fanout/sweep.rs"]
@@ -70,8 +72,12 @@ fn run() -> Result<()> {
         socketio_dir: manifest.join("socketio"),
     };
     sides::prepare(&settings.sides, &tools)?;
-    let out_dir = std::env::var_os("FANFARE_FANOUT_OUT")
-        .map_or_else(|| manifest.join("results"), PathBuf::from);
+    let default_out = if settings.rooms > 0 {
+        manifest.join("results/rooms")
+    } else {
+        manifest.join("results")
+    };
+    let out_dir = std::env::var_os("FANFARE_FANOUT_OUT").map_or(default_out, PathBuf::from);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.load_threads.max(1))
         .thread_name("ws-load")
@@ -82,6 +88,7 @@ fn run() -> Result<()> {
         threads: settings.threads,
         pad: settings.pad,
         floor_threads: settings.floor_threads,
+        rooms: settings.rooms,
     };
     let header = report::header(&settings);
     eprintln!("{header}");

@@ -12,10 +12,26 @@ pub fn event_data(run: u64, i: u64, pad: usize) -> String {
     )
 }
 
-/// A hub `event` frame around `data`, the shape (and size) Fanfare sends.
-pub fn fanfare_frame(data: &str) -> String {
+/// The event data of the rooms mode: also the room, and `i` is the
+/// sequence within that room.
+pub fn room_event_data(run: u64, i: u64, room: u64, pad: usize) -> String {
     format!(
-        "{{\"op\":\"event\",\"topic\":\"bench.e2e\",\"data\":{data},\"pos\":\"bench:1732374000000000:12345\",\"ts\":{},\"from_unverified\":\"bench\"}}",
+        "{{\"bench_r\":{run},\"bench_i\":{i},\"bench_room\":{room},\"bench_t\":{},\"pad\":\"{}\"}}",
+        fanfare_protocol::stamp::now_us(),
+        "x".repeat(pad)
+    )
+}
+
+/// Event `j` of a run spread round-robin over `rooms`: (room, sequence in it).
+pub fn room_slot(j: u64, rooms: u64) -> (u64, u64) {
+    let rooms = rooms.max(1);
+    (j % rooms, j / rooms)
+}
+
+/// A hub `event` frame around `data`, the shape (and size) Fanfare sends.
+pub fn fanfare_frame(topic: &str, data: &str) -> String {
+    format!(
+        "{{\"op\":\"event\",\"topic\":\"{topic}\",\"data\":{data},\"pos\":\"bench:1732374000000000:12345\",\"ts\":{},\"from_unverified\":\"bench\"}}",
         fanfare_protocol::stamp::now_us()
     )
 }

@@ -9,6 +9,11 @@
 //!
 //! Per connection it keeps at most `MAX_PENDING` unwritten bytes; a
 //! connection past that is dropped (the load generator counts its loss).
+//!
+//! Rooms mode (third argument ROOMS > 0): a connection opened on
+//! `/?room=N` is in room N; event j goes to room `j % ROOMS` only, and is
+//! written to that room's connections alone (one write per event and
+//! connection: with many rooms a tick rarely holds two events of a room).
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::event::{event_data, fanfare_frame};
+use super::event::{event_data, fanfare_frame, room_event_data, room_slot};
 
 /// Unwritten bytes a connection may hold before it is dropped.
 const MAX_PENDING: usize = 8 << 20;
@@ -28,6 +33,8 @@ const ACCEPT_QUEUE: usize = 16_384;
 
 /// A run for the writer threads: id, events/s, events.
 type Run = (u64, f64, u64);
+/// A connection handed to a writer thread, with its room (0 without rooms).
+type Adopted = (std::net::TcpStream, u64);
 
 struct Out {
     stream: TcpStream,
@@ -71,7 +78,19 @@ impl Out {
     }
 }
 
-async fn handshake(mut s: TcpStream) -> Result<TcpStream> {
+/// The `room=N` query parameter of the request line (0 when absent).
+fn room_of_request(text: &str) -> u64 {
+    let target = text.split_whitespace().nth(1).unwrap_or("");
+    target
+        .split_once('?')
+        .map_or("", |(_, q)| q)
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("room="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn handshake(mut s: TcpStream) -> Result<(TcpStream, u64)> {
     s.set_nodelay(true)?;
     let mut req = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
@@ -82,6 +101,7 @@ async fn handshake(mut s: TcpStream) -> Result<TcpStream> {
         req.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&req);
+    let room = room_of_request(&text);
     let key = text
         .lines()
         .find_map(|l| {
@@ -96,7 +116,7 @@ async fn handshake(mut s: TcpStream) -> Result<TcpStream> {
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
     s.write_all(resp.as_bytes()).await?;
-    Ok(s)
+    Ok((s, room))
 }
 
 /// One unmasked text frame holding `payload`.
@@ -118,11 +138,18 @@ fn ws_frame(payload: &[u8]) -> Vec<u8> {
     f
 }
 
-/// The floor role's main (`FANFARE_BENCH_ROLE=floor`, args: pad bytes, writer threads).
+/// The floor role's main (`FANFARE_BENCH_ROLE=floor`, args: pad bytes,
+/// writer threads, rooms).
 pub fn run(args: &[String]) -> Result<()> {
     let pad: usize = args.first().map_or(Ok(40), |a| a.parse())?;
     let threads: usize = args.get(1).map_or(Ok(1), |a| a.parse())?;
     let threads = threads.max(1);
+    let rooms: u64 = args.get(2).map_or(Ok(0), |a| a.parse())?;
+    anyhow::ensure!(
+        rooms <= super::rooms::MAX_ROOMS,
+        "floor: at most {} rooms",
+        super::rooms::MAX_ROOMS
+    );
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let port = listener.local_addr()?.port();
@@ -130,7 +157,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut run_txs = Vec::new();
     let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<(u128, u64)>(threads);
     for _ in 0..threads {
-        let (conn_tx, conn_rx) = mpsc::channel::<std::net::TcpStream>(ACCEPT_QUEUE);
+        let (conn_tx, conn_rx) = mpsc::channel::<Adopted>(ACCEPT_QUEUE);
         let (run_tx, run_rx) = mpsc::channel::<Run>(4);
         conn_txs.push(conn_tx);
         run_txs.push(run_tx);
@@ -142,6 +169,9 @@ pub fn run(args: &[String]) -> Result<()> {
                     .enable_all()
                     .build();
                 match rt {
+                    Ok(rt) if rooms > 0 => {
+                        rt.block_on(room_writer(pad, rooms, conn_rx, run_rx, done))
+                    }
                     Ok(rt) => rt.block_on(writer(pad, conn_rx, run_rx, done)),
                     Err(e) => eprintln!("floor: runtime: {e}"),
                 }
@@ -163,9 +193,9 @@ pub fn run(args: &[String]) -> Result<()> {
                     let tx = conn_txs[next % conn_txs.len()].clone();
                     next = next.wrapping_add(1);
                     tokio::spawn(async move {
-                        if let Ok(s) = handshake(s).await {
+                        if let Ok((s, room)) = handshake(s).await {
                             if let Ok(s) = s.into_std() {
-                                let _ = tx.try_send(s);
+                                let _ = tx.try_send((s, room));
                             }
                         }
                     });
@@ -194,7 +224,7 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn adopt(outs: &mut Vec<Out>, s: std::net::TcpStream) {
+fn adopt(outs: &mut Vec<Out>, (s, _room): Adopted) {
     if let Ok(stream) = TcpStream::from_std(s) {
         outs.push(Out {
             stream,
@@ -206,7 +236,7 @@ fn adopt(outs: &mut Vec<Out>, s: std::net::TcpStream) {
 /// One writer thread: its share of the connections, every run.
 async fn writer(
     pad: usize,
-    mut conn_rx: mpsc::Receiver<std::net::TcpStream>,
+    mut conn_rx: mpsc::Receiver<Adopted>,
     mut run_rx: mpsc::Receiver<Run>,
     done: std::sync::mpsc::SyncSender<(u128, u64)>,
 ) {
@@ -236,7 +266,7 @@ async fn writer(
             batch.clear();
             while sent < due {
                 batch.extend_from_slice(&ws_frame(
-                    fanfare_frame(&event_data(r, sent, pad)).as_bytes(),
+                    fanfare_frame("bench.e2e", &event_data(r, sent, pad)).as_bytes(),
                 ));
                 sent += 1;
             }
@@ -256,6 +286,89 @@ async fn writer(
         let until = Instant::now() + Duration::from_secs(10);
         while outs.iter().any(|o| !o.pending.is_empty()) && Instant::now() < until {
             outs.retain_mut(|o| o.flush());
+            tick.tick().await;
+        }
+        if done.send((elapsed, dropped)).is_err() {
+            return;
+        }
+    }
+}
+
+/// One writer thread of the rooms mode: its connections by room; each event
+/// is encoded once and written to its room's connections only.
+async fn room_writer(
+    pad: usize,
+    rooms: u64,
+    mut conn_rx: mpsc::Receiver<Adopted>,
+    mut run_rx: mpsc::Receiver<Run>,
+    done: std::sync::mpsc::SyncSender<(u128, u64)>,
+) {
+    let slots = usize::try_from(rooms).unwrap_or(1).max(1);
+    let mut by_room: Vec<Vec<Out>> = (0..slots).map(|_| Vec::new()).collect();
+    let adopt_room = |by_room: &mut Vec<Vec<Out>>, (s, room): Adopted| {
+        let Some(list) = usize::try_from(room).ok().and_then(|r| by_room.get_mut(r)) else {
+            return; // a room out of range: not served, its client counts the loss
+        };
+        if let Ok(stream) = TcpStream::from_std(s) {
+            list.push(Out {
+                stream,
+                pending: Vec::new(),
+            });
+        }
+    };
+    let mut dropped = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let flush_all = |by_room: &mut Vec<Vec<Out>>, dropped: &mut u64| {
+        for list in by_room.iter_mut() {
+            list.retain_mut(|o| {
+                let keep = o.pending.is_empty() || o.flush();
+                *dropped += u64::from(!keep);
+                keep
+            });
+        }
+    };
+    loop {
+        let (r, rate, count) = tokio::select! {
+            run = run_rx.recv() => match run {
+                Some(run) => run,
+                None => return,
+            },
+            Some(a) = conn_rx.recv() => {
+                adopt_room(&mut by_room, a);
+                continue;
+            }
+        };
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while sent < count {
+            while let Ok(a) = conn_rx.try_recv() {
+                adopt_room(&mut by_room, a);
+            }
+            // Connections still holding bytes first, so events stay in order.
+            flush_all(&mut by_room, &mut dropped);
+            let due = super::event::due(start.elapsed(), rate, count);
+            while sent < due {
+                let (room, i) = room_slot(sent, rooms);
+                let frame = ws_frame(
+                    fanfare_frame(&format!("room.{room}"), &room_event_data(r, i, room, pad))
+                        .as_bytes(),
+                );
+                if let Some(list) = usize::try_from(room).ok().and_then(|r| by_room.get_mut(r)) {
+                    list.retain_mut(|o| {
+                        let keep = o.push(&frame);
+                        dropped += u64::from(!keep);
+                        keep
+                    });
+                }
+                sent += 1;
+            }
+            tick.tick().await;
+        }
+        let elapsed = start.elapsed().as_micros();
+        let until = Instant::now() + Duration::from_secs(10);
+        while by_room.iter().flatten().any(|o| !o.pending.is_empty()) && Instant::now() < until {
+            flush_all(&mut by_room, &mut dropped);
             tick.tick().await;
         }
         if done.send((elapsed, dropped)).is_err() {

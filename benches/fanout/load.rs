@@ -7,10 +7,17 @@
 //! Every event carries `"bench_r":R,"bench_i":I,"bench_t":T` (run, sequence
 //! of one publisher within that run, publisher time in µs since the epoch).
 //! Run 0 is the warm-up: it only marks a connection as reached.
+//!
+//! Rooms mode (`Load::connect_rooms`): connection k joins room `k % rooms`
+//! only (Fanfare `subscribe` to `room.N`, Socket.IO `join` with an ack, the
+//! floor's `?room=N`), events carry `"bench_room"` and a per-room sequence;
+//! an event of another room is counted as stray. Connections are paced,
+//! bound to spread loopback sources and use small websocket buffers.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::{SinkExt, StreamExt};
@@ -45,6 +52,8 @@ pub struct RunStats {
     pub gaps: u64,
     /// Events at or below a sequence already seen.
     pub dups: u64,
+    /// Events of another room (rooms mode).
+    pub stray: u64,
     next_i: u64,
     /// Every latency of the run.
     pub all: Hist,
@@ -65,6 +74,10 @@ pub struct Conn {
     pub closed: std::sync::atomic::AtomicBool,
     /// Events of the current run (lock-free progress counter for the harness).
     pub progress: AtomicU64,
+    /// Its room (rooms mode).
+    pub room: Option<u64>,
+    /// The worker that serves it (Fanfare's `welcome`).
+    pub worker: OnceLock<String>,
 }
 
 /// The run the harness is measuring and its planned length (for the thirds).
@@ -107,7 +120,13 @@ impl Conn {
             return;
         };
         let latency = now_us().saturating_sub(t);
+        let stray = self
+            .room
+            .is_some_and(|room| number(frame, "\"bench_room\":") != Some(room));
         if r == 0 {
+            if stray {
+                return;
+            }
             self.warm.store(true, Relaxed);
             return;
         }
@@ -120,6 +139,10 @@ impl Conn {
                 run: r,
                 ..RunStats::default()
             };
+        }
+        if stray {
+            s.stray += 1;
+            return;
         }
         if i < s.next_i {
             s.dups += 1;
@@ -142,6 +165,39 @@ impl Conn {
 
 type WsStream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Websocket buffers of the rooms mode: tungstenite's default read buffer
+/// (128 KiB per connection) does not fit 30k connections.
+fn small_buffers() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+}
+
+/// Opens `url` from a connection bound to `source` (port chosen by the kernel).
+async fn open_from(url: &str, source: Ipv4Addr) -> Result<WsStream> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let req = url.into_client_request()?;
+    let host = req.uri().host().context("no host in the url")?;
+    let port = req.uri().port_u16().context("no port in the url")?;
+    let addr: SocketAddr = format!("{host}:{port}").parse().context("server address")?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    // The previous side's connections leave their ports in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr))
+        .await
+        .context("tcp connect timed out")??;
+    tcp.set_nodelay(true)?;
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+    let (ws, _) = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_tungstenite::client_async_with_config(req, stream, Some(small_buffers())),
+    )
+    .await
+    .context("websocket upgrade timed out")??;
+    Ok(ws)
+}
 
 async fn open(url: &str) -> Result<WsStream> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -169,9 +225,29 @@ async fn next_text(ws: &mut WsStream) -> Result<String> {
     }
 }
 
-/// Opens one connection and completes the protocol's greeting.
-async fn connect(protocol: Protocol, url: &str) -> Result<WsStream> {
-    let mut ws = open(url).await?;
+/// The string value of `"key":"…"` in a frame.
+fn text_field<'a>(frame: &'a str, key: &str) -> Option<&'a str> {
+    let at = frame.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let rest = frame.get(at..)?;
+    rest.get(..rest.find('"')?)
+}
+
+/// Where connection `k` connects: its url and, in rooms mode, its room and
+/// source address.
+struct Target<'a> {
+    url: &'a str,
+    room: Option<u64>,
+    source: Option<Ipv4Addr>,
+}
+
+/// Opens one connection and completes the protocol's greeting (and its
+/// room's subscribe or join); returns it with the Fanfare worker's id.
+async fn connect(protocol: Protocol, t: Target<'_>) -> Result<(WsStream, Option<String>)> {
+    let mut ws = match t.source {
+        Some(source) => open_from(t.url, source).await?,
+        None => open(t.url).await?,
+    };
+    let mut worker = None;
     match protocol {
         Protocol::Fanfare => {
             let welcome = next_text(&mut ws).await?;
@@ -179,8 +255,12 @@ async fn connect(protocol: Protocol, url: &str) -> Result<WsStream> {
                 welcome.contains("\"welcome\""),
                 "expected welcome, got {welcome}"
             );
-            ws.send(Message::text(r#"{"op":"subscribe","topics":["bench.#"]}"#))
-                .await?;
+            worker = text_field(&welcome, "worker").map(str::to_owned);
+            let subscribe = match t.room {
+                Some(room) => format!(r#"{{"op":"subscribe","topics":["room.{room}"]}}"#),
+                None => r#"{"op":"subscribe","topics":["bench.#"]}"#.to_owned(),
+            };
+            ws.send(Message::text(subscribe)).await?;
             loop {
                 let f = next_text(&mut ws).await?;
                 if f.contains("\"subscribed\"") {
@@ -207,10 +287,24 @@ async fn connect(protocol: Protocol, url: &str) -> Result<WsStream> {
                 }
                 anyhow::ensure!(!f.starts_with("44"), "socket.io connect refused: {f}");
             }
+            if let Some(room) = t.room {
+                // emit("join", "room.N", ack) → the ack packet `430[…]`.
+                ws.send(Message::text(format!(r#"420["join","room.{room}"]"#)))
+                    .await?;
+                loop {
+                    let f = next_text(&mut ws).await?;
+                    if f.starts_with("430") {
+                        break;
+                    }
+                    if f == "2" {
+                        ws.send(Message::text("3")).await?;
+                    }
+                }
+            }
         }
         Protocol::Floor => {}
     }
-    Ok(ws)
+    Ok((ws, worker))
 }
 
 async fn serve(protocol: Protocol, mut ws: WsStream, conn: Arc<Conn>, plan: Arc<Plan>) {
@@ -236,24 +330,75 @@ impl Load {
     /// Opens `urls.len()` connections (in order, at most `parallel` at once)
     /// on the current runtime; fails if any cannot connect.
     pub async fn connect(protocol: Protocol, urls: &[String], parallel: usize) -> Result<Load> {
+        Self::connect_with(protocol, urls, parallel, None, f64::INFINITY).await
+    }
+
+    /// Like `connect`, in rooms mode: connection k in room `k % rooms`,
+    /// bound to a loopback source of its own, at most `per_second` opened
+    /// per second.
+    pub async fn connect_rooms(
+        protocol: Protocol,
+        urls: &[String],
+        rooms: u64,
+        parallel: usize,
+        per_second: f64,
+    ) -> Result<Load> {
+        Self::connect_with(protocol, urls, parallel, Some(rooms), per_second).await
+    }
+
+    async fn connect_with(
+        protocol: Protocol,
+        urls: &[String],
+        parallel: usize,
+        rooms: Option<u64>,
+        per_second: f64,
+    ) -> Result<Load> {
         let plan = Arc::new(Plan::default());
-        let conns: Vec<Arc<Conn>> = urls.iter().map(|_| Arc::new(Conn::default())).collect();
+        let conns: Vec<Arc<Conn>> = (0..urls.len())
+            .map(|k| {
+                Arc::new(Conn {
+                    room: rooms.map(|r| super::rooms::room_of(k, r)),
+                    ..Conn::default()
+                })
+            })
+            .collect();
+        let began = Instant::now();
         let mut tasks = JoinSet::new();
         let mut opening = JoinSet::new();
         let mut started = 0;
         let mut opened = 0;
         while opened < urls.len() {
             while started < urls.len() && opening.len() < parallel.max(1) {
+                // Paced: connection k not before k / per_second.
+                let due = Duration::from_secs_f64(started as f64 / per_second);
+                if let Some(wait) = due.checked_sub(began.elapsed()) {
+                    if !opening.is_empty() {
+                        break; // collect finished ones meanwhile
+                    }
+                    tokio::time::sleep(wait).await;
+                }
                 let url = urls[started].clone();
                 let k = started;
-                opening.spawn(async move { (k, connect(protocol, &url).await) });
+                let room = conns[k].room;
+                let source = rooms.map(|_| super::rooms::source(k));
+                opening.spawn(async move {
+                    let t = Target {
+                        url: &url,
+                        room,
+                        source,
+                    };
+                    (k, connect(protocol, t).await)
+                });
                 started += 1;
             }
             let Some(done) = opening.join_next().await else {
                 break;
             };
             let (k, ws) = done.context("connect task")?;
-            let ws = ws.with_context(|| format!("connection {k} to {}", urls[k]))?;
+            let (ws, worker) = ws.with_context(|| format!("connection {k} to {}", urls[k]))?;
+            if let Some(w) = worker {
+                let _ = conns[k].worker.set(w);
+            }
             tasks.spawn(serve(protocol, ws, conns[k].clone(), plan.clone()));
             opened += 1;
         }
@@ -299,6 +444,7 @@ impl Load {
             total.received += s.received;
             total.gaps += s.gaps;
             total.dups += s.dups;
+            total.stray += s.stray;
             total.all.merge(&s.all);
             total.early.merge(&s.early);
             total.late.merge(&s.late);

@@ -1,7 +1,8 @@
 //! Fanfare's publisher (`FANFARE_BENCH_ROLE=fanout-publisher`, args:
-//! `PULL PUB REPLAY PAD`): one fanfare-client, open loop. Prints `ready`,
-//! then per stdin line `run R RATE COUNT` publishes COUNT events on
-//! `bench.e2e` paced at RATE/s and prints `done run=R sent=N elapsed_us=E`.
+//! `PULL PUB REPLAY PAD [ROOMS]`): one fanfare-client, open loop. Prints
+//! `ready`, then per stdin line `run R RATE COUNT` publishes COUNT events on
+//! `bench.e2e` (ROOMS > 0: event j on `room.<j % ROOMS>`) paced at RATE/s
+//! and prints `done run=R sent=N elapsed_us=E`.
 
 use std::time::{Duration, Instant};
 
@@ -9,14 +10,17 @@ use anyhow::{Context, Result};
 use fanfare_client::{Client, ClientOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::event::{due, event_data, parse_run};
+use super::event::{due, event_data, parse_run, room_event_data, room_slot};
 
 /// The role's main.
 pub fn run(args: &[String]) -> Result<()> {
-    let [pull, publish, replay, pad] = args else {
-        anyhow::bail!("fanout-publisher: expected PULL PUB REPLAY PAD, got {args:?}");
+    let (pull, publish, replay, pad, rooms) = match args {
+        [pull, publish, replay, pad] => (pull, publish, replay, pad, "0"),
+        [pull, publish, replay, pad, rooms] => (pull, publish, replay, pad, rooms.as_str()),
+        _ => anyhow::bail!("fanout-publisher: expected PULL PUB REPLAY PAD [ROOMS], got {args:?}"),
     };
     let pad: usize = pad.parse().context("PAD")?;
+    let rooms: u64 = rooms.parse().context("ROOMS")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -38,9 +42,16 @@ pub fn run(args: &[String]) -> Result<()> {
             while sent < count {
                 let due = due(start.elapsed(), rate, count);
                 while sent < due {
-                    client
-                        .publish("bench.e2e", event_data(r, sent, pad))
-                        .await?;
+                    if rooms == 0 {
+                        client
+                            .publish("bench.e2e", event_data(r, sent, pad))
+                            .await?;
+                    } else {
+                        let (room, i) = room_slot(sent, rooms);
+                        client
+                            .publish(&format!("room.{room}"), room_event_data(r, i, room, pad))
+                            .await?;
+                    }
                     sent += 1;
                 }
                 if sent < count {

@@ -41,9 +41,15 @@ pub fn header(s: &Settings) -> String {
         .unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
-    let note = std::env::var("FANFARE_FANOUT_NOTE")
+    let mut note = std::env::var("FANFARE_FANOUT_NOTE")
         .map(|n| format!("\nnote: {n}"))
         .unwrap_or_default();
+    if s.rooms > 0 {
+        note = format!(
+            "\nrooms mode: {} rooms (`room.N`, {} subscribers each unless the clients are given), connection k in room k mod {}, events round-robin over the rooms with a per-room sequence; connections opened at ≤ {:.0}/s from {} loopback sources{note}",
+            s.rooms, s.room_subs, s.rooms, s.connect_rate, super::rooms::SOURCES
+        );
+    }
     format!(
         "fanout bench, {} · commit {} · {} cores (`nproc` {}) {cpu} · {mem} · load average at start {} \n\
          settings: clients {:?}, sides {:?}, {} repetitions, {} s per level, start {:.0}/s × {} steps + {} bisections, \
@@ -119,10 +125,12 @@ pub fn write(s: &Settings, levels: &[Level], dir: &Path, header: &str) -> Result
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let reps = levels.iter().map(|l| l.rep + 1).max().unwrap_or(0);
     let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# Fanout: Fanfare vs Socket.IO + Redis vs the floor\n\n{header}\n"
-    );
+    let title = if s.rooms > 0 {
+        "Many rooms: Fanfare vs Socket.IO + Redis vs the floor"
+    } else {
+        "Fanout: Fanfare vs Socket.IO + Redis vs the floor"
+    };
+    let _ = writeln!(md, "# {title}\n\n{header}\n");
     let _ = writeln!(md, "Medians over {reps} repetition(s), sides alternated A B C within each. Saturation = the highest deliveries/s \
         of a sweep level with < {} % loss, p99 ≤ {} ms, the publisher on time and no growing backlog (p50 of the last third ≤ 2 × the first third's + 50 ms).\n",
         s.max_loss * 100.0, s.max_p99_ms);
@@ -227,6 +235,9 @@ pub fn write(s: &Settings, levels: &[Level], dir: &Path, header: &str) -> Result
             );
         }
     }
+    if s.rooms > 0 {
+        rooms_table(&mut md, s, levels, reps);
+    }
     let _ = writeln!(
         md,
         "\nEvery level is in `fanout-levels.csv`; plots: {}.",
@@ -237,15 +248,76 @@ pub fn write(s: &Settings, levels: &[Level], dir: &Path, header: &str) -> Result
             .join(", ")
     );
     std::fs::write(dir.join("fanout.md"), &md)?;
-    std::fs::write(dir.join("fanout-levels.csv"), csv(levels))?;
+    std::fs::write(dir.join("fanout-levels.csv"), csv(levels, s.rooms > 0))?;
     for &c in &s.clients {
         plot(levels, c, &dir.join(format!("fanout-c{c}.svg")))?;
     }
     Ok(md)
 }
 
-fn csv(levels: &[Level]) -> String {
-    let mut out = String::from("rep,clients,side,phase,offered,achieved,sent,expected,received,loss,gaps,dups,p50_ms,p99_ms,early_p50_ms,late_p50_ms,max_ms,publisher_lag,closed,server_cpu_us_per_delivery,other_cpu_us_per_delivery,load_generator_cpu_us_per_delivery,pass,why\n");
+/// The rooms mode's table: at each side's saturation level (medians over
+/// repetitions), what the broadcaster or redis wrote and what the workers
+/// took in against what their browsers wanted.
+fn rooms_table(md: &mut String, s: &Settings, levels: &[Level], reps: usize) {
+    let _ = writeln!(md, "\n## Rooms: egress and intake at saturation\n");
+    let _ = writeln!(
+        md,
+        "Egress bytes = TCP payload bytes sent over the level on the broadcaster's PUB port (Fanfare: to the workers' \
+         fanfare-clients) or on redis' port (Socket.IO: to the servers' subscriber connections, plus the replies to the emitter), \
+         from `ss -tin` `bytes_sent` (the broadcaster has no egress byte counter), ÷ deliveries. Egress messages = the broadcaster's \
+         `fanfare_egress_messages_total` over the level ÷ deliveries. Intake = Σ over workers of `fanfare_hub_events_in_total` over \
+         the level ÷ Σ over workers of the events of the rooms that worker has a connection in (1.0 = a worker receives only what \
+         its browsers want).\n"
+    );
+    let _ = writeln!(md, "| clients | side | messages/s | deliveries/s | p50 / p99 ms | egress bytes per delivery | egress messages per delivery | intake ÷ wanted (all workers) | worst worker | serving CPU µs/delivery |");
+    let _ = writeln!(md, "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|");
+    for &c in &s.clients {
+        for &k in &s.sides {
+            let ls = saturation_levels(levels, c, k, reps);
+            if ls.is_empty() {
+                continue;
+            }
+            let rl = |f: &dyn Fn(&Level, &super::sweep::RoomLevel) -> Option<f64>| {
+                median(
+                    ls.iter()
+                        .filter_map(|l| l.rooms.as_ref().and_then(|r| f(l, r)))
+                        .collect(),
+                )
+            };
+            let msgs = rl(&|_, r| Some(r.messages_per_s));
+            let ach = median(ls.iter().map(|l| l.achieved).collect());
+            let p50 = median(ls.iter().map(|l| l.p50).collect());
+            let p99 = median(ls.iter().map(|l| l.p99).collect());
+            let bytes = rl(&|l, r| r.egress_bytes.map(|b| b as f64 / l.received.max(1) as f64));
+            let egress = rl(&|l, r| r.egress_messages.map(|e| e / l.received.max(1) as f64));
+            let intake = rl(&|_, r| r.intake_ratio());
+            let worst = rl(&|_, r| r.intake_ratio_max());
+            let cpu = median(ls.iter().map(|l| l.server_cpu_per_delivery).collect());
+            let f2 = |v: f64| format!("{v:.2}");
+            let _ = writeln!(
+                md,
+                "| {c} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} |",
+                k.key(),
+                opt(msgs, rate),
+                opt(ach, rate),
+                opt(p50, f2),
+                opt(p99, f2),
+                opt(bytes, |v| format!("{v:.1}")),
+                opt(egress, |v| format!("{v:.3}")),
+                opt(intake, |v| format!("{v:.3}")),
+                opt(worst, |v| format!("{v:.3}")),
+                opt(cpu, f2),
+            );
+        }
+    }
+}
+
+fn csv(levels: &[Level], rooms: bool) -> String {
+    let mut out = String::from("rep,clients,side,phase,offered,achieved,sent,expected,received,loss,gaps,dups,p50_ms,p99_ms,early_p50_ms,late_p50_ms,max_ms,publisher_lag,closed,server_cpu_us_per_delivery,other_cpu_us_per_delivery,load_generator_cpu_us_per_delivery,pass,why");
+    if rooms {
+        out.push_str(",messages_per_s,stray,egress_bytes,egress_messages,broadcaster_subscribers,intake_ratio,intake_ratio_worst_worker,intake_per_worker");
+    }
+    out.push('\n');
     for l in levels {
         let _ = writeln!(
             out,
@@ -254,6 +326,29 @@ fn csv(levels: &[Level]) -> String {
             l.loss(), l.gaps, l.dups, l.p50, l.p99, l.early_p50, l.late_p50, l.max, l.publisher_lag, l.closed,
             l.server_cpu_per_delivery, l.other_cpu_per_delivery, l.load_cpu_per_delivery, l.pass, l.why.replace('"', "'")
         );
+        if let (true, Some(r)) = (rooms, l.rooms.as_ref()) {
+            out.pop(); // the newline
+            let per_worker: Vec<String> = r
+                .intake
+                .iter()
+                .map(|(w, got, wanted)| format!("{w}={got:.0}/{wanted}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                ",{:.0},{},{},{},{},{},{},\"{}\"",
+                r.messages_per_s,
+                r.stray,
+                r.egress_bytes.map_or(String::new(), |b| b.to_string()),
+                r.egress_messages
+                    .map_or(String::new(), |e| format!("{e:.0}")),
+                r.subscribers.map_or(String::new(), |v| format!("{v:.0}")),
+                r.intake_ratio()
+                    .map_or(String::new(), |v| format!("{v:.4}")),
+                r.intake_ratio_max()
+                    .map_or(String::new(), |v| format!("{v:.4}")),
+                per_worker.join(" ")
+            );
+        }
     }
     out
 }

@@ -135,6 +135,13 @@ pub struct Side {
     pub server_pids: Vec<u32>,
     /// Other processes of the side (broadcaster, redis), by name.
     pub other_pids: Vec<(String, u32)>,
+    /// The broadcaster's admin endpoint, `http://HOST:PORT` (Fanfare).
+    pub admin: Option<String>,
+    /// The workers' shared port, for their /metrics (Fanfare).
+    pub hub_port: Option<u16>,
+    /// The port whose sent bytes are the side's egress toward its servers
+    /// (the broadcaster's PUB, redis).
+    pub egress_port: Option<u16>,
     publisher: usize,
     procs: Vec<Proc>,
 }
@@ -149,6 +156,8 @@ pub struct SideConfig {
     pub pad: usize,
     /// Writer threads of the floor.
     pub floor_threads: usize,
+    /// Rooms (0: the one-topic mode); the publishers spread events over them.
+    pub rooms: u64,
 }
 
 impl Side {
@@ -169,6 +178,9 @@ impl Side {
             urls: vec![String::new()],
             server_pids: Vec::new(),
             other_pids: Vec::new(),
+            admin: None,
+            hub_port: None,
+            egress_port: None,
             publisher: 0,
             procs: Vec::new(),
         }
@@ -245,6 +257,7 @@ fn start_fanfare(tools: &Tools, cfg: &SideConfig) -> Result<Side> {
             .with_context(|| format!("broadcaster: no `{key}=` in `{ready}`"))
     };
     let (pull, publish, replay) = (endpoint("pull")?, endpoint("pub")?, endpoint("replay")?);
+    let admin = field(&ready, "admin").map(str::to_owned);
     let mut command = Command::new(&tools.demo);
     command
         .args(["--port", "0", "--workers", &cfg.workers.to_string()])
@@ -278,6 +291,9 @@ fn start_fanfare(tools: &Tools, cfg: &SideConfig) -> Result<Side> {
         &replay,
         &cfg.pad.to_string(),
     ]);
+    if cfg.rooms > 0 {
+        command.arg(cfg.rooms.to_string());
+    }
     let mut publisher = Proc::spawn("fanfare publisher", command)?;
     publisher.expect_line("ready", READY)?;
     Ok(Side {
@@ -286,6 +302,9 @@ fn start_fanfare(tools: &Tools, cfg: &SideConfig) -> Result<Side> {
         urls: vec![format!("ws://127.0.0.1:{port}/ws")],
         server_pids: workers,
         other_pids: vec![("broadcaster".into(), broadcaster.pid())],
+        admin,
+        hub_port: Some(port),
+        egress_port: publish.rsplit(':').next().and_then(|p| p.parse().ok()),
         publisher: 2,
         procs: vec![broadcaster, demo, publisher],
     })
@@ -328,7 +347,8 @@ fn node(dir: &Path, script: &str, args: &[&str], name: String) -> Result<Proc> {
 }
 
 fn start_socketio(tools: &Tools, cfg: &SideConfig) -> Result<Side> {
-    let (redis, port) = start_redis()?;
+    let (redis, redis_port) = start_redis()?;
+    let port = redis_port;
     let url = format!("redis://127.0.0.1:{port}");
     let mut procs = vec![redis];
     let mut urls = Vec::new();
@@ -347,10 +367,15 @@ fn start_socketio(tools: &Tools, cfg: &SideConfig) -> Result<Side> {
         server_pids.push(p.pid());
         procs.push(p);
     }
+    let (pad, rooms) = (cfg.pad.to_string(), cfg.rooms.to_string());
+    let mut args = vec![url.as_str(), pad.as_str()];
+    if cfg.rooms > 0 {
+        args.push(&rooms);
+    }
     let mut publisher = node(
         &tools.socketio_dir,
         "publisher.js",
-        &[&url, &cfg.pad.to_string()],
+        &args,
         "socket.io redis-emitter publisher".into(),
     )?;
     publisher.expect_line("ready", READY)?;
@@ -362,6 +387,9 @@ fn start_socketio(tools: &Tools, cfg: &SideConfig) -> Result<Side> {
         urls,
         server_pids,
         other_pids: vec![("redis".into(), redis_pid)],
+        admin: None,
+        hub_port: None,
+        egress_port: Some(redis_port),
         publisher: procs.len() - 1,
         procs,
     })
@@ -372,6 +400,9 @@ fn start_floor(cfg: &SideConfig) -> Result<Side> {
     command
         .env(ROLE_VAR, "floor")
         .args([cfg.pad.to_string(), cfg.floor_threads.to_string()]);
+    if cfg.rooms > 0 {
+        command.arg(cfg.rooms.to_string());
+    }
     let mut floor = Proc::spawn("floor", command)?;
     let port = ready_port(&mut floor)?;
     Ok(Side {
@@ -380,6 +411,9 @@ fn start_floor(cfg: &SideConfig) -> Result<Side> {
         urls: vec![format!("ws://127.0.0.1:{port}/")],
         server_pids: vec![floor.pid()],
         other_pids: Vec::new(),
+        admin: None,
+        hub_port: None,
+        egress_port: None,
         publisher: 0,
         procs: vec![floor],
     })

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::load::{Load, RunStats};
+use super::load::{Load, Protocol, RunStats};
+use super::rooms;
 use super::sides::{cpu_us, Kind, Side};
 
 /// Settings (environment, see benches/README.md).
@@ -43,6 +44,13 @@ pub struct Settings {
     pub floor_threads: usize,
     /// Loads at which every side's latency is measured, % of Fanfare's saturation.
     pub points: Vec<u64>,
+    /// Rooms (`FANFARE_FANOUT_ROOMS`; 0: the one-topic mode).
+    pub rooms: u64,
+    /// Subscribers per room when the client count is not given
+    /// (`FANFARE_FANOUT_ROOM_SUBS`).
+    pub room_subs: usize,
+    /// Connections opened per second in rooms mode (`FANFARE_FANOUT_CONNECT_RATE`).
+    pub connect_rate: f64,
 }
 
 fn var<T: FromStr>(name: &str, default: T) -> Result<T>
@@ -83,8 +91,25 @@ impl Settings {
             })
             .collect::<Result<Vec<_>>>()?;
         let threads: usize = var("FANFARE_FANOUT_THREADS", 0)?;
+        let rooms: u64 = var("FANFARE_FANOUT_ROOMS", 0)?;
+        let room_subs: usize = var("FANFARE_FANOUT_ROOM_SUBS", 3)?;
+        anyhow::ensure!(
+            rooms <= rooms::MAX_ROOMS && (rooms == 0 || room_subs > 0),
+            "FANFARE_FANOUT_ROOMS ≤ {} and FANFARE_FANOUT_ROOM_SUBS > 0",
+            rooms::MAX_ROOMS
+        );
+        // Rooms mode: C = rooms × subscribers unless the client counts are given.
+        let default_clients = if rooms > 0 {
+            usize::try_from(rooms)
+                .ok()
+                .and_then(|r| r.checked_mul(room_subs))
+                .context("FANFARE_FANOUT_ROOMS × FANFARE_FANOUT_ROOM_SUBS overflows")?
+                .to_string()
+        } else {
+            "200,1000".to_owned()
+        };
         let s = Settings {
-            clients: list("FANFARE_FANOUT_CLIENTS", "200,1000")?,
+            clients: list("FANFARE_FANOUT_CLIENTS", &default_clients)?,
             sides,
             reps: var("FANFARE_FANOUT_REPS", 3)?,
             seconds: var("FANFARE_FANOUT_SECONDS", 2.5)?,
@@ -100,7 +125,18 @@ impl Settings {
             pad: var("FANFARE_FANOUT_PAD", 40)?,
             floor_threads: var("FANFARE_FANOUT_FLOOR_THREADS", 1)?,
             points: list("FANFARE_FANOUT_POINTS", "10,50,90")?,
+            rooms,
+            room_subs,
+            connect_rate: var("FANFARE_FANOUT_CONNECT_RATE", 2000.0)?,
         };
+        anyhow::ensure!(
+            s.connect_rate > 0.0 && s.connect_rate.is_finite(),
+            "FANFARE_FANOUT_CONNECT_RATE must be > 0"
+        );
+        anyhow::ensure!(
+            rooms == 0 || s.clients.iter().all(|&c| c as u64 >= rooms),
+            "rooms mode: every client count must be ≥ FANFARE_FANOUT_ROOMS (every room has a subscriber)"
+        );
         anyhow::ensure!(
             s.reps > 0 && s.seconds > 0.0 && s.start > 0.0 && s.step > 1.0 && !s.clients.is_empty() && s.workers > 0,
             "FANFARE_FANOUT_*: reps, seconds, start, workers must be > 0, step > 1, clients not empty"
@@ -158,6 +194,46 @@ pub struct Level {
     pub pass: bool,
     /// Why not, when it does not.
     pub why: String,
+    /// What the rooms mode measures besides (None in the one-topic mode).
+    pub rooms: Option<RoomLevel>,
+}
+
+/// The rooms mode's extra figures of a level.
+#[derive(Clone, Debug, Default)]
+pub struct RoomLevel {
+    /// Messages published per second (offered deliveries/s ÷ subscribers per room).
+    pub messages_per_s: f64,
+    /// Deliveries of another room's events (must be 0).
+    pub stray: u64,
+    /// TCP bytes the broadcaster's PUB socket (Fanfare) or redis (Socket.IO)
+    /// sent over the level (None without `ss`).
+    pub egress_bytes: Option<u64>,
+    /// The broadcaster's `fanfare_subscribers` after the level.
+    pub subscribers: Option<f64>,
+    /// `fanfare_egress_messages_total` of the broadcaster over the level (Fanfare).
+    pub egress_messages: Option<f64>,
+    /// Per worker: id, `fanfare_hub_events_in_total` over the level, events
+    /// its browsers wanted (of rooms it has a connection in).
+    pub intake: Vec<(String, f64, u64)>,
+}
+
+impl RoomLevel {
+    /// Messages the workers took in ÷ messages their browsers wanted (all
+    /// workers together; None without the hub counters).
+    pub fn intake_ratio(&self) -> Option<f64> {
+        let got: f64 = self.intake.iter().map(|w| w.1).sum();
+        let wanted: u64 = self.intake.iter().map(|w| w.2).sum();
+        (wanted > 0 && !self.intake.is_empty()).then(|| got / wanted as f64)
+    }
+
+    /// The highest ratio of one worker.
+    pub fn intake_ratio_max(&self) -> Option<f64> {
+        self.intake
+            .iter()
+            .filter(|w| w.2 > 0)
+            .map(|w| w.1 / w.2 as f64)
+            .reduce(f64::max)
+    }
 }
 
 impl Level {
@@ -188,11 +264,54 @@ pub struct Bench<'a> {
 impl Bench<'_> {
     /// Connects `clients` connections to the side and warms them up.
     pub fn connect(&mut self, clients: usize) -> Result<()> {
-        let urls: Vec<String> = (0..clients).map(|k| self.side.url(k)).collect();
-        let load = self
-            .rt
-            .block_on(Load::connect(self.side.protocol, &urls, 64))?;
-        // Warm-up: run 0 until every connection has seen an event.
+        let rooms = self.settings.rooms;
+        let urls: Vec<String> = (0..clients)
+            .map(|k| {
+                let url = self.side.url(k);
+                if rooms > 0 && self.side.protocol == Protocol::Floor {
+                    format!("{url}?room={}", rooms::room_of(k, rooms))
+                } else {
+                    url
+                }
+            })
+            .collect();
+        let load = if rooms > 0 {
+            // Paced, and above ~28k connections to one port only spread
+            // source addresses have ports enough.
+            let want = (clients as u64).saturating_mul(2).saturating_add(4096);
+            let nofile = rooms::raise_nofile(want);
+            anyhow::ensure!(
+                nofile >= (clients as u64).saturating_add(512),
+                "open-file limit {nofile} is too low for {clients} connections in one load generator \
+                 (and one floor process): raise the hard `ulimit -n` (needs CAP_SYS_RESOURCE) or give \
+                 FANFARE_FANOUT_CLIENTS ≤ the limit − 512"
+            );
+            let per_second = self.settings.connect_rate;
+            let began = Instant::now();
+            let load = self.rt.block_on(Load::connect_rooms(
+                self.side.protocol,
+                &urls,
+                rooms,
+                64,
+                per_second,
+            ))?;
+            eprintln!(
+                "  {} connections in {rooms} rooms opened in {:.1} s",
+                clients,
+                began.elapsed().as_secs_f64()
+            );
+            load
+        } else {
+            self.rt
+                .block_on(Load::connect(self.side.protocol, &urls, 64))?
+        };
+        // Warm-up: run 0 until every connection has seen an event (rooms
+        // mode: one event per room per round).
+        let (warm_rate, warm_count) = if rooms > 0 {
+            (20_000.0, rooms)
+        } else {
+            (200.0, 20)
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while load.warm() < clients {
             anyhow::ensure!(
@@ -201,7 +320,7 @@ impl Bench<'_> {
                 self.side.kind.key(),
                 load.warm()
             );
-            self.side.publish(0, 200.0, 20)?;
+            self.side.publish(0, warm_rate, warm_count)?;
             std::thread::sleep(Duration::from_millis(100));
         }
         self.load = Some(load);
@@ -224,11 +343,18 @@ impl Bench<'_> {
         let s = self.settings;
         let load = self.load.as_ref().context("not connected")?;
         let clients = load.conns.len();
-        let rate = offered / clients as f64;
+        // Rooms mode: each message reaches its room's subscribers only.
+        let rate = if s.rooms > 0 {
+            offered * s.rooms as f64 / clients as f64
+        } else {
+            offered / clients as f64
+        };
         let count = ((rate * s.seconds).round() as u64).max(10);
         let run = self.next_run.max(1);
         self.next_run = run + 1;
-        load.plan(run, count);
+        // The early/late thirds are by sequence, per room in rooms mode.
+        load.plan(run, count.div_ceil(s.rooms.max(1)));
+        let probe0 = (s.rooms > 0).then(|| RoomProbe::take(&self.side, s.workers));
         let closed_before = load.closed();
         let pids: Vec<u32> = self.side.server_pids.clone();
         let others: Vec<u32> = self.side.other_pids.iter().map(|(_, p)| *p).collect();
@@ -236,7 +362,11 @@ impl Bench<'_> {
         let me = std::process::id();
         let (cpu0, other0, load0) = (cpu(&pids), cpu(&others), cpu_us(me));
         let (sent, elapsed_us) = self.side.publish(run, rate, count)?;
-        let expected = sent * clients as u64;
+        let expected = if s.rooms > 0 {
+            rooms::expected(clients, s.rooms, sent)
+        } else {
+            sent * clients as u64
+        };
         // Drain: until everything arrived or nothing moved for 2 s (≤ 30 s).
         let done = Instant::now();
         let mut last = load.progress();
@@ -253,7 +383,36 @@ impl Bench<'_> {
             }
         }
         let (cpu1, other1, load1) = (cpu(&pids), cpu(&others), cpu_us(me));
+        let probe1 = (s.rooms > 0).then(|| RoomProbe::take(&self.side, s.workers));
         let st: RunStats = load.collect(run);
+        let room_level = match (probe0, probe1) {
+            (Some(a), Some(b)) => {
+                let workers: Vec<Option<String>> =
+                    load.conns.iter().map(|c| c.worker.get().cloned()).collect();
+                let wanted = rooms::wanted_by_worker(&workers, s.rooms, sent);
+                let intake = b
+                    .events_in
+                    .iter()
+                    .map(|(w, v1)| {
+                        let v0 = a.events_in.get(w).copied().unwrap_or(0.0);
+                        (
+                            w.clone(),
+                            (v1 - v0).max(0.0),
+                            wanted.get(w).copied().unwrap_or(0),
+                        )
+                    })
+                    .collect();
+                Some(RoomLevel {
+                    messages_per_s: rate,
+                    stray: st.stray,
+                    egress_bytes: a.sent.zip(b.sent).map(|(x, y)| y.saturating_sub(x)),
+                    subscribers: b.egress.map(|e| e.1),
+                    egress_messages: a.egress.zip(b.egress).map(|(x, y)| (y.0 - x.0).max(0.0)),
+                    intake,
+                })
+            }
+            _ => None,
+        };
         let closed = load.closed() - closed_before;
         let elapsed = (elapsed_us as f64 / 1e6).max(1e-3);
         let planned = count as f64 / rate;
@@ -282,6 +441,7 @@ impl Bench<'_> {
             load_cpu_per_delivery: load1.saturating_sub(load0) as f64 / received,
             pass: true,
             why: String::new(),
+            rooms: room_level,
         };
         let mut why = Vec::new();
         if level.loss() >= s.max_loss {
@@ -289,6 +449,9 @@ impl Bench<'_> {
         }
         if closed > 0 {
             why.push(format!("{closed} connections closed"));
+        }
+        if st.stray > 0 {
+            why.push(format!("{} deliveries of another room", st.stray));
         }
         if level.publisher_lag > 1.2 {
             why.push(format!("publisher {:.2}× late", level.publisher_lag));
@@ -319,6 +482,18 @@ impl Bench<'_> {
             level.load_cpu_per_delivery,
             if level.pass { "ok".to_owned() } else { format!("FAIL: {}", level.why) }
         );
+        if let Some(r) = &level.rooms {
+            eprintln!(
+                "           rooms: {:.0} msg/s, sent by {} {} B/delivery, egress msgs/delivery {} ({} subscribers), intake ÷ wanted {} (max worker {})",
+                r.messages_per_s,
+                if self.side.kind == Kind::SocketIo { "redis" } else { "broadcaster" },
+                r.egress_bytes.map_or("—".into(), |b| format!("{:.1}", b as f64 / received)),
+                r.egress_messages.map_or("—".into(), |e| format!("{:.3}", e / received)),
+                r.subscribers.map_or("—".into(), |v| format!("{v:.0}")),
+                r.intake_ratio().map_or("—".into(), |v| format!("{v:.3}")),
+                r.intake_ratio_max().map_or("—".into(), |v| format!("{v:.3}")),
+            );
+        }
         self.side.ensure_running()?;
         Ok(level)
     }
@@ -340,5 +515,43 @@ impl Bench<'_> {
         self.side = Side::placeholder(kind);
         self.side = restart()?;
         self.connect(clients)
+    }
+}
+
+/// Counters of a side read before and after a rooms-mode level.
+struct RoomProbe {
+    sent: Option<u64>,
+    egress: Option<(f64, f64)>,
+    events_in: std::collections::BTreeMap<String, f64>,
+}
+
+impl RoomProbe {
+    fn take(side: &Side, workers: usize) -> RoomProbe {
+        let sent = side.egress_port.and_then(rooms::sent_bytes);
+        let egress = side
+            .admin
+            .as_deref()
+            .and_then(|a| match rooms::broadcaster_egress(a) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    eprintln!("  broadcaster metrics: {e:#}");
+                    None
+                }
+            });
+        let events_in = side
+            .hub_port
+            .map(|p| match rooms::worker_events_in(p, workers) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("  worker metrics: {e:#}");
+                    Default::default()
+                }
+            })
+            .unwrap_or_default();
+        RoomProbe {
+            sent,
+            egress,
+            events_in,
+        }
     }
 }

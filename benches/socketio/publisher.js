@@ -3,8 +3,11 @@
 //   run R RATE COUNT  -> emits COUNT events "event" {bench_r, bench_i, bench_t, pad}
 //                        paced at RATE/s (catching up every ~1 ms tick), then
 //                        prints `done run=R sent=N elapsed_us=E`
+//                        (ROOMS > 0: event j goes to room `room.<j % ROOMS>`
+//                        with io.to(room).emit, bench_i = j / ROOMS, and
+//                        carries bench_room)
 // Prints `ready` once connected; exits when stdin closes.
-// Usage: node publisher.js REDIS_URL PAD_BYTES
+// Usage: node publisher.js REDIS_URL PAD_BYTES [ROOMS]
 "use strict";
 const { createClient } = require("redis");
 const { Emitter } = require("@socket.io/redis-emitter");
@@ -18,6 +21,7 @@ function nowUs() {
 async function main() {
   const url = process.argv[2];
   const pad = "x".repeat(Number(process.argv[3] || 40));
+  const rooms = Number(process.argv[4] || 0);
   if (!url) throw new Error("usage: node publisher.js REDIS_URL PAD_BYTES");
   const client = createClient({ url });
   client.on("error", (e) => console.error("redis:", e.message));
@@ -53,7 +57,18 @@ async function main() {
     const tick = () => {
       const due = Math.min(count, Math.floor(((performance.now() - start) / 1000) * rate) + 1);
       while (sent < due) {
-        io.emit("event", { bench_r: r, bench_i: sent, bench_t: nowUs(), pad });
+        if (rooms > 0) {
+          const room = sent % rooms;
+          io.to(`room.${room}`).emit("event", {
+            bench_r: r,
+            bench_i: Math.floor(sent / rooms),
+            bench_room: room,
+            bench_t: nowUs(),
+            pad,
+          });
+        } else {
+          io.emit("event", { bench_r: r, bench_i: sent, bench_t: nowUs(), pad });
+        }
         sent++;
       }
       if (sent < count) {

@@ -1,6 +1,7 @@
 // One Socket.IO 4 server with the Redis adapter: side B of the fanout bench
 // (benches/fanout.rs). Listens on 127.0.0.1:0 (websocket transport only),
-// prints `ready port=N`, exits when its stdin closes.
+// prints `ready port=N`, exits when its stdin closes. A client that emits
+// `join` ROOM (with an ack) is put in that room (the rooms mode).
 // Usage: node server.js REDIS_URL
 "use strict";
 const http = require("http");
@@ -22,7 +23,14 @@ async function main() {
     serveClient: false,
     adapter: createAdapter(pub, sub),
   });
-  io.on("connection", () => {});
+  // Rooms mode of the bench: a client emits `join` with its room (and an
+  // ack callback), the server joins it and acknowledges.
+  io.on("connection", (socket) => {
+    socket.on("join", (room, ack) => {
+      if (typeof room === "string" && room.length <= 64) socket.join(room);
+      if (typeof ack === "function") ack(true);
+    });
+  });
   httpServer.listen(0, "127.0.0.1", () => {
     console.log(`ready port=${httpServer.address().port}`);
   });
