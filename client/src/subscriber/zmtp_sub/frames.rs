@@ -15,9 +15,11 @@ const COMMAND: u8 = 0x04;
 /// Length of a ZMTP 3 greeting.
 pub(super) const GREETING_LEN: usize = 64;
 
-/// Most frames of one message kept; a broadcast has three, later ones are
-/// read and dropped (the message is then not a broadcast).
+/// Frames of a broadcast: topic, stamp, payload.
 const MAX_KEPT: usize = 3;
+/// Most frames one message may have (a broadcast has three): more ends the
+/// connection, so a message's frames are never re-walked without bound.
+const MAX_FRAMES: usize = 16;
 
 /// Why the connection cannot go on (each ends it; the task reconnects).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,9 +30,13 @@ pub(crate) enum FrameError {
     /// A frame header announced more than the limit.
     #[error("peer announced a {announced}-byte frame; the limit is {limit}")]
     Oversize { announced: u64, limit: usize },
-    /// Flag bits ZMTP does not define.
+    /// Flag bits ZMTP does not define, or a command inside a message.
     #[error("invalid frame flags {0:#04x}")]
     BadFlags(u8),
+    /// A message of more than [`MAX_FRAMES`] frames, or whose frames
+    /// together exceed the frame limit.
+    #[error("message of over {MAX_FRAMES} frames or over the frame limit")]
+    MessageTooLarge,
 }
 
 /// Our greeting: signature, version 3.0, NULL mechanism, as-server 0.
@@ -182,6 +188,7 @@ impl Frames {
         // First walk the headers without consuming: is the message whole?
         let mut pos = 0;
         let mut count = 0;
+        let mut body = 0usize;
         loop {
             let Some((hlen, len, flags)) = header(&self.buf[pos..], self.limit)? else {
                 self.missing = 1;
@@ -201,6 +208,10 @@ impl Frames {
                 return Ok(Some(Item::Command(self.buf.split_to(len).freeze())));
             }
             count += 1;
+            body = body.saturating_add(len);
+            if count > MAX_FRAMES || body > self.limit {
+                return Err(FrameError::MessageTooLarge);
+            }
             pos = end;
             if flags & MORE == 0 {
                 break;
@@ -275,6 +286,16 @@ mod tests {
         let mut f = Frames::new(100);
         f.buf.extend_from_slice(&[LONG, 0, 0, 0]);
         assert_eq!(f.next(), Ok(None));
+        // Frames within the limit, a message over it (or over 16 frames).
+        let mut f = Frames::new(100);
+        f.buf.extend(frame(true, &[0; 60]));
+        f.buf.extend(frame(true, &[0; 60]));
+        assert_eq!(f.next(), Err(FrameError::MessageTooLarge));
+        let mut f = Frames::new(100);
+        for _ in 0..MAX_FRAMES + 1 {
+            f.buf.extend(frame(true, b""));
+        }
+        assert_eq!(f.next(), Err(FrameError::MessageTooLarge));
     }
 
     #[test]
