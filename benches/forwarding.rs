@@ -50,18 +50,24 @@ fn run() -> Result<()> {
     let tools = harness::c_tools::build(&target_dir.join("bench-tools"))?;
     let header = header(&config);
     eprintln!("{header}");
+    // Side by side: every run of a row goes through all its columns in turn
+    // (A B C A B C …), so slow phases of a noisy machine hit every column.
     let mut cells = Vec::new();
     for &subscribers in &config.subscribers {
         for &payload in &config.payloads {
+            let first = cells.len();
             for &column in &config.columns {
-                let mut cell = Cell {
+                cells.push(Cell {
                     subscribers,
                     payload,
                     column,
                     runs: Vec::new(),
                     errors: Vec::new(),
-                };
-                for run in 1..=config.runs {
+                });
+            }
+            for run in 1..=config.runs {
+                for cell in &mut cells[first..] {
+                    let column = cell.column;
                     match harness::run::run_once(&tools, &config, column, subscribers, payload) {
                         Ok(result) => {
                             eprintln!(
@@ -77,7 +83,6 @@ fn run() -> Result<()> {
                         }
                     }
                 }
-                cells.push(cell);
             }
         }
     }
@@ -121,8 +126,21 @@ fn header(config: &BenchConfig) -> String {
             .and_then(|t| t.elapsed().ok())
             .map(|d| format!(", built {} min before the run", d.as_secs() / 60))
             .unwrap_or_default();
+        let before = config
+            .before_bin
+            .as_ref()
+            .filter(|_| config.columns.iter().any(|c| c.before()))
+            .map(|b| {
+                let client = config
+                    .before_client
+                    .as_ref()
+                    .map(|c| format!(", their fanfare-client subscribers `{}`", c.display()))
+                    .unwrap_or_default();
+                format!(" Before columns: `{}`{client}.", b.display())
+            })
+            .unwrap_or_default();
         format!(
-            " Broadcaster binary: `{}`{age}.",
+            " Broadcaster binary: `{}`{age}.{before}",
             config.broadcaster_bin.display()
         )
     } else {

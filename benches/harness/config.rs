@@ -16,16 +16,53 @@ pub enum Column {
     Broadcaster,
     /// The Fanfare broadcaster, seen through fanfare-client after gap repair.
     FanfareClient,
+    /// Another broadcaster binary (`FANFARE_BENCH_BEFORE_BIN`, e.g. a build of
+    /// main kept aside), seen by a raw libzmq SUB: before/after in one run.
+    BroadcasterBefore,
+    /// That other binary, seen through fanfare-client (the bench's own build).
+    ClientBefore,
 }
 
 impl Column {
     /// Every column, in table order.
-    pub const ALL: [Column; 4] = [
+    pub const ALL: [Column; 6] = [
         Column::ZmqProxy,
         Column::NaiveZmqRs,
         Column::Broadcaster,
         Column::FanfareClient,
+        Column::BroadcasterBefore,
+        Column::ClientBefore,
     ];
+
+    /// The columns run by default: the two "before" ones only with a before binary.
+    fn defaults(before: bool) -> Vec<Column> {
+        let n = if before { 6 } else { 4 };
+        Column::ALL[..n].to_vec()
+    }
+
+    /// Whether this column runs a broadcaster binary.
+    pub fn runs_broadcaster(self) -> bool {
+        !matches!(self, Column::ZmqProxy | Column::NaiveZmqRs)
+    }
+
+    /// Whether its subscribers are fanfare-client ones (else raw libzmq SUBs).
+    pub fn through_client(self) -> bool {
+        matches!(self, Column::FanfareClient | Column::ClientBefore)
+    }
+
+    /// Whether it runs the before binary.
+    pub fn before(self) -> bool {
+        matches!(self, Column::BroadcasterBefore | Column::ClientBefore)
+    }
+
+    /// The column this one is the "before" of.
+    pub fn after(self) -> Column {
+        match self {
+            Column::BroadcasterBefore => Column::Broadcaster,
+            Column::ClientBefore => Column::FanfareClient,
+            other => other,
+        }
+    }
 
     /// The short name used in `FANFARE_BENCH_COLUMNS`.
     pub fn key(self) -> &'static str {
@@ -34,6 +71,8 @@ impl Column {
             Column::NaiveZmqRs => "naive",
             Column::Broadcaster => "broadcaster",
             Column::FanfareClient => "client",
+            Column::BroadcasterBefore => "before",
+            Column::ClientBefore => "client-before",
         }
     }
 
@@ -44,6 +83,8 @@ impl Column {
             Column::NaiveZmqRs => "naive zmq.rs loop",
             Column::Broadcaster => "broadcaster (raw SUB)",
             Column::FanfareClient => "broadcaster via fanfare-client",
+            Column::BroadcasterBefore => "before: broadcaster (raw SUB)",
+            Column::ClientBefore => "before: via fanfare-client",
         }
     }
 }
@@ -69,6 +110,12 @@ pub struct BenchConfig {
     pub quiet_ms: u64,
     /// The broadcaster binary (`FANFARE_BROADCASTER_BIN`; default `<target>/release/broadcaster`).
     pub broadcaster_bin: PathBuf,
+    /// The binary of the "before" columns (`FANFARE_BENCH_BEFORE_BIN`), if any.
+    pub before_bin: Option<PathBuf>,
+    /// The fanfare-client subscribers of the `client-before` column: another
+    /// build of this bench (`FANFARE_BENCH_BEFORE_CLIENT`, e.g. main's, kept
+    /// aside); default this one.
+    pub before_client: Option<PathBuf>,
 }
 
 impl BenchConfig {
@@ -76,25 +123,35 @@ impl BenchConfig {
     pub fn uses_broadcaster(&self) -> bool {
         self.columns
             .iter()
-            .any(|c| matches!(c, Column::Broadcaster | Column::FanfareClient))
+            .any(|c| c.runs_broadcaster() && !c.before())
+    }
+
+    /// The broadcaster binary `column` runs.
+    pub fn binary_for(&self, column: Column) -> Option<&std::path::Path> {
+        match (column.runs_broadcaster(), column.before()) {
+            (false, _) => None,
+            (true, false) => Some(&self.broadcaster_bin),
+            (true, true) => self.before_bin.as_deref(),
+        }
     }
 
     /// Defaults overridden by the environment; `target_dir` is the Cargo target directory.
     pub fn from_env(target_dir: &std::path::Path) -> Result<BenchConfig> {
+        let before_bin = std::env::var_os("FANFARE_BENCH_BEFORE_BIN").map(PathBuf::from);
         let columns = match std::env::var("FANFARE_BENCH_COLUMNS") {
             Ok(list) => list
                 .split(',')
                 .map(|key| match Column::ALL.iter().find(|c| c.key() == key.trim()) {
                     Some(column) => Ok(*column),
-                    None => bail!("FANFARE_BENCH_COLUMNS: unknown column `{key}` (proxy, naive, broadcaster, client)"),
+                    None => bail!("FANFARE_BENCH_COLUMNS: unknown column `{key}` (proxy, naive, broadcaster, client, before, client-before)"),
                 })
                 .collect::<Result<Vec<_>>>()?,
-            Err(_) => Column::ALL.to_vec(),
+            Err(_) => Column::defaults(before_bin.is_some()),
         };
         let config = BenchConfig {
             messages: var("FANFARE_BENCH_MESSAGES", 500_000)?,
             runs: var("FANFARE_BENCH_RUNS", 3)?,
-            subscribers: list("FANFARE_BENCH_SUBSCRIBERS", &[1, 4])?,
+            subscribers: list("FANFARE_BENCH_SUBSCRIBERS", &[1, 2, 4])?,
             payloads: list("FANFARE_BENCH_PAYLOADS", &[16, 100, 1000])?,
             columns,
             rate: var("FANFARE_BENCH_RATE", 0.0)?,
@@ -103,7 +160,16 @@ impl BenchConfig {
             broadcaster_bin: std::env::var_os("FANFARE_BROADCASTER_BIN")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| target_dir.join("release").join("broadcaster")),
+            before_bin,
+            before_client: std::env::var_os("FANFARE_BENCH_BEFORE_CLIENT").map(PathBuf::from),
         };
+        if config.columns.iter().any(|c| c.before()) {
+            match &config.before_bin {
+                Some(bin) if bin.is_file() => {}
+                Some(bin) => bail!("FANFARE_BENCH_BEFORE_BIN: no file at {}", bin.display()),
+                None => bail!("the `before` columns need FANFARE_BENCH_BEFORE_BIN (a broadcaster binary to compare with)"),
+            }
+        }
         if config.runs == 0 || config.messages == 0 || config.columns.is_empty() {
             bail!("FANFARE_BENCH_RUNS, FANFARE_BENCH_MESSAGES and FANFARE_BENCH_COLUMNS must not be zero or empty");
         }

@@ -69,8 +69,13 @@ pub fn start(
             command.env(ROLE_VAR, "naive-forwarder");
             ("naive zmq.rs loop", command)
         }
-        Column::Broadcaster | Column::FanfareClient => {
-            let bin = &config.broadcaster_bin;
+        Column::Broadcaster
+        | Column::FanfareClient
+        | Column::BroadcasterBefore
+        | Column::ClientBefore => {
+            let bin = config
+                .binary_for(column)
+                .context("no broadcaster binary for this column")?;
             if !bin.is_file() {
                 bail!(
                     "no broadcaster binary at {}: build it first with \

@@ -166,12 +166,16 @@ fn subscriber_command(
     let messages = config.messages.to_string();
     let quiet = config.quiet_ms.to_string();
     let deadline = deadline.as_millis().to_string();
-    if column == Column::FanfareClient {
+    if column.through_client() {
         let replay = forwarder
             .replay
             .as_deref()
             .context("the broadcaster printed no replay endpoint")?;
-        let mut command = Command::new(std::env::current_exe().context("locate the bench binary")?);
+        let exe = match (&config.before_client, column) {
+            (Some(old), Column::ClientBefore) => old.clone(),
+            _ => std::env::current_exe().context("locate the bench binary")?,
+        };
+        let mut command = Command::new(exe);
         command.env(ROLE_VAR, "client-sink");
         command.args([
             forwarder.pull.as_str(),

@@ -185,19 +185,28 @@ pub fn render(config: &BenchConfig, cells: &[Cell], header: &str) -> String {
                         s.unmarked
                     ));
                 }
-                if cell.column == Column::FanfareClient {
+                if cell.column.through_client() {
                     notes.push(format!(
-                        "{subs} sub × {payload} B, fanfare-client: {:.0} messages repaired from history and \
+                        "{subs} sub × {payload} B, {}: {:.0} messages repaired from history and \
                          {:.0} reported unrecoverable per subscriber, the PUB dropped {:.0} per run (medians); \
                          {} slow-consumer resume(s) in all runs",
-                        s.replayed, s.unrecoverable, s.egress_dropped, s.resumes
+                        cell.column.title(),
+                        s.replayed,
+                        s.unrecoverable,
+                        s.egress_dropped,
+                        s.resumes
                     ));
                 }
-                if cell.column == Column::Broadcaster && !s.egress_dropped.is_nan() {
+                if cell.column.runs_broadcaster()
+                    && !cell.column.through_client()
+                    && !s.egress_dropped.is_nan()
+                {
                     notes.push(format!(
-                        "{subs} sub × {payload} B, broadcaster: its own `fanfare_egress_dropped_total` says {:.0} \
+                        "{subs} sub × {payload} B, {}: its own `fanfare_egress_dropped_total` says {:.0} \
                          per run, the raw subscribers missed {:.0} together (medians)",
-                        s.egress_dropped, s.missed
+                        cell.column.title(),
+                        s.egress_dropped,
+                        s.missed
                     ));
                 }
                 if s.rejected > 0.0 {
@@ -207,11 +216,30 @@ pub fn render(config: &BenchConfig, cells: &[Cell], header: &str) -> String {
                         s.rejected
                     ));
                 }
-                if cell.column == Column::Broadcaster && s.stamp_mismatches > 0 {
+                if cell.column.runs_broadcaster()
+                    && !cell.column.through_client()
+                    && s.stamp_mismatches > 0
+                {
                     notes.push(format!(
-                        "{subs} sub × {payload} B, broadcaster: in {} subscriber-run(s) the stamp seq shows \
+                        "{subs} sub × {payload} B, {}: in {} subscriber-run(s) the stamp seq shows \
                          fewer messages missing than the payload index does",
+                        cell.column.title(),
                         s.stamp_mismatches
+                    ));
+                }
+            }
+            for before in row.iter().filter(|c| c.column.before()) {
+                let after = row.iter().find(|c| c.column == before.column.after());
+                let rates = (
+                    after.and_then(|c| c.summary(config.messages)),
+                    before.summary(config.messages),
+                );
+                if let (Some(a), Some(b)) = rates {
+                    notes.push(format!(
+                        "{subs} sub × {payload} B: {} is {:.2}× {} (same run, alternating)",
+                        before.column.after().title(),
+                        a.rate / b.rate,
+                        before.column.title()
                     ));
                 }
             }

@@ -48,11 +48,17 @@ pub(crate) async fn serve(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         // Never wait on the network with accepted messages held back.
-        if !conn.reader.has_buffered_message() && !flush(&tx, &mut batch).await {
+        let buffered = conn.reader.has_buffered_message();
+        if !buffered && !flush(&tx, &mut batch, &metrics).await {
             break;
         }
+        // A message already buffered is taken without a `select!`: no
+        // cancellation futures built and dropped per message. Shutdown and
+        // eviction are noticed when the buffer runs dry (≤ 64 KiB later).
         let read = conn.reader.next_message(&mut frames, 3);
-        let msg = if shutdown.is_cancelled() {
+        let msg = if buffered {
+            read.await
+        } else if shutdown.is_cancelled() {
             // Draining: take what the peer already sent, stop once it is quiet.
             match tokio::time::timeout(DRAIN_QUIET, read).await {
                 Ok(r) => r,
@@ -76,31 +82,35 @@ pub(crate) async fn serve(
             Ok(Some(n)) => n,
             Ok(None) => break,
             Err(e) => {
-                flush(&tx, &mut batch).await;
+                flush(&tx, &mut batch, &metrics).await;
                 return Err(e);
             }
         };
         match check(&frames, count, max_payload) {
-            Ok(m) => {
-                metrics.ingress_messages.inc();
-                metrics.ingress_bytes.inc_by(m.payload.len() as u64);
-                batch.push(m);
-            }
+            Ok(m) => batch.push(m),
             Err(why) => metrics.reject(why, &peer),
         }
-        if batch.len() >= MAX_BATCH && !flush(&tx, &mut batch).await {
+        if batch.len() >= MAX_BATCH && !flush(&tx, &mut batch, &metrics).await {
             break;
         }
     }
-    flush(&tx, &mut batch).await;
+    flush(&tx, &mut batch, &metrics).await;
     Ok(())
 }
 
-/// Sends the batch; false if the forwarder is gone.
-async fn flush(tx: &mpsc::Sender<Vec<Incoming>>, batch: &mut Vec<Incoming>) -> bool {
+/// Counts and sends the batch; false if the forwarder is gone.
+async fn flush(
+    tx: &mpsc::Sender<Vec<Incoming>>,
+    batch: &mut Vec<Incoming>,
+    metrics: &Metrics,
+) -> bool {
     if batch.is_empty() {
         return true;
     }
+    // Counted per batch, not per message (one atomic add each).
+    metrics.ingress_messages.inc_by(batch.len() as u64);
+    let bytes: usize = batch.iter().map(|m| m.payload.len()).sum();
+    metrics.ingress_bytes.inc_by(bytes as u64);
     // Size the next batch like this one: busy peers get big batches, quiet
     // peers don't pay for 512 empty slots per message.
     let hint = batch.len().next_power_of_two().min(MAX_BATCH);

@@ -127,8 +127,6 @@ pub enum Delivery {
 /// A frame-level problem with a broadcast message (logged and skipped).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum FrameError {
-    #[error("expected 3 frames, got {0}")]
-    FrameCount(usize),
     #[error("topic is not UTF-8")]
     Topic,
     #[error(transparent)]
@@ -158,24 +156,66 @@ pub(crate) enum Incoming {
 }
 
 /// Interns origin and publisher ids so that messages share one allocation
-/// per name.
+/// per name, and recent topics so that a message of a topic seen lately
+/// allocates none.
 #[derive(Debug, Default)]
 pub(crate) struct Origins {
     known: std::collections::HashMap<Box<str>, Arc<str>>,
+    /// The name interned last (one origin per broadcaster: the usual case).
+    last: Option<Arc<str>>,
+    /// Direct-mapped by a hash of the topic: [`TOPIC_SLOTS`] recent topics.
+    topics: Vec<Option<Arc<str>>>,
 }
+
+/// Topics remembered (direct-mapped: a slot holds the last topic that hashed to it).
+const TOPIC_SLOTS: usize = 256;
+/// Longer topics are not remembered (hashing them costs what allocating does).
+const MAX_CACHED_TOPIC: usize = 128;
 
 impl Origins {
     /// The shared `Arc<str>` for a name. At most 4096 distinct names are
     /// kept; beyond that each call allocates (hostile peers cannot grow it).
     pub(crate) fn intern(&mut self, id: &str) -> Arc<str> {
-        if let Some(a) = self.known.get(id) {
+        if let Some(a) = self.last.as_ref().filter(|a| ***a == *id) {
             return a.clone();
         }
-        let a: Arc<str> = Arc::from(id);
-        if self.known.len() < 4096 {
-            self.known.insert(Box::from(id), a.clone());
-        }
+        let a = match self.known.get(id) {
+            Some(a) => a.clone(),
+            None => {
+                let a: Arc<str> = Arc::from(id);
+                if self.known.len() < 4096 {
+                    self.known.insert(Box::from(id), a.clone());
+                }
+                a
+            }
+        };
+        self.last = Some(a.clone());
         a
+    }
+
+    /// A shared `Arc<str>` for a topic: the one of the last message of
+    /// that topic if its slot still holds it, else a new one (kept).
+    pub(crate) fn topic(&mut self, topic: &str) -> Arc<str> {
+        if topic.len() > MAX_CACHED_TOPIC {
+            return Arc::from(topic);
+        }
+        if self.topics.is_empty() {
+            self.topics.resize(TOPIC_SLOTS, None);
+        }
+        // FNV-1a: short topics, no allocation, no per-process key needed
+        // (a collision only costs an allocation).
+        let hash = topic.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let slot = &mut self.topics[(hash as usize) % TOPIC_SLOTS];
+        match slot {
+            Some(a) if **a == *topic => a.clone(),
+            _ => {
+                let a: Arc<str> = Arc::from(topic);
+                *slot = Some(a.clone());
+                a
+            }
+        }
     }
 }
 
@@ -212,7 +252,7 @@ pub(crate) fn decode(
     let publisher = meta.map(|m| origins.intern(m.publisher));
     let publisher_seq = meta.and_then(|m| m.publisher_seq);
     Ok(Incoming::Message(Message {
-        topic: Arc::from(topic),
+        topic: origins.topic(topic),
         payload,
         stamp: Stamp {
             origin,
@@ -230,17 +270,14 @@ pub(crate) fn decode(
     }))
 }
 
-/// Decodes a whole egress message (exactly three frames).
+/// Decodes a whole egress message (its three frames; a message of another
+/// frame count is not a broadcast, and `zmtp_sub` skips it).
 pub(crate) fn decode_frames(
-    frames: Vec<Bytes>,
+    frames: [Bytes; 3],
     origins: &mut Origins,
 ) -> Result<Incoming, FrameError> {
-    let n = frames.len();
-    let mut it = frames.into_iter();
-    match (it.next(), it.next(), it.next(), it.next()) {
-        (Some(t), Some(s), Some(p), None) => decode(&t, &s, p, origins, false),
-        _ => Err(FrameError::FrameCount(n)),
-    }
+    let [topic, stamp, payload] = frames;
+    decode(&topic, &stamp, payload, origins, false)
 }
 
 #[cfg(test)]
@@ -259,7 +296,7 @@ mod tests {
             ..Default::default()
         };
         let stamp = to_bytes(&f, b"b1", Some(&meta));
-        let frames = vec![
+        let frames = [
             Bytes::from_static(b"chat.x"),
             stamp,
             Bytes::from_static(b"hi"),
@@ -278,7 +315,7 @@ mod tests {
             seq: 7,
             ..Default::default()
         };
-        let frames = vec![
+        let frames = [
             Bytes::from_static(b"_fanfare.hb.b1"),
             to_bytes(&f, b"b1", None),
             Bytes::from(payload),
@@ -287,10 +324,20 @@ mod tests {
             decode_frames(frames, &mut origins),
             Ok(Incoming::Heartbeat { seq: 7, .. })
         ));
-        assert_eq!(
-            decode_frames(vec![Bytes::new()], &mut origins).err(),
-            Some(FrameError::FrameCount(1))
-        );
+    }
+
+    #[test]
+    fn topics_and_origins_are_shared() {
+        let mut origins = Origins::default();
+        let a = origins.topic("chat.x");
+        let b = origins.topic("chat.x");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(&*origins.topic("chat.y"), "chat.y");
+        let long = "x".repeat(MAX_CACHED_TOPIC + 1);
+        assert_eq!(*origins.topic(&long), *long);
+        let (o1, o2) = (origins.intern("b1"), origins.intern("b2"));
+        assert!(Arc::ptr_eq(&o1, &origins.intern("b1")));
+        assert!(Arc::ptr_eq(&o2, &origins.intern("b2")));
     }
 
     #[test]
@@ -307,7 +354,7 @@ mod tests {
                 epoch: 9,
                 ..Default::default()
             };
-            let frames = vec![
+            let frames = [
                 Bytes::from_static(b"chat.x"),
                 to_bytes(&f, b"b1", None),
                 Bytes::from_static(b"hi"),

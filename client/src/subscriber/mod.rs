@@ -16,6 +16,10 @@
 //!   registry; `live.rs`: what the SUB socket brings, fed to the gap tracker
 //!   (`crate::gaps`), and its actions carried out; `repair_rounds.rs`:
 //!   fetching what a gap lacks from the replay task, round by round.
+//! * `zmtp_sub/` — the data SUB itself: one ZMTP 3 connection to one
+//!   broadcaster's PUB (handshake, subscriptions, whole messages cut out of
+//!   a 64 KiB read buffer as zero-copy slices, every frame header checked
+//!   against a limit); `frames.rs` holds the bytes, without I/O.
 //! * `publisher_seqs` — per publisher session, the window of publisher seqs
 //!   already delivered: re-sent copies (a new stamp) are dropped there.
 //! * `catch_up/` — `subscribe_from`: `State`'s catch-up steps, the ranges to
@@ -26,7 +30,7 @@
 //!   (`catch_up.rs`). Touches no socket.
 //!
 //! Dependencies between these siblings run one way (no import cycles):
-//! `queue` and `publisher_seqs` are leaves; `handle` knows `queue`; `subscription` knows `handle`
+//! `queue`, `publisher_seqs` and `zmtp_sub` are leaves; `handle` knows `queue`; `subscription` knows `handle`
 //! and `queue`; `registry` knows `queue`; `task` knows all of those; and
 //! `catch_up` (which adds `State` methods) knows `task`, `registry`,
 //! `handle`, `queue` and `publisher_seqs`. Only `catch_up` and `mod.rs` know `task`; nothing
@@ -39,6 +43,7 @@ mod queue;
 mod registry;
 mod subscription;
 mod task;
+mod zmtp_sub;
 
 pub(crate) use handle::SubscriberHandle;
 pub use subscription::Subscription;

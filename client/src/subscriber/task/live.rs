@@ -4,22 +4,52 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use fanfare_protocol::heartbeat::LaneMark;
 use tokio::time::Instant;
-use zeromq::{ZmqError, ZmqMessage};
 
 use super::State;
 use crate::events::ClientEvent;
 use crate::gaps::{Action, Head};
 use crate::message::{decode_frames, GapReason, Incoming, Message};
+use crate::subscriber::zmtp_sub::SubError;
+
+/// Most messages taken from one SUB per wake-up: the one that woke the
+/// task and those already buffered behind it (no read, no wait).
+const MAX_BATCH: usize = 256;
 
 impl State {
-    /// What broadcaster `i`'s SUB brought.
-    pub(super) fn on_frames(&mut self, i: usize, m: Result<ZmqMessage, ZmqError>) {
-        let frames = match m {
-            Ok(m) => m.into_vec(),
-            Err(e) => return self.retry_later(i, &e.to_string()),
+    /// What broadcaster `i`'s SUB brought: `first`, then the messages
+    /// already buffered behind it, at most [`MAX_BATCH`] in all. Returns
+    /// how many were taken (the loop spends that much cooperative budget).
+    pub(super) fn on_frames(&mut self, i: usize, first: Result<[Bytes; 3], SubError>) -> usize {
+        let frames = match first {
+            Ok(frames) => frames,
+            Err(e) => {
+                self.retry_later(i, &e.to_string());
+                return 1;
+            }
         };
+        self.heard_from(i);
+        self.on_broadcast(i, frames);
+        for taken in 1..MAX_BATCH {
+            let Some(sub) = self.sockets[i].as_mut() else {
+                return taken;
+            };
+            match sub.buffered() {
+                Ok(Some(frames)) => self.on_broadcast(i, frames),
+                Ok(None) => return taken,
+                Err(e) => {
+                    self.retry_later(i, &e.to_string());
+                    return taken;
+                }
+            }
+        }
+        MAX_BATCH
+    }
+
+    /// Broadcaster `i` is heard (once per batch).
+    fn heard_from(&mut self, i: usize) {
         let slot = &mut self.slots[i];
         slot.last_traffic = Instant::now();
         if !slot.heard {
@@ -32,6 +62,10 @@ impl State {
             self.connected.send_replace(true);
             let _ = self.task.events.send(ClientEvent::Connected);
         }
+    }
+
+    /// One broadcast of broadcaster `i`.
+    fn on_broadcast(&mut self, i: usize, frames: [Bytes; 3]) {
         match decode_frames(frames, &mut self.origins) {
             Ok(Incoming::Message(m)) => {
                 self.note_source(&m.stamp.origin, i);
@@ -42,13 +76,15 @@ impl State {
                     lane_seq: m.stamp.lane_seq,
                 };
                 let origin = m.stamp.origin.clone();
-                let mut actions = Vec::new();
+                let mut actions = std::mem::take(&mut self.actions);
                 let registry = &self.registry;
                 let topic = m.topic.clone();
                 let floor = || registry.floor_for_topic(&origin, head.epoch, &topic);
                 self.tracker
                     .on_message(&origin, head, m, floor, &mut actions);
-                self.apply(actions);
+                self.apply_all(&mut actions);
+                // Reused: no allocation per message.
+                self.actions = actions;
             }
             Ok(Incoming::Heartbeat {
                 origin,
@@ -86,8 +122,13 @@ impl State {
     }
 
     /// Carries out tracker actions in order.
-    pub(super) fn apply(&mut self, actions: Vec<Action<Message>>) {
-        for a in actions {
+    pub(super) fn apply(&mut self, mut actions: Vec<Action<Message>>) {
+        self.apply_all(&mut actions);
+    }
+
+    /// Carries out tracker actions in order, leaving `actions` empty.
+    fn apply_all(&mut self, actions: &mut Vec<Action<Message>>) {
+        for a in actions.drain(..) {
             match a {
                 Action::Deliver(m) => self.deliver(&m),
                 Action::Repair(t) => {

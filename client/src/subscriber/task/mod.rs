@@ -25,17 +25,17 @@ use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use zeromq::SubSocket;
 
 use crate::backoff::Backoff;
 use crate::events::ClientEvent;
-use crate::gaps::Tracker;
+use crate::gaps::{Action, Tracker};
 use crate::message::{Mark, Origins};
 use crate::replay_sources::ReplayHandle;
 use crate::subscriber::handle::{Command, SubscriberHandle};
 use crate::subscriber::publisher_seqs::PublisherSeqs;
 use crate::subscriber::queue::Parts;
 use crate::subscriber::registry::Registry;
+use crate::subscriber::zmtp_sub::SubConn;
 use repair_rounds::Round;
 use sub_socket::{join_any, recv_any, Connecting, Slot};
 
@@ -78,6 +78,7 @@ pub(crate) fn spawn(task: SubscriberTask) -> SubscriberHandle {
         rounds: FuturesUnordered::new(),
         slots,
         sockets: (0..n).map(|_| None).collect(),
+        actions: Vec::new(),
         connecting: (0..n).map(|_| None).collect(),
         next_socket: 0,
         sources_noted: HashSet::new(),
@@ -106,7 +107,9 @@ pub(super) struct State {
     pub(super) slots: Vec<Slot>,
     /// Per broadcaster, its SUB socket once the connect task has handed it
     /// over; from then on only this task touches it.
-    pub(super) sockets: Vec<Option<SubSocket>>,
+    pub(super) sockets: Vec<Option<SubConn>>,
+    /// Tracker actions of the message being handled (reused, kept empty).
+    pub(super) actions: Vec<Action<crate::Message>>,
     /// Per broadcaster, the connect task building its next SUB, if one runs.
     pub(super) connecting: Vec<Option<Connecting>>,
     /// Which socket `recv_any` polls first (round robin).
@@ -128,6 +131,7 @@ impl State {
         let period = (self.task.heartbeat_timeout / 4).max(Duration::from_millis(10));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut steps = 1;
         loop {
             let retry = self.next_retry();
             tokio::select! {
@@ -146,14 +150,19 @@ impl State {
                 }
                 Some(round) = self.rounds.next(), if !self.rounds.is_empty() => self.on_round(round),
                 _ = tick.tick() => self.on_tick(),
-                (i, m) = recv_any(&mut self.sockets, &mut self.next_socket) => self.on_frames(i, m),
+                (i, m) = recv_any(&mut self.sockets, &mut self.next_socket) => {
+                    steps = self.on_frames(i, m);
+                }
             }
             self.apply_effects().await;
-            // zmq.rs sockets do not take part in Tokio's cooperative
-            // budget: while the SUB always has data this loop would never
-            // yield, starving the application's readers on the same
-            // workers (their queues fill, they get closed as slow).
-            tokio::task::consume_budget().await;
+            // One unit of cooperative budget per message taken (a batch
+            // is up to 256): while the SUB always has data this loop must
+            // still yield as often as one message per step would, else the
+            // application's readers on the same workers starve (their
+            // queues fill, they get closed as slow).
+            for _ in 0..std::mem::replace(&mut steps, 1) {
+                tokio::task::consume_budget().await;
+            }
         }
         self.registry.close_all();
         self.connected.send_replace(false);

@@ -2,9 +2,9 @@
 //! connect task, so the loop keeps serving commands), reconnecting with
 //! backoff, and keeping their prefixes in step with the registry.
 //!
-//! zmq.rs's SUB reconnects by itself only while the TCP peer is reachable;
-//! silence of one broadcaster for `heartbeat_timeout` (see `task`) drops its
-//! socket and a new one is connected here. Each new socket subscribes every
+//! A connection (`zmtp_sub`) that ends, fails or stays silent for
+//! `heartbeat_timeout` (see `task`) is dropped and a new one is connected
+//! here, with backoff. Each new socket subscribes every
 //! prefix in use (plus heartbeats) before it connects. Every socket feeds
 //! the same tracker and registry, so a message heard through two
 //! broadcasters (federation keeps its stamp) is delivered once.
@@ -14,17 +14,18 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
+use bytes::Bytes;
 use fanfare_protocol::HEARTBEAT_PREFIX;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use zeromq::{Socket, SocketOptions, SocketRecv, SubSocket, ZmqError, ZmqMessage};
 
 use super::State;
 use crate::backoff::Backoff;
 use crate::events::ClientEvent;
+use crate::subscriber::zmtp_sub::{SubConn, SubError};
 
 /// A connect task in progress: it hands the connected socket back.
-pub(super) type Connecting = JoinHandle<Result<SubSocket, ZmqError>>;
+pub(super) type Connecting = JoinHandle<Result<SubConn, SubError>>;
 
 /// What the task knows of one broadcaster's SUB (the socket itself and
 /// its connect task live in `State::sockets` / `State::connecting`, so the
@@ -62,21 +63,14 @@ impl State {
         let endpoint = slot.endpoint.clone();
         let timeout = self.task.connect_timeout;
         self.connecting[i] = Some(tokio::spawn(async move {
-            let mut opts = SocketOptions::default();
-            opts.connect_timeout(timeout);
-            let mut s = SubSocket::with_options(opts);
-            for p in &prefixes {
-                s.subscribe(p).await?;
-            }
-            s.connect(&endpoint).await?;
-            Ok(s)
+            SubConn::connect(&endpoint, prefixes, timeout).await
         }));
     }
 
     pub(super) fn on_connected(
         &mut self,
         i: usize,
-        r: Result<Result<SubSocket, ZmqError>, tokio::task::JoinError>,
+        r: Result<Result<SubConn, SubError>, tokio::task::JoinError>,
     ) {
         self.connecting[i] = None;
         match r {
@@ -131,21 +125,31 @@ impl State {
             let registry = &self.registry;
             self.tracker.retain_lanes(|l| registry.covers_lane(l));
         }
-        for (slot, socket) in self.slots.iter_mut().zip(self.sockets.iter_mut()) {
+        let mut failed = Vec::new();
+        for (i, (slot, socket)) in self
+            .slots
+            .iter_mut()
+            .zip(self.sockets.iter_mut())
+            .enumerate()
+        {
             let Some(sock) = socket.as_mut() else {
                 continue; // the next socket subscribes `wanted` from the start
             };
-            for p in wanted.difference(&slot.applied) {
-                if let Err(e) = sock.subscribe(p).await {
-                    tracing::debug!(error = %e, prefix = %p, "subscribe failed");
-                }
-            }
-            for p in slot.applied.difference(&wanted) {
-                if let Err(e) = sock.unsubscribe(p).await {
-                    tracing::debug!(error = %e, prefix = %p, "unsubscribe failed");
+            let changes = wanted
+                .difference(&slot.applied)
+                .map(|p| (p, true))
+                .chain(slot.applied.difference(&wanted).map(|p| (p, false)));
+            for (p, subscribe) in changes {
+                if let Err(e) = sock.set(p, subscribe).await {
+                    // The connection is broken: a new one subscribes `wanted`.
+                    failed.push((i, e.to_string()));
+                    break;
                 }
             }
             slot.applied = wanted.clone();
+        }
+        for (i, why) in failed {
+            self.retry_later(i, &why);
         }
     }
 }
@@ -155,7 +159,7 @@ pub(super) async fn join_any(
     connecting: &mut [Option<Connecting>],
 ) -> (
     usize,
-    Result<Result<SubSocket, ZmqError>, tokio::task::JoinError>,
+    Result<Result<SubConn, SubError>, tokio::task::JoinError>,
 ) {
     std::future::poll_fn(|cx| {
         for (i, c) in connecting.iter_mut().enumerate() {
@@ -172,20 +176,18 @@ pub(super) async fn join_any(
 
 /// The next message of any SUB socket, and its slot. Sockets are polled
 /// from `*start` on, which moves past the one that answered, so a busy
-/// broadcaster cannot starve the others. (zmq.rs's `recv` is a stream's
-/// `next`: dropping it unfinished loses nothing.)
+/// broadcaster cannot starve the others. (`poll_next` is cancel-safe:
+/// dropping this unfinished loses nothing.)
 pub(super) async fn recv_any(
-    sockets: &mut [Option<SubSocket>],
+    sockets: &mut [Option<SubConn>],
     start: &mut usize,
-) -> (usize, Result<ZmqMessage, ZmqError>) {
+) -> (usize, Result<[Bytes; 3], SubError>) {
     let n = sockets.len();
     std::future::poll_fn(|cx| {
         for k in 0..n {
             let i = (*start + k) % n;
             if let Some(s) = sockets[i].as_mut() {
-                let recv = s.recv();
-                let mut recv = std::pin::pin!(recv);
-                if let Poll::Ready(r) = recv.as_mut().poll(cx) {
+                if let Poll::Ready(r) = s.poll_next(cx) {
                     *start = (i + 1) % n;
                     return Poll::Ready((i, r));
                 }
