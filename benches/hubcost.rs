@@ -130,14 +130,10 @@ async fn main() -> Result<()> {
     };
     cmd.args(["--threads=1", "worker", "--id", "w1", "--host", "127.0.0.1"])
         .args(["--port", &port.to_string()])
-        .args([
-            "--pull",
-            &ep.pull,
-            "--pub",
-            &ep.publish,
-            "--replay",
-            &ep.replay,
-        ])
+        .arg(format!(
+            "--broadcaster=pull={},pub={},replay={}",
+            ep.pull, ep.publish, ep.replay
+        ))
         .args(["--trusted-publisher=w1"])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())

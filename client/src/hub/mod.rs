@@ -294,8 +294,8 @@ async fn upgrade(
     let hard = o.hard_frame_limit;
     ws.max_message_size(hard)
         .max_frame_size(hard)
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(16 * 1024)
+        .read_buffer_size(o.ws_read_buffer)
+        .write_buffer_size(o.ws_write_buffer)
         .on_upgrade(move |socket| async move {
             let (sink, stream) = socket.split();
             connection::serve(hub.inner.clone(), access, sink, stream).await;

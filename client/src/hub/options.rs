@@ -12,6 +12,8 @@ pub struct HubOptions {
     pub(crate) feed_pattern: String,
     pub(crate) queue_capacity: usize,
     pub(crate) max_frame: usize,
+    pub(crate) ws_read_buffer: usize,
+    pub(crate) ws_write_buffer: usize,
     pub(crate) hard_frame_limit: usize,
     pub(crate) publish_rate: f64,
     pub(crate) publish_burst: u32,
@@ -63,6 +65,8 @@ impl HubOptions {
             feed_pattern: "#".to_owned(),
             queue_capacity: 1024,
             max_frame: 64 * 1024,
+            ws_read_buffer: 512,
+            ws_write_buffer: 2 * 1024,
             hard_frame_limit: 256 * 1024,
             publish_rate: 20.0,
             publish_burst: 40,
@@ -110,6 +114,23 @@ impl HubOptions {
     pub fn max_frame(mut self, max: usize, hard: usize) -> Self {
         self.max_frame = max;
         self.hard_frame_limit = hard.max(max);
+        self
+    }
+
+    /// Websocket buffers per connection (default 512 bytes read, 2 KiB
+    /// write). The read buffer is allocated (and zeroed) for every
+    /// connection for its whole life and is also the most one read takes
+    /// from the socket: browsers send small frames, and a larger frame grows
+    /// it to fit. The write buffer is where the frames of one batch gather
+    /// before a write call (larger → fewer write calls when a queue is deep);
+    /// it grows on demand, but once a burst has grown it, tungstenite keeps
+    /// it for the connection's life: it is what an idle connection that once
+    /// had a backlog holds (measured: a 2 s stall of a worker with 2 000
+    /// connections kept +6.7 KiB per connection with 16 KiB, +2.1 KiB with
+    /// 2 KiB; `benches/results/memory.md`).
+    pub fn ws_buffers(mut self, read: usize, write: usize) -> Self {
+        self.ws_read_buffer = read.max(64);
+        self.ws_write_buffer = write;
         self
     }
 

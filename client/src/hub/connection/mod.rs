@@ -43,11 +43,18 @@ pub enum Access {
     Pending(axum::http::HeaderMap),
 }
 
+/// The headers `authenticate` shows for a connection authorized at the
+/// upgrade (it keeps none, as before).
+static EMPTY_HEADERS: std::sync::LazyLock<axum::http::HeaderMap> =
+    std::sync::LazyLock::new(axum::http::HeaderMap::new);
+
 struct Conn {
     hub: Arc<HubInner>,
     id: u64,
     identity: Option<Identity>,
-    headers: axum::http::HeaderMap,
+    /// The upgrade's headers of a connection that authenticates in its
+    /// first frame (boxed: not inline in every connection's task).
+    headers: Option<Box<axum::http::HeaderMap>>,
     shared: Arc<ConnShared>,
     tx: mpsc::Sender<Outgoing>,
     publishes: TokenBucket,
@@ -67,9 +74,9 @@ where
     let id = hub.next_conn.fetch_add(1, Relaxed) + 1;
     let (tx, rx) = mpsc::channel(o.queue_capacity.max(1));
     let shared = Arc::new(ConnShared::default());
-    let conn_name = format!("{}-{id}", o.worker_id);
     // The queue is empty: the welcome always fits.
-    let _ = tx.try_send(protocol::welcome(&o.worker_id, &conn_name, o.max_frame).into());
+    let welcome = protocol::welcome(&o.worker_id, &format!("{}-{id}", o.worker_id), o.max_frame);
+    let _ = tx.try_send(welcome.into());
     hub.registry.add(id, tx.clone(), shared.clone());
     hub.metrics.connections_total.inc();
     hub.metrics.connections_open.inc();
@@ -82,8 +89,8 @@ where
         }
     };
     let (identity, headers) = match access {
-        Access::Granted(i) => (Some(i), axum::http::HeaderMap::new()),
-        Access::Pending(h) => (None, h),
+        Access::Granted(i) => (Some(i), None),
+        Access::Pending(h) => (None, Some(Box::new(h))),
     };
     let mut conn = Conn {
         headers,
@@ -126,7 +133,7 @@ where
     }
     hub.registry.remove(id);
     hub.metrics.connections_open.dec();
-    tracing::debug!(conn = %conn_name, cause = ?shared.cause(), "websocket closed");
+    tracing::debug!(conn = %format_args!("{}-{id}", o.worker_id), cause = ?shared.cause(), "websocket closed");
 }
 
 impl Conn {
@@ -165,7 +172,9 @@ impl Conn {
                 Ok(Some(Ok(m))) => m,
             };
             match msg {
-                Message::Text(t) => self.handle_text(&t).await,
+                // Boxed: a request's state (≈ 340 bytes) lives only while
+                // it is handled, not inline in every idle connection's task.
+                Message::Text(t) => Box::pin(self.handle_text(&t)).await,
                 Message::Binary(_) => self.refuse(
                     Refusal::new(
                         ErrorCode::BadJson,
@@ -231,7 +240,8 @@ impl Conn {
                 self.queue(protocol::unsubscribed(&topics, reference));
                 Ok(())
             }
-            Ok(Request::Publish { topic, data }) => self.publish(topic, data).await,
+            // Boxed, like a resume: its state lives only while it runs.
+            Ok(Request::Publish { topic, data }) => Box::pin(self.publish(topic, data)).await,
             Ok(Request::Auth { .. }) => Ok(()),
             Err(r) => Err(r),
         };
@@ -242,7 +252,7 @@ impl Conn {
 
     fn authenticate(&mut self, token: &str, reference: Option<&RawValue>) {
         let request = super::AuthRequest {
-            headers: &self.headers,
+            headers: self.headers.as_deref().unwrap_or(&EMPTY_HEADERS),
             token: Some(token),
         };
         match self.hub.options.authorizer.authorize(&request) {
@@ -328,5 +338,15 @@ impl Conn {
             Ok(Err(e)) => Err(Refusal::new(ErrorCode::Unavailable, e.to_string())),
             Err(_) => Err(Refusal::new(ErrorCode::Unavailable, "publish timed out")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A queue slot's size is per-connection memory: tokio's bounded
+    /// channel allocates its first block of 32 slots with the connection.
+    #[test]
+    fn a_queue_slot_is_48_bytes() {
+        assert!(std::mem::size_of::<super::Outgoing>() <= 48);
     }
 }

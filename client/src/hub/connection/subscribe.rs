@@ -2,6 +2,7 @@
 //! the bounded resume streamed into the connection's queue (`subscribed`,
 //! the replay part, `resumed`).
 
+use fanfare_protocol::pattern::Pattern;
 use fanfare_protocol::position::Position;
 use serde_json::value::RawValue;
 
@@ -60,6 +61,19 @@ impl Conn {
                 .subscribe(self.id, &patterns, reply)
                 .map_err(patterns_full);
         };
+        // Boxed: the resume's state (≈ 2 KiB) is allocated only while a
+        // resume runs, not inline in every connection's task.
+        Box::pin(self.resume(patterns, topics, since, reference)).await
+    }
+
+    /// A `subscribe` with `since`: the bounded resume.
+    async fn resume(
+        &mut self,
+        patterns: Vec<Pattern>,
+        topics: Vec<String>,
+        since: Position,
+        reference: Option<&RawValue>,
+    ) -> Result<(), Refusal> {
         let marks: Vec<(String, u64, u64)> =
             since.iter().map(|(o, e, s)| (o.to_owned(), e, s)).collect();
         let hub = self.hub.clone();

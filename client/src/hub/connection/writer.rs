@@ -16,18 +16,27 @@ use super::super::metrics::HubMetrics;
 use super::super::HubInner;
 use super::{CloseCause, ConnShared};
 
-/// One frame in a connection's queue.
+/// One frame in a connection's queue (48 bytes: the queue's blocks of 32
+/// slots are allocated with the connection, so its size is per-connection
+/// memory).
 #[derive(Debug)]
 pub struct Outgoing {
     /// The text frame, shared with every other connection it goes to.
     pub frame: Utf8Bytes,
-    /// Stamp time (µs since the Unix epoch) of a live event; `None` for
-    /// replies and recovered events, which are not counted as delivery lag.
-    pub live_stamp_us: Option<u64>,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// A reply or a recovered event: not counted as delivery lag.
+    Other,
+    /// A live event stamped at this time (µs since the Unix epoch).
+    Live(u64),
     /// A resume frame's share of its connection's resume window: released
     /// when the writer hands the frame to the socket (the resume streams
     /// through the queue at most a window of bytes ahead of the writer).
-    _window: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Boxed to keep every queue slot small.
+    Resumed(#[allow(dead_code)] Box<tokio::sync::OwnedSemaphorePermit>),
 }
 
 impl Outgoing {
@@ -35,8 +44,7 @@ impl Outgoing {
     pub fn live(frame: Utf8Bytes, stamp_us: u64) -> Self {
         Self {
             frame,
-            live_stamp_us: Some(stamp_us),
-            _window: None,
+            kind: Kind::Live(stamp_us),
         }
     }
 
@@ -44,8 +52,15 @@ impl Outgoing {
     pub fn resumed(frame: Utf8Bytes, window: tokio::sync::OwnedSemaphorePermit) -> Self {
         Self {
             frame,
-            live_stamp_us: None,
-            _window: Some(window),
+            kind: Kind::Resumed(Box::new(window)),
+        }
+    }
+
+    /// Stamp time of a live event; `None` for replies and recovered events.
+    pub fn live_stamp_us(&self) -> Option<u64> {
+        match self.kind {
+            Kind::Live(t) => Some(t),
+            _ => None,
         }
     }
 }
@@ -54,8 +69,7 @@ impl From<Utf8Bytes> for Outgoing {
     fn from(frame: Utf8Bytes) -> Self {
         Self {
             frame,
-            live_stamp_us: None,
-            _window: None,
+            kind: Kind::Other,
         }
     }
 }
@@ -109,6 +123,19 @@ pub async fn write_loop<Si: Sink<Message> + Unpin>(
             Err(()) => return false,
         }
     }
+    // Boxed: the close's state (its timeout and writes) is allocated once,
+    // when the connection ends, not inline in every connection's task.
+    Box::pin(close(sink, rx, o, shared)).await
+}
+
+/// Sends what explains the close (not a slow consumer's backlog) and the
+/// close frame of the connection's cause, within the close timeout.
+async fn close<Si: Sink<Message> + Unpin>(
+    mut sink: Si,
+    mut rx: mpsc::Receiver<Outgoing>,
+    o: &super::super::HubOptions,
+    shared: &ConnShared,
+) -> bool {
     let (code, reason) = shared
         .cause()
         .map(CloseCause::close_frame)
@@ -151,7 +178,7 @@ async fn write_batch<Si: Sink<Message> + Unpin>(
 ) -> Result<u64, ()> {
     let now_us = fanfare_protocol::stamp::now_us();
     let hand_over = |f: Outgoing| {
-        if let Some(stamp_us) = f.live_stamp_us {
+        if let Some(stamp_us) = f.live_stamp_us() {
             metrics
                 .delivery_lag
                 .observe_us(now_us.saturating_sub(stamp_us));
