@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::load::Protocol;
-use super::procs::{field, Proc};
+use super::procs::{broadcaster_endpoints, field, Proc};
 use super::ROLE_VAR;
 
 /// How long a process may take to print its readiness line.
@@ -251,12 +251,7 @@ fn start_fanfare(tools: &Tools, cfg: &SideConfig) -> Result<Side> {
         .env("FANFARE_LOG", "warn");
     let mut broadcaster = Proc::spawn("broadcaster", command)?;
     let ready = broadcaster.expect_line("ready ", READY)?;
-    let endpoint = |key: &str| -> Result<String> {
-        field(&ready, key)
-            .map(str::to_owned)
-            .with_context(|| format!("broadcaster: no `{key}=` in `{ready}`"))
-    };
-    let (pull, publish, replay) = (endpoint("pull")?, endpoint("pub")?, endpoint("replay")?);
+    let (pull, publish, replay) = broadcaster_endpoints(&ready)?;
     let admin = field(&ready, "admin").map(str::to_owned);
     let mut command = Command::new(&tools.demo);
     command

@@ -205,3 +205,16 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
         .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
 }
+
+/// The `pull`, `pub` and `replay` endpoints of a broadcaster's ready line
+/// (the fanout and memory benches; forwarding also starts forwarders that
+/// have no replay endpoint, and reads its fields one by one).
+#[allow(dead_code)]
+pub fn broadcaster_endpoints(ready: &str) -> Result<(String, String, String)> {
+    let endpoint = |key: &str| -> Result<String> {
+        field(ready, key)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("broadcaster: no `{key}=` in `{ready}`"))
+    };
+    Ok((endpoint("pull")?, endpoint("pub")?, endpoint("replay")?))
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::procs::{field, Proc};
+use super::procs::{broadcaster_endpoints, Proc};
 
 /// How long a process may take to print its readiness line.
 const READY: Duration = Duration::from_secs(60);
@@ -99,12 +99,7 @@ impl Server {
             .env("FANFARE_LOG", "warn");
         let mut broadcaster = Proc::spawn("broadcaster", command)?;
         let ready = broadcaster.expect_line("ready ", READY)?;
-        let endpoint = |key: &str| -> Result<String> {
-            field(&ready, key)
-                .map(str::to_owned)
-                .with_context(|| format!("broadcaster: no `{key}=` in `{ready}`"))
-        };
-        let (pull, publish, replay) = (endpoint("pull")?, endpoint("pub")?, endpoint("replay")?);
+        let (pull, publish, replay) = broadcaster_endpoints(&ready)?;
         let mut command = Command::new(&bins.demo);
         command
             .args(["--port", "0", "--workers", "1"])
