@@ -312,6 +312,90 @@ mod tests {
         assert!(f.next().is_err());
     }
 
+    /// Feeds `wire` in pieces of `cuts` lengths, taking items after each:
+    /// what a connection does as reads arrive. Stops at the first error.
+    fn feed(f: &mut Frames, wire: &[u8], cuts: &[usize]) -> (Vec<Item>, Option<FrameError>) {
+        let (mut items, mut at) = (Vec::new(), 0);
+        let mut cuts = cuts.iter().cycle();
+        while at < wire.len() {
+            let n = (*cuts.next().unwrap_or(&1)).clamp(1, wire.len() - at);
+            f.buf.extend_from_slice(&wire[at..at + n]);
+            at += n;
+            loop {
+                match f.next() {
+                    Ok(Some(item)) => items.push(item),
+                    Ok(None) => break,
+                    Err(e) => return (items, Some(e)),
+                }
+            }
+        }
+        (items, None)
+    }
+
+    proptest::proptest! {
+        /// Any bytes from a broadcaster, in any read split: no panic, an
+        /// error or items whose bodies all come from the bytes fed (never
+        /// more than was read), and what is buffered is only what is left.
+        #[test]
+        fn any_bytes_any_split_is_an_error_or_a_bounded_item(
+            wire in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            cuts in proptest::collection::vec(1usize..64, 1..8),
+            limit in 0usize..300,
+        ) {
+            let mut f = Frames::new(limit);
+            let (items, err) = feed(&mut f, &wire, &cuts);
+            let mut taken = 0usize;
+            for item in &items {
+                taken += match item {
+                    Item::Broadcast(parts) => parts.iter().map(|p| {
+                        proptest::prop_assert!(p.len() <= limit);
+                        Ok(p.len())
+                    }).sum::<Result<usize, proptest::test_runner::TestCaseError>>()?,
+                    Item::Command(body) => body.len(),
+                    Item::Other(n) => { proptest::prop_assert!(*n >= 1 && *n <= MAX_FRAMES); 0 }
+                };
+            }
+            proptest::prop_assert!(taken + f.buf.len() <= wire.len());
+            if err.is_none() {
+                proptest::prop_assert!(f.buf.len() <= wire.len());
+            }
+        }
+
+        /// Valid messages come out whole and unchanged whatever the split.
+        #[test]
+        fn valid_messages_round_trip_in_any_split(
+            msgs in proptest::collection::vec(
+                proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 1..5),
+                1..6,
+            ),
+            cuts in proptest::collection::vec(1usize..80, 1..8),
+        ) {
+            let mut wire = Vec::new();
+            for m in &msgs {
+                for (i, body) in m.iter().enumerate() {
+                    wire.extend(frame(i + 1 < m.len(), body));
+                }
+            }
+            let mut f = Frames::new(1 << 20);
+            let (items, err) = feed(&mut f, &wire, &cuts);
+            proptest::prop_assert!(err.is_none(), "{err:?}");
+            proptest::prop_assert_eq!(items.len(), msgs.len());
+            for (item, m) in items.iter().zip(&msgs) {
+                match item {
+                    Item::Broadcast(parts) => {
+                        proptest::prop_assert_eq!(m.len(), 3);
+                        for (p, body) in parts.iter().zip(m) {
+                            proptest::prop_assert_eq!(&p[..], &body[..]);
+                        }
+                    }
+                    Item::Other(n) => proptest::prop_assert_eq!(*n, m.len()),
+                    Item::Command(_) => proptest::prop_assert!(false, "no command was sent"),
+                }
+            }
+            proptest::prop_assert!(f.buf.is_empty());
+        }
+    }
+
     #[test]
     fn handshake_pieces() {
         assert_eq!(check_greeting(&greeting()), Ok(()));
