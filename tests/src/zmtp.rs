@@ -165,6 +165,13 @@ impl RawPeer {
         }
     }
 
+    /// As a SUB: subscribes `prefix` (a one-frame `\x01prefix` message).
+    pub async fn subscribe(&mut self, prefix: &str) -> Result<()> {
+        let mut body = vec![1u8];
+        body.extend_from_slice(prefix.as_bytes());
+        self.send(&frame(0, &body)).await
+    }
+
     /// Half-closes: no more bytes from us (FIN); reading still works.
     pub async fn shutdown_write(&mut self) -> Result<()> {
         self.stream.shutdown().await?;

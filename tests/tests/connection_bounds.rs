@@ -14,7 +14,7 @@ use fanfare_tests::process::BroadcasterProcess;
 use fanfare_tests::procfs::rss_kib;
 use fanfare_tests::sockets;
 use fanfare_tests::wait::eventually;
-use fanfare_tests::zmtp::{frame_header, multipart, RawPeer, FLAG_LONG};
+use fanfare_tests::zmtp::{frame_header, RawPeer, FLAG_LONG};
 use fanfare_tests::{metrics, RECV_TIMEOUT};
 
 /// Polls `/metrics` until `metric{socket=label}` reaches `at_least`.
@@ -151,7 +151,7 @@ async fn silent_pull_and_replay_peers_time_out_but_silent_subscribers_do_not() -
 async fn a_subscriber_that_never_reads_is_cut_after_the_write_stall() -> Result<()> {
     let b = BroadcasterProcess::spawn(&["--id", "wstall", "--write-stall-ms", "1000"]).await?;
     let mut deaf = RawPeer::handshake(&b.endpoints().publish, "SUB").await?;
-    deaf.send(&multipart(&[b"\x01"])).await?;
+    deaf.subscribe("").await?;
     let mut push = sockets::push(&b.endpoints().pull).await?;
     let payload = Bytes::from(vec![0u8; 64 * 1024]);
     let started = Instant::now();

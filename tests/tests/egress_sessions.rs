@@ -14,7 +14,7 @@ use fanfare_protocol::stamp::FLAG_SESSION;
 use fanfare_protocol::SESSION_TOPIC;
 use fanfare_tests::process::BroadcasterProcess;
 use fanfare_tests::sockets::{self, Broadcast};
-use fanfare_tests::zmtp::{frame, RawPeer};
+use fanfare_tests::zmtp::RawPeer;
 use fanfare_tests::{metrics, RECV_TIMEOUT};
 use tokio::sync::mpsc;
 
@@ -64,12 +64,6 @@ fn missed(b: &Broadcast) -> Result<u64> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-async fn subscribe(raw: &mut RawPeer, prefix: &str) -> Result<()> {
-    let mut body = vec![1u8];
-    body.extend_from_slice(prefix.as_bytes());
-    raw.send(&frame(0, &body)).await
-}
-
 #[tokio::test]
 async fn a_marker_comes_first_and_before_every_hole_and_counts_it() -> Result<()> {
     // A small queue, so that a subscriber that stops reading misses soon;
@@ -89,8 +83,8 @@ async fn a_marker_comes_first_and_before_every_hole_and_counts_it() -> Result<()
     sockets::sync_subscription(&mut push, &mut plain, "s").await?;
 
     let mut raw = RawPeer::handshake(&ep.publish, "SUB").await?;
-    subscribe(&mut raw, SESSION_TOPIC).await?;
-    subscribe(&mut raw, "s.").await?;
+    raw.subscribe(SESSION_TOPIC).await?;
+    raw.subscribe("s.").await?;
     let mut rx = reader(raw);
     let first = next(&mut rx).await?;
     ensure!(missed(&first)? == 0, "the first marker missed nothing");

@@ -151,7 +151,7 @@ async fn sigterm_forwards_data_still_unread_in_sockets_and_refuses_new_connectio
     // refusal of new connections is seen while the broadcaster still runs.
     let mut raw = RawPeer::handshake(&e.pull, "PUSH").await?;
     let mut holder = RawPeer::handshake(&e.publish, "SUB").await?;
-    holder.send(&zmtp::frame(0, b"\x01unread.")).await?;
+    holder.subscribe("unread.").await?;
     let mut p = vec![b'u'; 1000];
     sockets::sync_subscription(&mut push, &mut sub, "unread").await?;
     for i in 0..20_000u64 {

@@ -75,7 +75,7 @@ where
     let (tx, rx) = mpsc::channel(o.queue_capacity.max(1));
     let shared = Arc::new(ConnShared::default());
     // The queue is empty: the welcome always fits.
-    let welcome = protocol::welcome(&o.worker_id, &format!("{}-{id}", o.worker_id), o.max_frame);
+    let welcome = protocol::welcome(&o.worker_id, &conn_name(&o.worker_id, id), o.max_frame);
     let _ = tx.try_send(welcome.into());
     hub.registry.add(id, tx.clone(), shared.clone());
     hub.metrics.connections_total.inc();
@@ -133,7 +133,13 @@ where
     }
     hub.registry.remove(id);
     hub.metrics.connections_open.dec();
-    tracing::debug!(conn = %format_args!("{}-{id}", o.worker_id), cause = ?shared.cause(), "websocket closed");
+    tracing::debug!(conn = %conn_name(&o.worker_id, id), cause = ?shared.cause(), "websocket closed");
+}
+
+/// A connection's name in `welcome` and logs: `<worker>-<id>` (made when
+/// needed, not kept in every connection's task).
+fn conn_name(worker: &str, id: u64) -> String {
+    format!("{worker}-{id}")
 }
 
 impl Conn {

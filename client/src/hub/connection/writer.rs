@@ -35,8 +35,10 @@ enum Kind {
     /// A resume frame's share of its connection's resume window: released
     /// when the writer hands the frame to the socket (the resume streams
     /// through the queue at most a window of bytes ahead of the writer).
-    /// Boxed to keep every queue slot small.
-    Resumed(#[allow(dead_code)] Box<tokio::sync::OwnedSemaphorePermit>),
+    /// Boxed to keep every queue slot small; held only for its drop.
+    Resumed {
+        _window: Box<tokio::sync::OwnedSemaphorePermit>,
+    },
 }
 
 impl Outgoing {
@@ -52,7 +54,9 @@ impl Outgoing {
     pub fn resumed(frame: Utf8Bytes, window: tokio::sync::OwnedSemaphorePermit) -> Self {
         Self {
             frame,
-            kind: Kind::Resumed(Box::new(window)),
+            kind: Kind::Resumed {
+                _window: Box::new(window),
+            },
         }
     }
 
