@@ -218,8 +218,7 @@ pub async fn collect_until_all(
 }
 
 /// Publishes indices `range` on `topic` with `publish_confirmed`, `window`
-/// at a time; bumps `confirmed` per confirmation. Returns every
-/// confirmation by index.
+/// at a time, 32-byte payloads; bumps `confirmed` as each is confirmed.
 pub async fn confirmed_stream(
     client: Client,
     topic: &'static str,
@@ -227,16 +226,39 @@ pub async fn confirmed_stream(
     window: usize,
     confirmed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<Vec<(u64, fanfare_client::Confirmation)>> {
+    let timed = paced_stream(client, topic, range, window, None, 32, confirmed).await?;
+    Ok(timed.into_iter().map(|(i, c, _)| (i, c)).collect())
+}
+
+/// Like [`confirmed_stream`] with `size`-byte payloads, message k not sent
+/// before `start + k / rate` when `rate` (messages per second) is given;
+/// records when each was confirmed.
+pub async fn paced_stream(
+    client: Client,
+    topic: &'static str,
+    range: std::ops::Range<u64>,
+    window: usize,
+    rate: Option<f64>,
+    size: usize,
+    confirmed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Result<Vec<(u64, fanfare_client::Confirmation, std::time::Instant)>> {
+    let start = tokio::time::Instant::now();
+    let first = range.start;
     let results: Vec<_> = futures::stream::iter(range)
         .map(|i| {
             let client = client.clone();
             let confirmed = confirmed.clone();
             async move {
+                if let Some(r) = rate {
+                    let at = start + Duration::from_secs_f64((i - first) as f64 / r);
+                    tokio::time::sleep_until(at).await;
+                }
                 let c = client
-                    .publish_confirmed(topic, indexed_payload(i, 32))
-                    .await?;
+                    .publish_confirmed(topic, indexed_payload(i, size))
+                    .await
+                    .with_context(|| format!("confirming {i}"))?;
                 confirmed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                anyhow::Ok((i, c))
+                anyhow::Ok((i, c, std::time::Instant::now()))
             }
         })
         .buffer_unordered(window)

@@ -15,7 +15,7 @@ use anyhow::{ensure, Context, Result};
 use fanfare_client::{Client, ClientOptions};
 use fanfare_tests::client::{
     collect_until, collect_until_all, confirmed_stream, indexed_payload, options, options_for,
-    sync_subscriptions, wait_confirmed,
+    paced_stream, sync_subscriptions, wait_confirmed,
 };
 use fanfare_tests::process::BroadcasterProcess;
 use fanfare_tests::RECV_TIMEOUT;
@@ -143,6 +143,7 @@ async fn a_stopped_broadcaster_is_repaired_from_its_replay_without_duplicates() 
     const N: u64 = 2000;
     const A0: u64 = 100_000; // indices of the stream through a only
     const M: u64 = 400;
+    const A_RATE: f64 = 200.0; // messages per second through a
     let a = broadcaster("stop-a").await?;
     let b = broadcaster("stop-b").await?;
     let subscriber = Client::connect(quick(options_for(&[&a, &b]))).await?;
@@ -171,11 +172,15 @@ async fn a_stopped_broadcaster_is_repaired_from_its_replay_without_duplicates() 
     ));
     let confirmed_a = Arc::new(AtomicU64::new(0));
     wait_confirmed(&confirmed, N / 4, RECV_TIMEOUT * 2).await?;
-    let stream_a = tokio::spawn(confirmed_stream(
+    // Paced so that a is stopped mid-stream however fast the machine: M
+    // messages take M / A_RATE = 2 s, a is stopped after the first quarter.
+    let stream_a = tokio::spawn(paced_stream(
         pub_a.clone(),
         "stop.a",
         A0..A0 + M,
         16,
+        Some(A_RATE),
+        32,
         confirmed_a.clone(),
     ));
     wait_confirmed(&confirmed_a, M / 4, RECV_TIMEOUT * 2).await?;

@@ -30,12 +30,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use fanfare_client::{Client, ClientOptions, Confirmation, Delivery, Subscription};
 use fanfare_tests::client::{
-    index_of, indexed_payload, is_probe, next_delivery, options, options_for, sync_subscriptions,
+    index_of, is_probe, next_delivery, options, options_for, paced_stream, sync_subscriptions,
     wait_confirmed, Collected,
 };
 use fanfare_tests::fabric::Fabric;
 use fanfare_tests::RECV_TIMEOUT;
-use futures::StreamExt;
 
 /// Messages per publisher in the kill phase (the 100k, scaled down).
 const N_KILL: u64 = 50_000;
@@ -82,42 +81,6 @@ async fn confirmed_stream(
     confirmed: Arc<AtomicU64>,
 ) -> Result<Vec<(u64, Confirmation, Instant)>> {
     paced_stream(client, topic, range, window, None, 32, confirmed).await
-}
-
-/// Like [`confirmed_stream`], message k not sent before `start + k / rate`
-/// when `rate` (messages per second) is given.
-async fn paced_stream(
-    client: Client,
-    topic: &'static str,
-    range: std::ops::Range<u64>,
-    window: usize,
-    rate: Option<f64>,
-    size: usize,
-    confirmed: Arc<AtomicU64>,
-) -> Result<Vec<(u64, Confirmation, Instant)>> {
-    let start = tokio::time::Instant::now();
-    let first = range.start;
-    let results: Vec<_> = futures::stream::iter(range)
-        .map(|i| {
-            let client = client.clone();
-            let confirmed = confirmed.clone();
-            async move {
-                if let Some(r) = rate {
-                    let at = start + Duration::from_secs_f64((i - first) as f64 / r);
-                    tokio::time::sleep_until(at).await;
-                }
-                let c = client
-                    .publish_confirmed(topic, indexed_payload(i, size))
-                    .await
-                    .with_context(|| format!("confirming {i}"))?;
-                confirmed.fetch_add(1, Ordering::Relaxed);
-                anyhow::Ok((i, c, Instant::now()))
-            }
-        })
-        .buffer_unordered(window)
-        .collect()
-        .await;
-    results.into_iter().collect()
 }
 
 /// What one subscriber received in one phase, with arrival times.
