@@ -31,6 +31,29 @@ async fn fill(p: &mut Ws, watcher: &mut Ws, n: u64, pad: usize) -> Result<String
     Ok(prefix.to_owned())
 }
 
+/// The p99 probe latency allowed under an attack: 50 ms, or five times the
+/// p99 of `baseline` (round trips measured just before the attack) when the
+/// machine itself is that slow, so load from other tests on a 2-core box
+/// reads as load and a stall (the bug was 10–30 s) still fails.
+fn latency_bound(mut baseline: Vec<Duration>) -> (Duration, Duration) {
+    baseline.sort();
+    let p99 = baseline
+        .get(baseline.len() * 99 / 100)
+        .copied()
+        .unwrap_or_default();
+    (p99, Duration::from_millis(50).max(p99 * 5))
+}
+
+/// `n` probe round trips from `p` to `probe` before an attack, numbered
+/// from 1 000 000 so they never meet the attack's own probes.
+async fn baseline(p: &mut Ws, probe: &mut Ws, n: u64) -> Result<Vec<Duration>> {
+    let mut lat = Vec::new();
+    for i in 0..n {
+        lat.push(p.round_trip(probe, "probe.x", 1_000_000 + i).await?);
+    }
+    Ok(lat)
+}
+
 /// The worker's pid, from `/api/info` (retried until the kernel picks it).
 async fn pid_of(demo: &Demo, worker: &str) -> Result<u32> {
     for _ in 0..300 {
@@ -117,6 +140,7 @@ async fn a_resume_storm_does_not_stall_live_delivery_on_the_same_worker() -> Res
     w.subscribe(&["fill.#"], None).await?;
     let prefix = fill(&mut p, &mut w, 20_000, 200).await?;
     drop(w);
+    let (base_p99, bound) = latency_bound(baseline(&mut p, &mut probe, 200).await?);
 
     // 8 connections on the probe's worker, each resuming twice from seq 0
     // with 16 patterns that match almost nothing; they never read.
@@ -146,10 +170,11 @@ async fn a_resume_storm_does_not_stall_live_delivery_on_the_same_worker() -> Res
     let p50 = lat[lat.len() / 2];
     let p99 = lat[lat.len() * 99 / 100];
     eprintln!(
-        "probe latency during the resume storm ({during:?}): p50 {p50:?}, p99 {p99:?}, max {:?}",
+        "probe latency during the resume storm ({during:?}): p50 {p50:?}, p99 {p99:?}, max {:?}; \
+         before it p99 {base_p99:?}, bound {bound:?}",
         lat[lat.len() - 1]
     );
-    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+    assert!(p99 < bound, "p99 {p99:?} (bound {bound:?})");
     drop(attackers);
     Ok(())
 }
@@ -184,6 +209,7 @@ async fn resumers_that_never_read_do_not_pin_the_workers_memory() -> Result<()> 
     // must take the rest from the broadcaster's history.
     let prefix = fill(&mut p, &mut w, 12_000, 2048).await?;
     drop(w);
+    let (base_p99, bound) = latency_bound(baseline(&mut p, &mut probe, 200).await?);
     let open_label = format!("fanfare_hub_connections_open{{worker=\"{worker}\"}}");
     let before_open = metric(&demo.metrics_of(&worker).await?, &open_label).unwrap_or(0);
     let base = rss_kib(pid)?;
@@ -210,7 +236,8 @@ async fn resumers_that_never_read_do_not_pin_the_workers_memory() -> Result<()> 
     let growth_mib = peak.saturating_sub(base) / 1024;
     eprintln!(
         "FIGURE quiet resumers: worker RSS {} MiB before, peak {} MiB with 20 quiet resumers \
-         (+{growth_mib} MiB, bound {QUIET_RESUMERS_RSS_MIB} MiB); probe p50 {:?} p99 {p99:?} over {} probes",
+         (+{growth_mib} MiB, bound {QUIET_RESUMERS_RSS_MIB} MiB); probe p50 {:?} p99 {p99:?} over {} probes \
+         (before them p99 {base_p99:?}, bound {bound:?})",
         base / 1024,
         peak / 1024,
         lat[lat.len() / 2],
@@ -238,7 +265,7 @@ async fn resumers_that_never_read_do_not_pin_the_workers_memory() -> Result<()> 
         growth_mib < QUIET_RESUMERS_RSS_MIB,
         "RSS grew by {growth_mib} MiB"
     );
-    assert!(p99 < Duration::from_millis(50), "probe p99 {p99:?}");
+    assert!(p99 < bound, "probe p99 {p99:?} (bound {bound:?})");
     Ok(())
 }
 
