@@ -173,7 +173,8 @@ impl Forwarder {
     }
 
     /// Queues the session markers owed: `[_fanfare.sess, stamp (session
-    /// flag, our origin and epoch, seq = last stamped), u64 missed]`.
+    /// flag, our origin and epoch, seq = last stamped), marker (missed,
+    /// subscription changes applied)]`.
     fn send_markers(&mut self) {
         if !self.subscribers.markers_due() {
             return;
@@ -186,14 +187,14 @@ impl Forwarder {
             ..StampFields::default()
         };
         let origin = self.id.as_bytes();
-        let encode = |missed: u64| {
+        let encode = |marker: fanfare_protocol::session::Marker| {
             let mut out = BytesMut::new();
             encode_message(
                 &mut out,
                 fanfare_protocol::SESSION_TOPIC.as_bytes(),
                 |o| stamp::encode(o, &fields, origin, None),
                 stamp::encoded_len(origin, None),
-                &missed.to_be_bytes(),
+                &marker.encode(),
             );
             out.freeze()
         };

@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::prefix_index::PrefixIndex;
+use fanfare_protocol::session::Marker;
 use fanfare_protocol::SESSION_TOPIC;
 
 /// Most distinct prefixes one subscriber may hold.
@@ -133,6 +134,8 @@ struct Subscriber {
     marker_due: bool,
     /// Messages missed since the last marker (the next one says how many).
     missed: u64,
+    /// Subscription commands applied (each marker says how many).
+    changes: u64,
 }
 
 /// One subscriber's share of the round being fanned out.
@@ -265,6 +268,7 @@ impl Subscribers {
                     session: false,
                     marker_due: false,
                     missed: 0,
+                    changes: 0,
                 };
                 let slot = match self.free.pop() {
                     Some(slot) => {
@@ -283,8 +287,12 @@ impl Subscribers {
                 self.remove(id);
                 metrics.subscribers.set(self.by_id.len() as u64);
             }
-            Control::Subscribe { id, prefix } => self.subscribe(id, prefix, metrics),
+            Control::Subscribe { id, prefix } => {
+                self.count_change(id);
+                self.subscribe(id, prefix, metrics);
+            }
             Control::Unsubscribe { id, prefix } => {
+                self.count_change(id);
                 let Some((slot, s)) = self.get(id) else {
                     return;
                 };
@@ -321,6 +329,23 @@ impl Subscribers {
                     self.announcements.push(body);
                 }
             }
+        }
+    }
+
+    /// One more subscription command of `id`: a session subscriber owes a
+    /// marker once it is applied, so it learns from where its new prefixes
+    /// hold.
+    fn count_change(&mut self, id: u64) {
+        let Some(&slot) = self.by_id.get(&id) else {
+            return;
+        };
+        let Some(s) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        s.changes = s.changes.saturating_add(1);
+        if s.session && !s.marker_due {
+            s.marker_due = true;
+            self.due.push(slot);
         }
     }
 
@@ -483,10 +508,10 @@ impl Subscribers {
     }
 
     /// Queues each owed session marker once its subscriber's queue is at
-    /// most half full (`encode(missed)` gives its ZMTP bytes); one that does
+    /// most half full (`encode(marker)` gives its ZMTP bytes); one that does
     /// not fit stays owed, and its subscriber
     /// keeps missing messages (counted in the marker) until it is queued.
-    pub(crate) fn send_markers(&mut self, encode: impl Fn(u64) -> Bytes, metrics: &Metrics) {
+    pub(crate) fn send_markers(&mut self, encode: impl Fn(Marker) -> Bytes, metrics: &Metrics) {
         let max = self.max_queue_bytes;
         let mut owed = Vec::new();
         let mut gone = Vec::new();
@@ -497,7 +522,10 @@ impl Subscribers {
             if !s.marker_due {
                 continue;
             }
-            let marker = encode(s.missed);
+            let marker = encode(Marker {
+                missed: s.missed,
+                changes: s.changes,
+            });
             let bytes = marker.len();
             // Only once the queue has drained to half: a marker followed at
             // once by another miss would be a session with nothing in it.

@@ -225,8 +225,11 @@ fn a_session_marker_comes_first_and_after_every_miss_never_between() {
     let (mut s, mut rxs, _) = setup(2, &m);
     let b = |p: &'static [u8]| Bytes::from_static(p);
     let sub = |id, p| Control::Subscribe { id, prefix: b(p) };
-    // The marker's bytes say how many messages were missed before it.
-    let marker = |missed: u64| Bytes::from(format!("M{missed}"));
+    // The marker's bytes say how many messages were missed before it and
+    // how many subscription commands were applied.
+    let marker = |mk: fanfare_protocol::session::Marker| {
+        Bytes::from(format!("M{}/{}", mk.missed, mk.changes))
+    };
     let got = |rx: &mut mpsc::Receiver<Chunk>| {
         let mut v = Vec::new();
         while let Ok(c) = rx.try_recv() {
@@ -245,7 +248,11 @@ fn a_session_marker_comes_first_and_after_every_miss_never_between() {
     assert!(s.markers_due());
     s.send_markers(marker, &m);
     assert!(!s.markers_due());
-    assert_eq!(got(&mut rxs[0].1), ["M0"], "a session starts with a marker");
+    assert_eq!(
+        got(&mut rxs[0].1),
+        ["M0/2"],
+        "a session starts with a marker"
+    );
     assert_eq!(deliver(&mut s, &mut rxs, b"a.x", &m), [1, 2]);
     // Fill subscriber 1's channel (16 chunks): the 17th message is missed.
     // Subscriber 2 is drained every time and misses nothing.
@@ -262,8 +269,25 @@ fn a_session_marker_comes_first_and_after_every_miss_never_between() {
     assert_eq!(got(&mut rxs[0].1).len(), 16);
     s.send_markers(marker, &m);
     s.fan_out(&buf, std::slice::from_ref(&e), &m);
-    assert_eq!(got(&mut rxs[0].1), ["M2", "msg"]);
+    assert_eq!(got(&mut rxs[0].1), ["M2/2", "msg"]);
     assert_eq!(m.session_markers.get(), 2);
+    // A subscription change in a session is answered by a marker once
+    // applied, before the next message; so is a cancel.
+    s.apply(sub(1, b"b."), &m);
+    assert!(s.markers_due());
+    s.send_markers(marker, &m);
+    let (buf, e) = encoded_one(b"b.x");
+    s.fan_out(&buf, std::slice::from_ref(&e), &m);
+    assert_eq!(got(&mut rxs[0].1), ["M0/3", "msg"]);
+    s.apply(
+        Control::Unsubscribe {
+            id: 1,
+            prefix: b(b"b."),
+        },
+        &m,
+    );
+    s.send_markers(marker, &m);
+    assert_eq!(got(&mut rxs[0].1), ["M0/4"]);
     // A plain subscriber never gets a marker; only the exact topic asks.
     s.apply(sub(2, b"_fanfare."), &m);
     assert!(!s.markers_due());

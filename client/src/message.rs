@@ -139,6 +139,8 @@ pub(crate) enum FrameError {
     /// messages that exist.
     #[error("message stamped with seq {seq}, lane seq {lane_seq} (1 <= lane seq <= seq)")]
     BadSeq { seq: u64, lane_seq: u64 },
+    #[error("session marker payload of {0} bytes (expected 16)")]
+    Marker(usize),
 }
 
 /// A decoded egress message: a user message or a heartbeat.
@@ -153,6 +155,15 @@ pub(crate) enum Incoming {
     },
     /// An acknowledgement for some publisher: not for subscriptions.
     Ack,
+    /// A session marker for this connection (PROTOCOL.md, "Sessions"):
+    /// from it on, the connection's stream of `origin`'s messages is
+    /// complete for its prefixes after `seq`.
+    Session {
+        origin: Arc<str>,
+        epoch: u64,
+        seq: u64,
+        marker: fanfare_protocol::session::Marker,
+    },
 }
 
 /// Interns origin and publisher ids so that messages share one allocation
@@ -231,6 +242,16 @@ pub(crate) fn decode(
     let origin = origins.intern(s.origin);
     if s.is_ack() {
         return Ok(Incoming::Ack);
+    }
+    if s.is_session() {
+        let marker = fanfare_protocol::session::Marker::decode(&payload)
+            .ok_or(FrameError::Marker(payload.len()))?;
+        return Ok(Incoming::Session {
+            origin,
+            epoch: s.epoch,
+            seq: s.seq,
+            marker,
+        });
     }
     if s.is_heartbeat() {
         let beat = Heartbeat::decode(&payload)?;

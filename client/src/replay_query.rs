@@ -94,7 +94,7 @@ pub(crate) fn decode_reply(raw: RawReply, origins: &mut Origins) -> ReplayBatch 
     while let (Some(t), Some(s), Some(p)) = (it.next(), it.next(), it.next()) {
         match decode(&t, &s, p, origins, true) {
             Ok(Incoming::Message(m)) => messages.push(m),
-            Ok(Incoming::Heartbeat { .. } | Incoming::Ack) => {}
+            Ok(Incoming::Heartbeat { .. } | Incoming::Ack | Incoming::Session { .. }) => {}
             Err(e) => tracing::warn!(error = %e, "skipping malformed replayed message"),
         }
     }

@@ -27,6 +27,7 @@ pub mod meta;
 pub mod pattern;
 pub mod position;
 pub mod replay;
+pub mod session;
 pub mod stamp;
 pub mod topic;
 
@@ -39,9 +40,10 @@ pub const HEARTBEAT_PREFIX: &str = "_fanfare.hb.";
 
 /// A subscriber that SUBSCRIBEs this exact prefix asks for *sessions*: the
 /// broadcaster sends that connection alone a session marker (topic
-/// `_fanfare.sess`, stamp flag [`stamp::FLAG_SESSION`], payload the u64
-/// count of messages the connection missed since its previous marker) at
-/// once, and again before the first message after any message it could not
-/// queue to it. Between two markers the connection's stream is complete for
+/// `_fanfare.sess`, stamp flag [`stamp::FLAG_SESSION`], payload a
+/// [`session::Marker`]: what the connection missed since its previous
+/// marker, and how many subscription commands were applied for it) at
+/// once, again after each later subscription change, and before the first
+/// message after any message it could not queue to it. Between two markers the connection's stream is complete for
 /// its prefixes: a seq jump is filtering, never loss (PROTOCOL.md, "Sessions").
 pub const SESSION_TOPIC: &str = "_fanfare.sess";

@@ -46,6 +46,10 @@ pub(super) struct Ctx<'a, M> {
     pub(super) next_id: &'a mut u64,
     pub(super) parked: &'a mut usize,
     pub(super) max_parked: usize,
+    /// The seq after which the message's connection is complete for this
+    /// origin (a session), if it is: a lane complete up to there that
+    /// jumps was filtered.
+    pub(super) session: Option<u64>,
     pub(super) out: &'a mut Vec<Action<M>>,
 }
 
@@ -83,7 +87,9 @@ impl<M> Ctx<'_, M> {
         }
         if head.lane_seq <= lane.lane_seq || head.seq <= lane.seq {
             self.out.push(Action::Duplicate(msg));
-        } else if lane.lane_seq.checked_add(1) == Some(head.lane_seq) {
+        } else if lane.lane_seq.checked_add(1) == Some(head.lane_seq)
+            || self.session.is_some_and(|p| lane.seq >= p)
+        {
             lane.lane_seq = head.lane_seq;
             lane.seq = head.seq;
             self.out.push(Action::Deliver(msg));

@@ -103,12 +103,17 @@ impl<M> Tracker<M> {
     /// `None` when no subscription covers the lane: then the lane is not
     /// tracked (a late message after an unsubscribe must not leave a lane
     /// behind whose next message would ask for everything in between).
+    /// `session`: the seq after which the connection that brought it is
+    /// complete for this origin (a session, PROTOCOL.md): a lane that had
+    /// everything up to that seq and jumps was filtered, and is not
+    /// repaired.
     pub(crate) fn on_message(
         &mut self,
         origin: &Arc<str>,
         head: Head,
         msg: M,
         floor: impl FnOnce() -> Option<u64>,
+        session: Option<u64>,
         out: &mut Vec<Action<M>>,
     ) {
         let Some(o) = self.origins.get_mut(origin) else {
@@ -141,6 +146,7 @@ impl<M> Tracker<M> {
             next_id: &mut self.next_id,
             parked: &mut self.parked,
             max_parked: self.max_parked,
+            session,
             out,
         };
         if let Some(lane) = o.lanes.get_mut(&head.lane) {
@@ -169,7 +175,10 @@ impl<M> Tracker<M> {
     /// A heartbeat arrived: `seq` is the origin's last stamped seq, `marks`
     /// its recently active lanes. `floor(lane)` tells, for a lane not yet
     /// seen, the seq after which subscriptions want it (`None`: no
-    /// subscription covers that lane).
+    /// subscription covers that lane). `session` as for
+    /// [`Self::on_message`]: a lane complete up to it that the mark shows
+    /// further on had nothing more we want, and moves on unrepaired.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_heartbeat(
         &mut self,
         origin: &Arc<str>,
@@ -177,6 +186,7 @@ impl<M> Tracker<M> {
         seq: u64,
         marks: &[LaneMark],
         floor: impl Fn(u16) -> Option<u64>,
+        session: Option<u64>,
         out: &mut Vec<Action<M>>,
     ) {
         let Some(o) = self.origins.get_mut(origin) else {
@@ -213,9 +223,11 @@ impl<M> Tracker<M> {
                 next_id: &mut self.next_id,
                 parked: &mut self.parked,
                 max_parked: self.max_parked,
+                session,
                 out,
             };
             let target = (mark.lane_seq, mark.seq);
+            let complete_from = |lane_seq: u64| session.is_some_and(|p| lane_seq >= p);
             match o.lanes.get_mut(&mark.lane) {
                 Some(lane) => {
                     let parked = lane.parked.back().map_or(0, |(h, _)| h.lane_seq);
@@ -225,6 +237,8 @@ impl<M> Tracker<M> {
                     }
                     if lane.pending.is_some() {
                         lane.tail = Some(target);
+                    } else if complete_from(lane.seq) {
+                        (lane.lane_seq, lane.seq) = (mark.lane_seq, lane.seq.max(mark.seq));
                     } else {
                         ctx.start(lane, lane.seq.saturating_add(1), mark.seq, target);
                     }
@@ -232,7 +246,7 @@ impl<M> Tracker<M> {
                 None => {
                     let Some(f) = floor(mark.lane) else { continue };
                     let f = f.max(o.base);
-                    if mark.seq > f {
+                    if mark.seq > f && !complete_from(f) {
                         let mut lane = Lane::at(0, f);
                         ctx.start(&mut lane, f + 1, mark.seq, target);
                         o.lanes.insert(mark.lane, lane);
@@ -267,6 +281,7 @@ impl<M> Tracker<M> {
             next_id: &mut self.next_id,
             parked: &mut self.parked,
             max_parked: self.max_parked,
+            session: None,
             out,
         };
         ctx.drain(lane);

@@ -26,7 +26,14 @@ fn msg(t: &mut Tracker<u64>, head: Head) -> Vec<Action<u64>> {
 
 fn msg_floor(t: &mut Tracker<u64>, head: Head, floor: u64) -> Vec<Action<u64>> {
     let mut out = Vec::new();
-    t.on_message(&o(), head, head.seq, || Some(floor), &mut out);
+    t.on_message(&o(), head, head.seq, || Some(floor), None, &mut out);
+    out
+}
+
+/// Feeds one message that came on a connection complete after `session`.
+fn msg_in_session(t: &mut Tracker<u64>, head: Head, session: u64) -> Vec<Action<u64>> {
+    let mut out = Vec::new();
+    t.on_message(&o(), head, head.seq, || Some(0), Some(session), &mut out);
     out
 }
 
@@ -37,6 +44,16 @@ fn finish(t: &mut Tracker<u64>, ticket: &Ticket) -> Vec<Action<u64>> {
 }
 
 fn beat(t: &mut Tracker<u64>, epoch: u64, seq: u64, marks: &[(u16, u64, u64)]) -> Vec<Action<u64>> {
+    beat_in(t, epoch, seq, marks, None)
+}
+
+fn beat_in(
+    t: &mut Tracker<u64>,
+    epoch: u64,
+    seq: u64,
+    marks: &[(u16, u64, u64)],
+    session: Option<u64>,
+) -> Vec<Action<u64>> {
     let marks: Vec<LaneMark> = marks
         .iter()
         .map(|&(lane, lane_seq, seq)| LaneMark {
@@ -46,7 +63,7 @@ fn beat(t: &mut Tracker<u64>, epoch: u64, seq: u64, marks: &[(u16, u64, u64)]) -
         })
         .collect();
     let mut out = Vec::new();
-    t.on_heartbeat(&o(), epoch, seq, &marks, |_| None, &mut out);
+    t.on_heartbeat(&o(), epoch, seq, &marks, |_| None, session, &mut out);
     out
 }
 
@@ -192,7 +209,15 @@ fn first_heartbeat_is_a_baseline_and_covered_unknown_lanes_are_repaired() {
         lane_seq: 5,
         seq: 45,
     }];
-    t.on_heartbeat(&o(), 1, 45, &marks, |l| (l == A).then_some(42), &mut out);
+    t.on_heartbeat(
+        &o(),
+        1,
+        45,
+        &marks,
+        |l| (l == A).then_some(42),
+        None,
+        &mut out,
+    );
     let tk = ticket(&out);
     assert_eq!(range(&tk), (A, 43, 45));
     assert!(finish(&mut t, &tk).is_empty());
@@ -345,7 +370,7 @@ fn a_lane_nobody_covers_is_not_tracked() {
     // Unsubscribed: a late message of lane B is delivered (to nobody) and
     // leaves no lane behind...
     let mut out = Vec::new();
-    t.on_message(&o(), h(1, 2, B, 1), 2, || None, &mut out);
+    t.on_message(&o(), h(1, 2, B, 1), 2, || None, None, &mut out);
     assert_eq!(out, [Action::Deliver(2)]);
     // ...so a subscription made much later does not repair what it never
     // wanted: its floor decides.
@@ -365,4 +390,49 @@ fn heartbeat_marks_beyond_the_origins_last_seq_are_ignored() {
     assert!(beat(&mut t, 1, 15, &[(A, 7, 900)]).is_empty());
     assert!(beat(&mut t, 1, 15, &[(A, 15, 14)]).is_empty());
     assert_eq!(msg(&mut t, h(1, 11, A, 6)), vec![Action::Deliver(11)]);
+}
+
+#[test]
+fn in_a_session_a_jump_of_a_lane_complete_up_to_it_is_filtering() {
+    let mut t = Tracker::new(100);
+    // The connection is complete after seq 10; lane A had everything to 12.
+    assert_eq!(
+        msg_in_session(&mut t, h(1, 12, A, 3), 10),
+        [Action::Deliver(12)]
+    );
+    // Seqs 13..=19 (lane seqs 4..=6) were other topics: no repair.
+    assert_eq!(
+        msg_in_session(&mut t, h(1, 20, A, 7), 10),
+        [Action::Deliver(20)]
+    );
+    assert_eq!(
+        msg_in_session(&mut t, h(1, 20, A, 7), 10),
+        [Action::Duplicate(20)]
+    );
+    // A heartbeat in the session showing the lane further on: nothing more
+    // we want there; the lane moves on, later seqs are in order.
+    assert!(beat_in(&mut t, 1, 30, &[(A, 9, 25)], Some(10)).is_empty());
+    assert_eq!(msg(&mut t, h(1, 31, A, 10)), [Action::Deliver(31)]);
+    assert_eq!(msg(&mut t, h(1, 25, A, 9)), [Action::Duplicate(25)]);
+}
+
+#[test]
+fn a_jump_from_before_the_session_is_repaired() {
+    let mut t = Tracker::new(100);
+    assert_eq!(msg(&mut t, h(1, 5, A, 1)), [Action::Deliver(5)]);
+    // A new session after a miss: complete only after seq 40. Lane A's
+    // last is 5: 6..=49 may hold losses and is repaired, the message parks.
+    let a = msg_in_session(&mut t, h(1, 50, A, 9), 40);
+    let tk = ticket(&a);
+    assert_eq!(range(&tk), (A, 6, 49));
+    // Outside a session (no marker yet, or a subscription change in
+    // flight) the same jump is repaired too.
+    let mut t = Tracker::new(100);
+    assert_eq!(msg(&mut t, h(1, 5, A, 1)), [Action::Deliver(5)]);
+    assert_eq!(range(&ticket(&msg(&mut t, h(1, 9, A, 3)))), (A, 6, 8));
+    // And a heartbeat of a lane not complete up to the session is repaired.
+    let mut t = Tracker::new(100);
+    assert_eq!(msg(&mut t, h(1, 5, A, 1)), [Action::Deliver(5)]);
+    let b = beat_in(&mut t, 1, 60, &[(A, 4, 55)], Some(40));
+    assert_eq!(range(&ticket(&b)), (A, 6, 55));
 }

@@ -8,11 +8,13 @@ use bytes::Bytes;
 use fanfare_protocol::heartbeat::LaneMark;
 use tokio::time::Instant;
 
+use super::sub_socket::Session;
 use super::State;
 use crate::events::ClientEvent;
 use crate::gaps::{Action, Head};
 use crate::message::{decode_frames, GapReason, Incoming, Message};
-use crate::subscriber::zmtp_sub::SubError;
+use crate::subscriber::zmtp_sub::{SubConn, SubError};
+use fanfare_protocol::session::Marker;
 
 /// Most messages taken from one SUB per wake-up: the one that woke the
 /// task and those already buffered behind it (no read, no wait).
@@ -80,8 +82,12 @@ impl State {
                 let registry = &self.registry;
                 let topic = m.topic.clone();
                 let floor = || registry.floor_for_topic(&origin, head.epoch, &topic);
+                let session = self.slots[i]
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.floor(&origin, head.epoch));
                 self.tracker
-                    .on_message(&origin, head, m, floor, &mut actions);
+                    .on_message(&origin, head, m, floor, session, &mut actions);
                 self.apply_all(&mut actions);
                 // Reused: no allocation per message.
                 self.actions = actions;
@@ -93,9 +99,19 @@ impl State {
                 beat,
             }) => {
                 self.note_source(&origin, i);
-                self.on_heartbeat(origin, epoch, seq, &beat.lanes);
+                let session = self.slots[i]
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.floor(&origin, epoch));
+                self.on_heartbeat(origin, epoch, seq, &beat.lanes, session);
             }
             Ok(Incoming::Ack) => {}
+            Ok(Incoming::Session {
+                origin,
+                epoch,
+                seq,
+                marker,
+            }) => self.on_marker(i, origin, epoch, seq, marker),
             Err(e) => tracing::debug!(error = %e, "skipping malformed broadcast"),
         }
     }
@@ -112,12 +128,31 @@ impl State {
         }
     }
 
-    fn on_heartbeat(&mut self, origin: Arc<str>, epoch: u64, seq: u64, lanes: &[LaneMark]) {
+    /// A session marker of broadcaster `i`: the connection is complete from
+    /// `seq` on if the marker follows every subscription change written on
+    /// it (else a later marker will).
+    fn on_marker(&mut self, i: usize, origin: Arc<str>, epoch: u64, seq: u64, marker: Marker) {
+        let sent = self.sockets[i].as_ref().map(SubConn::sent);
+        let slot = &mut self.slots[i];
+        slot.session = (sent == Some(marker.changes)).then_some(Session { origin, epoch, seq });
+        if marker.missed > 0 {
+            tracing::debug!(missed = marker.missed, seq, "session marker after a miss");
+        }
+    }
+
+    fn on_heartbeat(
+        &mut self,
+        origin: Arc<str>,
+        epoch: u64,
+        seq: u64,
+        lanes: &[LaneMark],
+        session: Option<u64>,
+    ) {
         let mut actions = Vec::new();
         let registry = &self.registry;
         let floor = |lane| registry.floor_for_lane(&origin, epoch, lane);
         self.tracker
-            .on_heartbeat(&origin, epoch, seq, lanes, floor, &mut actions);
+            .on_heartbeat(&origin, epoch, seq, lanes, floor, session, &mut actions);
         self.apply(actions);
     }
 

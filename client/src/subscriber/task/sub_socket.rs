@@ -39,6 +39,28 @@ pub(crate) struct Slot {
     /// True while this broadcaster is heard (heartbeats or messages).
     pub(super) heard: bool,
     pub(super) backoff: Backoff,
+    /// The current connection's session, once a marker that follows its
+    /// latest subscription change came.
+    pub(super) session: Option<Session>,
+}
+
+/// From a session marker on, this connection brings every message of
+/// `origin` (the broadcaster's own) after `seq` that its prefixes match,
+/// in seq order: a lane that had everything up to `seq` and then jumps
+/// was filtered, not lost (PROTOCOL.md, "Sessions"). Only the
+/// broadcaster's own origin: others come through federation.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    pub(super) origin: std::sync::Arc<str>,
+    pub(super) epoch: u64,
+    pub(super) seq: u64,
+}
+
+impl Session {
+    /// The seq from which the connection is complete for `origin`, if it is.
+    pub(super) fn floor(&self, origin: &str, epoch: u64) -> Option<u64> {
+        (*self.origin == *origin && self.epoch == epoch).then_some(self.seq)
+    }
 }
 
 impl Slot {
@@ -50,6 +72,7 @@ impl Slot {
             last_traffic: Instant::now(),
             heard: false,
             backoff,
+            session: None,
         }
     }
 }
@@ -78,6 +101,7 @@ impl State {
                 tracing::debug!(endpoint = %self.slots[i].endpoint, "sub socket connected");
                 self.sockets[i] = Some(s);
                 self.slots[i].last_traffic = Instant::now();
+                self.slots[i].session = None;
                 // Subscriptions made while connecting are synced next.
                 self.registry.mark_dirty();
             }
@@ -91,6 +115,7 @@ impl State {
         let delay = slot.backoff.next_delay();
         tracing::debug!(why, ?delay, endpoint = %slot.endpoint, "sub reconnect scheduled");
         self.sockets[i] = None;
+        slot.session = None;
         slot.retry_at = Some(Instant::now() + delay);
     }
 
@@ -140,6 +165,8 @@ impl State {
                 .map(|p| (p, true))
                 .chain(slot.applied.difference(&wanted).map(|p| (p, false)));
             for (p, subscribe) in changes {
+                // Until a marker says this change was applied.
+                slot.session = None;
                 if let Err(e) = sock.set(p, subscribe).await {
                     // The connection is broken: a new one subscribes `wanted`.
                     failed.push((i, e.to_string()));

@@ -11,7 +11,11 @@
 //! SUB), which the broadcaster's tests and pyzmq interop cover.
 //!
 //! It does not reconnect by itself: an error or the end of the stream ends
-//! the connection, and the task connects a new one with backoff.
+//! the connection, and the task connects a new one with backoff. So a
+//! connection is one session (PROTOCOL.md, "Sessions"): it subscribes
+//! [`SESSION_TOPIC`] before anything else and counts the subscription
+//! commands it writes ([`SubConn::sent`]), which a session marker's count
+//! of applied changes is compared with.
 
 mod frames;
 
@@ -21,6 +25,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use fanfare_protocol::SESSION_TOPIC;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -70,6 +75,8 @@ pub(crate) struct SubConn {
     read: OwnedReadHalf,
     write: OwnedWriteHalf,
     frames: Frames,
+    /// Subscription commands written (a failed write ends the connection).
+    sent: u64,
 }
 
 impl SubConn {
@@ -96,6 +103,7 @@ impl SubConn {
                 read,
                 write,
                 frames: Frames::new(MAX_HANDSHAKE_FRAME),
+                sent: 0,
             };
             while conn.frames.buf.len() < GREETING_LEN {
                 if conn.read.read_buf(&mut conn.frames.buf).await? == 0 {
@@ -113,9 +121,12 @@ impl SubConn {
             };
             frames::check_ready(&ready)?;
             conn.frames.set_limit(MAX_FRAME);
-            let mut subs = Vec::new();
+            // Sessions first: the marker precedes every message.
+            let mut subs = frames::subscription(SESSION_TOPIC, true);
+            conn.sent = 1;
             for p in prefixes {
                 subs.extend_from_slice(&frames::subscription(&p, true));
+                conn.sent += 1;
             }
             conn.write.write_all(&subs).await?;
             Ok(conn)
@@ -128,10 +139,17 @@ impl SubConn {
     /// Subscribes (`true`) or cancels `prefix`.
     pub(crate) async fn set(&mut self, prefix: &str, subscribe: bool) -> Result<(), SubError> {
         let msg = frames::subscription(prefix, subscribe);
+        self.sent += 1;
         tokio::time::timeout(WRITE_TIMEOUT, self.write.write_all(&msg))
             .await
             .map_err(|_| SubError::WriteStalled(WRITE_TIMEOUT))??;
         Ok(())
+    }
+
+    /// Subscription commands written on this connection ([`SESSION_TOPIC`]
+    /// included).
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent
     }
 
     /// The next broadcast already in the buffer, without reading; other
