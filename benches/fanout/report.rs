@@ -264,7 +264,7 @@ fn rooms_table(md: &mut String, s: &Settings, levels: &[Level], reps: usize) {
         md,
         "Egress bytes = TCP payload bytes sent over the level on the broadcaster's PUB port (Fanfare: to the workers' \
          fanfare-clients) or on redis' port (Socket.IO: to the servers' subscriber connections, plus the replies to the emitter), \
-         from `ss -tin` `bytes_sent` (the broadcaster has no egress byte counter), ÷ deliveries. Egress messages = the broadcaster's \
+         from `ss -tin` `bytes_sent` (the same way on both sides), ÷ deliveries. Egress messages = the broadcaster's \
          `fanfare_egress_messages_total` over the level ÷ deliveries. Intake = Σ over workers of `fanfare_hub_events_in_total` over \
          the level ÷ Σ over workers of the events of the rooms that worker has a connection in (1.0 = a worker receives only what \
          its browsers want).\n"

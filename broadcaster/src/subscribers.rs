@@ -467,6 +467,7 @@ impl Subscribers {
             }) {
                 Ok(()) => {
                     metrics.egress_messages.inc_by(count);
+                    metrics.egress_bytes.inc_by(bytes as u64);
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     s.queue.queued.fetch_sub(bytes, Relaxed);

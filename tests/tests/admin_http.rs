@@ -57,6 +57,15 @@ async fn healthz_stats_and_metrics_agree_with_the_wire() -> Result<()> {
         metrics::value(&text, "fanfare_subscribers", &[]) == Some(1.0),
         "one subscriber"
     );
+    // Egress bytes are the ZMTP bytes queued: each message at least its
+    // 40-byte stamp head, its origin id, topic and payload.
+    let sent = metrics::value_or_zero(&text, "fanfare_egress_messages_total", &[]);
+    let bytes = metrics::value_or_zero(&text, "fanfare_egress_bytes_total", &[]);
+    let least = (40 + "admin-1".len() + "adm.x".len() + "hello".len()) as f64;
+    ensure!(
+        sent >= 2.0 && bytes >= sent * least,
+        "{bytes} egress bytes for {sent} messages (at least {least} each)"
+    );
     Ok(())
 }
 

@@ -89,7 +89,7 @@ mod tests {
 
     /// Every name the integration tests, benches and dashboards read, as they
     /// appeared before the registry: the exposition must keep them.
-    const NAMES: [&str; 22] = [
+    const NAMES: [&str; 23] = [
         "fanfare_uptime_seconds",
         "fanfare_epoch",
         "fanfare_last_seq",
@@ -97,6 +97,7 @@ mod tests {
         "fanfare_ingress_bytes_total",
         "fanfare_ingress_rejected_total{reason=\"bad_topic\"}",
         "fanfare_egress_messages_total",
+        "fanfare_egress_bytes_total",
         "fanfare_egress_dropped_total",
         "fanfare_subscribers",
         "fanfare_heartbeats_total",

@@ -133,6 +133,8 @@ pub(crate) struct Metrics {
     rejected: [Counter; 5],
     /// Messages queued toward subscribers (one per subscriber per message).
     pub(crate) egress_messages: Counter,
+    /// ZMTP bytes of those messages (one per subscriber per message).
+    pub(crate) egress_bytes: Counter,
     /// Messages a full subscriber queue could not take.
     pub(crate) egress_dropped: Counter,
     pub(crate) session_markers: Counter,
@@ -203,6 +205,11 @@ impl Metrics {
             "egress_messages",
             "Messages queued to subscribers (per subscriber)",
         );
+        let egress_bytes = register(
+            &mut r,
+            "egress_bytes",
+            "ZMTP bytes of the messages queued to subscribers (per subscriber)",
+        );
         let egress_dropped = register(
             &mut r,
             "egress_dropped",
@@ -261,6 +268,7 @@ impl Metrics {
             ingress_bytes,
             rejected,
             egress_messages,
+            egress_bytes,
             egress_dropped,
             session_markers,
             subscribers,
