@@ -8,6 +8,8 @@ use fanfare_protocol::meta::{MetaRef, PublisherSeq};
 use fanfare_protocol::position::Position;
 use fanfare_protocol::stamp::StampRef;
 
+use crate::subscriber::zmtp_sub::Broadcast;
+
 /// Where a message comes from: the stamp its origin broadcaster gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamp {
@@ -238,13 +240,42 @@ pub(crate) fn decode(
     origins: &mut Origins,
     replayed: bool,
 ) -> Result<Incoming, FrameError> {
+    let mut incoming = decode_in_place(topic, stamp, &payload, origins, replayed)?;
+    if let Incoming::Message(m) = &mut incoming {
+        m.payload = payload;
+    }
+    Ok(incoming)
+}
+
+/// Decodes a broadcast cut out of the data SUB's read buffer: topic and
+/// stamp read in place, the payload kept as the buffer's own slice.
+pub(crate) fn decode_broadcast(
+    b: Broadcast,
+    origins: &mut Origins,
+) -> Result<Incoming, FrameError> {
+    let mut incoming = decode_in_place(b.topic(), b.stamp(), b.payload(), origins, false)?;
+    if let Incoming::Message(m) = &mut incoming {
+        m.payload = b.into_payload();
+    }
+    Ok(incoming)
+}
+
+/// Decodes the frames; a message comes out with an empty payload, which
+/// the caller fills with the payload's own bytes (no copy).
+fn decode_in_place(
+    topic: &[u8],
+    stamp: &[u8],
+    payload: &[u8],
+    origins: &mut Origins,
+    replayed: bool,
+) -> Result<Incoming, FrameError> {
     let s = StampRef::decode(stamp)?;
     let origin = origins.intern(s.origin);
     if s.is_ack() {
         return Ok(Incoming::Ack);
     }
     if s.is_session() {
-        let marker = fanfare_protocol::session::Marker::decode(&payload)
+        let marker = fanfare_protocol::session::Marker::decode(payload)
             .ok_or(FrameError::Marker(payload.len()))?;
         return Ok(Incoming::Session {
             origin,
@@ -254,7 +285,7 @@ pub(crate) fn decode(
         });
     }
     if s.is_heartbeat() {
-        let beat = Heartbeat::decode(&payload)?;
+        let beat = Heartbeat::decode(payload)?;
         return Ok(Incoming::Heartbeat {
             origin,
             epoch: s.epoch,
@@ -274,7 +305,7 @@ pub(crate) fn decode(
     let publisher_seq = meta.and_then(|m| m.publisher_seq);
     Ok(Incoming::Message(Message {
         topic: origins.topic(topic),
-        payload,
+        payload: Bytes::new(),
         stamp: Stamp {
             origin,
             epoch: s.epoch,
@@ -291,8 +322,8 @@ pub(crate) fn decode(
     }))
 }
 
-/// Decodes a whole egress message (its three frames; a message of another
-/// frame count is not a broadcast, and `zmtp_sub` skips it).
+/// Decodes a whole egress message given as its three frames.
+#[cfg(test)]
 pub(crate) fn decode_frames(
     frames: [Bytes; 3],
     origins: &mut Origins,

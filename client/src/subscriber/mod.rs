@@ -43,7 +43,7 @@ mod queue;
 mod registry;
 mod subscription;
 mod task;
-mod zmtp_sub;
+pub(crate) mod zmtp_sub;
 
 pub(crate) use handle::SubscriberHandle;
 pub use subscription::Subscription;

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use fanfare_protocol::heartbeat::LaneMark;
 use tokio::time::Instant;
 
@@ -12,8 +11,8 @@ use super::sub_socket::Session;
 use super::State;
 use crate::events::ClientEvent;
 use crate::gaps::{Action, Head};
-use crate::message::{decode_frames, GapReason, Incoming, Message};
-use crate::subscriber::zmtp_sub::{SubConn, SubError};
+use crate::message::{decode_broadcast, GapReason, Incoming, Message};
+use crate::subscriber::zmtp_sub::{Broadcast, SubConn, SubError};
 use fanfare_protocol::session::Marker;
 
 /// Most messages taken from one SUB per wake-up: the one that woke the
@@ -24,7 +23,7 @@ impl State {
     /// What broadcaster `i`'s SUB brought: `first`, then the messages
     /// already buffered behind it, at most [`MAX_BATCH`] in all. Returns
     /// how many were taken (the loop spends that much cooperative budget).
-    pub(super) fn on_frames(&mut self, i: usize, first: Result<[Bytes; 3], SubError>) -> usize {
+    pub(super) fn on_frames(&mut self, i: usize, first: Result<Broadcast, SubError>) -> usize {
         let frames = match first {
             Ok(frames) => frames,
             Err(e) => {
@@ -67,8 +66,8 @@ impl State {
     }
 
     /// One broadcast of broadcaster `i`.
-    fn on_broadcast(&mut self, i: usize, frames: [Bytes; 3]) {
-        match decode_frames(frames, &mut self.origins) {
+    fn on_broadcast(&mut self, i: usize, frames: Broadcast) {
+        match decode_broadcast(frames, &mut self.origins) {
             Ok(Incoming::Message(m)) => {
                 self.note_source(&m.stamp.origin, i);
                 let head = Head {

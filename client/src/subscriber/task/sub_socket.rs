@@ -14,7 +14,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use bytes::Bytes;
 use fanfare_protocol::HEARTBEAT_PREFIX;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -22,7 +21,7 @@ use tokio::time::Instant;
 use super::State;
 use crate::backoff::Backoff;
 use crate::events::ClientEvent;
-use crate::subscriber::zmtp_sub::{SubConn, SubError};
+use crate::subscriber::zmtp_sub::{Broadcast, SubConn, SubError};
 
 /// A connect task in progress: it hands the connected socket back.
 pub(super) type Connecting = JoinHandle<Result<SubConn, SubError>>;
@@ -208,7 +207,7 @@ pub(super) async fn join_any(
 pub(super) async fn recv_any(
     sockets: &mut [Option<SubConn>],
     start: &mut usize,
-) -> (usize, Result<[Bytes; 3], SubError>) {
+) -> (usize, Result<Broadcast, SubError>) {
     let n = sockets.len();
     std::future::poll_fn(|cx| {
         for k in 0..n {

@@ -3,6 +3,8 @@
 //! whole messages cut out of a read buffer (zero-copy slices), every frame
 //! header checked against a limit before its body is waited for.
 
+use std::ops::Range;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Flag bit: more frames follow.
@@ -146,11 +148,43 @@ fn header(buf: &[u8], limit: usize) -> Result<Option<(usize, usize, u8)>, FrameE
     }
 }
 
+/// A message of three frames (topic, stamp, payload) cut out of the read
+/// buffer as one slice: one refcount for the whole message, the topic and
+/// stamp read in place, the payload handed on without a copy.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Broadcast {
+    bytes: Bytes,
+    topic: Range<usize>,
+    stamp: Range<usize>,
+    /// Where the payload starts; it runs to the end (the last frame).
+    payload: usize,
+}
+
+impl Broadcast {
+    pub(crate) fn topic(&self) -> &[u8] {
+        &self.bytes[self.topic.clone()]
+    }
+
+    pub(crate) fn stamp(&self) -> &[u8] {
+        &self.bytes[self.stamp.clone()]
+    }
+
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.bytes[self.payload..]
+    }
+
+    /// The payload, a slice of the read buffer (no copy, no new refcount).
+    pub(crate) fn into_payload(mut self) -> Bytes {
+        self.bytes.advance(self.payload);
+        self.bytes
+    }
+}
+
 /// What [`Frames::next`] found at the head of the buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Item {
     /// A message of three frames: topic, stamp, payload.
-    Broadcast([Bytes; 3]),
+    Broadcast(Broadcast),
     /// A message of another frame count (not a broadcast: skipped).
     Other(usize),
     /// A command frame's body (READY during the handshake, PING, …).
@@ -186,9 +220,11 @@ impl Frames {
     /// The next whole item in the buffer, or `None` until more is read.
     pub(super) fn next(&mut self) -> Result<Option<Item>, FrameError> {
         // First walk the headers without consuming: is the message whole?
+        // The bodies of the first three frames are noted on the way.
         let mut pos = 0;
         let mut count = 0;
         let mut body = 0usize;
+        let mut bodies = [0..0, 0..0, 0..0];
         loop {
             let Some((hlen, len, flags)) = header(&self.buf[pos..], self.limit)? else {
                 self.missing = 1;
@@ -207,6 +243,9 @@ impl Frames {
                 self.buf.advance(hlen);
                 return Ok(Some(Item::Command(self.buf.split_to(len).freeze())));
             }
+            if let Some(b) = bodies.get_mut(count) {
+                *b = pos + hlen..end;
+            }
             count += 1;
             body = body.saturating_add(len);
             if count > MAX_FRAMES || body > self.limit {
@@ -221,18 +260,13 @@ impl Frames {
             self.buf.advance(pos);
             return Ok(Some(Item::Other(count)));
         }
-        let mut take = || {
-            let (hlen, len, _) = header(&self.buf, self.limit)
-                .ok()
-                .flatten()
-                .unwrap_or((0, 0, 0));
-            self.buf.advance(hlen);
-            self.buf.split_to(len).freeze()
-        };
-        let topic = take();
-        let stamp = take();
-        let payload = take();
-        Ok(Some(Item::Broadcast([topic, stamp, payload])))
+        let [topic, stamp, payload] = bodies;
+        Ok(Some(Item::Broadcast(Broadcast {
+            bytes: self.buf.split_to(pos).freeze(),
+            topic,
+            stamp,
+            payload: payload.start,
+        })))
     }
 }
 
@@ -263,10 +297,15 @@ mod tests {
         f.buf.extend_from_slice(&wire[..10]);
         assert_eq!(f.next(), Ok(None));
         f.buf.extend_from_slice(&wire[10..]);
-        let Ok(Some(Item::Broadcast([t, s, p]))) = f.next() else {
+        let Ok(Some(Item::Broadcast(b))) = f.next() else {
             panic!("no broadcast")
         };
-        assert_eq!((&t[..], &s[..], p.len()), (&b"a.b"[..], &b"stamp"[..], 300));
+        assert_eq!(
+            (b.topic(), b.stamp(), b.payload().len()),
+            (&b"a.b"[..], &b"stamp"[..], 300)
+        );
+        let payload = b.into_payload();
+        assert_eq!(&payload[..], &[7; 300][..]);
         assert_eq!(f.next(), Ok(Some(Item::Other(1))));
         assert_eq!(f.next(), Ok(None));
         assert!(f.buf.is_empty());
@@ -347,7 +386,7 @@ mod tests {
             let mut taken = 0usize;
             for item in &items {
                 taken += match item {
-                    Item::Broadcast(parts) => parts.iter().map(|p| {
+                    Item::Broadcast(b) => [b.topic(), b.stamp(), b.payload()].iter().map(|p| {
                         proptest::prop_assert!(p.len() <= limit);
                         Ok(p.len())
                     }).sum::<Result<usize, proptest::test_runner::TestCaseError>>()?,
@@ -382,9 +421,9 @@ mod tests {
             proptest::prop_assert_eq!(items.len(), msgs.len());
             for (item, m) in items.iter().zip(&msgs) {
                 match item {
-                    Item::Broadcast(parts) => {
+                    Item::Broadcast(b) => {
                         proptest::prop_assert_eq!(m.len(), 3);
-                        for (p, body) in parts.iter().zip(m) {
+                        for (p, body) in [b.topic(), b.stamp(), b.payload()].iter().zip(m) {
                             proptest::prop_assert_eq!(&p[..], &body[..]);
                         }
                     }

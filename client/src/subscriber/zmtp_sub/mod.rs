@@ -24,12 +24,13 @@ use std::pin::pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use fanfare_protocol::SESSION_TOPIC;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
+pub(crate) use frames::Broadcast;
 pub(crate) use frames::FrameError;
 use frames::{Frames, Item, GREETING_LEN};
 
@@ -155,7 +156,7 @@ impl SubConn {
     /// The next broadcast already in the buffer, without reading; other
     /// messages and commands are skipped (a PUB sends neither; a PING is
     /// not answered: broadcasters do not ping).
-    pub(crate) fn buffered(&mut self) -> Result<Option<[Bytes; 3]>, SubError> {
+    pub(crate) fn buffered(&mut self) -> Result<Option<Broadcast>, SubError> {
         loop {
             match self.frames.next()? {
                 None => return Ok(None),
@@ -170,7 +171,7 @@ impl SubConn {
 
     /// The next broadcast, reading as needed. Cancel-safe: what was read
     /// stays buffered.
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<[Bytes; 3], SubError>> {
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Broadcast, SubError>> {
         loop {
             if let Some(m) = self.buffered()? {
                 return Poll::Ready(Ok(m));
