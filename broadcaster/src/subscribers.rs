@@ -288,8 +288,13 @@ impl Subscribers {
                 metrics.subscribers.set(self.by_id.len() as u64);
             }
             Control::Subscribe { id, prefix } => {
-                self.count_change(id);
-                self.subscribe(id, prefix, metrics);
+                // A refused SUBSCRIBE is not applied and not counted: the
+                // subscriber's own count stays ahead, so no later marker
+                // matches it and its connection never has a session (a
+                // prefix it asked for is missing: jumps may be loss).
+                if self.subscribe(id, prefix, metrics) {
+                    self.count_change(id);
+                }
             }
             Control::Unsubscribe { id, prefix } => {
                 self.count_change(id);
@@ -349,9 +354,11 @@ impl Subscribers {
         }
     }
 
-    fn subscribe(&mut self, id: u64, prefix: Bytes, metrics: &Metrics) {
+    /// Applies a SUBSCRIBE; false when it was refused (a cap) or the
+    /// subscriber is gone.
+    fn subscribe(&mut self, id: u64, prefix: Bytes, metrics: &Metrics) -> bool {
         let Some((slot, s)) = self.get(id) else {
-            return;
+            return false;
         };
         if prefix.as_ref() == SESSION_TOPIC.as_bytes() {
             // Not a prefix: nothing is published there. A new session
@@ -361,11 +368,11 @@ impl Subscribers {
                 s.marker_due = true;
                 self.due.push(slot);
             }
-            return;
+            return true;
         }
         if let Some(n) = s.prefixes.get_mut(&prefix) {
             *n = n.saturating_add(1);
-            return;
+            return true;
         }
         let fits =
             s.prefixes.len() < MAX_PREFIXES && s.prefix_bytes + prefix.len() <= MAX_PREFIX_BYTES;
@@ -378,7 +385,7 @@ impl Subscribers {
                     self.local_add(&prefix);
                 }
             }
-            return;
+            return true;
         }
         metrics.subscriptions_refused.inc();
         if metrics.log_allowed(crate::metrics::LogKind::Subscription) {
@@ -387,6 +394,7 @@ impl Subscribers {
                 "subscription limit reached ({MAX_PREFIXES} prefixes / {MAX_PREFIX_BYTES} bytes per subscriber, {MAX_INDEX_NODES} trie nodes); prefix ignored"
             );
         }
+        false
     }
 
     fn remove(&mut self, id: u64) {
@@ -528,10 +536,13 @@ impl Subscribers {
                 changes: s.changes,
             });
             let bytes = marker.len();
-            // Only once the queue has drained to half: a marker followed at
-            // once by another miss would be a session with nothing in it.
+            // After a miss, only once the queue has drained to half: a
+            // marker followed at once by another miss would be a session
+            // with nothing in it. A marker owed only for a subscription
+            // change goes at once (it may pass the byte bound by its own
+            // size): waiting would drop messages for nothing.
             let queued = s.queue.queued.load(Relaxed);
-            if queued != 0 && queued.saturating_add(bytes) > max / 2 {
+            if s.missed > 0 && queued != 0 && queued.saturating_add(bytes) > max / 2 {
                 owed.push(slot);
                 continue;
             }

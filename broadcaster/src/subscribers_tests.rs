@@ -288,6 +288,17 @@ fn a_session_marker_comes_first_and_after_every_miss_never_between() {
     );
     s.send_markers(marker, &m);
     assert_eq!(got(&mut rxs[0].1), ["M0/4"]);
+    // A change's marker goes at once even over a half-full queue (only a
+    // marker after a miss waits for the queue to drain).
+    if let Some(sub) = s.slots[0].as_ref() {
+        sub.queue.queued.store(s.max_queue_bytes - 10, Relaxed);
+    }
+    s.apply(sub(1, b"c."), &m);
+    s.send_markers(marker, &m);
+    assert_eq!(got(&mut rxs[0].1), ["M0/5"]);
+    if let Some(sub) = s.slots[0].as_ref() {
+        sub.queue.queued.store(0, Relaxed);
+    }
     // A plain subscriber never gets a marker; only the exact topic asks.
     s.apply(sub(2, b"_fanfare."), &m);
     assert!(!s.markers_due());

@@ -86,3 +86,62 @@ async fn a_narrow_subscription_in_a_busy_lane_asks_no_replay() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_with_a_refused_prefix_has_no_session_and_loses_nothing() -> Result<()> {
+    // 1100 distinct prefixes on one connection (zero-padded, so that none
+    // is a prefix of another): the broadcaster refuses
+    // those past its 1024 per subscriber. A refused SUBSCRIBE is not
+    // counted, so no marker matches the client's count: the connection
+    // never has a session, and the rooms whose prefix was refused are
+    // repaired from history (heartbeat lane marks show the lane moved).
+    const MANY: u64 = 1100;
+    let b = BroadcasterProcess::spawn(&["--id", "sess-r", "--heartbeat-ms", "100"]).await?;
+    let publisher = Client::connect(options(&b)).await?;
+    let subscriber = Client::connect(options(&b)).await?;
+    let mut subs = Vec::new();
+    for k in 0..MANY {
+        subs.push(subscriber.subscribe(&format!("room.{k:04}.#")).await?);
+    }
+    fanfare_tests::wait::eventually(RECV_TIMEOUT, "the prefix cap to be hit", || {
+        let b = &b;
+        async move {
+            let refused = counter(b, "fanfare_subscriptions_refused_total")
+                .await
+                .ok()?;
+            (refused > 0.0).then_some(())
+        }
+    })
+    .await?;
+    for k in 0..MANY {
+        publisher
+            .publish_confirmed(&format!("room.{k:04}.msg"), indexed_payload(k, 16))
+            .await?;
+    }
+    let mut replayed = 0;
+    for (k, sub) in (0..MANY).zip(subs.iter_mut()) {
+        let m = loop {
+            match next_delivery(sub, RECV_TIMEOUT).await? {
+                Delivery::Message(m) if is_probe(&m) => {}
+                Delivery::Message(m) => break m,
+                other => anyhow::bail!("room.{k}: expected its message, got {other:?}"),
+            }
+        };
+        ensure!(
+            index_of(&m.payload) == Some(k),
+            "room.{k} got {:?}",
+            index_of(&m.payload)
+        );
+        replayed += u64::from(m.replayed);
+    }
+    let refused = counter(&b, "fanfare_subscriptions_refused_total").await?;
+    eprintln!(
+        "FIGURE sessions: {MANY} rooms on one connection, {refused} prefixes refused, \
+         {replayed} delivered from history"
+    );
+    ensure!(
+        replayed > 0,
+        "the refused prefixes' messages came from history"
+    );
+    Ok(())
+}

@@ -97,13 +97,23 @@ pub(super) fn push(e: &mut Entry, capacity: usize, stall: Duration, d: Delivery)
     if let Some(c) = &mut e.catch_up {
         return c.hold(d, capacity, &e.queue, stall);
     }
-    let mark = mark_of(&d);
+    let Delivery::Message(m) = &d else {
+        return e.queue.tx.try_send(d).is_ok();
+    };
+    let mark = (m.stamp.epoch, m.stamp.seq);
+    // A known origin (the usual case) is updated in place: no hash of a
+    // new key, no refcount of the origin's name per message.
+    let known = e.delivered.get_mut(&m.stamp.origin);
+    let new_origin = known.is_none().then(|| m.stamp.origin.clone());
     if e.queue.tx.try_send(d).is_err() {
         return false;
     }
-    if let Some((origin, mark)) = mark {
-        let d = e.delivered.entry(origin).or_insert(mark);
-        *d = (*d).max(mark);
+    match (known, new_origin) {
+        (Some(d), _) => *d = (*d).max(mark),
+        (None, Some(origin)) => {
+            e.delivered.insert(origin, mark);
+        }
+        (None, None) => {}
     }
     true
 }

@@ -111,7 +111,12 @@ impl State {
                 seq,
                 marker,
             }) => self.on_marker(i, origin, epoch, seq, marker),
-            Err(e) => tracing::debug!(error = %e, "skipping malformed broadcast"),
+            Err(e) => {
+                // It may have been a marker this client cannot read (after a
+                // miss): the connection is no longer known complete.
+                self.slots[i].session = None;
+                tracing::debug!(error = %e, "skipping malformed broadcast");
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use fanfare_protocol::HEARTBEAT_PREFIX;
+use fanfare_protocol::{HEARTBEAT_PREFIX, SESSION_TOPIC};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -80,8 +80,12 @@ impl State {
     pub(super) fn start_connect(&mut self, i: usize) {
         let mut prefixes: HashSet<String> = self.registry.prefixes().map(str::to_owned).collect();
         prefixes.insert(HEARTBEAT_PREFIX.to_owned());
+        // The connection subscribes sessions first, itself; a pattern with
+        // that very prefix must never cancel it.
+        prefixes.remove(SESSION_TOPIC);
         let slot = &mut self.slots[i];
         slot.applied = prefixes.clone();
+        slot.applied.insert(SESSION_TOPIC.to_owned());
         let endpoint = slot.endpoint.clone();
         let timeout = self.task.connect_timeout;
         self.connecting[i] = Some(tokio::spawn(async move {
@@ -141,6 +145,7 @@ impl State {
         }
         let mut wanted: HashSet<String> = self.registry.prefixes().map(str::to_owned).collect();
         wanted.insert(HEARTBEAT_PREFIX.to_owned());
+        wanted.insert(SESSION_TOPIC.to_owned());
         let removed_any = self
             .slots
             .iter()
