@@ -174,8 +174,11 @@ pub(crate) enum Incoming {
 #[derive(Debug, Default)]
 pub(crate) struct Origins {
     known: std::collections::HashMap<Box<str>, Arc<str>>,
-    /// The name interned last (one origin per broadcaster: the usual case).
+    /// The origin interned last (one origin per broadcaster: the usual case).
     last: Option<Arc<str>>,
+    /// The publisher interned last (kept apart, so that a message's
+    /// publisher does not push its origin out, nor the other way round).
+    last_publisher: Option<Arc<str>>,
     /// Direct-mapped by a hash of the topic: [`TOPIC_SLOTS`] recent topics.
     topics: Vec<Option<Arc<str>>>,
 }
@@ -189,21 +192,12 @@ impl Origins {
     /// The shared `Arc<str>` for a name. At most 4096 distinct names are
     /// kept; beyond that each call allocates (hostile peers cannot grow it).
     pub(crate) fn intern(&mut self, id: &str) -> Arc<str> {
-        if let Some(a) = self.last.as_ref().filter(|a| ***a == *id) {
-            return a.clone();
-        }
-        let a = match self.known.get(id) {
-            Some(a) => a.clone(),
-            None => {
-                let a: Arc<str> = Arc::from(id);
-                if self.known.len() < 4096 {
-                    self.known.insert(Box::from(id), a.clone());
-                }
-                a
-            }
-        };
-        self.last = Some(a.clone());
-        a
+        intern_in(&mut self.known, &mut self.last, id)
+    }
+
+    /// Like [`Self::intern`], for a publisher id.
+    pub(crate) fn intern_publisher(&mut self, id: &str) -> Arc<str> {
+        intern_in(&mut self.known, &mut self.last_publisher, id)
     }
 
     /// A shared `Arc<str>` for a topic: the one of the last message of
@@ -230,6 +224,30 @@ impl Origins {
             }
         }
     }
+}
+
+/// The shared `Arc<str>` for `id`: `last` if it is that name, else the
+/// known one (at most 4096 kept; beyond, each call allocates).
+fn intern_in(
+    known: &mut std::collections::HashMap<Box<str>, Arc<str>>,
+    last: &mut Option<Arc<str>>,
+    id: &str,
+) -> Arc<str> {
+    if let Some(a) = last.as_ref().filter(|a| ***a == *id) {
+        return a.clone();
+    }
+    let a = match known.get(id) {
+        Some(a) => a.clone(),
+        None => {
+            let a: Arc<str> = Arc::from(id);
+            if known.len() < 4096 {
+                known.insert(Box::from(id), a.clone());
+            }
+            a
+        }
+    };
+    *last = Some(a.clone());
+    a
 }
 
 /// Decodes `[topic, stamp, payload]` frames (egress or a replay reply).
@@ -301,7 +319,7 @@ fn decode_in_place(
     }
     let topic = std::str::from_utf8(topic).map_err(|_| FrameError::Topic)?;
     let meta = s.meta.and_then(|m| MetaRef::decode(m).ok());
-    let publisher = meta.map(|m| origins.intern(m.publisher));
+    let publisher = meta.map(|m| origins.intern_publisher(m.publisher));
     let publisher_seq = meta.and_then(|m| m.publisher_seq);
     Ok(Incoming::Message(Message {
         topic: origins.topic(topic),

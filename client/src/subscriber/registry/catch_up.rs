@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::delivery::{mark_of, push};
+use super::delivery::push;
 use super::Registry;
 use crate::message::{Delivery, Mark};
 use crate::subscriber::queue::Queue;
@@ -97,8 +97,7 @@ impl Registry {
         e.catch_up = None;
         let mut slow = None;
         for d in held {
-            let failed = mark_of(&d);
-            if !push(e, self.capacity, self.stall, d) {
+            if let Err(failed) = push(e, self.capacity, self.stall, d) {
                 slow = Some((id, failed));
                 break;
             }

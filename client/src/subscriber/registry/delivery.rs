@@ -12,18 +12,41 @@ use std::time::Duration;
 
 use fanfare_protocol::position::Position;
 use fanfare_protocol::RESERVED_PREFIX;
+use tokio::sync::mpsc;
 
-use super::{Entry, Failed, Registry};
+use super::{Entry, Failed, Registry, MAX_KEPT_PENDING};
 use crate::message::{CloseReason, Delivery, Gap, Mark, Message};
 
 impl Registry {
-    /// Delivers a message to every matching subscription. `low` tells the
-    /// lowest seq of an origin still under repair (for slow positions).
-    pub(crate) fn deliver(&mut self, m: &Message, low: &dyn Fn(&str) -> Option<Mark>) {
+    /// Delivers a message to every matching subscription: a clone to each
+    /// but the last, which takes the message itself (one subscription, the
+    /// usual case, costs no clone). `low` tells the lowest seq of an origin
+    /// still under repair (for slow positions). With [`Registry::defer`] the
+    /// items wait in the subscription until [`Registry::flush`].
+    pub(crate) fn deliver(&mut self, m: Message, low: &dyn Fn(&str) -> Option<Mark>) {
         let reserved = m.topic.starts_with(RESERVED_PREFIX);
         let mark = (m.stamp.epoch, m.stamp.seq);
         let mut slow = Vec::new();
-        for (id, e) in &mut self.subs {
+        let mut last: Option<(u64, &mut Entry)> = None;
+        let Registry {
+            subs,
+            flush_list,
+            capacity,
+            stall,
+            defer,
+            ..
+        } = self;
+        let mut queue = |id: u64, e: &mut Entry, d: Delivery| {
+            if *defer && e.catch_up.is_none() {
+                if e.pending.is_empty() {
+                    flush_list.push(id);
+                }
+                e.pending.push(d);
+            } else if let Err(failed) = push(e, *capacity, *stall, d) {
+                slow.push((id, failed));
+            }
+        };
+        for (id, e) in subs.iter_mut() {
             if reserved && !e.pattern.as_str().starts_with(RESERVED_PREFIX) {
                 continue;
             }
@@ -33,9 +56,12 @@ impl Registry {
             if e.start.get(&m.stamp.origin).is_some_and(|s| mark <= *s) {
                 continue;
             }
-            if !push(e, self.capacity, self.stall, Delivery::Message(m.clone())) {
-                slow.push((*id, Some((m.stamp.origin.clone(), mark))));
+            if let Some((pid, pe)) = last.replace((*id, e)) {
+                queue(pid, pe, Delivery::Message(m.clone()));
             }
+        }
+        if let Some((id, e)) = last {
+            queue(id, e, Delivery::Message(m));
         }
         self.close_slow(slow, low);
     }
@@ -56,8 +82,42 @@ impl Registry {
             {
                 continue;
             }
-            if !push(e, self.capacity, self.stall, Delivery::Gap(gap.clone())) {
-                slow.push((*id, None));
+            let d = Delivery::Gap(gap.clone());
+            if self.defer && e.catch_up.is_none() {
+                // Behind what waits already: order is kept.
+                if e.pending.is_empty() {
+                    self.flush_list.push(*id);
+                }
+                e.pending.push(d);
+            } else if let Err(failed) = push(e, self.capacity, self.stall, d) {
+                slow.push((*id, failed));
+            }
+        }
+        self.close_slow(slow, low);
+    }
+
+    /// Queues what waits in the subscriptions ([`Registry::defer`]), in
+    /// order: one burst per subscription and task wake-up, so a reader on
+    /// another thread is woken once per burst rather than per message.
+    pub(crate) fn flush(&mut self, low: &dyn Fn(&str) -> Option<Mark>) {
+        if self.flush_list.is_empty() {
+            return;
+        }
+        let mut slow = Vec::new();
+        for id in std::mem::take(&mut self.flush_list) {
+            let Some(e) = self.subs.get_mut(&id) else {
+                continue;
+            };
+            let mut items = std::mem::take(&mut e.pending);
+            for d in items.drain(..) {
+                if let Err(failed) = push(e, self.capacity, self.stall, d) {
+                    slow.push((id, failed));
+                    break;
+                }
+            }
+            items.clear();
+            if items.capacity() <= MAX_KEPT_PENDING {
+                e.pending = items;
             }
         }
         self.close_slow(slow, low);
@@ -90,23 +150,37 @@ impl Registry {
     }
 }
 
-/// Queues a delivery (or holds it while catching up). False when the
-/// subscription must close: queue full (or, catching up, an application
-/// that stopped reading), or receiver gone.
-pub(super) fn push(e: &mut Entry, capacity: usize, stall: Duration, d: Delivery) -> bool {
+/// Queues a delivery (or holds it while catching up). `Err` (with the
+/// message that did not fit, for the position) when the subscription must
+/// close: queue full (or, catching up, an application that stopped
+/// reading), or receiver gone.
+pub(super) fn push(
+    e: &mut Entry,
+    capacity: usize,
+    stall: Duration,
+    d: Delivery,
+) -> Result<(), Failed> {
     if let Some(c) = &mut e.catch_up {
-        return c.hold(d, capacity, &e.queue, stall);
+        let failed = mark_of(&d);
+        return if c.hold(d, capacity, &e.queue, stall) {
+            Ok(())
+        } else {
+            Err(failed)
+        };
     }
     let Delivery::Message(m) = &d else {
-        return e.queue.tx.try_send(d).is_ok();
+        return e.queue.tx.try_send(d).map_err(|_| None);
     };
     let mark = (m.stamp.epoch, m.stamp.seq);
     // A known origin (the usual case) is updated in place: no hash of a
     // new key, no refcount of the origin's name per message.
     let known = e.delivered.get_mut(&m.stamp.origin);
     let new_origin = known.is_none().then(|| m.stamp.origin.clone());
-    if e.queue.tx.try_send(d).is_err() {
-        return false;
+    if let Err(err) = e.queue.tx.try_send(d) {
+        let d = match err {
+            mpsc::error::TrySendError::Full(d) | mpsc::error::TrySendError::Closed(d) => d,
+        };
+        return Err(mark_of(&d));
     }
     match (known, new_origin) {
         (Some(d), _) => *d = (*d).max(mark),
@@ -115,7 +189,7 @@ pub(super) fn push(e: &mut Entry, capacity: usize, stall: Duration, d: Delivery)
         }
         (None, None) => {}
     }
-    true
+    Ok(())
 }
 
 /// The origin and mark of a message delivery.

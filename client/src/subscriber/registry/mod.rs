@@ -37,7 +37,13 @@ struct Entry {
     start: HashMap<Arc<str>, Mark>,
     delivered: HashMap<Arc<str>, Mark>,
     catch_up: Option<CatchUp>,
+    /// Deliveries waiting for [`Registry::flush`] (with `defer`).
+    pending: Vec<Delivery>,
 }
+
+/// A subscription's pending buffer keeps at most this capacity between
+/// bursts (a burst is at most a batch of the SUB or one replay reply).
+const MAX_KEPT_PENDING: usize = 1024;
 
 /// Socket-level work for the subscriber task.
 #[derive(Debug, Default)]
@@ -58,6 +64,11 @@ pub(crate) struct Registry {
     stall: Duration,
     next_id: u64,
     effects: Effects,
+    /// Deliveries wait in their subscription until [`Self::flush`] (the
+    /// task flushes once per wake-up); off, each is queued at once.
+    defer: bool,
+    /// Subscriptions with pending deliveries.
+    flush_list: Vec<u64>,
 }
 
 impl Registry {
@@ -69,7 +80,15 @@ impl Registry {
             stall: STALL,
             next_id: 0,
             effects: Effects::default(),
+            defer: false,
+            flush_list: Vec::new(),
         }
+    }
+
+    /// Deliveries wait until [`Self::flush`] (the subscriber task's mode).
+    pub(crate) fn deferred(mut self) -> Self {
+        self.defer = true;
+        self
     }
 
     /// Sets the grace of catching-up subscriptions (tests).
@@ -110,6 +129,7 @@ impl Registry {
                 start,
                 delivered: HashMap::new(),
                 catch_up,
+                pending: Vec::new(),
             },
         );
         (parts, tx)
@@ -149,8 +169,9 @@ impl Registry {
         }
     }
 
-    /// Ends every subscription (client shutdown).
+    /// Ends every subscription (client shutdown), after what waits.
     pub(crate) fn close_all(&mut self) {
+        self.flush(&|_| None);
         let ids: Vec<u64> = self.subs.keys().copied().collect();
         for id in ids {
             self.remove(id, Some(CloseReason::ClientClosed));

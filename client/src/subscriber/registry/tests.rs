@@ -65,7 +65,7 @@ fn delivers_to_matching_subscriptions_after_their_start() {
         msg("news.a", 12),
         msg("_fanfare.x", 13),
     ] {
-        r.deliver(&m, &none);
+        r.deliver(m.clone(), &none);
     }
     assert_eq!(seqs(&mut chat.rx), [11]);
     assert_eq!(seqs(&mut news.rx), [12]);
@@ -81,7 +81,7 @@ fn a_full_queue_closes_after_the_queued_items_with_a_safe_position() {
     let mut r = Registry::new(2);
     let (mut s, _) = r.add(p("a.#"), HashMap::new(), None);
     for seq in 1..=3 {
-        r.deliver(&msg("a.x", seq), &none);
+        r.deliver(msg("a.x", seq), &none);
     }
     let eff = r.take_effects();
     assert_eq!(eff.slow.len(), 1);
@@ -101,12 +101,57 @@ fn a_full_queue_closes_after_the_queued_items_with_a_safe_position() {
 }
 
 #[test]
+fn deferred_deliveries_wait_for_the_flush_in_order_and_the_full_rule_holds() {
+    let mut r = Registry::new(3).deferred();
+    let (mut a, _) = r.add(p("a.#"), HashMap::new(), None);
+    let (mut b, _) = r.add(p("a.#"), HashMap::new(), None);
+    r.deliver(msg("a.x", 1), &none);
+    let gap = Gap {
+        origin: Arc::from("b1"),
+        epoch: E,
+        first: 2,
+        last: 2,
+        reason: GapReason::EpochGone,
+    };
+    r.gap(&gap, None, &none);
+    r.deliver(msg("a.x", 3), &none);
+    assert!(a.rx.try_recv().is_err(), "nothing queued before the flush");
+    r.flush(&none);
+    let kinds = |rx: &mut mpsc::Receiver<Delivery>| {
+        let mut v = Vec::new();
+        while let Ok(d) = rx.try_recv() {
+            v.push(match d {
+                Delivery::Message(m) => m.stamp.seq.to_string(),
+                Delivery::Gap(g) => format!("gap{}", g.first),
+                Delivery::Closed(_) => "closed".to_owned(),
+            });
+        }
+        v
+    };
+    assert_eq!(kinds(&mut a.rx), ["1", "gap2", "3"]);
+    assert_eq!(kinds(&mut b.rx), ["1", "gap2", "3"]);
+    // b stops reading: its queue (3) takes 4..=6, 7 does not fit; a reads on.
+    for seq in 4..=6 {
+        r.deliver(msg("a.x", seq), &none);
+    }
+    r.flush(&none);
+    assert_eq!(seqs(&mut a.rx), [4, 5, 6]);
+    r.deliver(msg("a.x", 7), &none);
+    r.flush(&none);
+    assert_eq!(seqs(&mut a.rx), [7]);
+    let eff = r.take_effects();
+    assert_eq!(eff.slow.len(), 1, "b is closed as slow at the flush");
+    assert_eq!(eff.slow[0].1.get("b1"), Some((E, 6)));
+    assert_eq!(seqs(&mut b.rx), [4, 5, 6]);
+}
+
+#[test]
 fn the_position_stays_below_a_pending_repair() {
     let mut r = Registry::new(1);
     let (_s, _) = r.add(p("a.#"), HashMap::new(), None);
     let low = |_: &str| Some((E, 5));
-    r.deliver(&msg("a.x", 9), &low);
-    r.deliver(&msg("a.x", 10), &low);
+    r.deliver(msg("a.x", 9), &low);
+    r.deliver(msg("a.x", 10), &low);
     let eff = r.take_effects();
     assert_eq!(eff.slow[0].1.get("b1"), Some((E, 4)));
 }
@@ -135,7 +180,7 @@ fn catch_up_holds_live_messages_then_releases_those_after_history() {
     let mut r = Registry::new(8);
     let (mut s, tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(0)));
     for seq in [5, 7, 6] {
-        r.deliver(&msg("f.x", seq), &none);
+        r.deliver(msg("f.x", seq), &none);
     }
     assert!(s.rx.try_recv().is_err(), "held while catching up");
     // History (sent by the catch-up task) covered up to 6.
@@ -143,8 +188,8 @@ fn catch_up_holds_live_messages_then_releases_those_after_history() {
     let more = r.finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 6))], &none);
     assert!(more.is_none(), "nothing was dropped");
     assert_eq!(seqs(&mut s.rx), [4, 7]);
-    r.deliver(&msg("f.x", 6), &none);
-    r.deliver(&msg("f.x", 8), &none);
+    r.deliver(msg("f.x", 6), &none);
+    r.deliver(msg("f.x", 8), &none);
     assert_eq!(seqs(&mut s.rx), [8]);
 }
 
@@ -190,7 +235,7 @@ fn live_messages_past_the_bound_are_fetched_from_history_instead() {
     let (mut s, _tx) = r.add(p("f.#"), start, Some(catching_up(2)));
     // The fifth does not fit: all five are dropped, not the subscription.
     for seq in 10..=16 {
-        r.deliver(&msg("f.x", seq), &none);
+        r.deliver(msg("f.x", seq), &none);
     }
     assert!(r.take_effects().slow.is_empty(), "not closed");
     let more = r
@@ -199,12 +244,12 @@ fn live_messages_past_the_bound_are_fetched_from_history_instead() {
     // Fetching up to 16 also covers the two held after the drop.
     assert_eq!(more.ranges, [(Arc::from("b1"), Some((E, 9)), (E, 16))]);
     assert!(s.rx.try_recv().is_err(), "nothing released yet");
-    r.deliver(&msg("f.x", 17), &none);
+    r.deliver(msg("f.x", 17), &none);
     let more = r.finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 16))], &none);
     assert!(more.is_none());
     assert_eq!(seqs(&mut s.rx), [17], "then live");
-    r.deliver(&msg("f.x", 16), &none);
-    r.deliver(&msg("f.x", 18), &none);
+    r.deliver(msg("f.x", 16), &none);
+    r.deliver(msg("f.x", 18), &none);
     assert_eq!(seqs(&mut s.rx), [18]);
 }
 
@@ -223,12 +268,12 @@ fn a_catch_up_whose_application_stops_reading_is_closed_at_its_progress() {
     }
     // A first overflow only drops the held messages.
     for seq in 10..=12 {
-        r.deliver(&msg("f.x", seq), &none);
+        r.deliver(msg("f.x", seq), &none);
     }
     assert!(r.take_effects().slow.is_empty());
     // A second one with nothing taken meanwhile: the application is slow.
     for seq in 13..=15 {
-        r.deliver(&msg("f.x", seq), &none);
+        r.deliver(msg("f.x", seq), &none);
     }
     let eff = r.take_effects();
     assert_eq!(eff.slow.len(), 1);
@@ -245,7 +290,7 @@ fn a_reading_application_is_not_closed_while_catching_up() {
         if seq % 3 == 0 {
             s.taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        r.deliver(&msg("f.x", seq), &none);
+        r.deliver(msg("f.x", seq), &none);
     }
     assert!(r.take_effects().slow.is_empty());
 }
@@ -259,7 +304,7 @@ fn lane_repairs_do_not_reach_back_for_a_catch_up_its_history_does() {
     assert_eq!(r.floor_for_lane("b1", E, lane_of(b"chat")), Some(u64::MAX));
     // The lane's first live message is 40: 31..=39 come from history (and
     // 40 with them: a round that fetches leaves nothing held).
-    r.deliver(&msg("chat.x", 40), &none);
+    r.deliver(msg("chat.x", 40), &none);
     let more = r
         .finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 30))], &none)
         .expect("history up to the first live message");
@@ -281,7 +326,7 @@ fn one_burst_overflowing_twice_does_not_close_a_catch_up() {
     let (_s, tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(2)));
     tx.try_send(Delivery::Message(msg("f.x", 3))).unwrap();
     for seq in 10..=40 {
-        r.deliver(&msg("f.x", seq), &none);
+        r.deliver(msg("f.x", seq), &none);
     }
     assert!(r.take_effects().slow.is_empty());
 }
@@ -291,14 +336,14 @@ fn a_catch_up_goes_live_only_with_room_left_in_the_queue() {
     let mut r = Registry::new(8);
     let (mut s, _tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(2)));
     for seq in 3..=8 {
-        r.deliver(&msg("f.x", seq), &none);
+        r.deliver(msg("f.x", seq), &none);
     }
     // Six held, more than half the queue: fetched once more instead.
     let more = r
         .finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 2))], &none)
         .expect("another round");
     assert_eq!(more.ranges, [(Arc::from("b1"), Some((E, 2)), (E, 8))]);
-    r.deliver(&msg("f.x", 9), &none);
+    r.deliver(msg("f.x", 9), &none);
     assert!(r
         .finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 8))], &none)
         .is_none());

@@ -169,7 +169,7 @@ impl State {
     fn apply_all(&mut self, actions: &mut Vec<Action<Message>>) {
         for a in actions.drain(..) {
             match a {
-                Action::Deliver(m) => self.deliver(&m),
+                Action::Deliver(m) => self.deliver(m),
                 Action::Repair(t) => {
                     tracing::debug!(origin = %t.origin, lane = t.lane, from = t.from, to = t.to, "repairing gap");
                     self.next_round(t, None, 0, false);
@@ -203,7 +203,7 @@ impl State {
         }
     }
 
-    pub(super) fn deliver(&mut self, m: &Message) {
+    pub(super) fn deliver(&mut self, mut m: Message) {
         let tracker = &self.tracker;
         let low = |o: &str| tracker.lowest_pending(o);
         if !self.publisher_seqs.fresh(m.stamp.publisher_seq) {
@@ -211,10 +211,7 @@ impl State {
             // unless it keeps them (the hub's feed, whose reorder must know
             // this seq will not come as a message).
             tracing::trace!(seq = m.stamp.seq, "re-sent copy marked");
-            let mut copy = m.clone();
-            copy.resent = true;
-            self.registry.deliver(&copy, &low);
-            return;
+            m.resent = true;
         }
         self.registry.deliver(m, &low);
     }

@@ -71,7 +71,7 @@ pub(crate) fn spawn(task: SubscriberTask) -> SubscriberHandle {
         .map(|e| Slot::new(e.clone(), task.backoff.clone()))
         .collect();
     let state = State {
-        registry: Registry::new(task.capacity),
+        registry: Registry::new(task.capacity).deferred(),
         tracker: Tracker::new(MAX_PARKED),
         publisher_seqs: PublisherSeqs::default(),
         origins: Origins::default(),
@@ -154,6 +154,10 @@ impl State {
                     steps = self.on_frames(i, m);
                 }
             }
+            // What this wake-up delivered goes out in one burst per
+            // subscription (one wake of its reader).
+            let tracker = &self.tracker;
+            self.registry.flush(&|o| tracker.lowest_pending(o));
             self.apply_effects().await;
             // One unit of cooperative budget per message taken (a batch
             // is up to 256): while the SUB always has data this loop must

@@ -166,7 +166,7 @@ impl State {
             next = next.max(last.saturating_add(1));
         }
         let origin: &Arc<str> = &t.origin;
-        for m in &batch.messages {
+        for m in batch.messages {
             let s = &m.stamp;
             let ours = s.origin == *origin && s.epoch == t.epoch && s.lane == t.lane;
             if ours && (cursor..=t.to).contains(&s.seq) {
