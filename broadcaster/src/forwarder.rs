@@ -278,17 +278,18 @@ impl Forwarder {
         };
         let at = Instant::now();
         for (e, m) in self.encoded.iter().zip(&self.stamped) {
-            h.push(
-                &self.id,
-                Entry {
-                    seq: m.seq,
-                    lane: m.lane,
-                    topic: buf.slice(e.topic.clone()),
-                    stamp: buf.slice(m.stamp.clone()),
-                    payload: buf.slice(m.payload.clone()),
-                    at,
-                },
+            let entry = Entry::new(
+                m.seq,
+                m.lane,
+                buf,
+                e,
+                m.stamp.clone(),
+                m.payload.clone(),
+                at,
             );
+            if let Some(entry) = entry {
+                h.push(&self.id, entry);
+            }
         }
         self.evict(&mut h, at);
     }

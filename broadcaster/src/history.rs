@@ -1,8 +1,8 @@
 //! The bounded history: per origin, the recent messages in seq order.
 //!
 //! Bounded by count, bytes and age; the oldest entries go first. Entries are
-//! zero-copy slices of the egress batch buffers, so holding history costs no
-//! extra copy of the payload.
+//! zero-copy slices of the egress batch buffers (one slice per message, its
+//! three frames), so holding history costs no extra copy of the payload.
 //!
 //! Replay never matches under the lock: [`History::stretch`] copies out (as
 //! refcount clones) at most a bounded number of entries of the requested
@@ -11,30 +11,107 @@
 //! one such bounded copy.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-/// One stored message.
+use crate::subscribers::Encoded;
+
+/// One stored message: its three ZMTP frames as one slice of the egress
+/// batch buffer (one refcount per entry), and where the bodies lie in it.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     /// Seq within the origin's epoch.
     pub(crate) seq: u64,
     /// Lane of the topic.
     pub(crate) lane: u16,
-    /// Topic frame.
-    pub(crate) topic: Bytes,
-    /// Stamp frame.
-    pub(crate) stamp: Bytes,
-    /// Payload frame.
-    pub(crate) payload: Bytes,
+    /// The topic, stamp and payload frames, headers included.
+    frames: Bytes,
+    /// The topic frame's body within `frames`.
+    topic: Range<usize>,
+    /// The stamp frame's body within `frames`.
+    stamp: Range<usize>,
+    /// Where the payload frame's body starts; it runs to the end.
+    payload: usize,
     /// When it was stored.
     pub(crate) at: Instant,
 }
 
 impl Entry {
+    /// The message of `buf` at `e`, whose stamp and payload bodies are at
+    /// `stamp` and `payload` in `buf`. `None` unless every body lies inside
+    /// the message and the payload ends it.
+    pub(crate) fn new(
+        seq: u64,
+        lane: u16,
+        buf: &Bytes,
+        e: &Encoded,
+        stamp: Range<usize>,
+        payload: Range<usize>,
+        at: Instant,
+    ) -> Option<Entry> {
+        let base = e.frames.start;
+        let rebase = |r: &Range<usize>| {
+            (r.start >= base && r.start <= r.end && r.end <= e.frames.end)
+                .then(|| r.start - base..r.end - base)
+        };
+        let (topic, stamp, body) = (rebase(&e.topic)?, rebase(&stamp)?, rebase(&payload)?);
+        (payload.end == e.frames.end).then_some(())?;
+        Some(Entry {
+            seq,
+            lane,
+            frames: buf.slice(e.frames.clone()),
+            topic,
+            stamp,
+            payload: body.start,
+            at,
+        })
+    }
+
+    /// An entry of the three bodies, encoded afresh (tests).
+    #[cfg(test)]
+    pub(crate) fn of_bodies(
+        seq: u64,
+        lane: u16,
+        topic: &[u8],
+        stamp: &[u8],
+        payload: &[u8],
+        at: Instant,
+    ) -> Entry {
+        let mut out = bytes::BytesMut::new();
+        let (e, s, p) = crate::forwarder::encode_message(
+            &mut out,
+            topic,
+            |o| bytes::BufMut::put_slice(o, stamp),
+            stamp.len(),
+            payload,
+        );
+        let buf = out.freeze();
+        Entry::new(seq, lane, &buf, &e, s, p, at).expect("a message just encoded")
+    }
+
+    /// The topic frame's body.
+    pub(crate) fn topic(&self) -> &[u8] {
+        &self.frames[self.topic.clone()]
+    }
+
+    /// Bytes of the three bodies.
+    pub(crate) fn body_len(&self) -> usize {
+        self.topic.len() + self.stamp.len() + (self.frames.len() - self.payload)
+    }
+
+    /// The three bodies, as slices of the stored buffer.
+    pub(crate) fn parts(&self) -> [Bytes; 3] {
+        [
+            self.frames.slice(self.topic.clone()),
+            self.frames.slice(self.stamp.clone()),
+            self.frames.slice(self.payload..),
+        ]
+    }
+
     fn size(&self) -> usize {
-        self.topic.len() + self.stamp.len() + self.payload.len() + 64
+        self.body_len() + 64
     }
 }
 
@@ -259,15 +336,33 @@ impl History {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_entry_is_one_slice_and_its_parts_are_the_bodies() {
+        let e = Entry::of_bodies(3, 9, b"a.b", b"stamp", b"payload", Instant::now());
+        let [t, s, p] = e.parts();
+        assert_eq!(
+            (&t[..], &s[..], &p[..]),
+            (&b"a.b"[..], &b"stamp"[..], &b"payload"[..])
+        );
+        assert_eq!(e.topic(), b"a.b");
+        assert_eq!(e.body_len(), 3 + 5 + 7);
+        // One `Bytes` and the body offsets (was three `Bytes`: 128 bytes).
+        assert!(std::mem::size_of::<Entry>() <= 104);
+        // Ranges that do not lie in the message are refused.
+        let buf = Bytes::from_static(b"0123456789");
+        let enc = Encoded {
+            frames: 2..8,
+            topic: 2..4,
+        };
+        assert!(Entry::new(1, 0, &buf, &enc, 4..5, 5..8, Instant::now()).is_some());
+        assert!(Entry::new(1, 0, &buf, &enc, 4..5, 5..9, Instant::now()).is_none());
+        assert!(Entry::new(1, 0, &buf, &enc, 1..5, 5..8, Instant::now()).is_none());
+        assert!(Entry::new(1, 0, &buf, &enc, 4..5, 5..7, Instant::now()).is_none());
+    }
+
     fn entry(seq: u64, topic: &'static str, at: Instant) -> Entry {
-        Entry {
-            seq,
-            lane: fanfare_protocol::stamp::lane_of(topic.as_bytes()),
-            topic: Bytes::from_static(topic.as_bytes()),
-            stamp: Bytes::from_static(b"s"),
-            payload: Bytes::from_static(b"p"),
-            at,
-        }
+        let lane = fanfare_protocol::stamp::lane_of(topic.as_bytes());
+        Entry::of_bodies(seq, lane, topic.as_bytes(), b"s", b"p", at)
     }
 
     fn found(l: Lookup) -> Stretch {

@@ -137,10 +137,10 @@ fn filter(s: &Stretch, req: &ReplayRequest, limits: ReplyLimits, time: Duration)
         }
         examined += 1;
         if wants(req, e) {
-            let body = e.topic.len() + e.stamp.len() + e.payload.len();
+            let body = e.body_len();
             body_bytes = body_bytes.saturating_add(body);
             bytes = bytes.saturating_add(body + 3 * MAX_FRAME_HEADER);
-            messages.push([e.topic.clone(), e.stamp.clone(), e.payload.clone()]);
+            messages.push(e.parts());
         }
     }
     let x = s.extent;
@@ -175,7 +175,7 @@ fn wants(req: &ReplayRequest, e: &Entry) -> bool {
         return false;
     }
     req.patterns.is_empty()
-        || std::str::from_utf8(&e.topic).is_ok_and(|t| req.patterns.iter().any(|p| p.matches(t)))
+        || std::str::from_utf8(e.topic()).is_ok_and(|t| req.patterns.iter().any(|p| p.matches(t)))
 }
 
 #[cfg(test)]
@@ -192,17 +192,9 @@ mod tests {
         });
         h.start_epoch("b", 7);
         for seq in 1..=n {
-            let topic = Bytes::from(topics(seq));
-            let lane = fanfare_protocol::stamp::lane_of(&topic);
-            let (stamp, payload) = (Bytes::from_static(b"s"), Bytes::from_static(b"p"));
-            let entry = Entry {
-                seq,
-                lane,
-                topic,
-                stamp,
-                payload,
-                at: now,
-            };
+            let topic = topics(seq);
+            let lane = fanfare_protocol::stamp::lane_of(topic.as_bytes());
+            let entry = Entry::of_bodies(seq, lane, topic.as_bytes(), b"s", b"p", now);
             h.push("b", entry);
         }
         h.evict(now);

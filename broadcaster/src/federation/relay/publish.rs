@@ -74,17 +74,9 @@ impl Relay {
             if h.epoch_of(st.origin) != Some(st.epoch) {
                 h.start_epoch(st.origin, st.epoch);
             }
-            h.push(
-                st.origin,
-                Entry {
-                    seq: st.seq,
-                    lane: st.lane,
-                    topic: buf.slice(encoded[i].topic.clone()),
-                    stamp: buf.slice(s),
-                    payload: buf.slice(pl),
-                    at,
-                },
-            );
+            if let Some(entry) = Entry::new(st.seq, st.lane, &buf, &encoded[i], s, pl, at) {
+                h.push(st.origin, entry);
+            }
             if let Some(lm) = self.links.get(p.link) {
                 lm.republished.inc();
                 if p.repaired {
