@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use fanfare_protocol::position::Position;
 use fanfare_protocol::RESERVED_PREFIX;
-use tokio::sync::mpsc;
 
 use super::{Entry, Failed, Registry, MAX_KEPT_PENDING};
 use crate::message::{CloseReason, Delivery, Gap, Mark, Message};
@@ -37,12 +36,7 @@ impl Registry {
             ..
         } = self;
         let mut queue = |id: u64, e: &mut Entry, d: Delivery| {
-            if *defer && e.catch_up.is_none() {
-                if e.pending.is_empty() {
-                    flush_list.push(id);
-                }
-                e.pending.push(d);
-            } else if let Err(failed) = push(e, *capacity, *stall, d) {
+            if let Err(failed) = defer_or_push(e, id, d, *defer, *capacity, *stall, flush_list) {
                 slow.push((id, failed));
             }
         };
@@ -82,14 +76,12 @@ impl Registry {
             {
                 continue;
             }
+            // Behind what waits already: order is kept.
             let d = Delivery::Gap(gap.clone());
-            if self.defer && e.catch_up.is_none() {
-                // Behind what waits already: order is kept.
-                if e.pending.is_empty() {
-                    self.flush_list.push(*id);
-                }
-                e.pending.push(d);
-            } else if let Err(failed) = push(e, self.capacity, self.stall, d) {
+            let (defer, capacity, stall) = (self.defer, self.capacity, self.stall);
+            if let Err(failed) =
+                defer_or_push(e, *id, d, defer, capacity, stall, &mut self.flush_list)
+            {
                 slow.push((*id, failed));
             }
         }
@@ -108,16 +100,8 @@ impl Registry {
             let Some(e) = self.subs.get_mut(&id) else {
                 continue;
             };
-            let mut items = std::mem::take(&mut e.pending);
-            for d in items.drain(..) {
-                if let Err(failed) = push(e, self.capacity, self.stall, d) {
-                    slow.push((id, failed));
-                    break;
-                }
-            }
-            items.clear();
-            if items.capacity() <= MAX_KEPT_PENDING {
-                e.pending = items;
+            if let Err(failed) = drain_pending(e, self.capacity, self.stall) {
+                slow.push((id, failed));
             }
         }
         self.close_slow(slow, low);
@@ -150,6 +134,49 @@ impl Registry {
     }
 }
 
+/// Puts `d` behind what waits in `e` (with `defer`, for a live entry), or
+/// queues it at once. What waits never exceeds the queue's own bound: a
+/// wake-up that releases more (a lane's parked messages after a repair) is
+/// queued as it comes, and a reader that cannot take it is closed as slow.
+fn defer_or_push(
+    e: &mut Entry,
+    id: u64,
+    d: Delivery,
+    defer: bool,
+    capacity: usize,
+    stall: Duration,
+    flush_list: &mut Vec<u64>,
+) -> Result<(), Failed> {
+    if !defer || e.catch_up.is_some() {
+        return push(e, capacity, stall, d);
+    }
+    if e.pending.len() >= capacity {
+        drain_pending(e, capacity, stall)?;
+    }
+    if e.pending.is_empty() {
+        flush_list.push(id);
+    }
+    e.pending.push(d);
+    Ok(())
+}
+
+/// Queues what waits in `e`, in order; stops at the first that does not fit.
+fn drain_pending(e: &mut Entry, capacity: usize, stall: Duration) -> Result<(), Failed> {
+    let mut items = std::mem::take(&mut e.pending);
+    let mut result = Ok(());
+    for d in items.drain(..) {
+        if let Err(failed) = push(e, capacity, stall, d) {
+            result = Err(failed);
+            break;
+        }
+    }
+    items.clear();
+    if items.capacity() <= MAX_KEPT_PENDING {
+        e.pending = items;
+    }
+    result
+}
+
 /// Queues a delivery (or holds it while catching up). `Err` (with the
 /// message that did not fit, for the position) when the subscription must
 /// close: queue full (or, catching up, an application that stopped
@@ -169,7 +196,11 @@ pub(super) fn push(
         };
     }
     let Delivery::Message(m) = &d else {
-        return e.queue.tx.try_send(d).map_err(|_| None);
+        return e
+            .queue
+            .tx
+            .try_send(d)
+            .map_err(|err| mark_of(&err.into_inner()));
     };
     let mark = (m.stamp.epoch, m.stamp.seq);
     // A known origin (the usual case) is updated in place: no hash of a
@@ -177,10 +208,7 @@ pub(super) fn push(
     let known = e.delivered.get_mut(&m.stamp.origin);
     let new_origin = known.is_none().then(|| m.stamp.origin.clone());
     if let Err(err) = e.queue.tx.try_send(d) {
-        let d = match err {
-            mpsc::error::TrySendError::Full(d) | mpsc::error::TrySendError::Closed(d) => d,
-        };
-        return Err(mark_of(&d));
+        return Err(mark_of(&err.into_inner()));
     }
     match (known, new_origin) {
         (Some(d), _) => *d = (*d).max(mark),
@@ -192,11 +220,13 @@ pub(super) fn push(
     Ok(())
 }
 
-/// The origin and mark of a message delivery.
+/// The origin and mark of a delivery that did not fit: a message's own
+/// seq, a gap's first (a position must stay below either).
 pub(super) fn mark_of(d: &Delivery) -> Failed {
     match d {
         Delivery::Message(m) => Some((m.stamp.origin.clone(), (m.stamp.epoch, m.stamp.seq))),
-        _ => None,
+        Delivery::Gap(g) => Some((g.origin.clone(), (g.epoch, g.first))),
+        Delivery::Closed(_) => None,
     }
 }
 

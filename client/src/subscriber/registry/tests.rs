@@ -146,6 +146,42 @@ fn deferred_deliveries_wait_for_the_flush_in_order_and_the_full_rule_holds() {
 }
 
 #[test]
+fn a_deferred_gap_that_does_not_fit_keeps_the_position_below_it() {
+    let mut r = Registry::new(1).deferred();
+    let (_s, _) = r.add(p("a.#"), HashMap::new(), None);
+    r.deliver(msg("a.x", 300), &none);
+    r.flush(&none);
+    // The repair that lost 50..=54 is already finished when its gap is
+    // flushed (no pending repair to clamp to): the gap's own first does.
+    let gap = Gap {
+        origin: Arc::from("b1"),
+        epoch: E,
+        first: 50,
+        last: 54,
+        reason: GapReason::Expired,
+    };
+    r.gap(&gap, None, &none);
+    r.flush(&none);
+    let eff = r.take_effects();
+    assert_eq!(eff.slow.len(), 1);
+    assert_eq!(eff.slow[0].1.get("b1"), Some((E, 49)));
+}
+
+#[test]
+fn what_waits_for_the_flush_never_exceeds_the_queue_bound() {
+    let mut r = Registry::new(3).deferred();
+    let (mut s, _) = r.add(p("a.#"), HashMap::new(), None);
+    for seq in 1..=5 {
+        r.deliver(msg("a.x", seq), &none);
+    }
+    // The fourth found three waiting: those were queued at once.
+    assert_eq!(seqs(&mut s.rx), [1, 2, 3]);
+    r.flush(&none);
+    assert_eq!(seqs(&mut s.rx), [4, 5]);
+    assert!(r.take_effects().slow.is_empty());
+}
+
+#[test]
 fn the_position_stays_below_a_pending_repair() {
     let mut r = Registry::new(1);
     let (_s, _) = r.add(p("a.#"), HashMap::new(), None);
