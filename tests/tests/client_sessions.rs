@@ -145,3 +145,40 @@ async fn a_connection_with_a_refused_prefix_has_no_session_and_loses_nothing() -
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_on_the_session_topic_never_cancels_the_session() -> Result<()> {
+    // `_fanfare.sess.#` has the SUB prefix `_fanfare.sess`, the very
+    // subscription that asks for sessions. Dropping it must not cancel
+    // that subscription: the broadcaster would stop sending markers (after
+    // a miss too) while the client still trusts its session.
+    let b = BroadcasterProcess::spawn(&["--id", "sess-p", "--heartbeat-ms", "100"]).await?;
+    let publisher = Client::connect(options(&b)).await?;
+    let subscriber = Client::connect(options(&b)).await?;
+    let mut first = subscriber.subscribe("x.#").await?;
+    sync_subscriptions(&publisher, &mut [&mut first], "x").await?;
+    let on_sess = subscriber.subscribe("_fanfare.sess.#").await?;
+    drop(on_sess);
+    // Two changes after the drop, each in force once its probe arrives: a
+    // cancel written with or before the first is applied before the second
+    // (one connection, in order), and so is its marker counted.
+    let mut z = subscriber.subscribe("z.#").await?;
+    sync_subscriptions(&publisher, &mut [&mut z], "z").await?;
+    let mut w = subscriber.subscribe("w.#").await?;
+    sync_subscriptions(&publisher, &mut [&mut w], "w").await?;
+    // Another change: still in a session, its marker comes.
+    let markers = counter(&b, "fanfare_egress_session_markers_total").await?;
+    let mut second = subscriber.subscribe("y.#").await?;
+    sync_subscriptions(&publisher, &mut [&mut second], "y").await?;
+    fanfare_tests::wait::eventually(RECV_TIMEOUT, "a marker for the y.# change", || {
+        let b = &b;
+        async move {
+            let now = counter(b, "fanfare_egress_session_markers_total")
+                .await
+                .ok()?;
+            (now > markers).then_some(())
+        }
+    })
+    .await?;
+    Ok(())
+}
