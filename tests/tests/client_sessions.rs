@@ -27,11 +27,28 @@ async fn replay_requests(b: &BroadcasterProcess) -> Result<f64> {
     counter(b, "fanfare_replay_requests_total").await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_narrow_subscription_in_a_busy_lane_asks_no_replay() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&["--id", "sess-c", "--heartbeat-ms", "100"]).await?;
+/// Waits (at most the receive timeout) until counter `name` of `b` is
+/// above `above`.
+async fn wait_above(b: &BroadcasterProcess, name: &str, above: f64) -> Result<()> {
+    fanfare_tests::wait::eventually(RECV_TIMEOUT, name, || async move {
+        let now = counter(b, name).await.ok()?;
+        (now > above).then_some(())
+    })
+    .await
+}
+
+/// A broadcaster with `id` (heartbeats every 100 ms), a publisher and a
+/// subscriber client of it.
+async fn fabric(id: &str) -> Result<(BroadcasterProcess, Client, Client)> {
+    let b = BroadcasterProcess::spawn(&["--id", id, "--heartbeat-ms", "100"]).await?;
     let publisher = Client::connect(options(&b)).await?;
     let subscriber = Client::connect(options(&b)).await?;
+    Ok((b, publisher, subscriber))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrow_subscription_in_a_busy_lane_asks_no_replay() -> Result<()> {
+    let (b, publisher, subscriber) = fabric("sess-c").await?;
     let mut sub = subscriber.subscribe("room.5.#").await?;
     sync_subscriptions(&publisher, &mut [&mut sub], "room.5").await?;
     let before = replay_requests(&b).await?;
@@ -59,14 +76,7 @@ async fn a_narrow_subscription_in_a_busy_lane_asks_no_replay() -> Result<()> {
     // Heartbeats show the lane further on than room.5's last: no repair
     // either. Three of them, then one more room.5 message behind them.
     let beats = counter(&b, "fanfare_heartbeats_total").await?;
-    fanfare_tests::wait::eventually(RECV_TIMEOUT, "three heartbeats", || {
-        let b = &b;
-        async move {
-            let now = counter(b, "fanfare_heartbeats_total").await.ok()?;
-            (now >= beats + 3.0).then_some(())
-        }
-    })
-    .await?;
+    wait_above(&b, "fanfare_heartbeats_total", beats + 2.0).await?;
     let last = ROUNDS * ROOMS + 5;
     publisher
         .publish_confirmed("room.5.msg", indexed_payload(last, 16))
@@ -96,23 +106,12 @@ async fn a_connection_with_a_refused_prefix_has_no_session_and_loses_nothing() -
     // never has a session, and the rooms whose prefix was refused are
     // repaired from history (heartbeat lane marks show the lane moved).
     const MANY: u64 = 1100;
-    let b = BroadcasterProcess::spawn(&["--id", "sess-r", "--heartbeat-ms", "100"]).await?;
-    let publisher = Client::connect(options(&b)).await?;
-    let subscriber = Client::connect(options(&b)).await?;
+    let (b, publisher, subscriber) = fabric("sess-r").await?;
     let mut subs = Vec::new();
     for k in 0..MANY {
         subs.push(subscriber.subscribe(&format!("room.{k:04}.#")).await?);
     }
-    fanfare_tests::wait::eventually(RECV_TIMEOUT, "the prefix cap to be hit", || {
-        let b = &b;
-        async move {
-            let refused = counter(b, "fanfare_subscriptions_refused_total")
-                .await
-                .ok()?;
-            (refused > 0.0).then_some(())
-        }
-    })
-    .await?;
+    wait_above(&b, "fanfare_subscriptions_refused_total", 0.0).await?;
     for k in 0..MANY {
         publisher
             .publish_confirmed(&format!("room.{k:04}.msg"), indexed_payload(k, 16))
@@ -152,9 +151,7 @@ async fn a_pattern_on_the_session_topic_never_cancels_the_session() -> Result<()
     // subscription that asks for sessions. Dropping it must not cancel
     // that subscription: the broadcaster would stop sending markers (after
     // a miss too) while the client still trusts its session.
-    let b = BroadcasterProcess::spawn(&["--id", "sess-p", "--heartbeat-ms", "100"]).await?;
-    let publisher = Client::connect(options(&b)).await?;
-    let subscriber = Client::connect(options(&b)).await?;
+    let (b, publisher, subscriber) = fabric("sess-p").await?;
     let mut first = subscriber.subscribe("x.#").await?;
     sync_subscriptions(&publisher, &mut [&mut first], "x").await?;
     let on_sess = subscriber.subscribe("_fanfare.sess.#").await?;
@@ -170,15 +167,6 @@ async fn a_pattern_on_the_session_topic_never_cancels_the_session() -> Result<()
     let markers = counter(&b, "fanfare_egress_session_markers_total").await?;
     let mut second = subscriber.subscribe("y.#").await?;
     sync_subscriptions(&publisher, &mut [&mut second], "y").await?;
-    fanfare_tests::wait::eventually(RECV_TIMEOUT, "a marker for the y.# change", || {
-        let b = &b;
-        async move {
-            let now = counter(b, "fanfare_egress_session_markers_total")
-                .await
-                .ok()?;
-            (now > markers).then_some(())
-        }
-    })
-    .await?;
+    wait_above(&b, "fanfare_egress_session_markers_total", markers).await?;
     Ok(())
 }
