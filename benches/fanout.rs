@@ -26,6 +26,8 @@ mod rooms;
 mod sides;
 #[path = "fanout/sweep.rs"]
 mod sweep;
+#[path = "harness/ws.rs"]
+mod ws;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -23,6 +23,8 @@ mod report;
 mod server;
 #[path = "memory/soak.rs"]
 mod soak;
+#[path = "harness/ws.rs"]
+mod ws;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use futures::{SinkExt, StreamExt};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
@@ -212,17 +212,7 @@ async fn open(url: &str) -> Result<WsStream> {
 }
 
 async fn next_text(ws: &mut WsStream) -> Result<String> {
-    loop {
-        let m = tokio::time::timeout(CONNECT_TIMEOUT, ws.next())
-            .await
-            .context("no frame within the connect timeout")?
-            .context("connection ended")??;
-        match m {
-            Message::Text(t) => return Ok(t.as_str().to_owned()),
-            Message::Close(c) => bail!("closed: {c:?}"),
-            _ => continue,
-        }
-    }
+    super::ws::next_text(ws, CONNECT_TIMEOUT).await
 }
 
 /// The string value of `"key":"…"` in a frame.

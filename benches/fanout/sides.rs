@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::load::Protocol;
-use super::procs::{broadcaster_endpoints, field, Proc};
+use super::procs::{broadcaster_endpoints, demo_port, field, Proc};
 use super::ROLE_VAR;
 
 /// How long a process may take to print its readiness line.
@@ -266,11 +266,7 @@ fn start_fanfare(tools: &Tools, cfg: &SideConfig) -> Result<Side> {
     }
     let mut demo = Proc::spawn("fanfare-demo-web", command)?;
     let ready = demo.expect_line("ready http://", READY)?;
-    let port: u16 = ready
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .with_context(|| format!("demo: no port in {ready:?}"))?;
+    let port = demo_port(&ready)?;
     let workers = children_of(demo.pid());
     if workers.len() != cfg.workers {
         bail!(

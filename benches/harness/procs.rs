@@ -218,3 +218,14 @@ pub fn broadcaster_endpoints(ready: &str) -> Result<(String, String, String)> {
     };
     Ok((endpoint("pull")?, endpoint("pub")?, endpoint("replay")?))
 }
+
+/// The port of the demo's `ready http://host:port` line (the fanout and
+/// memory benches).
+#[allow(dead_code)]
+pub fn demo_port(ready: &str) -> Result<u16> {
+    ready
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .ok_or_else(|| anyhow!("demo: no port in {ready:?}"))
+}

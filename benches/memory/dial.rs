@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -115,17 +115,7 @@ pub async fn request(ws: &mut Ws, frame: String, op: &str) -> Result<String> {
     }
 }
 
-/// The next text frame (pings answered by tungstenite, skipped here).
+/// The next text frame within [`TIMEOUT`].
 pub async fn next_text(ws: &mut Ws) -> Result<String> {
-    loop {
-        let m = tokio::time::timeout(TIMEOUT, ws.next())
-            .await
-            .context("no frame within the timeout")?
-            .context("connection ended")??;
-        match m {
-            Message::Text(t) => return Ok(t.as_str().to_owned()),
-            Message::Close(c) => bail!("closed: {c:?}"),
-            _ => continue,
-        }
-    }
+    super::ws::next_text(ws, TIMEOUT).await
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::procs::{broadcaster_endpoints, Proc};
+use super::procs::{broadcaster_endpoints, demo_port, Proc};
 
 /// How long a process may take to print its readiness line.
 const READY: Duration = Duration::from_secs(60);
@@ -111,11 +111,7 @@ impl Server {
             .envs(worker_env.iter().map(|(k, v)| (k, v)));
         let mut demo = Proc::spawn("fanfare-demo-web", command)?;
         let ready = demo.expect_line("ready http://", READY)?;
-        let port: u16 = ready
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse().ok())
-            .with_context(|| format!("demo: no port in {ready:?}"))?;
+        let port = demo_port(&ready)?;
         let info = get(port, "/api/info").await?;
         let worker_pid = number_after(&info, "\"pid\":")
             .and_then(|p| u32::try_from(p).ok())

@@ -287,8 +287,11 @@ impl Forwarder {
                 m.payload.clone(),
                 at,
             );
-            if let Some(entry) = entry {
-                h.push(&self.id, entry);
+            match entry {
+                Some(entry) => {
+                    h.push(&self.id, entry);
+                }
+                None => tracing::error!(seq = m.seq, "encoded frames out of place; not stored"),
             }
         }
         self.evict(&mut h, at);

@@ -74,8 +74,11 @@ impl Relay {
             if h.epoch_of(st.origin) != Some(st.epoch) {
                 h.start_epoch(st.origin, st.epoch);
             }
-            if let Some(entry) = Entry::new(st.seq, st.lane, &buf, &encoded[i], s, pl, at) {
-                h.push(st.origin, entry);
+            match Entry::new(st.seq, st.lane, &buf, &encoded[i], s, pl, at) {
+                Some(entry) => {
+                    h.push(st.origin, entry);
+                }
+                None => tracing::error!(seq = st.seq, "encoded frames out of place; not stored"),
             }
             if let Some(lm) = self.links.get(p.link) {
                 lm.republished.inc();

@@ -20,8 +20,8 @@ impl Registry {
     /// Delivers a message to every matching subscription: a clone to each
     /// but the last, which takes the message itself (one subscription, the
     /// usual case, costs no clone). `low` tells the lowest seq of an origin
-    /// still under repair (for slow positions). With [`Registry::defer`] the
-    /// items wait in the subscription until [`Registry::flush`].
+    /// still under repair (for slow positions). The items wait in the
+    /// subscription until [`Registry::flush`].
     pub(crate) fn deliver(&mut self, m: Message, low: &dyn Fn(&str) -> Option<Mark>) {
         let reserved = m.topic.starts_with(RESERVED_PREFIX);
         let mark = (m.stamp.epoch, m.stamp.seq);
@@ -32,11 +32,10 @@ impl Registry {
             flush_list,
             capacity,
             stall,
-            defer,
             ..
         } = self;
         let mut queue = |id: u64, e: &mut Entry, d: Delivery| {
-            if let Err(failed) = defer_or_push(e, id, d, *defer, *capacity, *stall, flush_list) {
+            if let Err(failed) = defer_or_push(e, id, d, *capacity, *stall, flush_list) {
                 slow.push((id, failed));
             }
         };
@@ -78,17 +77,15 @@ impl Registry {
             }
             // Behind what waits already: order is kept.
             let d = Delivery::Gap(gap.clone());
-            let (defer, capacity, stall) = (self.defer, self.capacity, self.stall);
-            if let Err(failed) =
-                defer_or_push(e, *id, d, defer, capacity, stall, &mut self.flush_list)
-            {
+            let (capacity, stall) = (self.capacity, self.stall);
+            if let Err(failed) = defer_or_push(e, *id, d, capacity, stall, &mut self.flush_list) {
                 slow.push((*id, failed));
             }
         }
         self.close_slow(slow, low);
     }
 
-    /// Queues what waits in the subscriptions ([`Registry::defer`]), in
+    /// Queues what waits in the subscriptions, in
     /// order: one burst per subscription and task wake-up, so a reader on
     /// another thread is woken once per burst rather than per message.
     pub(crate) fn flush(&mut self, low: &dyn Fn(&str) -> Option<Mark>) {
@@ -134,20 +131,19 @@ impl Registry {
     }
 }
 
-/// Puts `d` behind what waits in `e` (with `defer`, for a live entry), or
-/// queues it at once. What waits never exceeds the queue's own bound: a
+/// Puts `d` behind what waits in `e` (a live entry), or, for one catching
+/// up, hands it to its catch-up. What waits never exceeds the queue's own bound: a
 /// wake-up that releases more (a lane's parked messages after a repair) is
 /// queued as it comes, and a reader that cannot take it is closed as slow.
 fn defer_or_push(
     e: &mut Entry,
     id: u64,
     d: Delivery,
-    defer: bool,
     capacity: usize,
     stall: Duration,
     flush_list: &mut Vec<u64>,
 ) -> Result<(), Failed> {
-    if !defer || e.catch_up.is_some() {
+    if e.catch_up.is_some() {
         return push(e, capacity, stall, d);
     }
     if e.pending.len() >= capacity {

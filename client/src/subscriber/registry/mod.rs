@@ -37,7 +37,7 @@ struct Entry {
     start: HashMap<Arc<str>, Mark>,
     delivered: HashMap<Arc<str>, Mark>,
     catch_up: Option<CatchUp>,
-    /// Deliveries waiting for [`Registry::flush`] (with `defer`).
+    /// Deliveries waiting for [`Registry::flush`].
     pending: Vec<Delivery>,
 }
 
@@ -64,9 +64,6 @@ pub(crate) struct Registry {
     stall: Duration,
     next_id: u64,
     effects: Effects,
-    /// Deliveries wait in their subscription until [`Self::flush`] (the
-    /// task flushes once per wake-up); off, each is queued at once.
-    defer: bool,
     /// Subscriptions with pending deliveries.
     flush_list: Vec<u64>,
 }
@@ -80,15 +77,8 @@ impl Registry {
             stall: STALL,
             next_id: 0,
             effects: Effects::default(),
-            defer: false,
             flush_list: Vec::new(),
         }
-    }
-
-    /// Deliveries wait until [`Self::flush`] (the subscriber task's mode).
-    pub(crate) fn deferred(mut self) -> Self {
-        self.defer = true;
-        self
     }
 
     /// Sets the grace of catching-up subscriptions (tests).

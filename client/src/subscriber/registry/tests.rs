@@ -66,6 +66,7 @@ fn delivers_to_matching_subscriptions_after_their_start() {
         msg("_fanfare.x", 13),
     ] {
         r.deliver(m.clone(), &none);
+        r.flush(&none);
     }
     assert_eq!(seqs(&mut chat.rx), [11]);
     assert_eq!(seqs(&mut news.rx), [12]);
@@ -82,6 +83,7 @@ fn a_full_queue_closes_after_the_queued_items_with_a_safe_position() {
     let (mut s, _) = r.add(p("a.#"), HashMap::new(), None);
     for seq in 1..=3 {
         r.deliver(msg("a.x", seq), &none);
+        r.flush(&none);
     }
     let eff = r.take_effects();
     assert_eq!(eff.slow.len(), 1);
@@ -102,7 +104,7 @@ fn a_full_queue_closes_after_the_queued_items_with_a_safe_position() {
 
 #[test]
 fn deferred_deliveries_wait_for_the_flush_in_order_and_the_full_rule_holds() {
-    let mut r = Registry::new(3).deferred();
+    let mut r = Registry::new(3);
     let (mut a, _) = r.add(p("a.#"), HashMap::new(), None);
     let (mut b, _) = r.add(p("a.#"), HashMap::new(), None);
     r.deliver(msg("a.x", 1), &none);
@@ -147,7 +149,7 @@ fn deferred_deliveries_wait_for_the_flush_in_order_and_the_full_rule_holds() {
 
 #[test]
 fn a_deferred_gap_that_does_not_fit_keeps_the_position_below_it() {
-    let mut r = Registry::new(1).deferred();
+    let mut r = Registry::new(1);
     let (_s, _) = r.add(p("a.#"), HashMap::new(), None);
     r.deliver(msg("a.x", 300), &none);
     r.flush(&none);
@@ -169,7 +171,7 @@ fn a_deferred_gap_that_does_not_fit_keeps_the_position_below_it() {
 
 #[test]
 fn what_waits_for_the_flush_never_exceeds_the_queue_bound() {
-    let mut r = Registry::new(3).deferred();
+    let mut r = Registry::new(3);
     let (mut s, _) = r.add(p("a.#"), HashMap::new(), None);
     for seq in 1..=5 {
         r.deliver(msg("a.x", seq), &none);
@@ -187,7 +189,9 @@ fn the_position_stays_below_a_pending_repair() {
     let (_s, _) = r.add(p("a.#"), HashMap::new(), None);
     let low = |_: &str| Some((E, 5));
     r.deliver(msg("a.x", 9), &low);
+    r.flush(&low);
     r.deliver(msg("a.x", 10), &low);
+    r.flush(&low);
     let eff = r.take_effects();
     assert_eq!(eff.slow[0].1.get("b1"), Some((E, 4)));
 }
@@ -206,6 +210,7 @@ fn gaps_go_to_subscriptions_that_may_cover_the_lane() {
         reason: GapReason::Expired,
     };
     r.gap(&gap, Some(lane_of(b"chat")), &none);
+    r.flush(&none);
     assert!(matches!(chat.rx.try_recv(), Ok(Delivery::Gap(_))));
     assert!(news.rx.try_recv().is_err());
     assert!(matches!(wild.rx.try_recv(), Ok(Delivery::Gap(_))));
@@ -217,6 +222,7 @@ fn catch_up_holds_live_messages_then_releases_those_after_history() {
     let (mut s, tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(0)));
     for seq in [5, 7, 6] {
         r.deliver(msg("f.x", seq), &none);
+        r.flush(&none);
     }
     assert!(s.rx.try_recv().is_err(), "held while catching up");
     // History (sent by the catch-up task) covered up to 6.
@@ -225,7 +231,9 @@ fn catch_up_holds_live_messages_then_releases_those_after_history() {
     assert!(more.is_none(), "nothing was dropped");
     assert_eq!(seqs(&mut s.rx), [4, 7]);
     r.deliver(msg("f.x", 6), &none);
+    r.flush(&none);
     r.deliver(msg("f.x", 8), &none);
+    r.flush(&none);
     assert_eq!(seqs(&mut s.rx), [8]);
 }
 
@@ -272,6 +280,7 @@ fn live_messages_past_the_bound_are_fetched_from_history_instead() {
     // The fifth does not fit: all five are dropped, not the subscription.
     for seq in 10..=16 {
         r.deliver(msg("f.x", seq), &none);
+        r.flush(&none);
     }
     assert!(r.take_effects().slow.is_empty(), "not closed");
     let more = r
@@ -281,11 +290,14 @@ fn live_messages_past_the_bound_are_fetched_from_history_instead() {
     assert_eq!(more.ranges, [(Arc::from("b1"), Some((E, 9)), (E, 16))]);
     assert!(s.rx.try_recv().is_err(), "nothing released yet");
     r.deliver(msg("f.x", 17), &none);
+    r.flush(&none);
     let more = r.finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 16))], &none);
     assert!(more.is_none());
     assert_eq!(seqs(&mut s.rx), [17], "then live");
     r.deliver(msg("f.x", 16), &none);
+    r.flush(&none);
     r.deliver(msg("f.x", 18), &none);
+    r.flush(&none);
     assert_eq!(seqs(&mut s.rx), [18]);
 }
 
@@ -305,11 +317,13 @@ fn a_catch_up_whose_application_stops_reading_is_closed_at_its_progress() {
     // A first overflow only drops the held messages.
     for seq in 10..=12 {
         r.deliver(msg("f.x", seq), &none);
+        r.flush(&none);
     }
     assert!(r.take_effects().slow.is_empty());
     // A second one with nothing taken meanwhile: the application is slow.
     for seq in 13..=15 {
         r.deliver(msg("f.x", seq), &none);
+        r.flush(&none);
     }
     let eff = r.take_effects();
     assert_eq!(eff.slow.len(), 1);
@@ -327,6 +341,7 @@ fn a_reading_application_is_not_closed_while_catching_up() {
             s.taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         r.deliver(msg("f.x", seq), &none);
+        r.flush(&none);
     }
     assert!(r.take_effects().slow.is_empty());
 }
@@ -341,6 +356,7 @@ fn lane_repairs_do_not_reach_back_for_a_catch_up_its_history_does() {
     // The lane's first live message is 40: 31..=39 come from history (and
     // 40 with them: a round that fetches leaves nothing held).
     r.deliver(msg("chat.x", 40), &none);
+    r.flush(&none);
     let more = r
         .finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 30))], &none)
         .expect("history up to the first live message");
@@ -363,6 +379,7 @@ fn one_burst_overflowing_twice_does_not_close_a_catch_up() {
     tx.try_send(Delivery::Message(msg("f.x", 3))).unwrap();
     for seq in 10..=40 {
         r.deliver(msg("f.x", seq), &none);
+        r.flush(&none);
     }
     assert!(r.take_effects().slow.is_empty());
 }
@@ -373,6 +390,7 @@ fn a_catch_up_goes_live_only_with_room_left_in_the_queue() {
     let (mut s, _tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(2)));
     for seq in 3..=8 {
         r.deliver(msg("f.x", seq), &none);
+        r.flush(&none);
     }
     // Six held, more than half the queue: fetched once more instead.
     let more = r
@@ -380,6 +398,7 @@ fn a_catch_up_goes_live_only_with_room_left_in_the_queue() {
         .expect("another round");
     assert_eq!(more.ranges, [(Arc::from("b1"), Some((E, 2)), (E, 8))]);
     r.deliver(msg("f.x", 9), &none);
+    r.flush(&none);
     assert!(r
         .finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 8))], &none)
         .is_none());

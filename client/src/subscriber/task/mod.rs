@@ -71,7 +71,7 @@ pub(crate) fn spawn(task: SubscriberTask) -> SubscriberHandle {
         .map(|e| Slot::new(e.clone(), task.backoff.clone()))
         .collect();
     let state = State {
-        registry: Registry::new(task.capacity).deferred(),
+        registry: Registry::new(task.capacity),
         tracker: Tracker::new(MAX_PARKED),
         publisher_seqs: PublisherSeqs::default(),
         origins: Origins::default(),
