@@ -12,19 +12,32 @@ use super::handle::SubscriberHandle;
 use super::queue::Parts;
 use crate::message::{CloseReason, Delivery};
 
+/// Most deliveries a [`Subscription`] takes from its queue at once. Taken
+/// ones no longer count against the queue's bound, so an application that
+/// stopped reading holds at most this many more than the bound.
+const BURST: usize = 64;
+
 /// A stream of [`Delivery`] items for one pattern.
 ///
 /// Its queue is bounded ([`ClientOptions::subscription_capacity`](crate::ClientOptions::subscription_capacity),
 /// default 4096). When the application lets it fill up, the subscription is
 /// ended: the items already queued are still yielded, then
 /// `Delivery::Closed(CloseReason::SlowConsumer { position })`, then the
-/// stream ends. Other subscriptions are not affected.
+/// stream ends. Other subscriptions are not affected. The subscription
+/// takes what waits in its queue in bursts of up to 64, so an application
+/// that stops reading mid-burst holds that many more.
 ///
 /// Dropping it unsubscribes.
 pub struct Subscription {
     id: u64,
     pattern: String,
     rx: mpsc::Receiver<Delivery>,
+    /// Deliveries taken from `rx` in one burst and not yet yielded (at
+    /// most [`BURST`]): one queue operation per burst instead of one per
+    /// item.
+    burst: std::vec::IntoIter<Delivery>,
+    /// An empty buffer with room for a burst, kept between bursts.
+    spare: Vec<Delivery>,
     reason: oneshot::Receiver<CloseReason>,
     /// Items taken from `rx` (the subscriber task tells a reading
     /// application from one that stopped by it).
@@ -47,6 +60,8 @@ impl Subscription {
             id: parts.id,
             pattern,
             rx: parts.rx,
+            burst: Vec::new().into_iter(),
+            spare: Vec::new(),
             reason: parts.reason,
             taken: parts.taken,
             finished: false,
@@ -77,22 +92,31 @@ impl Stream for Subscription {
         if self.finished {
             return Poll::Ready(None);
         }
+        let this = &mut *self;
         loop {
-            return match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(d)) => {
-                    self.taken.fetch_add(1, Ordering::Relaxed);
-                    if !self.keep_resent && matches!(&d, Delivery::Message(m) if m.resent) {
-                        continue;
-                    }
-                    Poll::Ready(Some(d))
+            if let Some(d) = this.burst.next() {
+                this.taken.fetch_add(1, Ordering::Relaxed);
+                if !this.keep_resent && matches!(&d, Delivery::Message(m) if m.resent) {
+                    continue;
                 }
-                Poll::Ready(None) => {
-                    self.finished = true;
-                    let reason = self.reason.try_recv().unwrap_or(CloseReason::ClientClosed);
-                    Poll::Ready(Some(Delivery::Closed(reason)))
+                return Poll::Ready(Some(d));
+            }
+            let mut buf = std::mem::take(&mut this.spare);
+            if buf.capacity() == 0 {
+                buf.reserve_exact(BURST);
+            }
+            match this.rx.poll_recv_many(cx, &mut buf, BURST) {
+                Poll::Ready(0) => {
+                    this.finished = true;
+                    let reason = this.reason.try_recv().unwrap_or(CloseReason::ClientClosed);
+                    return Poll::Ready(Some(Delivery::Closed(reason)));
                 }
-                Poll::Pending => Poll::Pending,
-            };
+                Poll::Ready(_) => this.burst = buf.into_iter(),
+                Poll::Pending => {
+                    this.spare = buf;
+                    return Poll::Pending;
+                }
+            }
         }
     }
 }

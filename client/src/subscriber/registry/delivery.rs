@@ -157,9 +157,21 @@ fn defer_or_push(
 }
 
 /// Queues what waits in `e`, in order; stops at the first that does not fit.
+/// When all of it fits (the usual case), room for the whole burst is taken
+/// from the queue at once: one reservation instead of one per item.
 fn drain_pending(e: &mut Entry, capacity: usize, stall: Duration) -> Result<(), Failed> {
     let mut items = std::mem::take(&mut e.pending);
     let mut result = Ok(());
+    if e.catch_up.is_none() {
+        if let Ok(permits) = e.queue.tx.try_reserve_many(items.len()) {
+            for (permit, d) in permits.zip(items.drain(..)) {
+                if let Delivery::Message(m) = &d {
+                    note_delivered(&mut e.delivered, m);
+                }
+                permit.send(d);
+            }
+        }
+    }
     for d in items.drain(..) {
         if let Err(failed) = push(e, capacity, stall, d) {
             result = Err(failed);
@@ -198,22 +210,26 @@ pub(super) fn push(
             .try_send(d)
             .map_err(|err| mark_of(&err.into_inner()));
     };
-    let mark = (m.stamp.epoch, m.stamp.seq);
-    // A known origin (the usual case) is updated in place: no hash of a
-    // new key, no refcount of the origin's name per message.
-    let known = e.delivered.get_mut(&m.stamp.origin);
-    let new_origin = known.is_none().then(|| m.stamp.origin.clone());
-    if let Err(err) = e.queue.tx.try_send(d) {
-        return Err(mark_of(&err.into_inner()));
-    }
-    match (known, new_origin) {
-        (Some(d), _) => *d = (*d).max(mark),
-        (None, Some(origin)) => {
-            e.delivered.insert(origin, mark);
-        }
-        (None, None) => {}
-    }
+    let permit = match e.queue.tx.try_reserve() {
+        Ok(permit) => permit,
+        Err(_) => return Err(mark_of(&d)),
+    };
+    note_delivered(&mut e.delivered, m);
+    permit.send(d);
     Ok(())
+}
+
+/// Moves the subscription's delivered mark of `m`'s origin on to `m`. A
+/// known origin (the usual case) is updated in place: no hash of a new
+/// key, no refcount of the origin's name per message.
+fn note_delivered(delivered: &mut HashMap<Arc<str>, Mark>, m: &Message) {
+    let mark = (m.stamp.epoch, m.stamp.seq);
+    match delivered.get_mut(&m.stamp.origin) {
+        Some(d) => *d = (*d).max(mark),
+        None => {
+            delivered.insert(m.stamp.origin.clone(), mark);
+        }
+    }
 }
 
 /// The origin and mark of a delivery that did not fit: a message's own
