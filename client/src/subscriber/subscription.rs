@@ -1,5 +1,6 @@
 //! [`Subscription`]: a stream of deliveries for one pattern.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,10 +35,8 @@ pub struct Subscription {
     rx: mpsc::Receiver<Delivery>,
     /// Deliveries taken from `rx` in one burst and not yet yielded (at
     /// most [`BURST`]): one queue operation per burst instead of one per
-    /// item.
-    burst: std::vec::IntoIter<Delivery>,
-    /// An empty buffer with room for a burst, kept between bursts.
-    spare: Vec<Delivery>,
+    /// item. Its allocation is reused from burst to burst.
+    burst: VecDeque<Delivery>,
     reason: oneshot::Receiver<CloseReason>,
     /// Items taken from `rx` (the subscriber task tells a reading
     /// application from one that stopped by it).
@@ -60,8 +59,7 @@ impl Subscription {
             id: parts.id,
             pattern,
             rx: parts.rx,
-            burst: Vec::new().into_iter(),
-            spare: Vec::new(),
+            burst: VecDeque::new(),
             reason: parts.reason,
             taken: parts.taken,
             finished: false,
@@ -94,28 +92,26 @@ impl Stream for Subscription {
         }
         let this = &mut *self;
         loop {
-            if let Some(d) = this.burst.next() {
+            if let Some(d) = this.burst.pop_front() {
                 this.taken.fetch_add(1, Ordering::Relaxed);
                 if !this.keep_resent && matches!(&d, Delivery::Message(m) if m.resent) {
                     continue;
                 }
                 return Poll::Ready(Some(d));
             }
-            let mut buf = std::mem::take(&mut this.spare);
-            if buf.capacity() == 0 {
-                buf.reserve_exact(BURST);
-            }
-            match this.rx.poll_recv_many(cx, &mut buf, BURST) {
+            // The burst is empty here: turning it into a `Vec` and back
+            // moves nothing and keeps its allocation.
+            let mut buf = Vec::from(std::mem::take(&mut this.burst));
+            let got = this.rx.poll_recv_many(cx, &mut buf, BURST);
+            this.burst = VecDeque::from(buf);
+            match got {
                 Poll::Ready(0) => {
                     this.finished = true;
                     let reason = this.reason.try_recv().unwrap_or(CloseReason::ClientClosed);
                     return Poll::Ready(Some(Delivery::Closed(reason)));
                 }
-                Poll::Ready(_) => this.burst = buf.into_iter(),
-                Poll::Pending => {
-                    this.spare = buf;
-                    return Poll::Pending;
-                }
+                Poll::Ready(_) => {}
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
