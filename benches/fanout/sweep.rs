@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::load::{Load, Protocol, RunStats};
+use super::procs::cpu_us;
 use super::rooms;
-use super::sides::{cpu_us, Kind, Side};
+use super::sides::{Kind, Side};
 
 /// Settings (environment, see benches/README.md).
 pub struct Settings {

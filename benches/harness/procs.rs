@@ -229,3 +229,31 @@ pub fn demo_port(ready: &str) -> Result<u16> {
         .and_then(|p| p.trim().parse().ok())
         .ok_or_else(|| anyhow!("demo: no port in {ready:?}"))
 }
+
+/// CPU time (user + system) of `pid` in µs, from /proc (0 if unreadable).
+pub fn cpu_us(pid: u32) -> u64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.get(s.rfind(')')? + 2..)?.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // After the command: state is field 3, utime 14, stime 15.
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    ticks.saturating_mul(1_000_000) / clock_ticks()
+}
+
+fn clock_ticks() -> u64 {
+    // sysconf(_SC_CLK_TCK) is 100 on every Linux this runs on; getconf says.
+    static TCK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TCK.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}

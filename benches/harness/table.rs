@@ -44,6 +44,8 @@ struct Summary {
     missed: f64,
     /// The broadcaster's rejected ingress messages, most in any run.
     rejected: f64,
+    /// CPU µs per message sent, medians over runs: forwarder, load generator, all subscribers.
+    cpu: [f64; 3],
 }
 
 impl Cell {
@@ -95,6 +97,11 @@ impl Cell {
                 .flat_map(|run| &run.sinks)
                 .map(|s| s.resumes)
                 .sum(),
+            cpu: [
+                per_run(&|run| run.cpu.forwarder),
+                per_run(&|run| run.cpu.load),
+                per_run(&|run| run.cpu.subscribers),
+            ],
         })
     }
 }
@@ -138,6 +145,7 @@ pub fn render(config: &BenchConfig, cells: &[Cell], header: &str) -> String {
     let _ = writeln!(out, "{head}\n{rule}");
     let mut notes = Vec::new();
     let mut ingest = String::new();
+    let mut cpu = String::new();
     for &subs in &config.subscribers {
         for &payload in &config.payloads {
             let row: Vec<&Cell> = config
@@ -149,13 +157,15 @@ pub fn render(config: &BenchConfig, cells: &[Cell], header: &str) -> String {
                         .find(|x| x.subscribers == subs && x.payload == payload && x.column == *c)
                 })
                 .collect();
-            let reference = row
+            let proxy = row
                 .iter()
                 .find(|c| c.column == Column::ZmqProxy)
-                .and_then(|c| c.summary(config.messages))
-                .map(|s| s.rate);
+                .and_then(|c| c.summary(config.messages));
+            let reference = proxy.as_ref().map(|s| s.rate);
+            let proxy_cpu = proxy.as_ref().map(|s| s.cpu[0]);
             let _ = write!(out, "| {subs} | {payload} B |");
             let _ = write!(ingest, "| {subs} | {payload} B |");
+            let _ = write!(cpu, "| {subs} | {payload} B |");
             for cell in &row {
                 for error in &cell.errors {
                     notes.push(format!(
@@ -166,6 +176,7 @@ pub fn render(config: &BenchConfig, cells: &[Cell], header: &str) -> String {
                 let Some(s) = cell.summary(config.messages) else {
                     let _ = write!(out, " failed |");
                     let _ = write!(ingest, " – |");
+                    let _ = write!(cpu, " – |");
                     continue;
                 };
                 let ratio = reference
@@ -178,6 +189,16 @@ pub fn render(config: &BenchConfig, cells: &[Cell], header: &str) -> String {
                     s.loss
                 );
                 let _ = write!(ingest, " {} |", rate_text(s.ingest));
+                // Forwarder CPU relative to zmq_proxy's: > 1 means cheaper per message.
+                let cheaper = proxy_cpu
+                    .filter(|p| *p > 0.0 && s.cpu[0] > 0.0)
+                    .map(|p| format!(" ({:.2}×)", p / s.cpu[0]))
+                    .unwrap_or_default();
+                let _ = write!(
+                    cpu,
+                    " {:.2}{cheaper} · {:.2} · {:.2} |",
+                    s.cpu[0], s.cpu[1], s.cpu[2]
+                );
                 if s.unmarked > 0 {
                     notes.push(format!(
                         "{subs} sub × {payload} B, {}: in {} run(s) a subscriber stopped on its quiet timeout, not the end marker",
@@ -245,10 +266,17 @@ pub fn render(config: &BenchConfig, cells: &[Cell], header: &str) -> String {
             }
             out.push('\n');
             ingest.push('\n');
+            cpu.push('\n');
         }
     }
     let _ = writeln!(out, "\nLoad generator send rate (what each forwarder took in; PUSH blocks when the forwarder falls behind):\n");
     let _ = writeln!(out, "{head}\n{rule}\n{ingest}");
+    let _ = writeln!(
+        out,
+        "CPU time per message sent, µs (user + system from `go` to the last result, median over runs): \
+         forwarder (in brackets: zmq_proxy's ÷ this one's, > 1 = cheaper) · load generator · all subscribers together:\n"
+    );
+    let _ = writeln!(out, "{head}\n{rule}\n{cpu}");
     if !notes.is_empty() {
         let _ = writeln!(out, "Notes:\n");
         for note in notes {
