@@ -186,8 +186,10 @@ fn describe(result: &harness::run::RunResult) -> String {
         })
         .unwrap_or_default();
     format!(
-        "ingest {:.0}/s; subscribers: {}{counters}",
+        "ingest {:.0}/s; subscribers: {}{counters}; forwarder CPU {:.2} µs/msg; steal {:.0} %",
         result.ingest_rate,
-        sinks.join("; ")
+        sinks.join("; "),
+        result.cpu.forwarder,
+        result.steal * 100.0
     )
 }

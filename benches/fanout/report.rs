@@ -134,6 +134,22 @@ pub fn write(s: &Settings, levels: &[Level], dir: &Path, header: &str) -> Result
     let _ = writeln!(md, "Medians over {reps} repetition(s), sides alternated A B C within each. Saturation = the highest deliveries/s \
         of a sweep level with < {} % loss, p99 ≤ {} ms, the publisher on time and no growing backlog (p50 of the last third ≤ 2 × the first third's + 50 ms).\n",
         s.max_loss * 100.0, s.max_p99_ms);
+    // On a shared VM the hypervisor may take part of the machine for a while;
+    // the CSV has the share per level (`steal_pct`).
+    let worst = levels.iter().max_by(|a, b| a.steal.total_cmp(&b.steal));
+    if let Some(w) = worst {
+        let _ = writeln!(
+            md,
+            "CPU time stolen by the hypervisor during a level: median {:.1} %, most {:.1} % \
+            ({} C={} {} at {:.0}/s); `steal_pct` in the CSV gives every level's.\n",
+            median(levels.iter().map(|l| l.steal * 100.0).collect()).unwrap_or(0.0),
+            w.steal * 100.0,
+            w.side.key(),
+            w.clients,
+            w.phase,
+            w.offered
+        );
+    }
     let _ = writeln!(md, "## Saturation\n");
     let _ = writeln!(md, "| clients | Fanfare | Socket.IO + Redis | floor | Fanfare ÷ Socket.IO | Fanfare ÷ floor | CPU µs/delivery at saturation: Fanfare workers (+ broadcaster) | Socket.IO servers (+ redis) | floor |");
     let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -313,7 +329,7 @@ fn rooms_table(md: &mut String, s: &Settings, levels: &[Level], reps: usize) {
 }
 
 fn csv(levels: &[Level], rooms: bool) -> String {
-    let mut out = String::from("rep,clients,side,phase,offered,achieved,sent,expected,received,loss,gaps,dups,p50_ms,p99_ms,early_p50_ms,late_p50_ms,max_ms,publisher_lag,closed,server_cpu_us_per_delivery,other_cpu_us_per_delivery,load_generator_cpu_us_per_delivery,pass,why");
+    let mut out = String::from("rep,clients,side,phase,offered,achieved,sent,expected,received,loss,gaps,dups,p50_ms,p99_ms,early_p50_ms,late_p50_ms,max_ms,publisher_lag,closed,server_cpu_us_per_delivery,other_cpu_us_per_delivery,load_generator_cpu_us_per_delivery,steal_pct,pass,why");
     if rooms {
         out.push_str(",messages_per_s,stray,egress_bytes,egress_messages,broadcaster_subscribers,intake_ratio,intake_ratio_worst_worker,intake_per_worker");
     }
@@ -321,10 +337,10 @@ fn csv(levels: &[Level], rooms: bool) -> String {
     for l in levels {
         let _ = writeln!(
             out,
-            "{},{},{},{},{:.0},{:.0},{},{},{},{:.6},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{:.3},{:.3},{:.3},{},\"{}\"",
+            "{},{},{},{},{:.0},{:.0},{},{},{},{:.6},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{:.3},{:.3},{:.3},{:.1},{},\"{}\"",
             l.rep + 1, l.clients, l.side.key(), l.phase, l.offered, l.achieved, l.sent, l.expected, l.received,
             l.loss(), l.gaps, l.dups, l.p50, l.p99, l.early_p50, l.late_p50, l.max, l.publisher_lag, l.closed,
-            l.server_cpu_per_delivery, l.other_cpu_per_delivery, l.load_cpu_per_delivery, l.pass, l.why.replace('"', "'")
+            l.server_cpu_per_delivery, l.other_cpu_per_delivery, l.load_cpu_per_delivery, l.steal * 100.0, l.pass, l.why.replace('"', "'")
         );
         if let (true, Some(r)) = (rooms, l.rooms.as_ref()) {
             out.pop(); // the newline

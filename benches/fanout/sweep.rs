@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::load::{Load, Protocol, RunStats};
-use super::procs::cpu_us;
+use super::procs::{cpu_steal_ticks, cpu_us, steal_share};
 use super::rooms;
 use super::sides::{Kind, Side};
 
@@ -191,6 +191,9 @@ pub struct Level {
     pub other_cpu_per_delivery: f64,
     /// CPU of this process (the load generator) per delivery, µs.
     pub load_cpu_per_delivery: f64,
+    /// Share of the machine's CPU time the hypervisor stole during the level
+    /// (a shared VM: a level with much of it measured a smaller machine).
+    pub steal: f64,
     /// Whether the level counts as sustained.
     pub pass: bool,
     /// Why not, when it does not.
@@ -362,6 +365,7 @@ impl Bench<'_> {
         let cpu = |p: &[u32]| p.iter().map(|&p| cpu_us(p)).sum::<u64>();
         let me = std::process::id();
         let (cpu0, other0, load0) = (cpu(&pids), cpu(&others), cpu_us(me));
+        let steal0 = cpu_steal_ticks();
         let (sent, elapsed_us) = self.side.publish(run, rate, count)?;
         let expected = if s.rooms > 0 {
             rooms::expected(clients, s.rooms, sent)
@@ -384,6 +388,7 @@ impl Bench<'_> {
             }
         }
         let (cpu1, other1, load1) = (cpu(&pids), cpu(&others), cpu_us(me));
+        let steal = steal_share(steal0, cpu_steal_ticks());
         let probe1 = (s.rooms > 0).then(|| RoomProbe::take(&self.side, s.workers));
         let st: RunStats = load.collect(run);
         let room_level = match (probe0, probe1) {
@@ -440,6 +445,7 @@ impl Bench<'_> {
             server_cpu_per_delivery: cpu1.saturating_sub(cpu0) as f64 / received,
             other_cpu_per_delivery: other1.saturating_sub(other0) as f64 / received,
             load_cpu_per_delivery: load1.saturating_sub(load0) as f64 / received,
+            steal,
             pass: true,
             why: String::new(),
             rooms: room_level,
@@ -469,7 +475,7 @@ impl Bench<'_> {
         level.pass = why.is_empty();
         level.why = why.join(", ");
         eprintln!(
-            "  {:<8} C={clients:<5} {phase:<5} offered {:>9.0}/s got {:>9.0}/s  p50 {:>7.2} ms p99 {:>8.2} ms  loss {:.3} % gaps {} dups {}  cpu {:.2}+{:.2} µs/d (load gen {:.2})  {}",
+            "  {:<8} C={clients:<5} {phase:<5} offered {:>9.0}/s got {:>9.0}/s  p50 {:>7.2} ms p99 {:>8.2} ms  loss {:.3} % gaps {} dups {}  cpu {:.2}+{:.2} µs/d (load gen {:.2}) steal {:.0} %  {}",
             self.side.kind.key(),
             offered,
             level.achieved,
@@ -481,6 +487,7 @@ impl Bench<'_> {
             level.server_cpu_per_delivery,
             level.other_cpu_per_delivery,
             level.load_cpu_per_delivery,
+            level.steal * 100.0,
             if level.pass { "ok".to_owned() } else { format!("FAIL: {}", level.why) }
         );
         if let Some(r) = &level.rooms {

@@ -257,3 +257,31 @@ fn clock_ticks() -> u64 {
             .unwrap_or(100)
     })
 }
+
+/// The machine's CPU ticks from /proc/stat: (stolen by the hypervisor, all).
+/// Two readings give the share of a period a shared VM did not get to run.
+pub fn cpu_steal_ticks() -> (u64, u64) {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().next()?.strip_prefix("cpu ")?.to_owned();
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal (guest time is in user).
+            Some((*f.get(7)?, f.iter().take(8).sum()))
+        })
+        .unwrap_or((0, 0))
+}
+
+/// The share (0..1) of the machine's CPU time stolen between two readings of
+/// [`cpu_steal_ticks`] (0 when nothing was counted).
+pub fn steal_share(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let total = after.1.saturating_sub(before.1);
+    if total == 0 {
+        0.0
+    } else {
+        after.0.saturating_sub(before.0) as f64 / total as f64
+    }
+}

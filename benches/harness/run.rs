@@ -10,7 +10,7 @@ use super::admin;
 use super::c_tools::CTools;
 use super::config::{BenchConfig, Column};
 use super::forwarders::{self, Forwarder, ROLE_VAR};
-use super::procs::{cpu_us, field, Proc};
+use super::procs::{cpu_steal_ticks, cpu_us, field, steal_share, Proc};
 
 /// How long subscribers may take to see the first probe (their subscription in place).
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -68,6 +68,8 @@ pub struct RunResult {
     pub counters: Option<BroadcasterCounters>,
     /// CPU time (user + system) from `go` to the last result, per message sent.
     pub cpu: CpuPerMessage,
+    /// Share of the machine's CPU time the hypervisor stole meanwhile (0..1).
+    pub steal: f64,
 }
 
 /// CPU time per message sent, in µs, of each process of a run (from
@@ -151,6 +153,7 @@ fn measure(
     let forwarder_pid = [forwarder.proc.pid()];
     let load_pid = [load.pid()];
     let before = [cpu(&forwarder_pid), cpu(&load_pid), cpu(&sink_pids)];
+    let steal_before = cpu_steal_ticks();
     load.send_line("go")?;
     let mut results = Vec::with_capacity(subscribers);
     for sink in &mut sinks {
@@ -165,6 +168,7 @@ fn measure(
         .context("no elapsed_us in `sent` line")?
         .parse()?;
     let after = [cpu(&forwarder_pid), cpu(&load_pid), cpu(&sink_pids)];
+    let steal = steal_share(steal_before, cpu_steal_ticks());
     let per_message =
         |i: usize| after[i].saturating_sub(before[i]) as f64 / config.messages.max(1) as f64;
     let cpu = CpuPerMessage {
@@ -179,6 +183,7 @@ fn measure(
         sinks: results,
         counters: None,
         cpu,
+        steal,
     })
 }
 

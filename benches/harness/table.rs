@@ -277,6 +277,19 @@ pub fn render(config: &BenchConfig, cells: &[Cell], header: &str) -> String {
          forwarder (in brackets: zmq_proxy's ÷ this one's, > 1 = cheaper) · load generator · all subscribers together:\n"
     );
     let _ = writeln!(out, "{head}\n{rule}\n{cpu}");
+    let steals: Vec<f64> = cells
+        .iter()
+        .flat_map(|c| &c.runs)
+        .map(|r| r.steal * 100.0)
+        .collect();
+    if let Some(most) = steals.iter().copied().reduce(f64::max) {
+        let _ = writeln!(
+            out,
+            "CPU time stolen by the hypervisor during a run (a shared VM): median {:.1} %, most {:.1} %.\n",
+            median(steals),
+            most
+        );
+    }
     if !notes.is_empty() {
         let _ = writeln!(out, "Notes:\n");
         for note in notes {
