@@ -16,6 +16,10 @@
 //! broadcaster and demo binary (`cargo build --release -p
 //! fanfare-broadcaster -p fanfare-demo-web`).
 
+#[allow(dead_code)] // shared with the forwarding bench, which uses all of it
+#[path = "harness/procs.rs"]
+mod procs;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -45,16 +49,6 @@ fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-/// User + system CPU time of `pid` in clock ticks (procfs).
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').context("stat")?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let utime: u64 = f.get(11).context("utime")?.parse()?;
-    let stime: u64 = f.get(12).context("stime")?.parse()?;
-    Ok(utime + stime)
 }
 
 fn callgrind_control(args: &[&str]) -> Result<()> {
@@ -198,7 +192,7 @@ async fn main() -> Result<()> {
         {}
     }
 
-    let ticks0 = cpu_ticks(pid)?;
+    let cpu0 = procs::cpu_us(pid);
     if valgrind {
         callgrind_control(&["--zero", &pid.to_string()])?;
     }
@@ -239,17 +233,16 @@ async fn main() -> Result<()> {
         keep.push(ws);
     }
     let elapsed = t0.elapsed();
-    let ticks = cpu_ticks(pid)?.saturating_sub(ticks0);
+    let cpu = procs::cpu_us(pid).saturating_sub(cpu0);
     let deliveries = events * clients as u64;
-    let hz = 100.0; // USER_HZ on Linux
     println!(
         "hubcost clients={clients} events={events} rate={rate}/s received={received}/{deliveries} elapsed={:.2}s",
         elapsed.as_secs_f64()
     );
     println!(
-        "worker cpu: {:.1} µs per delivery ({} ticks{})",
-        ticks as f64 / hz * 1e6 / deliveries as f64,
-        ticks,
+        "worker cpu: {:.1} µs per delivery ({} ms in all{})",
+        cpu as f64 / deliveries.max(1) as f64,
+        cpu / 1000,
         if valgrind { ", under valgrind" } else { "" }
     );
     if valgrind {

@@ -235,7 +235,7 @@ pub fn cpu_us(pid: u32) -> u64 {
     let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
-            let rest = s.get(s.rfind(')')? + 2..)?.to_owned();
+            let rest = s.get(s.rfind(')')? + 2..)?;
             let f: Vec<&str> = rest.split_whitespace().collect();
             // After the command: state is field 3, utime 14, stime 15.
             Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
@@ -264,8 +264,10 @@ pub fn cpu_steal_ticks() -> (u64, u64) {
     std::fs::read_to_string("/proc/stat")
         .ok()
         .and_then(|s| {
-            let line = s.lines().next()?.strip_prefix("cpu ")?.to_owned();
-            let f: Vec<u64> = line
+            let f: Vec<u64> = s
+                .lines()
+                .next()?
+                .strip_prefix("cpu ")?
                 .split_whitespace()
                 .filter_map(|v| v.parse().ok())
                 .collect();

@@ -148,11 +148,17 @@ fn measure(
     for sink in &mut sinks {
         sink.expect_line("subscribed", SUBSCRIBE_TIMEOUT)?;
     }
+    let (forwarder_pid, load_pid) = (forwarder.proc.pid(), load.pid());
     let sink_pids: Vec<u32> = sinks.iter().map(Proc::pid).collect();
-    let cpu = |pids: &[u32]| pids.iter().map(|&p| cpu_us(p)).sum::<u64>();
-    let forwarder_pid = [forwarder.proc.pid()];
-    let load_pid = [load.pid()];
-    let before = [cpu(&forwarder_pid), cpu(&load_pid), cpu(&sink_pids)];
+    // CPU µs so far of the forwarder, the load generator and all subscribers.
+    let cpu_now = || {
+        [
+            cpu_us(forwarder_pid),
+            cpu_us(load_pid),
+            sink_pids.iter().map(|&p| cpu_us(p)).sum::<u64>(),
+        ]
+    };
+    let before = cpu_now();
     let steal_before = cpu_steal_ticks();
     load.send_line("go")?;
     let mut results = Vec::with_capacity(subscribers);
@@ -167,7 +173,7 @@ fn measure(
     let sent_us: f64 = field(&sent, "elapsed_us")
         .context("no elapsed_us in `sent` line")?
         .parse()?;
-    let after = [cpu(&forwarder_pid), cpu(&load_pid), cpu(&sink_pids)];
+    let after = cpu_now();
     let steal = steal_share(steal_before, cpu_steal_ticks());
     let per_message =
         |i: usize| after[i].saturating_sub(before[i]) as f64 / config.messages.max(1) as f64;

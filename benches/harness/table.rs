@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::config::{BenchConfig, Column};
-use super::run::RunResult;
+use super::run::{CpuPerMessage, RunResult};
 
 /// Every run of one table cell (subscribers × payload × column).
 pub struct Cell {
@@ -44,8 +44,8 @@ struct Summary {
     missed: f64,
     /// The broadcaster's rejected ingress messages, most in any run.
     rejected: f64,
-    /// CPU µs per message sent, medians over runs: forwarder, load generator, all subscribers.
-    cpu: [f64; 3],
+    /// CPU µs per message sent of each process, medians over runs.
+    cpu: CpuPerMessage,
 }
 
 impl Cell {
@@ -97,11 +97,11 @@ impl Cell {
                 .flat_map(|run| &run.sinks)
                 .map(|s| s.resumes)
                 .sum(),
-            cpu: [
-                per_run(&|run| run.cpu.forwarder),
-                per_run(&|run| run.cpu.load),
-                per_run(&|run| run.cpu.subscribers),
-            ],
+            cpu: CpuPerMessage {
+                forwarder: per_run(&|run| run.cpu.forwarder),
+                load: per_run(&|run| run.cpu.load),
+                subscribers: per_run(&|run| run.cpu.subscribers),
+            },
         })
     }
 }
@@ -162,7 +162,7 @@ pub fn render(config: &BenchConfig, cells: &[Cell], header: &str) -> String {
                 .find(|c| c.column == Column::ZmqProxy)
                 .and_then(|c| c.summary(config.messages));
             let reference = proxy.as_ref().map(|s| s.rate);
-            let proxy_cpu = proxy.as_ref().map(|s| s.cpu[0]);
+            let proxy_cpu = proxy.as_ref().map(|s| s.cpu.forwarder);
             let _ = write!(out, "| {subs} | {payload} B |");
             let _ = write!(ingest, "| {subs} | {payload} B |");
             let _ = write!(cpu, "| {subs} | {payload} B |");
@@ -191,13 +191,13 @@ pub fn render(config: &BenchConfig, cells: &[Cell], header: &str) -> String {
                 let _ = write!(ingest, " {} |", rate_text(s.ingest));
                 // Forwarder CPU relative to zmq_proxy's: > 1 means cheaper per message.
                 let cheaper = proxy_cpu
-                    .filter(|p| *p > 0.0 && s.cpu[0] > 0.0)
-                    .map(|p| format!(" ({:.2}×)", p / s.cpu[0]))
+                    .filter(|p| *p > 0.0 && s.cpu.forwarder > 0.0)
+                    .map(|p| format!(" ({:.2}×)", p / s.cpu.forwarder))
                     .unwrap_or_default();
                 let _ = write!(
                     cpu,
                     " {:.2}{cheaper} · {:.2} · {:.2} |",
-                    s.cpu[0], s.cpu[1], s.cpu[2]
+                    s.cpu.forwarder, s.cpu.load, s.cpu.subscribers
                 );
                 if s.unmarked > 0 {
                     notes.push(format!(
