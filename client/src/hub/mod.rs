@@ -108,6 +108,7 @@ mod recovery;
 mod registry;
 mod reorder;
 mod ring;
+mod socket;
 
 #[cfg(test)]
 mod tests;
@@ -116,13 +117,14 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{State, WebSocketUpgrade};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use fanfare_protocol::pattern::Pattern;
 use futures::StreamExt;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{AllowAll, AuthRequest, Authorizer, Denied, Identity, OriginPolicy};
@@ -234,7 +236,11 @@ impl Hub {
 
     /// Serves one already-upgraded connection given as a sink and a stream
     /// of axum websocket messages (what `WebSocket::split` gives, or channels).
-    /// Read errors convert into a [`SocketError`] (axum's do).
+    /// Read errors convert into a [`SocketError`] (axum's and tungstenite's
+    /// do). The hub answers each ping the stream yields with a pong through
+    /// the sink (an axum socket also answers by itself; the second pong is
+    /// harmless). [`Hub::router`]'s `/ws` does not go through here: it
+    /// upgrades the connection itself and writes frames vectored.
     pub async fn serve_socket<Si, St, E>(&self, identity: Identity, sink: Si, stream: St)
     where
         Si: futures::Sink<axum::extract::ws::Message> + Unpin,
@@ -261,23 +267,23 @@ async fn fanfare_js() -> impl IntoResponse {
     )
 }
 
-async fn upgrade(
-    State(hub): State<Hub>,
-    ws: WebSocketUpgrade,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
+async fn upgrade(State(hub): State<Hub>, mut req: Request) -> Response {
+    let handshake = match socket::check(&req) {
+        Ok(h) => h,
+        Err(refused) => {
+            refused_handshake(&hub, refused);
+            return refused.into_response();
+        }
+    };
+    let (headers, uri) = (req.headers(), req.uri());
     let inner = &hub.inner;
     let o = &inner.options;
-    if !o.origins.allows(&headers) {
+    if !o.origins.allows(headers) {
         inner.metrics.refused_origin.inc();
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
-    let token = auth::find_token(uri.query(), &headers, o.origins.cookies_allowed());
-    let access = match o.authorizer.authorize(&AuthRequest {
-        headers: &headers,
-        token,
-    }) {
+    let token = auth::find_token(uri.query(), headers, o.origins.cookies_allowed());
+    let access = match o.authorizer.authorize(&AuthRequest { headers, token }) {
         Ok(i) => connection::Access::Granted(i),
         Err(_) if o.auth_in_first_frame && token.is_none() => {
             connection::Access::Pending(headers.clone())
@@ -292,14 +298,27 @@ async fn upgrade(
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     }
     let hard = o.hard_frame_limit;
-    ws.max_message_size(hard)
-        .max_frame_size(hard)
+    // The reader's tungstenite writes nothing (the writer answers pings
+    // and closes), so it needs no write buffer.
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(hard))
+        .max_frame_size(Some(hard))
         .read_buffer_size(o.ws_read_buffer)
-        .write_buffer_size(o.ws_write_buffer)
-        .on_upgrade(move |socket| async move {
-            let (sink, stream) = socket.split();
+        .write_buffer_size(0);
+    let write_bytes = o.ws_write_buffer;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Some((sink, stream)) = socket::open(on_upgrade, config, write_bytes).await {
             connection::serve(hub.inner.clone(), access, sink, stream).await;
-        })
+        }
+    });
+    handshake.response()
+}
+
+/// Counts and logs a request to `/ws` that is not a websocket handshake.
+fn refused_handshake(hub: &Hub, refused: socket::Refused) {
+    hub.inner.metrics.refused_handshake.inc();
+    tracing::debug!(?refused, "not a websocket handshake");
 }
 
 async fn feed_loop(inner: Arc<HubInner>) {

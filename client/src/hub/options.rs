@@ -66,7 +66,7 @@ impl HubOptions {
             queue_capacity: 1024,
             max_frame: 64 * 1024,
             ws_read_buffer: 512,
-            ws_write_buffer: 2 * 1024,
+            ws_write_buffer: 64 * 1024,
             hard_frame_limit: 256 * 1024,
             publish_rate: 20.0,
             publish_burst: 40,
@@ -117,20 +117,18 @@ impl HubOptions {
         self
     }
 
-    /// Websocket buffers per connection (default 512 bytes read, 2 KiB
+    /// Websocket buffers per connection (default 512 bytes read, 64 KiB
     /// write). The read buffer is allocated (and zeroed) for every
     /// connection for its whole life and is also the most one read takes
     /// from the socket: browsers send small frames, and a larger frame grows
-    /// it to fit. The write buffer is where the frames of one batch gather
-    /// before a write call (larger → fewer write calls when a queue is deep);
-    /// it grows on demand, but once a burst has grown it, tungstenite keeps
-    /// it for the connection's life: it is what an idle connection that once
-    /// had a backlog holds (measured: a 2 s stall of a worker with 2 000
-    /// connections kept +6.7 KiB per connection with 16 KiB, +2.1 KiB with
-    /// 2 KiB; `benches/results/memory.md`).
+    /// it to fit. `write` is the most bytes of frames one write call is
+    /// handed: the writer gathers up to 64 queued frames and writes them in
+    /// one vectored write of the shared frame bytes (nothing is copied, so
+    /// this costs no memory per connection; a smaller value means more
+    /// write calls when a queue is deep).
     pub fn ws_buffers(mut self, read: usize, write: usize) -> Self {
         self.ws_read_buffer = read.max(64);
-        self.ws_write_buffer = write;
+        self.ws_write_buffer = write.max(1);
         self
     }
 

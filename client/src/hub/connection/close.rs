@@ -91,6 +91,12 @@ impl From<axum::Error> for SocketError {
     }
 }
 
+impl From<tungstenite::Error> for SocketError {
+    fn from(e: tungstenite::Error) -> Self {
+        Self(Box::new(e))
+    }
+}
+
 impl From<Infallible> for SocketError {
     fn from(e: Infallible) -> Self {
         match e {}

@@ -188,7 +188,9 @@ impl Conn {
                     ),
                     None,
                 ),
-                _ => {} // ping/pong: liveness only (axum answers pings)
+                // The writer answers; a pong is liveness only.
+                Message::Ping(payload) => self.queue_outgoing(Outgoing::pong(payload)),
+                _ => {}
             }
             if self.shared.cancel.is_cancelled() {
                 return;
@@ -201,7 +203,11 @@ impl Conn {
     }
 
     fn queue(&self, frame: Utf8Bytes) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame.into()) {
+        self.queue_outgoing(frame.into());
+    }
+
+    fn queue_outgoing(&self, out: Outgoing) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(out) {
             self.end(Ending::QueueFull);
         }
     }

@@ -39,6 +39,9 @@ enum Kind {
     Resumed {
         _window: Box<tokio::sync::OwnedSemaphorePermit>,
     },
+    /// The answer to a browser's ping: a pong with its payload (boxed to
+    /// keep every queue slot small; `frame` is empty).
+    Pong(Box<Bytes>),
 }
 
 impl Outgoing {
@@ -57,6 +60,22 @@ impl Outgoing {
             kind: Kind::Resumed {
                 _window: Box::new(window),
             },
+        }
+    }
+
+    /// The pong answering a ping that carried `payload`.
+    pub fn pong(payload: Bytes) -> Self {
+        Self {
+            frame: Utf8Bytes::from_static(""),
+            kind: Kind::Pong(Box::new(payload)),
+        }
+    }
+
+    /// The websocket message this queue slot is.
+    fn into_message(self) -> Message {
+        match self.kind {
+            Kind::Pong(payload) => Message::Pong(*payload),
+            _ => Message::Text(self.frame),
         }
     }
 
@@ -158,7 +177,7 @@ async fn close<Si: Sink<Message> + Unpin>(
         // Errors explaining the close go out before it; a slow consumer's
         // backlog does not.
         while let (true, Ok(f)) = (drain, rx.try_recv()) {
-            if sink.feed(Message::Text(f.frame)).await.is_err() {
+            if sink.feed(f.into_message()).await.is_err() {
                 return false;
             }
         }
@@ -187,7 +206,7 @@ async fn write_batch<Si: Sink<Message> + Unpin>(
                 .delivery_lag
                 .observe_us(now_us.saturating_sub(stamp_us));
         }
-        Message::Text(f.frame)
+        f.into_message()
     };
     let first = match first {
         Some(f) => hand_over(f),

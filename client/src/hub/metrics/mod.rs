@@ -30,6 +30,8 @@ pub struct HubMetrics {
     pub connections_open: Gauge,
     /// Connections accepted since start.
     pub connections_total: Counter,
+    /// Requests to `/ws` that were not a websocket handshake.
+    pub refused_handshake: Counter,
     /// Upgrades refused for a bad `Origin`.
     pub refused_origin: Counter,
     /// Upgrades refused by the authorizer.
@@ -78,6 +80,7 @@ impl HubMetrics {
         let mut m = Self {
             connections_open: Gauge::default(),
             connections_total: Counter::default(),
+            refused_handshake: Counter::default(),
             refused_origin: Counter::default(),
             refused_auth: Counter::default(),
             refused_full: Counter::default(),
@@ -119,6 +122,11 @@ impl HubMetrics {
                 "fanfare_hub_connections",
                 "Websocket connections accepted",
                 &self.connections_total,
+            ),
+            (
+                "fanfare_hub_refused_handshake",
+                "Requests to /ws that were not a websocket handshake",
+                &self.refused_handshake,
             ),
             (
                 "fanfare_hub_refused_origin",
