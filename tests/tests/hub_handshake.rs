@@ -47,15 +47,17 @@ fn handshake_head(extra: &str) -> String {
     )
 }
 
-/// A masked client text frame.
-fn client_text(text: &str) -> Vec<u8> {
+/// A masked client text frame (of fewer than 126 bytes).
+fn client_text(text: &str) -> Result<Vec<u8>> {
     let mask = [0x37u8, 0xfa, 0x21, 0x3d];
-    let len = u8::try_from(text.len()).expect("short frame");
-    assert!(len < 126);
+    let len = u8::try_from(text.len())
+        .ok()
+        .filter(|n| *n < 126)
+        .context("a short frame")?;
     let mut f = vec![0x81, 0x80 | len];
     f.extend_from_slice(&mask);
     f.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
+    Ok(f)
 }
 
 /// Reads unmasked server text frames from `s` (after the bytes in
@@ -142,7 +144,7 @@ async fn what_is_not_a_handshake_is_told_why_and_counted() -> Result<()> {
 #[tokio::test]
 async fn a_frame_in_the_handshakes_packet_is_read() -> Result<()> {
     let demo = Demo::start(&["--workers", "1"]).await?;
-    let ping = client_text(r#"{"op":"ping","ref":"early"}"#);
+    let ping = client_text(r#"{"op":"ping","ref":"early"}"#)?;
     let (mut s, got) = raw_request(demo.port, &handshake_head(""), &ping).await?;
     let end = got
         .windows(4)

@@ -8,10 +8,14 @@
 
 mod both;
 mod close;
+mod queue;
 mod subscribe;
 mod writer;
 
 pub use close::{CloseCause, ConnShared, Ending, SocketError};
+#[cfg(test)]
+pub use queue::queue;
+pub use queue::{QueueRx, QueueTx, TrySendError};
 pub use writer::Outgoing;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -23,7 +27,6 @@ use fanfare_protocol::pattern::Pattern;
 use fanfare_protocol::topic::{self, TopicError};
 use futures::{Sink, Stream, StreamExt};
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 
 use super::auth::Identity;
 use super::limits::TokenBucket;
@@ -56,7 +59,7 @@ struct Conn {
     /// first frame (boxed: not inline in every connection's task).
     headers: Option<Box<axum::http::HeaderMap>>,
     shared: Arc<ConnShared>,
-    tx: mpsc::Sender<Outgoing>,
+    tx: QueueTx,
     publishes: TokenBucket,
     subscribes: TokenBucket,
     errors: TokenBucket,
@@ -72,7 +75,7 @@ where
 {
     let o = &hub.options;
     let id = hub.next_conn.fetch_add(1, Relaxed) + 1;
-    let (tx, rx) = mpsc::channel(o.queue_capacity.max(1));
+    let (tx, rx) = queue::queue(o.queue_capacity);
     let shared = Arc::new(ConnShared::default());
     // The queue is empty: the welcome always fits.
     let welcome = protocol::welcome(&o.worker_id, &conn_name(&o.worker_id, id), o.max_frame);
@@ -207,7 +210,7 @@ impl Conn {
     }
 
     fn queue_outgoing(&self, out: Outgoing) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(out) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(out) {
             self.end(Ending::QueueFull);
         }
     }
@@ -355,8 +358,8 @@ impl Conn {
 
 #[cfg(test)]
 mod tests {
-    /// A queue slot's size is per-connection memory: tokio's bounded
-    /// channel allocates its first block of 32 slots with the connection.
+    /// A queue slot's size is per-connection memory: the queue and the
+    /// writer's batch each keep the slots they last used (up to 16).
     #[test]
     fn a_queue_slot_is_48_bytes() {
         assert!(std::mem::size_of::<super::Outgoing>() <= 48);

@@ -10,15 +10,15 @@
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use bytes::Bytes;
 use futures::{Sink, SinkExt};
-use tokio::sync::mpsc;
+use std::collections::VecDeque;
 
 use super::super::metrics::HubMetrics;
 use super::super::HubInner;
-use super::{CloseCause, ConnShared};
+use super::{CloseCause, ConnShared, QueueRx};
 
-/// One frame in a connection's queue (48 bytes: the queue's blocks of 32
-/// slots are allocated with the connection, so its size is per-connection
-/// memory).
+/// One frame in a connection's queue (48 bytes: the queue and the writer's
+/// batch keep up to 16 slots each between batches, so its size is
+/// per-connection memory).
 #[derive(Debug)]
 pub struct Outgoing {
     /// The text frame, shared with every other connection it goes to.
@@ -108,7 +108,7 @@ pub const SLOW_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(
 /// when the close frame was written.
 pub async fn write_loop<Si: Sink<Message> + Unpin>(
     mut sink: Si,
-    mut rx: mpsc::Receiver<Outgoing>,
+    mut rx: QueueRx,
     hub: &HubInner,
     shared: &ConnShared,
 ) -> bool {
@@ -124,19 +124,21 @@ pub async fn write_loop<Si: Sink<Message> + Unpin>(
     // no cancellation poll while frames keep coming; the flag is checked
     // once per batch instead, and the future is polled whenever the queue
     // is empty or the socket blocks, so a cancel is still seen at once.
+    // The frames taken from the queue and not yet handed to the socket.
+    let mut batch = VecDeque::new();
     while !shared.cancel.is_cancelled() {
-        let first = tokio::select! {
+        let frames = tokio::select! {
             biased;
-            f = rx.recv() => match f {
-                Some(f) => Some(f),
-                None => break,
+            n = rx.recv_many(&mut batch, BATCH) => match n {
+                0 => break,
+                _ => true,
             },
             _ = &mut cancelled => break,
-            _ = ping.tick() => None,
+            _ = ping.tick() => false,
         };
         let written = tokio::select! {
             biased;
-            r = write_batch(&mut sink, first, &mut rx, &hub.metrics) => r,
+            r = write_batch(&mut sink, frames, &mut batch, &hub.metrics) => r,
             _ = &mut cancelled => break,
         };
         match written {
@@ -148,14 +150,15 @@ pub async fn write_loop<Si: Sink<Message> + Unpin>(
     }
     // Boxed: the close's state (its timeout and writes) is allocated once,
     // when the connection ends, not inline in every connection's task.
-    Box::pin(close(sink, rx, o, shared)).await
+    Box::pin(close(sink, batch, rx, o, shared)).await
 }
 
 /// Sends what explains the close (not a slow consumer's backlog) and the
 /// close frame of the connection's cause, within the close timeout.
 async fn close<Si: Sink<Message> + Unpin>(
     mut sink: Si,
-    mut rx: mpsc::Receiver<Outgoing>,
+    mut batch: VecDeque<Outgoing>,
+    mut rx: QueueRx,
     o: &super::super::HubOptions,
     shared: &ConnShared,
 ) -> bool {
@@ -176,7 +179,10 @@ async fn close<Si: Sink<Message> + Unpin>(
     let sent = tokio::time::timeout(wait, async {
         // Errors explaining the close go out before it; a slow consumer's
         // backlog does not.
-        while let (true, Ok(f)) = (drain, rx.try_recv()) {
+        while let Some(f) = drain
+            .then(|| batch.pop_front().or_else(|| rx.try_recv()))
+            .flatten()
+        {
             if sink.feed(f.into_message()).await.is_err() {
                 return false;
             }
@@ -191,12 +197,12 @@ async fn close<Si: Sink<Message> + Unpin>(
     matches!(sent, Ok(true))
 }
 
-/// Writes `first` (a queued frame, or `None` for a ping) and whatever else
-/// is queued, up to [`BATCH`], then flushes once.
+/// Writes the frames of `batch` (taken from the queue), or a ping when
+/// `frames` is false, then flushes once.
 async fn write_batch<Si: Sink<Message> + Unpin>(
     sink: &mut Si,
-    first: Option<Outgoing>,
-    rx: &mut mpsc::Receiver<Outgoing>,
+    frames: bool,
+    batch: &mut VecDeque<Outgoing>,
     metrics: &HubMetrics,
 ) -> Result<u64, ()> {
     let now_us = fanfare_protocol::stamp::now_us();
@@ -208,20 +214,14 @@ async fn write_batch<Si: Sink<Message> + Unpin>(
         }
         f.into_message()
     };
-    let first = match first {
-        Some(f) => hand_over(f),
-        None => Message::Ping(Bytes::new()),
-    };
-    sink.feed(first).await.map_err(|_| ())?;
-    let mut n = 1;
-    while n < BATCH as u64 {
-        match rx.try_recv() {
-            Ok(f) => {
-                sink.feed(hand_over(f)).await.map_err(|_| ())?;
-                n += 1;
-            }
-            Err(_) => break,
-        }
+    if !frames {
+        sink.feed(Message::Ping(Bytes::new()))
+            .await
+            .map_err(|_| ())?;
+    }
+    let n = batch.len().max(1) as u64;
+    while let Some(f) = batch.pop_front() {
+        sink.feed(hand_over(f)).await.map_err(|_| ())?;
     }
     sink.flush().await.map_err(|_| ())?;
     Ok(n)

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 
-use super::super::connection::Outgoing;
+use super::super::connection::{Outgoing, QueueTx};
 
 /// Bytes of resume frames a connection may have queued and not yet written.
 pub const WINDOW_BYTES: usize = 256 * 1024;
@@ -25,14 +25,14 @@ pub enum Stopped {
 
 /// Where a resume's frames go: the connection's queue, through its window.
 pub struct Out {
-    tx: mpsc::Sender<Outgoing>,
+    tx: QueueTx,
     window: Arc<Semaphore>,
     slow_cut: Duration,
 }
 
 impl Out {
     /// A window of [`WINDOW_BYTES`] into `tx`; a frame waits at most `slow_cut`.
-    pub fn new(tx: mpsc::Sender<Outgoing>, slow_cut: Duration) -> Self {
+    pub fn new(tx: QueueTx, slow_cut: Duration) -> Self {
         Self {
             tx,
             window: Arc::new(Semaphore::new(WINDOW_BYTES)),
@@ -84,7 +84,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_window_bounds_what_a_resume_queues_ahead_of_the_writer() {
-        let (tx, mut rx) = mpsc::channel(100_000);
+        let (tx, mut rx) = super::super::super::connection::queue(100_000);
         let out = Out::new(tx, Duration::from_millis(50));
         let frame = Utf8Bytes::from("x".repeat(1024));
         for _ in 0..WINDOW_BYTES / 1024 {
@@ -94,11 +94,9 @@ mod tests {
         assert_eq!(out.send(frame.clone()).await, Err(Stopped::Slow));
         assert_eq!(out.drained().await, Err(Stopped::Slow));
         // The writer hands one frame over: room for one more.
-        drop(rx.recv().await);
+        drop(rx.try_recv());
         out.send(frame.clone()).await.unwrap();
-        while !rx.is_empty() {
-            drop(rx.recv().await);
-        }
+        while rx.try_recv().is_some() {}
         assert_eq!(out.drained().await, Ok(()));
     }
 }

@@ -16,9 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
 use fanfare_protocol::pattern::Pattern;
-use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::connection::{ConnShared, Ending, Outgoing};
+use super::connection::{ConnShared, Ending, Outgoing, QueueTx, TrySendError};
 use super::metrics::HubMetrics;
 use super::protocol::{self, GapNotice};
 use super::ring::{Coverage, Event, Ring};
@@ -30,7 +29,7 @@ use index::{add_patterns, drop_patterns, remove_locked};
 
 struct Entry {
     patterns: Vec<String>,
-    tx: mpsc::Sender<Outgoing>,
+    tx: QueueTx,
     shared: Arc<ConnShared>,
     /// While resuming: live events wait here (bounded by the queue capacity).
     hold: Option<VecDeque<Arc<Event>>>,
@@ -114,7 +113,7 @@ impl Registry {
     }
 
     /// Adds a connection with no patterns.
-    pub fn add(&self, id: u64, tx: mpsc::Sender<Outgoing>, shared: Arc<ConnShared>) {
+    pub fn add(&self, id: u64, tx: QueueTx, shared: Arc<ConnShared>) {
         self.lock().conns.insert(
             id,
             Entry {
@@ -362,12 +361,7 @@ impl Registry {
 }
 
 /// `try_send` with the slow-consumer policy; false when the connection is gone.
-fn try_queue(
-    tx: &mpsc::Sender<Outgoing>,
-    shared: &ConnShared,
-    frame: Outgoing,
-    m: &HubMetrics,
-) -> bool {
+fn try_queue(tx: &QueueTx, shared: &ConnShared, frame: Outgoing, m: &HubMetrics) -> bool {
     match tx.try_send(frame) {
         Ok(()) => true,
         Err(TrySendError::Full(_)) => {

@@ -166,6 +166,12 @@ impl<W: AsyncWrite + Unpin> FrameSink<W> {
 
     fn push(&mut self, p: Pending) {
         self.queued = self.queued.saturating_add(p.len());
+        // Past what is kept between batches, grow once to a whole batch
+        // (not by doubling, a reallocation each time).
+        if self.queue.len() == self.queue.capacity() && self.queue.len() >= KEEP {
+            self.queue
+                .reserve_exact(MAX_FRAMES.saturating_sub(self.queue.len()).max(1));
+        }
         self.queue.push_back(p);
     }
 }
