@@ -116,7 +116,7 @@ where
                 _ = conn.read_loop(&mut stream) => {}
                 _ = on_shutdown => {}
             }
-            shared.cancel.cancel();
+            shared.stop();
         });
         both::run_both(reader, writer).await
     };
@@ -161,7 +161,7 @@ impl Conn {
             };
             let next = tokio::select! {
                 biased;
-                _ = self.shared.cancel.cancelled() => return,
+                _ = self.shared.cancelled() => return,
                 r = tokio::time::timeout(wait, stream.next()) => r,
             };
             let msg = match next {
@@ -195,7 +195,7 @@ impl Conn {
                 Message::Ping(payload) => self.queue_outgoing(Outgoing::pong(payload)),
                 _ => {}
             }
-            if self.shared.cancel.is_cancelled() {
+            if self.shared.is_ended() {
                 return;
             }
         }

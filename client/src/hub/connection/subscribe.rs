@@ -81,7 +81,7 @@ impl Conn {
         // At most `max_resumes` resumes run at once per hub; the others wait
         // here (cancellable), holding nothing.
         let _permit = tokio::select! {
-            _ = self.shared.cancel.cancelled() => return Ok(()),
+            _ = self.shared.cancelled() => return Ok(()),
             p = hub.resumes.acquire() => match p {
                 Ok(p) => p,
                 Err(_) => return Ok(()),
@@ -126,7 +126,7 @@ impl Conn {
             Ok(rec.delivered)
         };
         let delivered = tokio::select! {
-            _ = self.shared.cancel.cancelled() => return Ok(()),
+            _ = self.shared.cancelled() => return Ok(()),
             r = streamed => r,
         };
         match delivered {

@@ -117,7 +117,7 @@ pub async fn write_loop<Si: Sink<Message> + Unpin>(
     ping.tick().await;
     // One cancellation future for the whole loop: making a new one per
     // batch registers and unregisters a waiter under the token's lock.
-    let cancelled = shared.cancel.cancelled();
+    let cancelled = shared.cancelled();
     tokio::pin!(cancelled);
     // The queue and the write are polled before the cancellation future
     // (polling that one takes the token's waiter lock), so an event costs
@@ -126,7 +126,7 @@ pub async fn write_loop<Si: Sink<Message> + Unpin>(
     // is empty or the socket blocks, so a cancel is still seen at once.
     // The frames taken from the queue and not yet handed to the socket.
     let mut batch = VecDeque::new();
-    while !shared.cancel.is_cancelled() {
+    while !shared.is_ended() {
         let frames = tokio::select! {
             biased;
             n = rx.recv_many(&mut batch, BATCH) => match n {

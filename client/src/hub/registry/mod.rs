@@ -271,7 +271,7 @@ impl Registry {
             }
             self.metrics.deliveries.inc();
         }
-        if e.shared.cancel.is_cancelled() {
+        if e.shared.is_ended() {
             remove_locked(&mut st, id);
         }
     }
