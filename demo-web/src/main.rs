@@ -18,6 +18,13 @@ mod worker;
 
 use clap::Parser;
 
+/// jemalloc, not glibc's malloc: under connection churn (websockets opened
+/// and closed all day) glibc's heap kept growing by ≈ 1.6 KiB per churned
+/// connection with the live set constant; jemalloc returns it
+/// (`benches/results/2026-12-03/churn-memory.md`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
