@@ -53,6 +53,9 @@ pub struct Confirmation {
 /// a later epoch is always further on.
 pub(crate) type Mark = (u64, u64);
 
+/// A mark per origin, looked up per message (hashed with foldhash: lib.rs).
+pub(crate) type Marks = foldhash::HashMap<std::sync::Arc<str>, Mark>;
+
 /// One broadcast message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -173,7 +176,7 @@ pub(crate) enum Incoming {
 /// allocates none.
 #[derive(Debug, Default)]
 pub(crate) struct Origins {
-    known: std::collections::HashMap<Box<str>, Arc<str>>,
+    known: foldhash::HashMap<Box<str>, Arc<str>>,
     /// The origin interned last (one origin per broadcaster: the usual case).
     last: Option<Arc<str>>,
     /// The publisher interned last (kept apart, so that a message's
@@ -229,7 +232,7 @@ impl Origins {
 /// The shared `Arc<str>` for `id`: `last` if it is that name, else the
 /// known one (at most 4096 kept; beyond, each call allocates).
 fn intern_in(
-    known: &mut std::collections::HashMap<Box<str>, Arc<str>>,
+    known: &mut foldhash::HashMap<Box<str>, Arc<str>>,
     last: &mut Option<Arc<str>>,
     id: &str,
 ) -> Arc<str> {

@@ -51,6 +51,9 @@ pub struct Pattern {
     words: Vec<Word>,
     prefix: String,
     literal: bool,
+    /// Literal words then one `#` (`#`, `chat.#`): matched by comparing
+    /// the prefix alone.
+    tail_many: bool,
 }
 
 impl Pattern {
@@ -92,11 +95,15 @@ impl Pattern {
         }
         let literal = words.iter().all(|w| matches!(w, Word::Literal(_)));
         let prefix = literal_prefix_of(&words, literal, text);
+        let tail_many = words.split_last().is_some_and(|(last, rest)| {
+            *last == Word::Many && rest.iter().all(|w| matches!(w, Word::Literal(_)))
+        });
         Ok(Self {
             text: text.to_owned(),
             words,
             prefix,
             literal,
+            tail_many,
         })
     }
 
@@ -124,6 +131,14 @@ impl Pattern {
     pub fn matches(&self, topic: &str) -> bool {
         if self.literal {
             return topic == self.text;
+        }
+        if self.tail_many {
+            // `a.b.#` is `a.b` itself or anything under `a.b.`; `#` is all.
+            let p = self.prefix.as_str();
+            return p.is_empty()
+                || topic
+                    .strip_prefix(p)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'));
         }
         match_words(&self.words, topic)
     }
@@ -330,6 +345,22 @@ mod tests {
             let topic = tw.join(".");
             let p = Pattern::parse(&pattern).unwrap();
             let pr: Vec<&str> = pw.iter().map(String::as_str).collect();
+            let tr: Vec<&str> = tw.iter().map(String::as_str).collect();
+            prop_assert_eq!(p.matches(&topic), reference(&pr, &tr), "{} vs {}", pattern, topic);
+        }
+
+        #[test]
+        fn literal_words_then_many_agree_with_reference(
+            pw in proptest::collection::vec(word(), 0..4),
+            tw in proptest::collection::vec(prop_oneof![word(), Just("ab".to_owned())], 1..7),
+        ) {
+            // `a.b.#` and `#` take the prefix-only path; "ab" tests that a
+            // word merely starting with the prefix's last word is no match.
+            let mut pr: Vec<&str> = pw.iter().map(String::as_str).collect();
+            pr.push("#");
+            let pattern = pr.join(".");
+            let topic = tw.join(".");
+            let p = Pattern::parse(&pattern).unwrap();
             let tr: Vec<&str> = tw.iter().map(String::as_str).collect();
             prop_assert_eq!(p.matches(&topic), reference(&pr, &tr), "{} vs {}", pattern, topic);
         }

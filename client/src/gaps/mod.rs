@@ -16,7 +16,7 @@
 //! Ordering guarantee: per lane (all topics sharing a first word), messages
 //! are released in seq order. Lanes are independent.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use fanfare_protocol::heartbeat::LaneMark;
@@ -90,7 +90,7 @@ impl<M> Tracker<M> {
     /// A tracker parking at most `max_parked` messages in all.
     pub(crate) fn new(max_parked: usize) -> Self {
         Self {
-            origins: HashMap::new(),
+            origins: HashMap::default(),
             max_parked,
             parked: 0,
             next_id: 0,
@@ -117,7 +117,7 @@ impl<M> Tracker<M> {
         out: &mut Vec<Action<M>>,
     ) {
         let Some(o) = self.origins.get_mut(origin) else {
-            let mut lanes = HashMap::new();
+            let mut lanes = HashMap::default();
             lanes.insert(head.lane, Lane::at(head.lane_seq, head.seq));
             self.origins.insert(
                 origin.clone(),
@@ -196,7 +196,7 @@ impl<M> Tracker<M> {
                     epoch,
                     base: seq,
                     max_seq: seq,
-                    lanes: HashMap::new(),
+                    lanes: HashMap::default(),
                 },
             );
             return;

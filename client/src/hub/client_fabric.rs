@@ -132,11 +132,11 @@ impl Fabric for ClientFabric {
             let client = self.client.clone();
             // State: the live subscription; on a slow-consumer close, resume
             // from its position so the hub loses nothing.
-            let stream = futures::stream::unfold(Some(sub), move |state| {
-                let client = client.clone();
-                let pattern = pattern.clone();
-                async move {
-                    let mut sub = state?;
+            // The client and pattern travel in the state: cloning them per
+            // item would cost the pattern's three allocations per message.
+            let stream =
+                futures::stream::unfold(Some((sub, client, pattern)), |state| async move {
+                    let (mut sub, client, pattern) = state?;
                     loop {
                         match sub.next().await? {
                             Delivery::Message(m) if m.resent => {
@@ -145,10 +145,13 @@ impl Fabric for ClientFabric {
                                     epoch: m.stamp.epoch,
                                     seq: m.stamp.seq,
                                 };
-                                return Some((item, Some(sub)));
+                                return Some((item, Some((sub, client, pattern))));
                             }
                             Delivery::Message(m) => {
-                                return Some((FabricItem::Message(convert(m)), Some(sub)))
+                                return Some((
+                                    FabricItem::Message(convert(m)),
+                                    Some((sub, client, pattern)),
+                                ))
                             }
                             Delivery::Gap(g) => {
                                 let item = FabricItem::Gap {
@@ -158,7 +161,7 @@ impl Fabric for ClientFabric {
                                     last: if g.last == u64::MAX { 0 } else { g.last },
                                     reason: g.reason.into(),
                                 };
-                                return Some((item, Some(sub)));
+                                return Some((item, Some((sub, client, pattern))));
                             }
                             Delivery::Closed(CloseReason::SlowConsumer { position }) => {
                                 tracing::warn!("hub feed fell behind; resuming from its position");
@@ -168,8 +171,7 @@ impl Fabric for ClientFabric {
                             Delivery::Closed(_) => return None,
                         }
                     }
-                }
-            });
+                });
             Ok(stream.boxed())
         }
         .boxed()

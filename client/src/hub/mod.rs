@@ -329,6 +329,9 @@ async fn feed_loop(inner: Arc<HubInner>) {
             return;
         }
     };
+    // Polled once per message: the token's own future takes two locks per
+    // poll, the flag none.
+    let stop = crate::cancel_flag::CancelFlag::watch(&inner.shutdown);
     let mut backoff = Duration::from_millis(100);
     while !inner.shutdown.is_cancelled() {
         let feed = tokio::select! {
@@ -355,8 +358,6 @@ async fn feed_loop(inner: Arc<HubInner>) {
         let mut out = Vec::new();
         loop {
             tokio::select! {
-                _ = inner.shutdown.cancelled() => return,
-                _ = tick.tick() => order.tick(&mut out),
                 item = feed.next() => match item {
                     Some(FabricItem::Message(m)) => order.push(m, &mut out),
                     Some(FabricItem::Gap { origin, epoch, first, last, reason }) => {
@@ -367,6 +368,10 @@ async fn feed_loop(inner: Arc<HubInner>) {
                     }
                     None => break,
                 },
+                // Polled only while a hole holds messages back: polling an
+                // interval per message re-registers its timer each time.
+                _ = tick.tick(), if order.waiting() => order.tick(&mut out),
+                _ = stop.cancelled() => return,
             }
             for o in out.drain(..) {
                 match o {

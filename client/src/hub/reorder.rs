@@ -8,10 +8,11 @@
 //! `wait`). Parked messages are bounded by count; past it the hole is
 //! declared lost.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use foldhash::HashMap;
 use tokio::time::Instant;
 
 use super::fabric::FabricMessage;
@@ -49,7 +50,7 @@ impl Reorder {
     /// Parks at most `max_parked` messages per origin, waits at most `wait` for a hole.
     pub fn new(max_parked: usize, wait: Duration) -> Self {
         Self {
-            origins: HashMap::new(),
+            origins: HashMap::default(),
             max_parked: max_parked.max(1),
             wait,
         }
@@ -149,6 +150,11 @@ impl Reorder {
         }
     }
 
+    /// Does a hole hold messages back (so [`Self::tick`] has work)?
+    pub fn waiting(&self) -> bool {
+        self.origins.values().any(|o| o.blocked_since.is_some())
+    }
+
     /// Declares lost every hole waited on for longer than `wait`.
     pub fn tick(&mut self, out: &mut Vec<Ordered>) {
         let now = Instant::now();
@@ -229,9 +235,11 @@ mod tests {
             r.push(m(s), &mut out);
         }
         assert_eq!(seqs(&out), vec![5, 6, 7, 8]);
+        assert!(r.waiting(), "10 waits for 9");
         out.clear();
         r.gap(&"b".into(), 1, 9, 9, GapCause::Unrecoverable, &mut out);
         assert_eq!(seqs(&out), vec![-9, 10]);
+        assert!(!r.waiting());
         out.clear();
         r.push(m(13), &mut out);
         tokio::time::advance(Duration::from_secs(9)).await;

@@ -6,10 +6,11 @@
 //! knows from which seq on it holds *every* message of the current epoch
 //! (`first`): below that, recovery must ask the broadcaster.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
+use foldhash::HashMap;
 
 use super::connection::Outgoing;
 
@@ -66,7 +67,7 @@ impl Ring {
             bytes: 0,
             max_events,
             max_bytes,
-            origins: HashMap::new(),
+            origins: HashMap::default(),
         }
     }
 

@@ -115,15 +115,11 @@ pub async fn write_loop<Si: Sink<Message> + Unpin>(
     let o = &hub.options;
     let mut ping = tokio::time::interval(o.keepalive_interval);
     ping.tick().await;
-    // One cancellation future for the whole loop: making a new one per
-    // batch registers and unregisters a waiter under the token's lock.
-    let cancelled = shared.cancelled();
-    tokio::pin!(cancelled);
-    // The queue and the write are polled before the cancellation future
-    // (polling that one takes the token's waiter lock), so an event costs
-    // no cancellation poll while frames keep coming; the flag is checked
-    // once per batch instead, and the future is polled whenever the queue
-    // is empty or the socket blocks, so a cancel is still seen at once.
+    // The end of the connection, waited on without a lock (the token's
+    // future takes two per poll): polled whenever the queue is empty or the
+    // socket blocks, so an end is seen at once; while frames keep coming
+    // the flag is checked once per batch instead.
+    let mut cancelled = std::future::poll_fn(|cx| shared.poll_ended(cx));
     // The frames taken from the queue and not yet handed to the socket.
     let mut batch = VecDeque::new();
     while !shared.is_ended() {

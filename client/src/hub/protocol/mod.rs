@@ -6,17 +6,20 @@
 //!
 //! Browser → hub (`inbound.rs`): `subscribe`, `unsubscribe`, `publish`,
 //! `ping`, `auth`. Hub → browser (`outbound.rs`): `welcome`, `subscribed`,
-//! `resumed`, `unsubscribed`, `event`, `gap`, `error`, `pong`, `authorized`.
+//! `resumed`, `unsubscribed`, `gap`, `error`, `pong`, `authorized`; and
+//! `event`, the frame written per message, built by hand in `event_frame.rs`.
 
+mod event_frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod inbound;
 mod outbound;
 
+pub use event_frame::{event, EventFields};
 pub use inbound::{parse, ErrorCode, Inbound, Refusal, Request};
 pub use outbound::{
-    authorized, error, event, gap, pong, resumed, resuming, subscribed, unsubscribed, welcome,
-    EventFields, GapCause, GapNotice,
+    authorized, error, gap, pong, resumed, resuming, subscribed, unsubscribed, welcome, GapCause,
+    GapNotice,
 };
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Hub → browser: every frame the hub sends, serialized once.
 
 use axum::extract::ws::Utf8Bytes;
-use base64::Engine as _;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -205,77 +204,5 @@ pub fn gap(topics: &[String], notice: &GapNotice) -> Utf8Bytes {
         epoch: notice.epoch,
         first: notice.first,
         last: notice.last,
-    })
-}
-
-/// The fields of one event frame.
-pub struct EventFields<'a> {
-    /// Topic.
-    pub topic: &'a str,
-    /// Payload as published.
-    pub payload: &'a [u8],
-    /// Origin broadcaster id.
-    pub origin: &'a str,
-    /// Origin epoch.
-    pub epoch: u64,
-    /// Origin seq.
-    pub seq: u64,
-    /// Stamp time, µs since the Unix epoch.
-    pub timestamp_us: u64,
-    /// Publisher id, if the publisher sent one.
-    pub publisher: Option<&'a str>,
-    /// The hub vouches for `publisher` (one of its trusted publisher ids):
-    /// sent as `from`; otherwise as `from_unverified`.
-    pub verified: bool,
-}
-
-#[derive(Serialize)]
-struct EventFrame<'a> {
-    op: &'static str,
-    topic: &'a str,
-    data: Data<'a>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    binary: bool,
-    pos: String,
-    ts: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from_unverified: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Data<'a> {
-    Json(&'a RawValue),
-    Base64(String),
-}
-
-/// `{"op":"event",…}`: serialized once per message and shared by every
-/// connection that receives it.
-///
-/// A payload that is JSON is embedded as is (`data`); any other payload is
-/// sent base64-encoded (standard alphabet, padded) as a string with
-/// `"binary":true`.
-pub fn event(f: &EventFields<'_>) -> Utf8Bytes {
-    let json = std::str::from_utf8(f.payload)
-        .ok()
-        .and_then(|s| serde_json::from_str::<&RawValue>(s).ok());
-    let (data, binary) = match json {
-        Some(raw) => (Data::Json(raw), false),
-        None => (
-            Data::Base64(base64::engine::general_purpose::STANDARD.encode(f.payload)),
-            true,
-        ),
-    };
-    text(&EventFrame {
-        op: "event",
-        topic: f.topic,
-        data,
-        binary,
-        pos: format!("{}:{}:{}", f.origin, f.epoch, f.seq),
-        ts: f.timestamp_us,
-        from: f.publisher.filter(|_| f.verified),
-        from_unverified: f.publisher.filter(|_| !f.verified),
     })
 }

@@ -11,7 +11,7 @@
 //! Full policy of a connection queue: the connection is closed with 4008
 //! ("slow consumer") and removed; nobody else waits.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
@@ -44,12 +44,12 @@ struct Index {
 struct State {
     conns: IdMap<Entry>,
     /// Distinct pattern text → the pattern and its connections.
-    index: HashMap<String, Index>,
+    index: foldhash::HashMap<String, Index>,
     /// Dispatch index: the literal words a pattern starts with (all of a
     /// literal pattern, "" for one that starts with a wildcard) → the
     /// distinct patterns with that key. An event looks up only the keys that
     /// are word prefixes of its topic.
-    by_prefix: HashMap<String, Vec<String>>,
+    by_prefix: foldhash::HashMap<String, Vec<String>>,
     ring: Ring,
     generation: u64,
 }
@@ -94,8 +94,8 @@ impl Registry {
         Self {
             state: Mutex::new(State {
                 conns: IdMap::default(),
-                index: HashMap::new(),
-                by_prefix: HashMap::new(),
+                index: Default::default(),
+                by_prefix: Default::default(),
                 ring: Ring::new(ring_events, ring_bytes),
                 generation: 0,
             }),
@@ -254,7 +254,11 @@ impl Registry {
 
     /// Ends a resume: queues the held live events that are newer than
     /// `delivered` (per origin: epoch, last seq sent) and goes live.
-    pub fn finish_resume(&self, id: u64, delivered: &HashMap<Arc<str>, (u64, u64)>) {
+    pub fn finish_resume(
+        &self,
+        id: u64,
+        delivered: &std::collections::HashMap<Arc<str>, (u64, u64)>,
+    ) {
         let mut st = self.lock();
         let Some(e) = st.conns.get_mut(&id) else {
             return;

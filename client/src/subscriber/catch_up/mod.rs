@@ -21,7 +21,6 @@
 mod plan;
 mod task;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use fanfare_protocol::pattern::Pattern;
@@ -30,7 +29,7 @@ use fanfare_protocol::position::Position;
 use super::queue::Parts;
 use super::registry::{CatchUp, NextRound};
 use super::task::State;
-use crate::message::Mark;
+use crate::message::{Mark, Marks};
 use plan::{plan, Segment};
 use task::CatchUpTask;
 
@@ -41,7 +40,7 @@ impl State {
         &mut self,
         pattern: Pattern,
         since: Position,
-        live: HashMap<Arc<str>, Mark>,
+        live: Marks,
     ) -> Parts {
         let mut start = live;
         let mut segments = Vec::new();

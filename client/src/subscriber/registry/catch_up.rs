@@ -29,7 +29,7 @@
 //! the held range from history, with backpressure. Rounds shrink as the
 //! catch-up nears the live stream.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,7 +42,7 @@ use tokio::time::Instant;
 
 use super::delivery::push;
 use super::Registry;
-use crate::message::{Delivery, Mark};
+use crate::message::{Delivery, Mark, Marks};
 use crate::subscriber::queue::Queue;
 
 /// History still to fetch for a catching-up subscription: what its next
@@ -125,7 +125,7 @@ pub(crate) struct CatchUp {
     held: Vec<Delivery>,
     /// Per origin, the highest mark of held deliveries dropped at an
     /// overflow: the next catch-up round fetches up to it.
-    tail: HashMap<Arc<str>, Mark>,
+    tail: Marks,
     /// Lanes (per origin) this subscription has had a live delivery on.
     /// Lane repairs do not go back for a catching-up subscription, so the
     /// live stream of a lane is complete only from its first delivery on:
@@ -145,7 +145,7 @@ impl CatchUp {
     pub(crate) fn new(progress: Arc<Mutex<Position>>) -> Self {
         Self {
             held: Vec::new(),
-            tail: HashMap::new(),
+            tail: Marks::default(),
             lanes: HashSet::new(),
             progress,
             task: None,
@@ -201,7 +201,7 @@ impl CatchUp {
     /// when some were dropped; then everything held is dropped too (it is
     /// after those, and fetching it in the same round leaves the held
     /// buffer empty for the next one).
-    fn after_round(&mut self, start: &HashMap<Arc<str>, Mark>) -> Ranges {
+    fn after_round(&mut self, start: &Marks) -> Ranges {
         self.task = None;
         self.held.retain(|d| !covered(start, d));
         self.tail
@@ -226,12 +226,7 @@ impl CatchUp {
     /// subscription goes live, or another round follows — for what was
     /// dropped, or for everything held when it fills more than half of the
     /// queue (`capacity`; `free`: room left in it now). See the module docs.
-    pub(crate) fn end_round(
-        &mut self,
-        start: &HashMap<Arc<str>, Mark>,
-        capacity: usize,
-        free: usize,
-    ) -> RoundEnd {
+    pub(crate) fn end_round(&mut self, start: &Marks, capacity: usize, free: usize) -> RoundEnd {
         let mut ranges = self.after_round(start);
         let room = (capacity / 2).max(1).min(free);
         if ranges.is_empty() && self.held() > room {
@@ -281,7 +276,7 @@ impl CatchUp {
 }
 
 /// Was this delivery already covered by history up to `start`?
-fn covered(start: &HashMap<Arc<str>, Mark>, d: &Delivery) -> bool {
+fn covered(start: &Marks, d: &Delivery) -> bool {
     let (origin, mark) = match d {
         Delivery::Message(m) => (&m.stamp.origin, (m.stamp.epoch, m.stamp.seq)),
         Delivery::Gap(g) => (&g.origin, (g.epoch, g.last)),

@@ -6,7 +6,6 @@
 //! resume from (after what it got, before anything still under repair). A
 //! catching-up subscription holds live deliveries instead (`CatchUp::hold`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use fanfare_protocol::position::Position;
 use fanfare_protocol::RESERVED_PREFIX;
 
 use super::{Entry, Failed, Registry, MAX_KEPT_PENDING};
-use crate::message::{CloseReason, Delivery, Gap, Mark, Message};
+use crate::message::{CloseReason, Delivery, Gap, Mark, Marks, Message};
 
 impl Registry {
     /// Delivers a message to every matching subscription: a clone to each
@@ -222,7 +221,7 @@ pub(super) fn push(
 /// Moves the subscription's delivered mark of `m`'s origin on to `m`. A
 /// known origin (the usual case) is updated in place: no hash of a new
 /// key, no refcount of the origin's name per message.
-fn note_delivered(delivered: &mut HashMap<Arc<str>, Mark>, m: &Message) {
+fn note_delivered(delivered: &mut Marks, m: &Message) {
     let mark = (m.stamp.epoch, m.stamp.seq);
     match delivered.get_mut(&m.stamp.origin) {
         Some(d) => *d = (*d).max(mark),
@@ -245,7 +244,7 @@ pub(super) fn mark_of(d: &Delivery) -> Failed {
 /// Where a closing subscription stands: per origin, the last seq below
 /// which nothing it wants is missing.
 fn position_of(e: &Entry, failed: Failed, low: &dyn Fn(&str) -> Option<Mark>) -> Position {
-    let mut marks: HashMap<Arc<str>, Mark> = e.start.clone();
+    let mut marks: Marks = e.start.clone();
     if let Some(c) = &e.catch_up {
         if let Ok(p) = c.progress.lock() {
             for (o, ep, s) in p.iter() {

@@ -16,7 +16,7 @@ use fanfare_protocol::stamp::lane_of;
 use tokio::sync::{mpsc, oneshot};
 
 use super::queue::{self, Parts, Queue};
-use crate::message::{CloseReason, Delivery, Mark};
+use crate::message::{CloseReason, Delivery, Mark, Marks};
 
 /// How long a catching-up subscription's application may leave queued items
 /// untaken (while live messages overflow what is held) before it is closed
@@ -34,8 +34,9 @@ struct Entry {
     queue: Queue,
     reason: Option<oneshot::Sender<CloseReason>>,
     /// Only messages after these marks are delivered.
-    start: HashMap<Arc<str>, Mark>,
-    delivered: HashMap<Arc<str>, Mark>,
+    start: Marks,
+    /// Per message: a fast hasher (lib.rs).
+    delivered: Marks,
     catch_up: Option<CatchUp>,
     /// Deliveries waiting for [`Registry::flush`].
     pending: Vec<Delivery>,
@@ -56,7 +57,7 @@ pub(crate) struct Effects {
 
 /// All subscriptions.
 pub(crate) struct Registry {
-    subs: HashMap<u64, Entry>,
+    subs: foldhash::HashMap<u64, Entry>,
     prefixes: HashMap<String, usize>,
     capacity: usize,
     /// A catching-up subscription whose application has taken nothing for
@@ -71,7 +72,7 @@ pub(crate) struct Registry {
 impl Registry {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            subs: HashMap::new(),
+            subs: Default::default(),
             prefixes: HashMap::new(),
             capacity,
             stall: STALL,
@@ -94,7 +95,7 @@ impl Registry {
     pub(crate) fn add(
         &mut self,
         pattern: Pattern,
-        start: HashMap<Arc<str>, Mark>,
+        start: Marks,
         catch_up: Option<CatchUp>,
     ) -> (Parts, mpsc::Sender<Delivery>) {
         self.next_id += 1;
@@ -117,7 +118,7 @@ impl Registry {
                 queue,
                 reason: Some(reason_tx),
                 start,
-                delivered: HashMap::new(),
+                delivered: Default::default(),
                 catch_up,
                 pending: Vec::new(),
             },

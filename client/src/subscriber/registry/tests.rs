@@ -55,10 +55,10 @@ fn seqs(rx: &mut mpsc::Receiver<Delivery>) -> Vec<u64> {
 #[test]
 fn delivers_to_matching_subscriptions_after_their_start() {
     let mut r = Registry::new(16);
-    let start = HashMap::from([(Arc::from("b1"), (E, 10))]);
+    let start = Marks::from_iter([(Arc::from("b1"), (E, 10))]);
     let (mut chat, _) = r.add(p("chat.#"), start, None);
-    let (mut news, _) = r.add(p("news.*"), HashMap::new(), None);
-    let (mut all, _) = r.add(p("#"), HashMap::new(), None);
+    let (mut news, _) = r.add(p("news.*"), Marks::default(), None);
+    let (mut all, _) = r.add(p("#"), Marks::default(), None);
     for m in [
         msg("chat.x", 10),
         msg("chat.x", 11),
@@ -80,7 +80,7 @@ fn delivers_to_matching_subscriptions_after_their_start() {
 #[test]
 fn a_full_queue_closes_after_the_queued_items_with_a_safe_position() {
     let mut r = Registry::new(2);
-    let (mut s, _) = r.add(p("a.#"), HashMap::new(), None);
+    let (mut s, _) = r.add(p("a.#"), Marks::default(), None);
     for seq in 1..=3 {
         r.deliver(msg("a.x", seq), &none);
         r.flush(&none);
@@ -105,8 +105,8 @@ fn a_full_queue_closes_after_the_queued_items_with_a_safe_position() {
 #[test]
 fn deferred_deliveries_wait_for_the_flush_in_order_and_the_full_rule_holds() {
     let mut r = Registry::new(3);
-    let (mut a, _) = r.add(p("a.#"), HashMap::new(), None);
-    let (mut b, _) = r.add(p("a.#"), HashMap::new(), None);
+    let (mut a, _) = r.add(p("a.#"), Marks::default(), None);
+    let (mut b, _) = r.add(p("a.#"), Marks::default(), None);
     r.deliver(msg("a.x", 1), &none);
     let gap = Gap {
         origin: Arc::from("b1"),
@@ -150,7 +150,7 @@ fn deferred_deliveries_wait_for_the_flush_in_order_and_the_full_rule_holds() {
 #[test]
 fn a_deferred_gap_that_does_not_fit_keeps_the_position_below_it() {
     let mut r = Registry::new(1);
-    let (_s, _) = r.add(p("a.#"), HashMap::new(), None);
+    let (_s, _) = r.add(p("a.#"), Marks::default(), None);
     r.deliver(msg("a.x", 300), &none);
     r.flush(&none);
     // The repair that lost 50..=54 is already finished when its gap is
@@ -172,7 +172,7 @@ fn a_deferred_gap_that_does_not_fit_keeps_the_position_below_it() {
 #[test]
 fn what_waits_for_the_flush_never_exceeds_the_queue_bound() {
     let mut r = Registry::new(3);
-    let (mut s, _) = r.add(p("a.#"), HashMap::new(), None);
+    let (mut s, _) = r.add(p("a.#"), Marks::default(), None);
     for seq in 1..=5 {
         r.deliver(msg("a.x", seq), &none);
     }
@@ -186,7 +186,7 @@ fn what_waits_for_the_flush_never_exceeds_the_queue_bound() {
 #[test]
 fn the_position_stays_below_a_pending_repair() {
     let mut r = Registry::new(1);
-    let (_s, _) = r.add(p("a.#"), HashMap::new(), None);
+    let (_s, _) = r.add(p("a.#"), Marks::default(), None);
     let low = |_: &str| Some((E, 5));
     r.deliver(msg("a.x", 9), &low);
     r.flush(&low);
@@ -199,9 +199,9 @@ fn the_position_stays_below_a_pending_repair() {
 #[test]
 fn gaps_go_to_subscriptions_that_may_cover_the_lane() {
     let mut r = Registry::new(8);
-    let (mut chat, _) = r.add(p("chat.#"), HashMap::new(), None);
-    let (mut news, _) = r.add(p("news.#"), HashMap::new(), None);
-    let (mut wild, _) = r.add(p("*.x"), HashMap::new(), None);
+    let (mut chat, _) = r.add(p("chat.#"), Marks::default(), None);
+    let (mut news, _) = r.add(p("news.#"), Marks::default(), None);
+    let (mut wild, _) = r.add(p("*.x"), Marks::default(), None);
     let gap = Gap {
         origin: Arc::from("b1"),
         epoch: E,
@@ -219,7 +219,7 @@ fn gaps_go_to_subscriptions_that_may_cover_the_lane() {
 #[test]
 fn catch_up_holds_live_messages_then_releases_those_after_history() {
     let mut r = Registry::new(8);
-    let (mut s, tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(0)));
+    let (mut s, tx) = r.add(p("f.#"), Marks::default(), Some(catching_up(0)));
     for seq in [5, 7, 6] {
         r.deliver(msg("f.x", seq), &none);
         r.flush(&none);
@@ -240,9 +240,9 @@ fn catch_up_holds_live_messages_then_releases_those_after_history() {
 #[test]
 fn prefixes_are_refcounted() {
     let mut r = Registry::new(8);
-    let (a, _) = r.add(p("a.#"), HashMap::new(), None);
+    let (a, _) = r.add(p("a.#"), Marks::default(), None);
     assert!(r.take_effects().dirty);
-    let (b, _) = r.add(p("a.#"), HashMap::new(), None);
+    let (b, _) = r.add(p("a.#"), Marks::default(), None);
     assert!(!r.take_effects().dirty);
     r.remove(a.id, None);
     assert!(!r.take_effects().dirty);
@@ -255,7 +255,7 @@ fn prefixes_are_refcounted() {
 #[test]
 fn floors_follow_start_marks_and_epochs() {
     let mut r = Registry::new(8);
-    let start = HashMap::from([(Arc::from("b1"), (E, 10))]);
+    let start = Marks::from_iter([(Arc::from("b1"), (E, 10))]);
     r.add(p("chat.#"), start, None);
     assert_eq!(r.floor_for_topic("b1", E, "chat.x"), Some(10));
     assert_eq!(
@@ -275,7 +275,7 @@ fn floors_follow_start_marks_and_epochs() {
 #[test]
 fn live_messages_past_the_bound_are_fetched_from_history_instead() {
     let mut r = Registry::new(4);
-    let start = HashMap::from([(Arc::from("b1"), (E, 2))]);
+    let start = Marks::from_iter([(Arc::from("b1"), (E, 2))]);
     let (mut s, _tx) = r.add(p("f.#"), start, Some(catching_up(2)));
     // The fifth does not fit: all five are dropped, not the subscription.
     for seq in 10..=16 {
@@ -304,7 +304,7 @@ fn live_messages_past_the_bound_are_fetched_from_history_instead() {
 #[test]
 fn a_catch_up_whose_application_stops_reading_is_closed_at_its_progress() {
     let mut r = Registry::new(2).stall_after(std::time::Duration::ZERO);
-    let (mut s, tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(2)));
+    let (mut s, tx) = r.add(p("f.#"), Marks::default(), Some(catching_up(2)));
     // History fills the queue; the application takes one item and stops.
     tx.try_send(Delivery::Message(msg("f.x", 3))).unwrap();
     tx.try_send(Delivery::Message(msg("f.x", 4))).unwrap();
@@ -334,7 +334,7 @@ fn a_catch_up_whose_application_stops_reading_is_closed_at_its_progress() {
 #[test]
 fn a_reading_application_is_not_closed_while_catching_up() {
     let mut r = Registry::new(2).stall_after(std::time::Duration::ZERO);
-    let (s, tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(2)));
+    let (s, tx) = r.add(p("f.#"), Marks::default(), Some(catching_up(2)));
     tx.try_send(Delivery::Message(msg("f.x", 3))).unwrap();
     for seq in 10..=30 {
         if seq % 3 == 0 {
@@ -349,7 +349,7 @@ fn a_reading_application_is_not_closed_while_catching_up() {
 #[test]
 fn lane_repairs_do_not_reach_back_for_a_catch_up_its_history_does() {
     let mut r = Registry::new(8);
-    let start = HashMap::from([(Arc::from("b1"), (E, 10))]);
+    let start = Marks::from_iter([(Arc::from("b1"), (E, 10))]);
     let (s, _tx) = r.add(p("chat.#"), start, Some(catching_up(10)));
     assert_eq!(r.floor_for_topic("b1", E, "chat.x"), Some(u64::MAX));
     assert_eq!(r.floor_for_lane("b1", E, lane_of(b"chat")), Some(u64::MAX));
@@ -375,7 +375,7 @@ fn one_burst_overflowing_twice_does_not_close_a_catch_up() {
     // The application gets no chance to run during one burst read off the
     // socket: within the grace, that is not a slow application.
     let mut r = Registry::new(2);
-    let (_s, tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(2)));
+    let (_s, tx) = r.add(p("f.#"), Marks::default(), Some(catching_up(2)));
     tx.try_send(Delivery::Message(msg("f.x", 3))).unwrap();
     for seq in 10..=40 {
         r.deliver(msg("f.x", seq), &none);
@@ -387,7 +387,7 @@ fn one_burst_overflowing_twice_does_not_close_a_catch_up() {
 #[test]
 fn a_catch_up_goes_live_only_with_room_left_in_the_queue() {
     let mut r = Registry::new(8);
-    let (mut s, _tx) = r.add(p("f.#"), HashMap::new(), Some(catching_up(2)));
+    let (mut s, _tx) = r.add(p("f.#"), Marks::default(), Some(catching_up(2)));
     for seq in 3..=8 {
         r.deliver(msg("f.x", seq), &none);
         r.flush(&none);

@@ -14,7 +14,6 @@ mod live;
 mod repair_rounds;
 mod sub_socket;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::events::ClientEvent;
 use crate::gaps::{Action, Tracker};
-use crate::message::{Mark, Origins};
+use crate::message::{Marks, Origins};
 use crate::replay_sources::ReplayHandle;
 use crate::subscriber::handle::{Command, SubscriberHandle};
 use crate::subscriber::publisher_seqs::PublisherSeqs;
@@ -81,7 +80,7 @@ pub(crate) fn spawn(task: SubscriberTask) -> SubscriberHandle {
         actions: Vec::new(),
         connecting: (0..n).map(|_| None).collect(),
         next_socket: 0,
-        sources_noted: HashSet::new(),
+        sources_noted: Default::default(),
         heard: false,
         connected: connected_tx,
         commands: tx.clone(),
@@ -115,7 +114,7 @@ pub(super) struct State {
     /// Which socket `recv_any` polls first (round robin).
     pub(super) next_socket: usize,
     /// Origins whose first-delivering broadcaster the replay sources know.
-    pub(super) sources_noted: HashSet<Arc<str>>,
+    pub(super) sources_noted: foldhash::HashSet<Arc<str>>,
     /// True while any broadcaster is heard (heartbeats or messages).
     pub(super) heard: bool,
     pub(super) connected: watch::Sender<bool>,
@@ -132,11 +131,15 @@ impl State {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut steps = 1;
+        // Polled on every wake-up (often one message): the token's own
+        // future takes two locks per poll, the flag none.
+        let shutdown = crate::cancel_flag::CancelFlag::watch(&self.task.shutdown);
+        let mut cancelled = shutdown.cancelled();
         loop {
             let retry = self.next_retry();
             tokio::select! {
                 biased;
-                _ = self.task.shutdown.cancelled() => break,
+                _ = &mut cancelled => break,
                 cmd = rx.recv() => match cmd {
                     Some(c) => self.on_command(c),
                     None => break,
@@ -194,7 +197,7 @@ impl State {
         reply: oneshot::Sender<Parts>,
     ) -> u64 {
         // Where a plain subscription starts: after what was seen so far.
-        let live: HashMap<Arc<str>, Mark> = self
+        let live: Marks = self
             .tracker
             .origins()
             .map(|(o, e, s)| (o.clone(), (e, s)))
