@@ -7,6 +7,10 @@
 //! [`CancelFlag`] is one atomic flag and an [`AtomicWaker`]: a small watcher
 //! task waits on the token once, then sets the flag and wakes the loop.
 //! One task may wait on a flag (the waker is single-slot).
+//!
+//! [`WakeFlag`] is that flag and waker alone; a hub connection's end
+//! (`ConnShared`) is one too, set by whoever ends the connection and waited
+//! on by its writer.
 
 use std::future::Future;
 use std::sync::atomic::{
@@ -19,16 +23,42 @@ use std::task::{Context, Poll};
 use futures::task::AtomicWaker;
 use tokio_util::sync::CancellationToken;
 
+/// A flag that stays set once set, and wakes the one task that waits on it.
 #[derive(Debug, Default)]
-struct Inner {
+pub(crate) struct WakeFlag {
     set: AtomicBool,
     waker: AtomicWaker,
+}
+
+impl WakeFlag {
+    /// Sets the flag and wakes the waiting task.
+    pub(crate) fn set(&self) {
+        self.set.store(true, Release);
+        self.waker.wake();
+    }
+
+    /// Is it set? One atomic load.
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(Acquire)
+    }
+
+    /// Ready once set; else registers the caller (one task only) to be woken
+    /// then. No lock: a waker registration and an atomic load.
+    pub(crate) fn poll_set(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // Register first, then look: a set between the two still wakes.
+        self.waker.register(cx.waker());
+        if self.is_set() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 /// Set once the watched token is cancelled. Dropping it ends its watcher.
 #[derive(Debug)]
 pub(crate) struct CancelFlag {
-    inner: Arc<Inner>,
+    inner: Arc<WakeFlag>,
     /// Cancelled on drop, so the watcher does not outlive the flag.
     dropped: CancellationToken,
 }
@@ -36,37 +66,22 @@ pub(crate) struct CancelFlag {
 impl CancelFlag {
     /// Watches `token` (spawns its watcher: call inside a tokio runtime).
     pub(crate) fn watch(token: &CancellationToken) -> Self {
-        let inner = Arc::new(Inner::default());
+        let inner = Arc::new(WakeFlag::default());
         let dropped = CancellationToken::new();
         let (watched, gone, set) = (token.clone(), dropped.clone(), inner.clone());
         tokio::spawn(async move {
             tokio::select! {
-                _ = watched.cancelled() => {
-                    set.set.store(true, Release);
-                    set.waker.wake();
-                }
+                _ = watched.cancelled() => set.set(),
                 _ = gone.cancelled() => {}
             }
         });
         Self { inner, dropped }
     }
 
-    /// Ready once the token is cancelled; registers the caller to be woken
-    /// then. No lock: a waker registration and an atomic load.
-    pub(crate) fn poll_cancelled(&self, cx: &mut Context<'_>) -> Poll<()> {
-        // Register first, then look: a cancel between the two still wakes.
-        self.inner.waker.register(cx.waker());
-        if self.inner.set.load(Acquire) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
-
-    /// [`Self::poll_cancelled`] as a future, to poll again and again in a
-    /// `select!` (it is `Unpin`).
+    /// Ready once the token is cancelled ([`WakeFlag::poll_set`]), to poll
+    /// again and again in a `select!` (it is `Unpin`).
     pub(crate) fn cancelled(&self) -> impl Future<Output = ()> + Unpin + '_ {
-        std::future::poll_fn(move |cx| self.poll_cancelled(cx))
+        std::future::poll_fn(move |cx| self.inner.poll_set(cx))
     }
 }
 

@@ -8,15 +8,12 @@
 //! [`CloseCause`] the browser is told, and the first cause wins.
 
 use std::convert::Infallible;
-use std::sync::atomic::{
-    AtomicBool,
-    Ordering::{Acquire, Release},
-};
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
-use futures::task::AtomicWaker;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::cancel_flag::WakeFlag;
 
 use super::super::metrics::HubMetrics;
 
@@ -167,16 +164,15 @@ pub fn close_cause(ending: &Ending) -> Option<CloseCause> {
 /// which set `ended` before cancelling the token: [`ConnShared::is_ended`]
 /// is one atomic load, where the token's own `is_cancelled` takes its lock
 /// (measured: 2.6 % of a worker's CPU at 1000 clients, once per written batch).
-/// The writer, which waits for the end once per batch, waits on `writer`
-/// ([`ConnShared::poll_ended`]) rather than on the token, whose future also
-/// takes two locks per poll.
+/// The writer, which waits for the end once per batch, waits on that flag's
+/// waker ([`ConnShared::poll_ended`]) rather than on the token, whose future
+/// also takes two locks per poll.
 #[derive(Debug, Default)]
 pub struct ConnShared {
     /// Cancelled when the connection must end (private: see above).
     cancel: CancellationToken,
-    ended: AtomicBool,
-    /// The writer task's waker (one waiter only).
-    writer: AtomicWaker,
+    /// Set, waking the writer (its one waiter), before the token is cancelled.
+    ended: WakeFlag,
     cause: OnceLock<CloseCause>,
 }
 
@@ -195,27 +191,20 @@ impl ConnShared {
     /// Ends the connection with no cause of the hub's (the browser left or
     /// the socket broke, unless a cause was set already).
     pub fn stop(&self) {
-        self.ended.store(true, Release);
+        self.ended.set();
         self.cancel.cancel();
-        self.writer.wake();
     }
 
     /// For the connection's writer alone (the waker has one slot): ready
     /// once the connection must end, else registers the writer to be woken
     /// then. No lock.
     pub fn poll_ended(&self, cx: &mut Context<'_>) -> Poll<()> {
-        // Register first, then look: a stop between the two still wakes.
-        self.writer.register(cx.waker());
-        if self.is_ended() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+        self.ended.poll_set(cx)
     }
 
     /// True once the connection must end (no lock).
     pub fn is_ended(&self) -> bool {
-        self.ended.load(Acquire)
+        self.ended.is_set()
     }
 
     /// Completes once the connection must end.

@@ -1,6 +1,6 @@
 //! `{"op":"event",…}`: the one frame written per message, so it is built by
-//! hand into one `String` sized up front (no `format!`, no growth, no
-//! UTF-8 check of the result) instead of through a derived
+//! hand into one buffer sized up front (no `format!`, no growth; strings
+//! escaped by serde_json, numbers by `itoa`) instead of through a derived
 //! `Serialize`. The output is byte for byte what serializing the struct
 //! `{op, topic, data, binary?, pos, ts, from? | from_unverified?}` gives
 //! (the test below holds it to that); `PROTOCOL.md` ("Browser protocol",
@@ -50,87 +50,64 @@ pub fn event(f: &EventFields<'_>) -> Utf8Bytes {
         None => base64::encoded_len(f.payload.len(), true).unwrap_or(0),
     };
     let publisher_len = f.publisher.map_or(0, str::len);
-    // A String throughout: every piece is UTF-8 already, so the frame is
-    // never validated again.
-    let mut out = String::with_capacity(
+    let mut out = Vec::with_capacity(
         FIXED
             .saturating_add(data_len)
             .saturating_add(f.topic.len())
             .saturating_add(f.origin.len())
             .saturating_add(publisher_len),
     );
-    out.push_str(r#"{"op":"event","topic":"#);
+    out.extend_from_slice(br#"{"op":"event","topic":"#);
     json_str(&mut out, f.topic);
-    out.push_str(r#","data":"#);
+    out.extend_from_slice(br#","data":"#);
     match json {
-        Some(raw) => out.push_str(raw.get()),
+        Some(raw) => out.extend_from_slice(raw.get().as_bytes()),
         None => {
             // Base64's alphabet needs no escaping.
-            out.push('"');
-            base64::engine::general_purpose::STANDARD.encode_string(f.payload, &mut out);
-            out.push_str(r#"","binary":true"#);
+            out.push(b'"');
+            let at = out.len();
+            out.resize(at.saturating_add(data_len), 0);
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let written = b64.encode_slice(f.payload, &mut out[at..]).unwrap_or(0);
+            out.truncate(at.saturating_add(written));
+            out.extend_from_slice(br#"","binary":true"#);
         }
     }
     // "pos":"<origin>:<epoch>:<seq>": the origin escaped as a JSON string,
     // its closing quote moved after the numbers.
-    out.push_str(r#","pos":"#);
+    out.extend_from_slice(br#","pos":"#);
     json_str(&mut out, f.origin);
     out.pop();
-    out.push(':');
+    out.push(b':');
     decimal(&mut out, f.epoch);
-    out.push(':');
+    out.push(b':');
     decimal(&mut out, f.seq);
-    out.push_str(r#"","ts":"#);
+    out.extend_from_slice(br#"","ts":"#);
     decimal(&mut out, f.timestamp_us);
     if let Some(p) = f.publisher {
-        out.push_str(if f.verified {
-            r#","from":"#
+        out.extend_from_slice(if f.verified {
+            br#","from":"#.as_slice()
         } else {
-            r#","from_unverified":"#
+            br#","from_unverified":"#.as_slice()
         });
         json_str(&mut out, p);
     }
-    out.push('}');
-    Utf8Bytes::from(out)
+    out.push(b'}');
+    // Every piece is UTF-8 (serde_json's output, the payload checked as
+    // UTF-8 JSON, ASCII), so this does not fail; if it did, the browser
+    // would get an empty object rather than the worker a panic.
+    Utf8Bytes::from(String::from_utf8(out).unwrap_or_else(|_| "{}".to_owned()))
 }
 
-/// Appends `s` as a JSON string, escaped exactly as serde_json escapes it:
-/// `"` and `\` with a backslash, `\b \f \n \r \t` short, every other
-/// control character below U+0020 as `\u00XX`, all else as is.
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    let mut plain = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\x08' => "\\b",
-            b'\x0c' => "\\f",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        // Bytes below 0x80 are whole characters: `plain..i` is a str.
-        out.push_str(s.get(plain..i).unwrap_or_default());
-        plain = i + 1;
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        } else {
-            out.push_str(escape);
-        }
-    }
-    out.push_str(s.get(plain..).unwrap_or_default());
-    out.push('"');
+/// Appends `s` as a JSON string, quoted and escaped by serde_json.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// Appends `n` in decimal.
-fn decimal(out: &mut String, n: u64) {
-    out.push_str(itoa::Buffer::new().format(n));
+fn decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 #[cfg(test)]
