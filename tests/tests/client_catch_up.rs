@@ -84,6 +84,20 @@ async fn resuming_far_behind_under_steady_traffic_gets_everything_once_in_order(
     for i in 1..=BACKLOG {
         publisher.publish("steady.x", i.to_string()).await?;
     }
+    // `publish` returns once a message is queued: wait until the
+    // broadcaster has stamped the whole backlog into history.
+    let stored = first.stamp.seq + BACKLOG;
+    tokio::time::timeout(RECV, async {
+        loop {
+            let q = ReplayQuery::since(&origin, epoch, stored);
+            match c.replay(q).await {
+                Ok(batch) if batch.newest >= stored => return,
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the backlog did not reach history within {RECV:?}"))?;
     let rtt = replay_round_trip(&c, &origin, epoch, first.stamp.seq).await?;
     // A fast machine answers a replay quickly: publish faster there, so the
     // catch-up still overflows the capacity (the test's precondition holds

@@ -323,6 +323,12 @@ impl<M> Tracker<M> {
         }
     }
 
+    /// The parking bound is reached: a message of a lane under repair
+    /// would be dropped (and fetched later as the lane's tail).
+    pub(crate) fn parking_full(&self) -> bool {
+        self.parked >= self.max_parked
+    }
+
     /// Messages parked in all.
     #[cfg(test)]
     pub(crate) fn parked(&self) -> usize {

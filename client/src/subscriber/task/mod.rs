@@ -11,6 +11,7 @@
 //! the sibling `catch_up` folder (`subscribe_from`).
 
 mod live;
+mod read_pause;
 mod repair_rounds;
 mod sub_socket;
 
@@ -35,6 +36,7 @@ use crate::subscriber::publisher_seqs::PublisherSeqs;
 use crate::subscriber::queue::Parts;
 use crate::subscriber::registry::Registry;
 use crate::subscriber::zmtp_sub::SubConn;
+use read_pause::ReadPause;
 use repair_rounds::Round;
 use sub_socket::{join_any, recv_any, Connecting, Slot};
 
@@ -82,6 +84,7 @@ pub(crate) fn spawn(task: SubscriberTask) -> SubscriberHandle {
         next_socket: 0,
         sources_noted: Default::default(),
         heard: false,
+        read_pause: ReadPause::default(),
         connected: connected_tx,
         commands: tx.clone(),
         task,
@@ -117,6 +120,8 @@ pub(super) struct State {
     pub(super) sources_noted: foldhash::HashSet<Arc<str>>,
     /// True while any broadcaster is heard (heartbeats or messages).
     pub(super) heard: bool,
+    /// Whether the SUB sockets are left unread (`read_pause`).
+    pub(super) read_pause: ReadPause,
     pub(super) connected: watch::Sender<bool>,
     /// This task's own command queue, for the catch-up tasks to report to.
     pub(super) commands: mpsc::Sender<Command>,
@@ -137,6 +142,9 @@ impl State {
         let mut cancelled = shutdown.cancelled();
         loop {
             let retry = self.next_retry();
+            let read = !self
+                .read_pause
+                .paused(self.tracker.parking_full(), !self.rounds.is_empty());
             tokio::select! {
                 biased;
                 _ = &mut cancelled => break,
@@ -153,7 +161,9 @@ impl State {
                 }
                 Some(round) = self.rounds.next(), if !self.rounds.is_empty() => self.on_round(round),
                 _ = tick.tick() => self.on_tick(),
-                (i, m) = recv_any(&mut self.sockets, &mut self.next_socket) => {
+                // Wakes the loop when a pause without progress is over.
+                _ = sleep_opt(self.read_pause.ends_at()), if !read => {}
+                (i, m) = recv_any(&mut self.sockets, &mut self.next_socket), if read => {
                     steps = self.on_frames(i, m);
                 }
             }
@@ -216,6 +226,14 @@ impl State {
     fn on_tick(&mut self) {
         self.registry.sweep();
         let limit = self.task.heartbeat_timeout;
+        if self.read_pause.active() {
+            // Unread sockets say nothing about the broadcaster: silence
+            // counts from the end of the pause.
+            let now = Instant::now();
+            for slot in &mut self.slots {
+                slot.last_traffic = now;
+            }
+        }
         for i in 0..self.slots.len() {
             let slot = &mut self.slots[i];
             let silent = slot.last_traffic.elapsed() > limit;

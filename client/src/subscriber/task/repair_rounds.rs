@@ -140,7 +140,10 @@ impl State {
             result,
         } = r;
         let batch = match result {
-            Ok(raw) => decode_reply(raw, &mut self.origins),
+            Ok(raw) => {
+                self.read_pause.progress();
+                decode_reply(raw, &mut self.origins)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "gap repair failed");
                 self.lost(&t, cursor, t.to, GapReason::ReplayFailed);
