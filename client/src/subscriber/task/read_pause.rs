@@ -4,8 +4,9 @@
 //! In that state every message read on a lane under repair is decoded,
 //! dropped by the tracker and fetched again from history as the lane's
 //! tail; under sustained overload the tail's repair lets the next one pile
-//! up, and the client fetched 4.5× what the PUB had dropped (forwarding
-//! bench, 2 000 000 messages, one subscriber). Not reading moves the drop to
+//! up, and the client fetched 1.9–9.7× what the PUB had dropped (forwarding
+//! bench, 2 000 000 messages, 1–4 subscribers; 1.00× with the pause,
+//! benches/results/2026-12-03c). Not reading moves the drop to
 //! the broadcaster, where it costs this client nothing: the session marker
 //! and the lanes' seq jumps after the pause ask for exactly what was
 //! dropped, once.
