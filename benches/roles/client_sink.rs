@@ -72,8 +72,11 @@ pub fn run(args: &[String]) -> Result<()> {
     // thread instead, every wake-up of the reader crossed threads: 22 % of
     // the process's CPU went to thread switches (perf, paced at 400 k/s).
     let sink = async move {
-        let options = ClientOptions::new(pull, publish, replay).subscription_capacity(SUBSCRIPTION_CAPACITY);
-        let client = timeout_at(deadline, Client::connect(options)).await.context("connect timed out")??;
+        let options =
+            ClientOptions::new(pull, publish, replay).subscription_capacity(SUBSCRIPTION_CAPACITY);
+        let client = timeout_at(deadline, Client::connect(options))
+            .await
+            .context("connect timed out")??;
         let mut subscription = timeout_at(deadline, client.subscribe(PATTERN))
             .await
             .context("subscribe timed out")??;
@@ -89,7 +92,11 @@ pub fn run(args: &[String]) -> Result<()> {
         };
         let (mut subscribed, mut last_any) = (false, Instant::now());
         let end = loop {
-            let wait = if tally.first.is_some() { deadline.min(last_any + quiet) } else { deadline };
+            let wait = if tally.first.is_some() {
+                deadline.min(last_any + quiet)
+            } else {
+                deadline
+            };
             let delivery = match timeout_at(wait, subscription.next()).await {
                 Err(_) if Instant::now() >= deadline => break "deadline",
                 Err(_) => break "quiet",
