@@ -40,12 +40,11 @@ impl ReadPause {
             self.progress_at = None;
             return false;
         }
-        let now = Instant::now();
-        let since = *self.progress_at.get_or_insert_with(|| {
+        if self.progress_at.is_none() {
             tracing::debug!("parking bound full while repairing: SUB reads paused");
-            now
-        });
-        now.saturating_duration_since(since) < PROGRESS
+            self.progress_at = Some(Instant::now());
+        }
+        self.active()
     }
 
     /// A repair round was answered.
@@ -62,8 +61,7 @@ impl ReadPause {
 
     /// True while a pause holds (conditions met, progress recent).
     pub(super) fn active(&self) -> bool {
-        self.progress_at
-            .is_some_and(|at| Instant::now().saturating_duration_since(at) < PROGRESS)
+        self.ends_at().is_some_and(|end| Instant::now() < end)
     }
 }
 
