@@ -107,6 +107,7 @@ impl Client {
             connect_timeout: socket_connect,
             backoff,
             capacity: opts.subscription_capacity,
+            max_parked: opts.max_parked,
             replay_wait: opts.replay_timeout,
             replay: replay.clone(),
             events: events.clone(),

@@ -38,6 +38,7 @@ pub struct ClientOptions {
     pub(crate) outbox_capacity: usize,
     pub(crate) max_payload: usize,
     pub(crate) subscription_capacity: usize,
+    pub(crate) max_parked: usize,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
     pub(crate) replay_timeout: Duration,
@@ -77,6 +78,7 @@ impl ClientOptions {
             outbox_capacity: 10_000,
             max_payload: 1024 * 1024,
             subscription_capacity: 4096,
+            max_parked: 65_536,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             replay_timeout: Duration::from_secs(2),
@@ -159,6 +161,17 @@ impl ClientOptions {
     /// [`CloseReason::SlowConsumer`](crate::CloseReason::SlowConsumer).
     pub fn subscription_capacity(mut self, n: usize) -> Self {
         self.subscription_capacity = n.max(1);
+        self
+    }
+
+    /// Live messages held back, all lanes together, while the messages
+    /// before them are fetched from history (default 65 536). Past it, a
+    /// message read on a lane under repair is dropped and fetched later as
+    /// that lane's tail, and the SUB sockets are left unread while repair
+    /// rounds keep being answered, so the broadcaster drops instead and
+    /// nothing is fetched twice. Memory: up to this many messages.
+    pub fn max_parked(mut self, n: usize) -> Self {
+        self.max_parked = n.max(1);
         self
     }
 

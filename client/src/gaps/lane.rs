@@ -105,11 +105,14 @@ impl<M> Ctx<'_, M> {
     /// Releases parked messages until one reveals another gap, then asks
     /// for the tail if nothing is pending.
     ///
-    /// When a gap shows up with more messages parked behind it (typical of
-    /// prefix filtering: a narrow pattern in a busy namespace), one request
-    /// covers the range up to the last of them (at most [`BATCH`] parked
-    /// messages): the ones in between come back from history, in order,
-    /// instead of costing a round trip each.
+    /// When a gap shows up with more messages parked behind it that jump
+    /// too (typical of prefix filtering: a narrow pattern in a busy
+    /// namespace), one request covers the range up to the last of those
+    /// jumps (at most [`BATCH`] parked messages): the ones in between come
+    /// back from history, in order, instead of costing a round trip each.
+    /// A parked message that follows its predecessor directly is never
+    /// fetched again: a loss (a drop, then a run of live messages) asks for
+    /// its own range only.
     pub(super) fn drain(&mut self, lane: &mut Lane<M>) {
         while lane.pending.is_none() {
             let Some((head, msg)) = lane.parked.pop_front() else {
@@ -118,8 +121,10 @@ impl<M> Ctx<'_, M> {
             *self.parked -= 1;
             let fresh = head.lane_seq > lane.lane_seq && head.seq > lane.seq;
             let jump = lane.lane_seq.checked_add(1) != Some(head.lane_seq);
-            if fresh && jump && !lane.parked.is_empty() {
-                let k = lane.parked.len().min(BATCH) - 1;
+            if let Some(k) = (fresh && jump)
+                .then(|| jumps_behind(head, &lane.parked))
+                .flatten()
+            {
                 let last = lane.parked[k].0;
                 // `msg` and the k parked before `last` are in the range.
                 drop(msg);
@@ -138,5 +143,23 @@ impl<M> Ctx<'_, M> {
                 }
             }
         }
+    }
+}
+
+/// How many parked messages behind `head` (which jumps) to fold into its
+/// repair, as the index of the one the range ends just before: the run of
+/// jumps behind `head`, at most [`BATCH`]. `None` when the first parked
+/// message follows `head` directly (or nothing is parked): only `head`'s
+/// own gap is asked for.
+fn jumps_behind<M>(head: Head, parked: &VecDeque<(Head, M)>) -> Option<usize> {
+    let n = parked.len().min(BATCH);
+    let follows = |i: usize| {
+        let prev = if i == 0 { head } else { parked[i - 1].0 };
+        prev.lane_seq.checked_add(1) == Some(parked[i].0.lane_seq)
+    };
+    match (0..n).find(|&i| follows(i)) {
+        Some(0) => None,
+        Some(i) => Some(i - 1),
+        None => n.checked_sub(1),
     }
 }

@@ -275,12 +275,38 @@ fn a_second_gap_among_parked_messages_starts_another_repair() {
     let a = finish(&mut t, &tk);
     assert_eq!(a[0], Action::Deliver(4));
     assert_eq!(a[1], Action::Deliver(5));
-    // 9 reveals a gap with 10 parked behind it: one request covers the
-    // range up to 10 (9 comes back from history).
+    // 9 reveals a gap; 10 follows it directly (a loss, then live
+    // messages): only the gap is asked for, 9 and 10 stay parked.
     let tk2 = ticket(&a);
-    assert_eq!(range(&tk2), (A, 6, 9));
-    assert_eq!(finish(&mut t, &tk2), vec![Action::Deliver(10)]);
+    assert_eq!(range(&tk2), (A, 6, 8));
+    assert_eq!(t.parked(), 2);
+    assert_eq!(
+        finish(&mut t, &tk2),
+        vec![Action::Deliver(9), Action::Deliver(10)]
+    );
     assert_eq!(t.parked(), 0);
+}
+
+#[test]
+fn a_jump_then_a_run_folds_only_the_jumps() {
+    let mut t = Tracker::new(100);
+    msg(&mut t, h(1, 1, A, 1));
+    let tk = ticket(&msg(&mut t, h(1, 4, A, 3)));
+    // Parked: 6 and 9 jump (filtering-like), 10 and 11 follow 9.
+    for (seq, lane_seq) in [(6, 5), (9, 7), (10, 8), (11, 9)] {
+        assert!(msg(&mut t, h(1, seq, A, lane_seq)).is_empty());
+    }
+    let a = finish(&mut t, &tk);
+    assert_eq!(a[0], Action::Deliver(4));
+    // 6 jumps and 9 jumps: one request up to just before 9, which starts
+    // the run and stays parked with 10 and 11 (6 comes from history).
+    let tk2 = ticket(&a);
+    assert_eq!(range(&tk2), (A, 5, 8));
+    assert_eq!(t.parked(), 3);
+    assert_eq!(
+        finish(&mut t, &tk2),
+        vec![Action::Deliver(9), Action::Deliver(10), Action::Deliver(11)]
+    );
 }
 
 #[test]

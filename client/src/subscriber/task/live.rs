@@ -34,6 +34,17 @@ impl State {
         self.heard_from(i);
         self.on_broadcast(i, frames);
         for taken in 1..MAX_BATCH {
+            // The pause's rule per message, not per wake-up: once the
+            // parking bound fills during a repair, the rest of the batch
+            // stays buffered instead of being read, dropped and fetched
+            // again (up to a batch each time the bound fills).
+            let repairing = !self.rounds.is_empty();
+            if self
+                .read_pause
+                .paused(self.tracker.parking_full(), repairing)
+            {
+                return taken;
+            }
             let Some(sub) = self.sockets[i].as_mut() else {
                 return taken;
             };

@@ -42,10 +42,6 @@ use sub_socket::{join_any, recv_any, Connecting, Slot};
 
 /// Commands queued for the subscriber task. Full: `subscribe` waits.
 const COMMAND_QUEUE: usize = 1024;
-/// Messages parked (all lanes together) while their lane is repaired. Past
-/// it the tracker drops them and fetches them from history afterwards.
-const MAX_PARKED: usize = 65_536;
-
 /// Settings of the subscriber task.
 pub(crate) struct SubscriberTask {
     /// Every broadcaster's egress endpoint: one SUB socket each.
@@ -54,6 +50,10 @@ pub(crate) struct SubscriberTask {
     pub connect_timeout: Duration,
     pub backoff: Backoff,
     pub capacity: usize,
+    /// Messages parked (all lanes together) while their lane is repaired
+    /// (`ClientOptions::max_parked`). Past it the tracker drops them and
+    /// fetches them from history afterwards.
+    pub max_parked: usize,
     /// Longest wait for queue room before a repair round.
     pub replay_wait: Duration,
     pub replay: ReplayHandle,
@@ -73,7 +73,7 @@ pub(crate) fn spawn(task: SubscriberTask) -> SubscriberHandle {
         .collect();
     let state = State {
         registry: Registry::new(task.capacity),
-        tracker: Tracker::new(MAX_PARKED),
+        tracker: Tracker::new(task.max_parked),
         publisher_seqs: PublisherSeqs::default(),
         origins: Origins::default(),
         rounds: FuturesUnordered::new(),
@@ -98,7 +98,7 @@ pub(crate) fn spawn(task: SubscriberTask) -> SubscriberHandle {
 pub(super) struct State {
     pub(super) task: SubscriberTask,
     pub(super) registry: Registry,
-    /// The gap tracker; parks at most [`MAX_PARKED`] messages.
+    /// The gap tracker; parks at most `task.max_parked` messages.
     pub(super) tracker: Tracker<crate::Message>,
     /// Re-sent copies (same publisher session and seq, a new stamp) dropped.
     pub(super) publisher_seqs: PublisherSeqs,
