@@ -15,6 +15,11 @@ use anyhow::{anyhow, bail, Context, Result};
 /// How many stderr lines of a child are kept for error messages.
 const STDERR_TAIL: usize = 20;
 
+/// Set to `1`, every child's stderr line is also printed on the bench's
+/// stderr as it comes, prefixed with the child's name (to see what the
+/// servers logged during a level, e.g. a stall).
+pub const ECHO_VAR: &str = "FANFARE_BENCH_ECHO_STDERR";
+
 /// A running child process. Dropping it kills the process and reaps it.
 pub struct Proc {
     name: String,
@@ -53,9 +58,14 @@ impl Proc {
         let tail = Arc::clone(&stderr_tail);
         let stderr_done = Arc::new(AtomicBool::new(false));
         let done = Arc::clone(&stderr_done);
+        let echo = std::env::var_os(ECHO_VAR).is_some_and(|v| v == "1");
+        let prefix = name.clone();
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if echo {
+                    eprintln!("[{prefix}] {line}");
+                }
                 if let Ok(mut tail) = tail.lock() {
                     if tail.len() == STDERR_TAIL {
                         tail.pop_front();
