@@ -39,6 +39,21 @@ fn index(m: &fanfare_client::Message) -> u32 {
         .unwrap_or(0)
 }
 
+/// A broadcaster whose PUB soon drops for a stalled subscriber (64 KiB
+/// queues), with heartbeats every 100 ms; `extra` arguments after those.
+async fn dropping_broadcaster(extra: &[&str]) -> Result<BroadcasterProcess> {
+    let mut args = vec![
+        "--id",
+        "b1",
+        "--heartbeat-ms",
+        "100",
+        "--subscriber-queue-bytes",
+        "65536",
+    ];
+    args.extend_from_slice(extra);
+    BroadcasterProcess::spawn(&args).await
+}
+
 /// A subscriber of `b` that reads `pattern` through a pausable proxy (its
 /// heartbeat timeout outlasts the pause; its queue holds a whole burst, so
 /// only the broadcaster drops), and the proxy.
@@ -46,14 +61,23 @@ async fn stalled_subscriber(
     b: &BroadcasterProcess,
     pattern: &str,
 ) -> Result<(Client, Subscription, PausableProxy)> {
+    stalled_subscriber_with(b, pattern, |o| o).await
+}
+
+/// [`stalled_subscriber`] with its options changed by `tune`.
+async fn stalled_subscriber_with(
+    b: &BroadcasterProcess,
+    pattern: &str,
+    tune: impl FnOnce(ClientOptions) -> ClientOptions,
+) -> Result<(Client, Subscription, PausableProxy)> {
     let proxy = PausableProxy::start(&b.endpoints().publish).await?;
     let e = b.endpoints();
-    let c = Client::connect(
+    let c = Client::connect(tune(
         ClientOptions::new(e.pull.clone(), proxy.endpoint(), e.replay.clone())
             .connect_timeout(RECV)
             .heartbeat_timeout(Duration::from_secs(60))
             .subscription_capacity(2 * N as usize),
-    )
+    ))
     .await?;
     let sub = c.subscribe(pattern).await?;
     Ok((c, sub, proxy))
@@ -85,15 +109,7 @@ async fn burst_while_paused(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_dropped_by_the_pub_are_repaired_in_order() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&[
-        "--id",
-        "b1",
-        "--heartbeat-ms",
-        "100",
-        "--subscriber-queue-bytes",
-        "65536",
-    ])
-    .await?;
+    let b = dropping_broadcaster(&[]).await?;
     let publisher = connect(&b, RECV).await?;
     let (subscriber, mut sub, proxy) = stalled_subscriber(&b, "burst.#").await?;
     let mut events = subscriber.events();
@@ -129,27 +145,12 @@ async fn messages_dropped_by_the_pub_are_repaired_in_order() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_traffic_during_a_long_repair_is_fetched_once() -> Result<()> {
     const PARKED: usize = 64;
-    let b = BroadcasterProcess::spawn(&[
-        "--id",
-        "b1",
-        "--heartbeat-ms",
-        "100",
-        "--subscriber-queue-bytes",
-        "65536",
-    ])
-    .await?;
+    let b = dropping_broadcaster(&[]).await?;
     let publisher = connect(&b, RECV).await?;
-    let proxy = PausableProxy::start(&b.endpoints().publish).await?;
-    let e = b.endpoints();
-    let subscriber = Client::connect(
-        ClientOptions::new(e.pull.clone(), proxy.endpoint(), e.replay.clone())
-            .connect_timeout(RECV)
-            .heartbeat_timeout(Duration::from_secs(60))
-            .subscription_capacity(4 * N as usize)
-            .max_parked(PARKED),
-    )
+    let (_subscriber, mut sub, proxy) = stalled_subscriber_with(&b, "busy.#", |o| {
+        o.subscription_capacity(4 * N as usize).max_parked(PARKED)
+    })
     .await?;
-    let mut sub = subscriber.subscribe("busy.#").await?;
     publisher.publish("busy.x", "0 warm-up").await?;
     ensure!(index(&next_message(&mut sub, RECV).await?) == 0, "warm-up");
     // Burst one while the subscriber is stalled: a repair of most of it.
@@ -189,17 +190,7 @@ async fn live_traffic_during_a_long_repair_is_fetched_once() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loss_beyond_history_is_reported_as_gaps() -> Result<()> {
-    let b = BroadcasterProcess::spawn(&[
-        "--id",
-        "b1",
-        "--heartbeat-ms",
-        "100",
-        "--subscriber-queue-bytes",
-        "65536",
-        "--history-count",
-        "50",
-    ])
-    .await?;
+    let b = dropping_broadcaster(&["--history-count", "50"]).await?;
     let publisher = connect(&b, RECV).await?;
     let (_subscriber, mut sub, proxy) = stalled_subscriber(&b, "lossy.#").await?;
     publisher.publish("lossy.x", "0 warm-up").await?;
