@@ -52,6 +52,9 @@ pub(crate) struct Forwarder {
 
 /// How often the forwarder lets the relay ask for due repairs.
 const RELAY_TICK: Duration = Duration::from_millis(10);
+/// How often owed session markers are tried again while some are owed
+/// (each try walks the owing subscribers only).
+const MARKER_RETRY: Duration = Duration::from_millis(20);
 
 /// What history needs of one message of the round, beside its [`Encoded`]
 /// ranges (kept in a reused vector: no allocation per round).
@@ -115,6 +118,8 @@ impl Forwarder {
         let (mut relay, mut fed) = self.federation.take().unzip();
         let mut relay_tick = tokio::time::interval(RELAY_TICK);
         relay_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut marker_tick = tokio::time::interval(MARKER_RETRY);
+        marker_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         // No priority between control and ingress (select picks at random
         // among ready branches), and control is applied in bounded bursts.
         loop {
@@ -133,6 +138,10 @@ impl Forwarder {
                     self.forward(&mut batches);
                 }
                 _ = tick.tick() => self.heartbeat(),
+                // An owed marker waits for its queue to drain to half; with
+                // nothing else coming it would wait for the next heartbeat,
+                // and the subscriber would learn of its miss that late.
+                _ = marker_tick.tick(), if self.subscribers.markers_due() => self.send_markers(),
                 f = crate::federation::recv(&mut fed) => match (f, relay.as_mut()) {
                     (Some(f), Some(r)) => {
                         self.apply_control(&mut control);

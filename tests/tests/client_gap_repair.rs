@@ -42,11 +42,20 @@ fn index(m: &fanfare_client::Message) -> u32 {
 /// A broadcaster whose PUB soon drops for a stalled subscriber (64 KiB
 /// queues), with heartbeats every 100 ms; `extra` arguments after those.
 async fn dropping_broadcaster(extra: &[&str]) -> Result<BroadcasterProcess> {
+    dropping_broadcaster_beating(100, extra).await
+}
+
+/// [`dropping_broadcaster`] with heartbeats every `heartbeat_ms`.
+async fn dropping_broadcaster_beating(
+    heartbeat_ms: u64,
+    extra: &[&str],
+) -> Result<BroadcasterProcess> {
+    let beat = heartbeat_ms.to_string();
     let mut args = vec![
         "--id",
         "b1",
         "--heartbeat-ms",
-        "100",
+        &beat,
         "--subscriber-queue-bytes",
         "65536",
     ];
@@ -132,6 +141,54 @@ async fn messages_dropped_by_the_pub_are_repaired_in_order() -> Result<()> {
         matches!(e, ClientEvent::GapRepaired { .. })
     })
     .await?;
+    Ok(())
+}
+
+/// The burst's last messages are the ones dropped and nothing follows them:
+/// no later message of the lane shows a jump, and the next heartbeat is 5 s
+/// away. The session marker after the drop starts a sweep of the missed
+/// range, so the tail comes well before that heartbeat (before sweeps it
+/// came with the heartbeat).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_tail_is_repaired_before_the_next_heartbeat() -> Result<()> {
+    let b = dropping_broadcaster_beating(5000, &[]).await?;
+    let publisher = connect(&b, RECV).await?;
+    let (_subscriber, mut sub, proxy) = stalled_subscriber(&b, "tail.#").await?;
+    // No heartbeat shows a warm-up published before the subscription
+    // reached the broadcaster: publish until one comes through.
+    let deadline = tokio::time::Instant::now() + RECV;
+    loop {
+        publisher.publish("tail.x", "0 warm-up").await?;
+        if next_message(&mut sub, Duration::from_millis(200))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no warm-up message came through the proxy within {RECV:?}"
+        );
+    }
+    let dropped = burst_while_paused(&b, &proxy, &publisher, "tail.x").await?;
+    let resumed = tokio::time::Instant::now();
+    for i in 1..=N {
+        let m = loop {
+            let m = next_message(&mut sub, RECV)
+                .await
+                .with_context(|| format!("message {i} of {N} (the PUB dropped {dropped})"))?;
+            if index(&m) != 0 {
+                break m; // not a late copy of a warm-up
+            }
+        };
+        assert_eq!(index(&m), i, "every message exactly once, in order");
+    }
+    let took = resumed.elapsed();
+    eprintln!("{dropped} dropped by the PUB; all {N} in {took:?} after the resume");
+    ensure!(
+        took < Duration::from_millis(2500),
+        "the dropped tail took {took:?}: it waited for a heartbeat"
+    );
     Ok(())
 }
 

@@ -67,7 +67,7 @@ impl<M> Ctx<'_, M> {
             id,
             origin: self.origin.clone(),
             epoch: self.epoch,
-            lane: self.lane_id,
+            lane: Some(self.lane_id),
             from,
             to,
         }));

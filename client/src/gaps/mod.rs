@@ -30,13 +30,14 @@ pub(crate) struct Head {
     pub lane_seq: u64,
 }
 
-/// A seq range of one lane to fetch from history.
+/// A seq range to fetch from history: of one lane, or of every lane of
+/// the origin (`lane: None`, a [sweep](sweep)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Ticket {
     pub id: u64,
     pub origin: Arc<str>,
     pub epoch: u64,
-    pub lane: u16,
+    pub lane: Option<u16>,
     pub from: u64,
     pub to: u64,
 }
@@ -47,7 +48,8 @@ pub(crate) enum Action<M> {
     /// Deliver this message now.
     Deliver(M),
     /// Fetch this range (lane filter) and deliver it, then call
-    /// [`Tracker::finish`].
+    /// [`Tracker::finish`]. For a sweep (no lane), hand every reply to
+    /// [`Tracker::on_sweep_reply`] instead of delivering it.
     Repair(Ticket),
     /// The origin restarted (a newer epoch).
     Restarted {
@@ -65,8 +67,10 @@ pub(crate) enum Action<M> {
 }
 
 mod lane;
+mod sweep;
 
 use lane::{Ctx, Lane};
+use sweep::{push_range, Held, Sweep};
 
 #[derive(Debug)]
 struct Origin<M> {
@@ -75,6 +79,8 @@ struct Origin<M> {
     base: u64,
     max_seq: u64,
     lanes: HashMap<u16, Lane<M>>,
+    /// A repair of a range across lanes, with what waits behind it.
+    sweep: Option<Sweep<M>>,
 }
 
 /// Gap tracker over all origins. `M` is the message type carried through.
@@ -126,6 +132,7 @@ impl<M> Tracker<M> {
                     base: head.seq.saturating_sub(1),
                     max_seq: head.seq,
                     lanes,
+                    sweep: None,
                 },
             );
             out.push(Action::Deliver(msg));
@@ -139,6 +146,21 @@ impl<M> Tracker<M> {
             restart(origin, o, head.epoch, &mut self.parked, out);
         }
         o.max_seq = o.max_seq.max(head.seq);
+        if let Some(sw) = o.sweep.as_mut() {
+            if self.parked < self.max_parked {
+                self.parked += 1;
+                let floor = floor();
+                sw.held.push_back(Held::Msg {
+                    head,
+                    msg,
+                    session,
+                    floor,
+                });
+            } else {
+                push_range(&mut sw.held, head.seq, head.seq);
+            }
+            return;
+        }
         let mut ctx = Ctx {
             origin,
             epoch: o.epoch,
@@ -149,27 +171,7 @@ impl<M> Tracker<M> {
             session,
             out,
         };
-        if let Some(lane) = o.lanes.get_mut(&head.lane) {
-            ctx.step(lane, head, msg);
-            return;
-        }
-        let Some(floor) = floor() else {
-            ctx.out.push(Action::Deliver(msg));
-            return;
-        };
-        let floor = if head.lane_seq <= 1 {
-            u64::MAX
-        } else {
-            o.base.max(floor)
-        };
-        if floor.saturating_add(1) >= head.seq {
-            o.lanes.insert(head.lane, Lane::at(head.lane_seq, head.seq));
-            ctx.out.push(Action::Deliver(msg));
-            return;
-        }
-        let mut lane = Lane::at(0, floor);
-        ctx.step(&mut lane, head, msg);
-        o.lanes.insert(head.lane, lane);
+        step_message(o, &mut ctx, head, msg, floor);
     }
 
     /// A heartbeat arrived: `seq` is the origin's last stamped seq, `marks`
@@ -197,6 +199,7 @@ impl<M> Tracker<M> {
                     base: seq,
                     max_seq: seq,
                     lanes: HashMap::default(),
+                    sweep: None,
                 },
             );
             return;
@@ -208,6 +211,11 @@ impl<M> Tracker<M> {
             restart(origin, o, epoch, &mut self.parked, out);
         }
         o.max_seq = o.max_seq.max(seq);
+        if o.sweep.is_some() {
+            // The sweep covers the range behind; the next heartbeat after
+            // it tells what is beyond.
+            return;
+        }
         for mark in marks {
             // A lane's seq is one of the origin's seqs, and counts no more
             // messages than the origin stamped: a mark beyond that is
@@ -265,7 +273,10 @@ impl<M> Tracker<M> {
         if o.epoch != ticket.epoch {
             return;
         }
-        let Some(lane) = o.lanes.get_mut(&ticket.lane) else {
+        let Some(lane_id) = ticket.lane else {
+            return self.finish_sweep(ticket, out);
+        };
+        let Some(lane) = o.lanes.get_mut(&lane_id) else {
             return;
         };
         let Some(p) = lane.pending.filter(|p| p.id == ticket.id) else {
@@ -277,7 +288,7 @@ impl<M> Tracker<M> {
         let mut ctx = Ctx {
             origin: &ticket.origin,
             epoch: o.epoch,
-            lane_id: ticket.lane,
+            lane_id,
             next_id: &mut self.next_id,
             parked: &mut self.parked,
             max_parked: self.max_parked,
@@ -285,6 +296,137 @@ impl<M> Tracker<M> {
             out,
         };
         ctx.drain(lane);
+    }
+
+    /// Starts a [sweep](sweep) of `[from, to]` of `origin`'s `epoch`: its
+    /// replies go to [`Self::on_sweep_reply`], stepped with `session`, and
+    /// the origin's live messages wait behind it. During a sweep the range
+    /// is queued behind what waits, to be swept next. Returns false when
+    /// it cannot be swept (an origin or epoch the tracker does not know):
+    /// then the caller must not count on it.
+    pub(crate) fn sweep(
+        &mut self,
+        origin: &Arc<str>,
+        epoch: u64,
+        (from, to): (u64, u64),
+        session: Option<u64>,
+        out: &mut Vec<Action<M>>,
+    ) -> bool {
+        let Some(o) = self.origins.get_mut(origin) else {
+            return false;
+        };
+        if o.epoch != epoch || from > to {
+            return false;
+        }
+        if let Some(sw) = o.sweep.as_mut() {
+            push_range(&mut sw.held, from, to);
+            return true;
+        }
+        self.next_id += 1;
+        o.sweep = Some(Sweep {
+            id: self.next_id,
+            from,
+            to,
+            session,
+            held: std::collections::VecDeque::new(),
+        });
+        out.push(Action::Repair(Ticket {
+            id: self.next_id,
+            origin: origin.clone(),
+            epoch,
+            lane: None,
+            from,
+            to,
+        }));
+        true
+    }
+
+    /// One message of a sweep's reply: stepped through its lane (with the
+    /// sweep's session), not held behind the sweep.
+    pub(crate) fn on_sweep_reply(
+        &mut self,
+        origin: &Arc<str>,
+        head: Head,
+        msg: M,
+        floor: impl FnOnce() -> Option<u64>,
+        out: &mut Vec<Action<M>>,
+    ) {
+        let Some(o) = self.origins.get_mut(origin) else {
+            return;
+        };
+        let Some(session) = o.sweep.as_ref().map(|s| s.session) else {
+            return; // finished or abandoned: the live stream has it
+        };
+        if o.epoch != head.epoch {
+            return;
+        }
+        let mut ctx = Ctx {
+            origin,
+            epoch: o.epoch,
+            lane_id: head.lane,
+            next_id: &mut self.next_id,
+            parked: &mut self.parked,
+            max_parked: self.max_parked,
+            session,
+            out,
+        };
+        step_message(o, &mut ctx, head, msg, floor);
+    }
+
+    /// The sweep `ticket` is done: what waited behind it goes through the
+    /// lanes in order, up to the next queued range (which is swept next).
+    fn finish_sweep(&mut self, ticket: &Ticket, out: &mut Vec<Action<M>>) {
+        let Some(o) = self.origins.get_mut(&ticket.origin) else {
+            return;
+        };
+        let Some(sw) = o.sweep.take_if(|s| s.id == ticket.id) else {
+            return;
+        };
+        let mut held = sw.held;
+        while let Some(h) = held.pop_front() {
+            match h {
+                Held::Msg {
+                    head,
+                    msg,
+                    session,
+                    floor,
+                } => {
+                    self.parked -= 1;
+                    let mut ctx = Ctx {
+                        origin: &ticket.origin,
+                        epoch: o.epoch,
+                        lane_id: head.lane,
+                        next_id: &mut self.next_id,
+                        parked: &mut self.parked,
+                        max_parked: self.max_parked,
+                        session,
+                        out,
+                    };
+                    if head.epoch == o.epoch {
+                        step_message(o, &mut ctx, head, msg, || floor);
+                    }
+                }
+                Held::Range { from, to } => {
+                    self.next_id += 1;
+                    o.sweep = Some(Sweep {
+                        id: self.next_id,
+                        from,
+                        to,
+                        session: sw.session,
+                        held,
+                    });
+                    out.push(Action::Repair(Ticket {
+                        id: self.next_id,
+                        origin: ticket.origin.clone(),
+                        epoch: o.epoch,
+                        lane: None,
+                        from,
+                        to,
+                    }));
+                    return;
+                }
+            }
+        }
     }
 
     /// The origin's epoch and the seq up to which it had sent before the
@@ -311,6 +453,7 @@ impl<M> Tracker<M> {
             .lanes
             .values()
             .filter_map(|l| l.pending.map(|p| p.from))
+            .chain(o.sweep.as_ref().map(|s| s.from))
             .min()?;
         Some((o.epoch, low))
     }
@@ -336,6 +479,38 @@ impl<M> Tracker<M> {
     }
 }
 
+/// One message on its lane (a new lane starts from `floor`, asked only
+/// then; `None`: no subscription covers it, so it is not tracked).
+fn step_message<M>(
+    o: &mut Origin<M>,
+    ctx: &mut Ctx<'_, M>,
+    head: Head,
+    msg: M,
+    floor: impl FnOnce() -> Option<u64>,
+) {
+    if let Some(lane) = o.lanes.get_mut(&head.lane) {
+        ctx.step(lane, head, msg);
+        return;
+    }
+    let Some(floor) = floor() else {
+        ctx.out.push(Action::Deliver(msg));
+        return;
+    };
+    let floor = if head.lane_seq <= 1 {
+        u64::MAX
+    } else {
+        o.base.max(floor)
+    };
+    if floor.saturating_add(1) >= head.seq {
+        o.lanes.insert(head.lane, Lane::at(head.lane_seq, head.seq));
+        ctx.out.push(Action::Deliver(msg));
+        return;
+    }
+    let mut lane = Lane::at(0, floor);
+    ctx.step(&mut lane, head, msg);
+    o.lanes.insert(head.lane, lane);
+}
+
 /// The origin restarted: abandon old repairs (release their parked messages
 /// after reporting the loss) and expect every known lane from lane seq 1.
 fn restart<M>(
@@ -350,6 +525,26 @@ fn restart<M>(
         old_epoch: o.epoch,
         new_epoch,
     });
+    if let Some(sw) = o.sweep.take() {
+        let abandoned = |from, to| Ticket {
+            id: sw.id,
+            origin: origin.clone(),
+            epoch: o.epoch,
+            lane: None,
+            from,
+            to,
+        };
+        out.push(Action::Abandoned(abandoned(sw.from, sw.to)));
+        for h in sw.held {
+            match h {
+                Held::Msg { msg, .. } => {
+                    *parked -= 1;
+                    out.push(Action::Deliver(msg));
+                }
+                Held::Range { from, to } => out.push(Action::Abandoned(abandoned(from, to))),
+            }
+        }
+    }
     for (id, lane) in &mut o.lanes {
         if let Some(p) = lane.pending.take() {
             let last_parked = lane.parked.back().map(|(h, _)| h.seq);
@@ -357,7 +552,7 @@ fn restart<M>(
                 id: p.id,
                 origin: origin.clone(),
                 epoch: o.epoch,
-                lane: *id,
+                lane: Some(*id),
                 from: p.from,
                 to: p.to,
             }));
@@ -370,7 +565,7 @@ fn restart<M>(
                         id: p.id,
                         origin: origin.clone(),
                         epoch: o.epoch,
-                        lane: *id,
+                        lane: Some(*id),
                         from,
                         to: t.1,
                     }));
@@ -384,5 +579,7 @@ fn restart<M>(
     o.max_seq = 0;
 }
 
+#[cfg(test)]
+mod sweep_tests;
 #[cfg(test)]
 mod tests;

@@ -78,7 +78,7 @@ fn ticket(actions: &[Action<u64>]) -> Ticket {
 }
 
 fn range(t: &Ticket) -> (u16, u64, u64) {
-    (t.lane, t.from, t.to)
+    (t.lane.expect("a lane's repair"), t.from, t.to)
 }
 
 #[test]
@@ -353,7 +353,7 @@ fn finishing_an_unknown_or_old_ticket_is_harmless() {
         id: 99,
         origin: o(),
         epoch: 1,
-        lane: A,
+        lane: Some(A),
         from: 1,
         to: 2,
     };

@@ -194,11 +194,13 @@ impl Registry {
     }
 
     /// Queues of the live subscriptions that may want messages of `lane`
-    /// (to wait for room before a repair round).
-    pub(crate) fn queues_for_lane(&self, lane: u16) -> Vec<mpsc::Sender<Delivery>> {
+    /// (`None`: of any lane), to wait for room before a repair round.
+    pub(crate) fn queues_for_lane(&self, lane: Option<u16>) -> Vec<mpsc::Sender<Delivery>> {
         self.subs
             .values()
-            .filter(|e| e.catch_up.is_none() && e.lane.is_none_or(|l| l == lane))
+            .filter(|e| {
+                e.catch_up.is_none() && lane.is_none_or(|lane| e.lane.is_none_or(|l| l == lane))
+            })
             .map(|e| e.queue.tx.clone())
             .collect()
     }

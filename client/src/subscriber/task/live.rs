@@ -92,10 +92,14 @@ impl State {
                 let registry = &self.registry;
                 let topic = m.topic.clone();
                 let floor = || registry.floor_for_topic(&origin, head.epoch, &topic);
-                let session = self.slots[i]
+                let slot = &mut self.slots[i];
+                let session = slot
                     .session
                     .as_ref()
                     .and_then(|s| s.floor(&origin, head.epoch));
+                if session.is_some() {
+                    slot.complete_to = slot.complete_to.max(head.seq);
+                }
                 self.tracker
                     .on_message(&origin, head, m, floor, session, &mut actions);
                 self.apply_all(&mut actions);
@@ -109,10 +113,11 @@ impl State {
                 beat,
             }) => {
                 self.note_source(&origin, i);
-                let session = self.slots[i]
-                    .session
-                    .as_ref()
-                    .and_then(|s| s.floor(&origin, epoch));
+                let slot = &mut self.slots[i];
+                let session = slot.session.as_ref().and_then(|s| s.floor(&origin, epoch));
+                if session.is_some() {
+                    slot.complete_to = slot.complete_to.max(seq);
+                }
                 self.on_heartbeat(origin, epoch, seq, &beat.lanes, session);
             }
             Ok(Incoming::Ack) => {}
@@ -145,14 +150,58 @@ impl State {
 
     /// A session marker of broadcaster `i`: the connection is complete from
     /// `seq` on if the marker follows every subscription change written on
-    /// it (else a later marker will).
+    /// it (else a later marker will). After a miss (a count, or the first
+    /// marker of a new connection) with a session before it, what lies
+    /// between the last seq heard in that session and `seq` is swept
+    /// (`gaps::sweep`), and the session keeps its old start (only with one
+    /// broadcaster: see below).
     fn on_marker(&mut self, i: usize, origin: Arc<str>, epoch: u64, seq: u64, marker: Marker) {
         let sent = self.sockets[i].as_ref().map(SubConn::sent);
+        let one_path = self.slots.len() == 1;
         let slot = &mut self.slots[i];
-        slot.session = (sent == Some(marker.changes)).then_some(Session { origin, epoch, seq });
+        let fresh = std::mem::take(&mut slot.fresh);
         if marker.missed > 0 {
             tracing::debug!(missed = marker.missed, seq, "session marker after a miss");
         }
+        if sent != Some(marker.changes) {
+            slot.session = None;
+            return;
+        }
+        let mut start = seq;
+        let same = slot
+            .last_session
+            .as_ref()
+            .is_some_and(|s| *s.origin == *origin && s.epoch == epoch);
+        // With several broadcasters, the origin may have come through
+        // another one meanwhile (federation): a sweep would fetch it again
+        // and, were that range gone from history, report as lost what was
+        // delivered. There the lanes find what is missing, as before.
+        if same && one_path && (marker.missed > 0 || fresh) {
+            let old_start = slot.last_session.as_ref().map_or(seq, |s| s.seq);
+            let from = slot.complete_to.saturating_add(1);
+            let mut actions = Vec::new();
+            let swept = from > seq
+                || self
+                    .tracker
+                    .sweep(&origin, epoch, (from, seq), Some(old_start), &mut actions);
+            if swept {
+                tracing::debug!(from, to = seq, "sweeping what the connection missed");
+                start = old_start;
+            }
+            self.apply(actions);
+        }
+        let slot = &mut self.slots[i];
+        slot.complete_to = slot.complete_to.max(seq);
+        if !same {
+            slot.complete_to = seq;
+        }
+        let session = Session {
+            origin,
+            epoch,
+            seq: start,
+        };
+        slot.session = Some(session.clone());
+        slot.last_session = Some(session);
     }
 
     fn on_heartbeat(
@@ -182,7 +231,7 @@ impl State {
             match a {
                 Action::Deliver(m) => self.deliver(m),
                 Action::Repair(t) => {
-                    tracing::debug!(origin = %t.origin, lane = t.lane, from = t.from, to = t.to, "repairing gap");
+                    tracing::debug!(origin = %t.origin, lane = ?t.lane, from = t.from, to = t.to, "repairing gap");
                     self.next_round(t, None, 0, false);
                 }
                 Action::Restarted {
@@ -212,6 +261,25 @@ impl State {
                 }
             }
         }
+    }
+
+    /// One message of a sweep's reply: through its lane, like a live one.
+    pub(super) fn sweep_reply(&mut self, m: Message) {
+        let head = Head {
+            epoch: m.stamp.epoch,
+            seq: m.stamp.seq,
+            lane: m.stamp.lane,
+            lane_seq: m.stamp.lane_seq,
+        };
+        let origin = m.stamp.origin.clone();
+        let topic = m.topic.clone();
+        let registry = &self.registry;
+        let floor = || registry.floor_for_topic(&origin, head.epoch, &topic);
+        let mut actions = std::mem::take(&mut self.actions);
+        self.tracker
+            .on_sweep_reply(&origin, head, m, floor, &mut actions);
+        self.apply_all(&mut actions);
+        self.actions = actions;
     }
 
     pub(super) fn deliver(&mut self, mut m: Message) {

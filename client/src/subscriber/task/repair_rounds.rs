@@ -71,7 +71,7 @@ fn round(
             epoch: ticket.epoch,
             from: cursor,
             to: ask.to,
-            lane: Some(ticket.lane),
+            lane: ticket.lane,
             patterns: ask.patterns,
         };
         let result = ask.replay.request(request).await;
@@ -125,7 +125,7 @@ impl State {
         tracing::warn!(origin = %gap.origin, epoch = gap.epoch, first, last, ?reason, "unrecoverable gap");
         let tracker = &self.tracker;
         let low = |o: &str| tracker.lowest_pending(o);
-        self.registry.gap(&gap, Some(t.lane), &low);
+        self.registry.gap(&gap, t.lane, &low);
         let _ = self.task.events.send(ClientEvent::GapUnrecoverable(gap));
     }
 
@@ -171,10 +171,15 @@ impl State {
         let origin: &Arc<str> = &t.origin;
         for m in batch.messages {
             let s = &m.stamp;
-            let ours = s.origin == *origin && s.epoch == t.epoch && s.lane == t.lane;
+            let ours =
+                s.origin == *origin && s.epoch == t.epoch && t.lane.is_none_or(|l| l == s.lane);
             if ours && (cursor..=t.to).contains(&s.seq) {
                 recovered += 1;
-                self.deliver(m);
+                if t.lane.is_some() {
+                    self.deliver(m);
+                } else {
+                    self.sweep_reply(m);
+                }
             }
         }
         if next > cursor && next <= t.to.min(batch.newest) {

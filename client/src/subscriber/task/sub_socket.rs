@@ -41,6 +41,15 @@ pub(crate) struct Slot {
     /// The current connection's session, once a marker that follows its
     /// latest subscription change came.
     pub(super) session: Option<Session>,
+    /// The latest session, kept across a miss or a reconnect (cleared by a
+    /// subscription change): a marker after a miss sweeps from
+    /// `complete_to` and keeps its start.
+    pub(super) last_session: Option<Session>,
+    /// The highest seq of `last_session`'s origin heard while in it (a
+    /// message, or a heartbeat's seq).
+    pub(super) complete_to: u64,
+    /// No marker came yet on the current connection.
+    pub(super) fresh: bool,
 }
 
 /// From a session marker on, this connection brings every message of
@@ -72,6 +81,9 @@ impl Slot {
             heard: false,
             backoff,
             session: None,
+            last_session: None,
+            complete_to: 0,
+            fresh: false,
         }
     }
 }
@@ -105,6 +117,7 @@ impl State {
                 self.sockets[i] = Some(s);
                 self.slots[i].last_traffic = Instant::now();
                 self.slots[i].session = None;
+                self.slots[i].fresh = true;
                 // Subscriptions made while connecting are synced next.
                 self.registry.mark_dirty();
             }
@@ -169,8 +182,10 @@ impl State {
                 .map(|p| (p, true))
                 .chain(slot.applied.difference(&wanted).map(|p| (p, false)));
             for (p, subscribe) in changes {
-                // Until a marker says this change was applied.
+                // Until a marker says this change was applied; no sweep
+                // reaches across a change (the marker starts afresh).
                 slot.session = None;
+                slot.last_session = None;
                 if let Err(e) = sock.set(p, subscribe).await {
                     // The connection is broken: a new one subscribes `wanted`.
                     failed.push((i, e.to_string()));
