@@ -39,13 +39,28 @@ impl<M> Lane<M> {
     }
 }
 
+/// Ticket ids and the parking bound, shared by every lane and sweep.
+#[derive(Debug)]
+pub(super) struct Budget {
+    pub(super) next_id: u64,
+    /// Messages parked or held, all lanes and sweeps together.
+    pub(super) parked: usize,
+    pub(super) max_parked: usize,
+}
+
+impl Budget {
+    /// A fresh ticket id.
+    pub(super) fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
 pub(super) struct Ctx<'a, M> {
     pub(super) origin: &'a Arc<str>,
     pub(super) epoch: u64,
     pub(super) lane_id: u16,
-    pub(super) next_id: &'a mut u64,
-    pub(super) parked: &'a mut usize,
-    pub(super) max_parked: usize,
+    pub(super) budget: &'a mut Budget,
     /// The seq after which the message's connection is complete for this
     /// origin (a session), if it is: a lane complete up to there that
     /// jumps was filtered.
@@ -53,10 +68,26 @@ pub(super) struct Ctx<'a, M> {
     pub(super) out: &'a mut Vec<Action<M>>,
 }
 
-impl<M> Ctx<'_, M> {
+impl<'a, M> Ctx<'a, M> {
+    pub(super) fn new(
+        origin: &'a Arc<str>,
+        (epoch, lane_id): (u64, u16),
+        budget: &'a mut Budget,
+        session: Option<u64>,
+        out: &'a mut Vec<Action<M>>,
+    ) -> Self {
+        Self {
+            origin,
+            epoch,
+            lane_id,
+            budget,
+            session,
+            out,
+        }
+    }
+
     pub(super) fn start(&mut self, lane: &mut Lane<M>, from: u64, to: u64, target: (u64, u64)) {
-        *self.next_id += 1;
-        let id = *self.next_id;
+        let id = self.budget.next_id();
         lane.pending = Some(Pending {
             id,
             from,
@@ -76,8 +107,8 @@ impl<M> Ctx<'_, M> {
     /// One message on a known lane.
     pub(super) fn step(&mut self, lane: &mut Lane<M>, head: Head, msg: M) {
         if lane.pending.is_some() {
-            if *self.parked < self.max_parked {
-                *self.parked += 1;
+            if self.budget.parked < self.budget.max_parked {
+                self.budget.parked += 1;
                 lane.parked.push_back((head, msg));
             } else {
                 let t = (head.lane_seq, head.seq);
@@ -97,7 +128,7 @@ impl<M> Ctx<'_, M> {
             let target = (head.lane_seq - 1, head.seq - 1);
             self.start(lane, lane.seq.saturating_add(1), head.seq - 1, target);
             // Parked messages (if any) are later ones: this one goes first.
-            *self.parked += 1;
+            self.budget.parked += 1;
             lane.parked.push_front((head, msg));
         }
     }
@@ -118,7 +149,7 @@ impl<M> Ctx<'_, M> {
             let Some((head, msg)) = lane.parked.pop_front() else {
                 break;
             };
-            *self.parked -= 1;
+            self.budget.parked -= 1;
             let fresh = head.lane_seq > lane.lane_seq && head.seq > lane.seq;
             let jump = lane.lane_seq.checked_add(1) != Some(head.lane_seq);
             if let Some(k) = (fresh && jump)
@@ -129,7 +160,7 @@ impl<M> Ctx<'_, M> {
                 // `msg` and the k parked before `last` are in the range.
                 drop(msg);
                 lane.parked.drain(..k);
-                *self.parked -= k;
+                self.budget.parked -= k;
                 let target = (last.lane_seq.saturating_sub(1), last.seq.saturating_sub(1));
                 self.start(lane, lane.seq.saturating_add(1), target.1, target);
                 break;

@@ -69,7 +69,7 @@ pub(crate) enum Action<M> {
 mod lane;
 mod sweep;
 
-use lane::{Ctx, Lane};
+use lane::{Budget, Ctx, Lane};
 use sweep::{push_range, Held, Sweep};
 
 #[derive(Debug)]
@@ -87,9 +87,7 @@ struct Origin<M> {
 #[derive(Debug)]
 pub(crate) struct Tracker<M> {
     origins: HashMap<Arc<str>, Origin<M>>,
-    max_parked: usize,
-    parked: usize,
-    next_id: u64,
+    budget: Budget,
 }
 
 impl<M> Tracker<M> {
@@ -97,9 +95,11 @@ impl<M> Tracker<M> {
     pub(crate) fn new(max_parked: usize) -> Self {
         Self {
             origins: HashMap::default(),
-            max_parked,
-            parked: 0,
-            next_id: 0,
+            budget: Budget {
+                next_id: 0,
+                parked: 0,
+                max_parked,
+            },
         }
     }
 
@@ -143,13 +143,21 @@ impl<M> Tracker<M> {
             return;
         }
         if head.epoch > o.epoch {
-            restart(origin, o, head.epoch, &mut self.parked, out);
+            restart(origin, o, head.epoch, &mut self.budget.parked, out);
         }
         o.max_seq = o.max_seq.max(head.seq);
         if let Some(sw) = o.sweep.as_mut() {
-            if self.parked < self.max_parked {
-                self.parked += 1;
-                let floor = floor();
+            if self.budget.parked < self.budget.max_parked {
+                self.budget.parked += 1;
+                // Asked only for a lane not seen yet (as for a live one;
+                // asking looks at every subscription). A known lane does not
+                // consult it, and one forgotten meanwhile (no subscription
+                // covers it any more) is then not tracked, as `None` says.
+                let floor = if o.lanes.contains_key(&head.lane) {
+                    None
+                } else {
+                    floor()
+                };
                 sw.held.push_back(Held::Msg {
                     head,
                     msg,
@@ -157,20 +165,11 @@ impl<M> Tracker<M> {
                     floor,
                 });
             } else {
-                push_range(&mut sw.held, head.seq, head.seq);
+                push_range(&mut sw.held, head.seq, head.seq, session);
             }
             return;
         }
-        let mut ctx = Ctx {
-            origin,
-            epoch: o.epoch,
-            lane_id: head.lane,
-            next_id: &mut self.next_id,
-            parked: &mut self.parked,
-            max_parked: self.max_parked,
-            session,
-            out,
-        };
+        let mut ctx = Ctx::new(origin, (o.epoch, head.lane), &mut self.budget, session, out);
         step_message(o, &mut ctx, head, msg, floor);
     }
 
@@ -208,7 +207,7 @@ impl<M> Tracker<M> {
             return;
         }
         if epoch > o.epoch {
-            restart(origin, o, epoch, &mut self.parked, out);
+            restart(origin, o, epoch, &mut self.budget.parked, out);
         }
         o.max_seq = o.max_seq.max(seq);
         if o.sweep.is_some() {
@@ -224,16 +223,7 @@ impl<M> Tracker<M> {
             if mark.seq > seq || mark.lane_seq > mark.seq {
                 continue;
             }
-            let mut ctx = Ctx {
-                origin,
-                epoch: o.epoch,
-                lane_id: mark.lane,
-                next_id: &mut self.next_id,
-                parked: &mut self.parked,
-                max_parked: self.max_parked,
-                session,
-                out,
-            };
+            let mut ctx = Ctx::new(origin, (o.epoch, mark.lane), &mut self.budget, session, out);
             let target = (mark.lane_seq, mark.seq);
             let complete_from = |lane_seq: u64| session.is_some_and(|p| lane_seq >= p);
             match o.lanes.get_mut(&mark.lane) {
@@ -285,148 +275,14 @@ impl<M> Tracker<M> {
         lane.pending = None;
         lane.lane_seq = lane.lane_seq.max(p.target.0);
         lane.seq = lane.seq.max(p.target.1);
-        let mut ctx = Ctx {
-            origin: &ticket.origin,
-            epoch: o.epoch,
-            lane_id,
-            next_id: &mut self.next_id,
-            parked: &mut self.parked,
-            max_parked: self.max_parked,
-            session: None,
+        let mut ctx = Ctx::new(
+            &ticket.origin,
+            (o.epoch, lane_id),
+            &mut self.budget,
+            None,
             out,
-        };
+        );
         ctx.drain(lane);
-    }
-
-    /// Starts a [sweep](sweep) of `[from, to]` of `origin`'s `epoch`: its
-    /// replies go to [`Self::on_sweep_reply`], stepped with `session`, and
-    /// the origin's live messages wait behind it. During a sweep the range
-    /// is queued behind what waits, to be swept next. Returns false when
-    /// it cannot be swept (an origin or epoch the tracker does not know):
-    /// then the caller must not count on it.
-    pub(crate) fn sweep(
-        &mut self,
-        origin: &Arc<str>,
-        epoch: u64,
-        (from, to): (u64, u64),
-        session: Option<u64>,
-        out: &mut Vec<Action<M>>,
-    ) -> bool {
-        let Some(o) = self.origins.get_mut(origin) else {
-            return false;
-        };
-        if o.epoch != epoch || from > to {
-            return false;
-        }
-        if let Some(sw) = o.sweep.as_mut() {
-            push_range(&mut sw.held, from, to);
-            return true;
-        }
-        self.next_id += 1;
-        o.sweep = Some(Sweep {
-            id: self.next_id,
-            from,
-            to,
-            session,
-            held: std::collections::VecDeque::new(),
-        });
-        out.push(Action::Repair(Ticket {
-            id: self.next_id,
-            origin: origin.clone(),
-            epoch,
-            lane: None,
-            from,
-            to,
-        }));
-        true
-    }
-
-    /// One message of a sweep's reply: stepped through its lane (with the
-    /// sweep's session), not held behind the sweep.
-    pub(crate) fn on_sweep_reply(
-        &mut self,
-        origin: &Arc<str>,
-        head: Head,
-        msg: M,
-        floor: impl FnOnce() -> Option<u64>,
-        out: &mut Vec<Action<M>>,
-    ) {
-        let Some(o) = self.origins.get_mut(origin) else {
-            return;
-        };
-        let Some(session) = o.sweep.as_ref().map(|s| s.session) else {
-            return; // finished or abandoned: the live stream has it
-        };
-        if o.epoch != head.epoch {
-            return;
-        }
-        let mut ctx = Ctx {
-            origin,
-            epoch: o.epoch,
-            lane_id: head.lane,
-            next_id: &mut self.next_id,
-            parked: &mut self.parked,
-            max_parked: self.max_parked,
-            session,
-            out,
-        };
-        step_message(o, &mut ctx, head, msg, floor);
-    }
-
-    /// The sweep `ticket` is done: what waited behind it goes through the
-    /// lanes in order, up to the next queued range (which is swept next).
-    fn finish_sweep(&mut self, ticket: &Ticket, out: &mut Vec<Action<M>>) {
-        let Some(o) = self.origins.get_mut(&ticket.origin) else {
-            return;
-        };
-        let Some(sw) = o.sweep.take_if(|s| s.id == ticket.id) else {
-            return;
-        };
-        let mut held = sw.held;
-        while let Some(h) = held.pop_front() {
-            match h {
-                Held::Msg {
-                    head,
-                    msg,
-                    session,
-                    floor,
-                } => {
-                    self.parked -= 1;
-                    let mut ctx = Ctx {
-                        origin: &ticket.origin,
-                        epoch: o.epoch,
-                        lane_id: head.lane,
-                        next_id: &mut self.next_id,
-                        parked: &mut self.parked,
-                        max_parked: self.max_parked,
-                        session,
-                        out,
-                    };
-                    if head.epoch == o.epoch {
-                        step_message(o, &mut ctx, head, msg, || floor);
-                    }
-                }
-                Held::Range { from, to } => {
-                    self.next_id += 1;
-                    o.sweep = Some(Sweep {
-                        id: self.next_id,
-                        from,
-                        to,
-                        session: sw.session,
-                        held,
-                    });
-                    out.push(Action::Repair(Ticket {
-                        id: self.next_id,
-                        origin: ticket.origin.clone(),
-                        epoch: o.epoch,
-                        lane: None,
-                        from,
-                        to,
-                    }));
-                    return;
-                }
-            }
-        }
     }
 
     /// The origin's epoch and the seq up to which it had sent before the
@@ -469,13 +325,13 @@ impl<M> Tracker<M> {
     /// The parking bound is reached: a message of a lane under repair
     /// would be dropped (and fetched later as the lane's tail).
     pub(crate) fn parking_full(&self) -> bool {
-        self.parked >= self.max_parked
+        self.budget.parked >= self.budget.max_parked
     }
 
     /// Messages parked in all.
     #[cfg(test)]
     pub(crate) fn parked(&self) -> usize {
-        self.parked
+        self.budget.parked
     }
 }
 
@@ -525,26 +381,6 @@ fn restart<M>(
         old_epoch: o.epoch,
         new_epoch,
     });
-    if let Some(sw) = o.sweep.take() {
-        let abandoned = |from, to| Ticket {
-            id: sw.id,
-            origin: origin.clone(),
-            epoch: o.epoch,
-            lane: None,
-            from,
-            to,
-        };
-        out.push(Action::Abandoned(abandoned(sw.from, sw.to)));
-        for h in sw.held {
-            match h {
-                Held::Msg { msg, .. } => {
-                    *parked -= 1;
-                    out.push(Action::Deliver(msg));
-                }
-                Held::Range { from, to } => out.push(Action::Abandoned(abandoned(from, to))),
-            }
-        }
-    }
     for (id, lane) in &mut o.lanes {
         if let Some(p) = lane.pending.take() {
             let last_parked = lane.parked.back().map(|(h, _)| h.seq);
@@ -573,6 +409,29 @@ fn restart<M>(
             }
         }
         *lane = Lane::at(0, 0);
+    }
+    // After the lanes' parked messages: the sweep's held ones are later.
+    if let Some(sw) = o.sweep.take() {
+        let abandoned = |from, to| Ticket {
+            id: sw.id,
+            origin: origin.clone(),
+            epoch: o.epoch,
+            lane: None,
+            from,
+            to,
+        };
+        out.push(Action::Abandoned(abandoned(sw.from, sw.to)));
+        for h in sw.held {
+            match h {
+                Held::Msg { msg, .. } => {
+                    *parked -= 1;
+                    out.push(Action::Deliver(msg));
+                }
+                Held::Range { from, to, .. } => {
+                    out.push(Action::Abandoned(abandoned(from, to)));
+                }
+            }
+        }
     }
     o.epoch = new_epoch;
     o.base = 0;

@@ -1,23 +1,8 @@
 //! Unit tests of sweeps: a repair of an origin's range across lanes, with
 //! the origin's live messages held behind it.
 
+use super::tests::{h, o, A, B};
 use super::*;
-
-const A: u16 = 1;
-const B: u16 = 2;
-
-fn o() -> Arc<str> {
-    Arc::from("b1")
-}
-
-fn h(epoch: u64, seq: u64, lane: u16, lane_seq: u64) -> Head {
-    Head {
-        epoch,
-        seq,
-        lane,
-        lane_seq,
-    }
-}
 
 /// A live message (payload: its seq) on a connection in a session from 1.
 fn live(t: &mut Tracker<u64>, head: Head) -> Vec<Action<u64>> {
@@ -173,4 +158,63 @@ fn an_origin_or_epoch_not_known_is_not_swept() {
     assert!(!sweep(&mut t, 2, 2, 5).0, "another epoch");
     assert!(!sweep(&mut t, 1, 5, 4).0, "an empty range");
     assert_eq!(live(&mut t, h(1, 2, A, 2)), vec![Action::Deliver(2)]);
+}
+
+#[test]
+fn a_sweep_moves_the_origins_last_seq_to_the_markers() {
+    let mut t = Tracker::new(100);
+    live(&mut t, h(1, 1, A, 1));
+    sweep(&mut t, 1, 2, 40);
+    // A subscription made now starts after 40, not inside the range being
+    // swept with the patterns of before.
+    assert_eq!(t.max_seq("b1"), Some((1, 40)));
+}
+
+#[test]
+fn a_queued_range_keeps_its_own_session() {
+    let mut t = Tracker::new(100);
+    live(&mut t, h(1, 1, A, 1));
+    let tk = sweep_ticket(&sweep(&mut t, 1, 2, 3).1);
+    // A miss after a subscription change: its session starts at 10.
+    let mut out = Vec::new();
+    assert!(t.sweep(&o(), 1, (4, 12), Some(10), &mut out));
+    let tk2 = sweep_ticket(&finish(&mut t, &tk));
+    assert_eq!((tk2.from, tk2.to), (4, 12));
+    // Lane A had only seq 1 (< 10): a jump is not filtering under session
+    // 10, so its reply asks for the lane's gap.
+    let a = reply(&mut t, h(1, 11, A, 5));
+    let lane_repair = a
+        .iter()
+        .find_map(|x| match x {
+            Action::Repair(t) => Some((t.lane, t.from, t.to)),
+            _ => None,
+        })
+        .expect("a lane repair");
+    assert_eq!(lane_repair, (Some(A), 2, 10));
+}
+
+#[test]
+fn on_a_restart_the_lanes_parked_messages_come_before_the_sweeps_held_ones() {
+    let mut t = Tracker::new(100);
+    let mut out = Vec::new();
+    t.on_message(&o(), h(1, 1, A, 1), 1, || Some(0), None, &mut out);
+    // Lane A jumps (no session): repaired, 5 parked.
+    out.clear();
+    t.on_message(&o(), h(1, 5, A, 3), 5, || Some(0), None, &mut out);
+    assert!(matches!(out[0], Action::Repair(_)));
+    sweep(&mut t, 1, 6, 8);
+    assert!(live(&mut t, h(1, 9, A, 4)).is_empty());
+    let a = live(&mut t, h(2, 1, A, 1));
+    let delivered: Vec<u64> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::Deliver(m) => Some(*m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        vec![5, 9, 1],
+        "lower seqs first, then the new epoch"
+    );
 }

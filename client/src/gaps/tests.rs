@@ -3,14 +3,14 @@
 
 use super::*;
 
-const A: u16 = 1;
-const B: u16 = 2;
+pub(super) const A: u16 = 1;
+pub(super) const B: u16 = 2;
 
-fn o() -> Arc<str> {
+pub(super) fn o() -> Arc<str> {
     Arc::from("b1")
 }
 
-fn h(epoch: u64, seq: u64, lane: u16, lane_seq: u64) -> Head {
+pub(super) fn h(epoch: u64, seq: u64, lane: u16, lane_seq: u64) -> Head {
     Head {
         epoch,
         seq,

@@ -81,12 +81,7 @@ impl State {
         match decode_broadcast(frames, &mut self.origins) {
             Ok(Incoming::Message(m)) => {
                 self.note_source(&m.stamp.origin, i);
-                let head = Head {
-                    epoch: m.stamp.epoch,
-                    seq: m.stamp.seq,
-                    lane: m.stamp.lane,
-                    lane_seq: m.stamp.lane_seq,
-                };
+                let head = head_of(&m);
                 let origin = m.stamp.origin.clone();
                 let mut actions = std::mem::take(&mut self.actions);
                 let registry = &self.registry;
@@ -265,12 +260,7 @@ impl State {
 
     /// One message of a sweep's reply: through its lane, like a live one.
     pub(super) fn sweep_reply(&mut self, m: Message) {
-        let head = Head {
-            epoch: m.stamp.epoch,
-            seq: m.stamp.seq,
-            lane: m.stamp.lane,
-            lane_seq: m.stamp.lane_seq,
-        };
+        let head = head_of(&m);
         let origin = m.stamp.origin.clone();
         let topic = m.topic.clone();
         let registry = &self.registry;
@@ -293,5 +283,15 @@ impl State {
             m.resent = true;
         }
         self.registry.deliver(m, &low);
+    }
+}
+
+/// The stamp fields the gap tracker needs.
+fn head_of(m: &Message) -> Head {
+    Head {
+        epoch: m.stamp.epoch,
+        seq: m.stamp.seq,
+        lane: m.stamp.lane,
+        lane_seq: m.stamp.lane_seq,
     }
 }
