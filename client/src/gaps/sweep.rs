@@ -150,6 +150,8 @@ impl<M> Tracker<M> {
                     session,
                     floor,
                 } => {
+                    // Of the sweep's epoch: a newer one abandons the sweep
+                    // (`restart`) before it is held, an older one is stale.
                     self.budget.parked -= 1;
                     let mut ctx = Ctx::new(
                         &ticket.origin,
@@ -158,9 +160,7 @@ impl<M> Tracker<M> {
                         session,
                         out,
                     );
-                    if head.epoch == o.epoch {
-                        step_message(o, &mut ctx, head, msg, || floor);
-                    }
+                    step_message(o, &mut ctx, head, msg, || floor);
                 }
                 Held::Range { from, to, session } => {
                     let range = (from, to, session);

@@ -1,7 +1,7 @@
 //! Unit tests of sweeps: a repair of an origin's range across lanes, with
 //! the origin's live messages held behind it.
 
-use super::tests::{h, o, A, B};
+use super::tests::{finish, h, o, ticket, A, B};
 use super::*;
 
 /// A live message (payload: its seq) on a connection in a session from 1.
@@ -23,20 +23,8 @@ fn sweep(t: &mut Tracker<u64>, epoch: u64, from: u64, to: u64) -> (bool, Vec<Act
     (started, out)
 }
 
-fn finish(t: &mut Tracker<u64>, ticket: &Ticket) -> Vec<Action<u64>> {
-    let mut out = Vec::new();
-    t.finish(ticket, &mut out);
-    out
-}
-
 fn sweep_ticket(actions: &[Action<u64>]) -> Ticket {
-    let t = actions
-        .iter()
-        .find_map(|a| match a {
-            Action::Repair(t) => Some(t.clone()),
-            _ => None,
-        })
-        .expect("a repair");
+    let t = ticket(actions);
     assert_eq!(t.lane, None, "a sweep has no lane");
     t
 }

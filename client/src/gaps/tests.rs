@@ -37,7 +37,7 @@ fn msg_in_session(t: &mut Tracker<u64>, head: Head, session: u64) -> Vec<Action<
     out
 }
 
-fn finish(t: &mut Tracker<u64>, ticket: &Ticket) -> Vec<Action<u64>> {
+pub(super) fn finish(t: &mut Tracker<u64>, ticket: &Ticket) -> Vec<Action<u64>> {
     let mut out = Vec::new();
     t.finish(ticket, &mut out);
     out
@@ -67,7 +67,7 @@ fn beat_in(
     out
 }
 
-fn ticket(actions: &[Action<u64>]) -> Ticket {
+pub(super) fn ticket(actions: &[Action<u64>]) -> Ticket {
     actions
         .iter()
         .find_map(|a| match a {

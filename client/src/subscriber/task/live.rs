@@ -38,11 +38,7 @@ impl State {
             // parking bound fills during a repair, the rest of the batch
             // stays buffered instead of being read, dropped and fetched
             // again (up to a batch each time the bound fills).
-            let repairing = !self.rounds.is_empty();
-            if self
-                .read_pause
-                .paused(self.tracker.parking_full(), repairing)
-            {
+            if self.reads_paused() {
                 return taken;
             }
             let Some(sub) = self.sockets[i].as_mut() else {
@@ -81,25 +77,15 @@ impl State {
         match decode_broadcast(frames, &mut self.origins) {
             Ok(Incoming::Message(m)) => {
                 self.note_source(&m.stamp.origin, i);
-                let head = head_of(&m);
-                let origin = m.stamp.origin.clone();
-                let mut actions = std::mem::take(&mut self.actions);
-                let registry = &self.registry;
-                let topic = m.topic.clone();
-                let floor = || registry.floor_for_topic(&origin, head.epoch, &topic);
                 let slot = &mut self.slots[i];
                 let session = slot
                     .session
                     .as_ref()
-                    .and_then(|s| s.floor(&origin, head.epoch));
+                    .and_then(|s| s.floor(&m.stamp.origin, m.stamp.epoch));
                 if session.is_some() {
-                    slot.complete_to = slot.complete_to.max(head.seq);
+                    slot.complete_to = slot.complete_to.max(m.stamp.seq);
                 }
-                self.tracker
-                    .on_message(&origin, head, m, floor, session, &mut actions);
-                self.apply_all(&mut actions);
-                // Reused: no allocation per message.
-                self.actions = actions;
+                self.track(m, Via::Live(session));
             }
             Ok(Incoming::Heartbeat {
                 origin,
@@ -163,16 +149,18 @@ impl State {
             return;
         }
         let mut start = seq;
-        let same = slot
+        // The start of the latest session of this origin and epoch, if any.
+        let previous = slot
             .last_session
             .as_ref()
-            .is_some_and(|s| *s.origin == *origin && s.epoch == epoch);
+            .filter(|s| *s.origin == *origin && s.epoch == epoch)
+            .map(|s| s.seq);
         // With several broadcasters, the origin may have come through
         // another one meanwhile (federation): a sweep would fetch it again
         // and, were that range gone from history, report as lost what was
         // delivered. There the lanes find what is missing, as before.
-        if same && one_path && (marker.missed > 0 || fresh) {
-            let old_start = slot.last_session.as_ref().map_or(seq, |s| s.seq);
+        let missed = marker.missed > 0 || fresh;
+        if let Some(old_start) = previous.filter(|_| one_path && missed) {
             let from = slot.complete_to.saturating_add(1);
             let mut actions = Vec::new();
             let swept = from > seq
@@ -186,10 +174,10 @@ impl State {
             self.apply(actions);
         }
         let slot = &mut self.slots[i];
-        slot.complete_to = slot.complete_to.max(seq);
-        if !same {
-            slot.complete_to = seq;
-        }
+        slot.complete_to = match previous {
+            Some(_) => slot.complete_to.max(seq),
+            None => seq,
+        };
         let session = Session {
             origin,
             epoch,
@@ -260,14 +248,28 @@ impl State {
 
     /// One message of a sweep's reply: through its lane, like a live one.
     pub(super) fn sweep_reply(&mut self, m: Message) {
+        self.track(m, Via::Sweep);
+    }
+
+    /// Hands `m` to the tracker and carries out what it says (the action
+    /// vector is reused: no allocation per message).
+    fn track(&mut self, m: Message, via: Via) {
         let head = head_of(&m);
         let origin = m.stamp.origin.clone();
         let topic = m.topic.clone();
         let registry = &self.registry;
         let floor = || registry.floor_for_topic(&origin, head.epoch, &topic);
         let mut actions = std::mem::take(&mut self.actions);
-        self.tracker
-            .on_sweep_reply(&origin, head, m, floor, &mut actions);
+        match via {
+            Via::Live(session) => {
+                self.tracker
+                    .on_message(&origin, head, m, floor, session, &mut actions);
+            }
+            Via::Sweep => {
+                self.tracker
+                    .on_sweep_reply(&origin, head, m, floor, &mut actions);
+            }
+        }
         self.apply_all(&mut actions);
         self.actions = actions;
     }
@@ -284,6 +286,15 @@ impl State {
         }
         self.registry.deliver(m, &low);
     }
+}
+
+/// How a message reached the tracker.
+enum Via {
+    /// Live, on a connection complete for its origin after this seq (if in
+    /// a session).
+    Live(Option<u64>),
+    /// In a sweep's reply.
+    Sweep,
 }
 
 /// The stamp fields the gap tracker needs.

@@ -142,9 +142,7 @@ impl State {
         let mut cancelled = shutdown.cancelled();
         loop {
             let retry = self.next_retry();
-            let read = !self
-                .read_pause
-                .paused(self.tracker.parking_full(), !self.rounds.is_empty());
+            let read = !self.reads_paused();
             tokio::select! {
                 biased;
                 _ = &mut cancelled => break,

@@ -28,6 +28,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::State;
+
 /// Longest a pause lasts without a repair round answered.
 pub(super) const PROGRESS: Duration = Duration::from_secs(1);
 
@@ -69,6 +71,17 @@ impl ReadPause {
     /// True while a pause holds (conditions met, progress recent).
     pub(super) fn active(&self) -> bool {
         self.ends_at().is_some_and(|end| Instant::now() < end)
+    }
+}
+
+impl State {
+    /// Whether the SUBs are left unread now: the parking bound is full and
+    /// a repair round is in flight (the loop asks before each wake-up,
+    /// `live.rs` before each buffered message).
+    pub(super) fn reads_paused(&mut self) -> bool {
+        let repairing = !self.rounds.is_empty();
+        self.read_pause
+            .paused(self.tracker.parking_full(), repairing)
     }
 }
 
