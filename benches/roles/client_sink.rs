@@ -123,6 +123,7 @@ pub fn run(args: &[String]) -> Result<()> {
                         .await
                         .context("resubscribe timed out")??;
                 }
+                Delivery::Watermark(_) => break "unasked watermark",
                 Delivery::Closed(_) => break "closed",
             }
         };

@@ -63,6 +63,9 @@ async fn main() -> anyhow::Result<()> {
                 "GAP {}:{} {}..={} ({:?})",
                 g.origin, g.epoch, g.first, g.last, g.reason
             ),
+            Delivery::Watermark(w) => {
+                println!("complete through {}:{}:{}", w.origin, w.epoch, w.through)
+            }
             Delivery::Closed(r) => println!("closed: {r:?}; position {position}"),
         }
     }

@@ -127,6 +127,28 @@ pub enum Delivery {
     Gap(Gap),
     /// The subscription ended; this is its last item.
     Closed(CloseReason),
+    /// Only after [`Subscription::keep_watermarks`](crate::Subscription::keep_watermarks):
+    /// every message of the origin up to a seq that this subscription will
+    /// get has been yielded before this item (or reported in a [`Gap`]).
+    Watermark(Watermark),
+}
+
+/// A point up to which a subscription's stream of one origin is complete:
+/// the seqs at or below `through` that never came were not for it
+/// (filtered), so a consumer ordering by origin seq may step over them.
+///
+/// Told only for the broadcaster's own origin of a client with one
+/// broadcaster, while its connection is in a session (PROTOCOL.md,
+/// "Sessions"), after each burst and heartbeat that moves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    /// Origin broadcaster.
+    pub origin: Arc<str>,
+    /// Origin epoch.
+    pub epoch: u64,
+    /// Every wanted message of `origin`/`epoch` with a seq up to this one
+    /// came before this item.
+    pub through: u64,
 }
 
 /// A frame-level problem with a broadcast message (logged and skipped).

@@ -212,6 +212,7 @@ pub async fn collect_until_all(
                 }
             }
             Delivery::Gap(g) => out.gaps.push(g),
+            Delivery::Watermark(w) => bail!("a watermark nobody asked for: {w:?}"),
             Delivery::Closed(r) => bail!("subscription closed: {r:?}"),
         }
     }

@@ -126,6 +126,7 @@ async fn history_that_expired_is_delivered_as_a_gap() -> Result<()> {
         match next_delivery(&mut live, RECV).await? {
             Delivery::Message(m) => (last, epoch) = (m.stamp.seq, m.stamp.epoch),
             Delivery::Gap(g) => (last, epoch) = (g.last, g.epoch),
+            Delivery::Watermark(w) => panic!("a watermark nobody asked for: {w:?}"),
             Delivery::Closed(r) => panic!("closed: {r:?}"),
         }
     }

@@ -223,6 +223,7 @@ async fn loss_beyond_a_tiny_history_is_an_explicit_gap() -> Result<()> {
                 ensure!(g.reason == GapReason::Expired, "gap reason {:?}", g.reason);
                 gaps.push(g);
             }
+            Delivery::Watermark(w) => bail!("a watermark nobody asked for: {w:?}"),
             Delivery::Closed(r) => bail!("closed: {r:?}"),
         }
     }

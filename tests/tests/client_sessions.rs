@@ -170,3 +170,55 @@ async fn a_pattern_on_the_session_topic_never_cancels_the_session() -> Result<()
     wait_above(&b, "fanfare_egress_session_markers_total", markers).await?;
     Ok(())
 }
+
+/// A subscription that asks for watermarks (the hub's feed does) is told,
+/// after each burst and heartbeat, how far its stream of the broadcaster's
+/// origin is complete: a narrow pattern in a busy lane sees its messages in
+/// order, no message ever at or below a watermark already told, and a
+/// watermark that reaches the last seq published (a room it does not take).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watermarks_step_over_what_a_narrow_subscription_filters() -> Result<()> {
+    let (_b, publisher, subscriber) = fabric("sess-w").await?;
+    let mut sub = subscriber.subscribe("room.5.#").await?;
+    sub.keep_watermarks().await?;
+    sync_subscriptions(&publisher, &mut [&mut sub], "room.5").await?;
+    let mut last_seq = 0;
+    for round in 0..ROUNDS {
+        for room in 0..ROOMS {
+            let i = round * ROOMS + room;
+            let c = publisher
+                .publish_confirmed(&format!("room.{room}.msg"), indexed_payload(i, 16))
+                .await?;
+            last_seq = c.seq.context("the ack names the message")?;
+        }
+    }
+    let (mut expected, mut through, mut watermarks) = (5, 0, 0);
+    while expected < ROUNDS * ROOMS || through < last_seq {
+        match next_delivery(&mut sub, RECV_TIMEOUT)
+            .await
+            .with_context(|| format!("message {expected}, watermark {through} of {last_seq}"))?
+        {
+            Delivery::Message(m) => {
+                ensure!(
+                    m.stamp.seq > through,
+                    "seq {} came after watermark {through}",
+                    m.stamp.seq
+                );
+                if is_probe(&m) {
+                    continue;
+                }
+                let i = index_of(&m.payload).context("an indexed payload")?;
+                ensure!(i == expected, "expected {expected}, got {i} ({})", m.topic);
+                expected += ROOMS;
+            }
+            Delivery::Watermark(w) => {
+                ensure!(w.through > through, "watermark {w:?} after {through}");
+                through = w.through;
+                watermarks += 1;
+            }
+            other => anyhow::bail!("expected message {expected}, got {other:?}"),
+        }
+    }
+    eprintln!("{watermarks} watermarks up to seq {through} (last published {last_seq})");
+    Ok(())
+}

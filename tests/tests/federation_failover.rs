@@ -178,6 +178,7 @@ async fn read_phase(
                 got.at.push(Instant::now());
             }
             Delivery::Gap(g) => got.c.gaps.push(g),
+            Delivery::Watermark(w) => bail!("subscriber {name}: unasked watermark {w:?}"),
             Delivery::Closed(r) => bail!("subscriber {name}: closed: {r:?}"),
         }
     }

@@ -129,6 +129,7 @@ impl Fabric for ClientFabric {
         async move {
             let mut sub = self.client.subscribe(pattern.as_str()).await?;
             sub.keep_resent();
+            sub.keep_watermarks().await?;
             let client = self.client.clone();
             // State: the live subscription; on a slow-consumer close, resume
             // from its position so the hub loses nothing.
@@ -163,10 +164,17 @@ impl Fabric for ClientFabric {
                                 };
                                 return Some((item, Some((sub, client, pattern))));
                             }
+                            Delivery::Watermark(w) => {
+                                let item = FabricItem::Watermark {
+                                    origin: w.origin,
+                                    epoch: w.epoch,
+                                    through: w.through,
+                                };
+                                return Some((item, Some((sub, client, pattern))));
+                            }
                             Delivery::Closed(CloseReason::SlowConsumer { position }) => {
                                 tracing::warn!("hub feed fell behind; resuming from its position");
                                 sub = resume(&client, &pattern, position).await?;
-                                sub.keep_resent();
                             }
                             Delivery::Closed(_) => return None,
                         }
@@ -183,7 +191,14 @@ async fn resume(
     pattern: &Pattern,
     position: Position,
 ) -> Option<crate::Subscription> {
-    match client.subscribe_from(pattern.as_str(), position).await {
+    let subscribed = match client.subscribe_from(pattern.as_str(), position).await {
+        Ok(mut s) => {
+            s.keep_resent();
+            s.keep_watermarks().await.map(|()| s)
+        }
+        Err(e) => Err(e),
+    };
+    match subscribed {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(error = %e, "hub feed could not resume");

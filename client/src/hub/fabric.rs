@@ -88,6 +88,18 @@ pub enum FabricItem {
         /// The copy's seq.
         seq: u64,
     },
+
+    /// Every message of `origin`/`epoch` up to `through` that the feed
+    /// wants came before this item: missing seqs up to it were filtered
+    /// (the feed's patterns did not match), so the reorder steps over them.
+    Watermark {
+        /// Origin broadcaster.
+        origin: Arc<str>,
+        /// Its epoch.
+        epoch: u64,
+        /// The seq the feed is complete through.
+        through: u64,
+    },
 }
 
 /// A history request for one origin.

@@ -366,6 +366,9 @@ async fn feed_loop(inner: Arc<HubInner>) {
                     Some(FabricItem::Resent { origin, epoch, seq }) => {
                         order.resent(&origin, epoch, seq, &mut out)
                     }
+                    Some(FabricItem::Watermark { origin, epoch, through }) => {
+                        order.watermark(&origin, epoch, through, &mut out)
+                    }
                     None => break,
                 },
                 // Polled only while a hole holds messages back: polling an

@@ -150,6 +150,31 @@ impl Reorder {
         }
     }
 
+    /// The feed is complete for `origin`/`epoch` through `through`: the
+    /// holes up to it were filtered, not lost. What is parked up to it goes
+    /// out in order, and the next message may be any seq after it.
+    pub fn watermark(
+        &mut self,
+        origin: &Arc<str>,
+        epoch: u64,
+        through: u64,
+        out: &mut Vec<Ordered>,
+    ) {
+        let Some(o) = self.origins.get_mut(origin) else {
+            return; // nothing of that origin yet: its first message sets `next`
+        };
+        if o.epoch != epoch || through < o.next {
+            return;
+        }
+        let after = through.saturating_add(1);
+        let rest = o.parked.split_off(&after);
+        let up_to = std::mem::replace(&mut o.parked, rest);
+        out.extend(up_to.into_values().map(Ordered::Message));
+        o.resent = o.resent.split_off(&after);
+        o.next = after;
+        drain(o, out);
+    }
+
     /// Does a hole hold messages back (so [`Self::tick`] has work)?
     pub fn waiting(&self) -> bool {
         self.origins.values().any(|o| o.blocked_since.is_some())
@@ -245,6 +270,40 @@ mod tests {
         tokio::time::advance(Duration::from_secs(9)).await;
         r.tick(&mut out);
         assert_eq!(seqs(&out), vec![-11, 13]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watermark_steps_over_filtered_holes_without_a_loss() {
+        let mut r = Reorder::new(100, Duration::from_secs(8));
+        let mut out = Vec::new();
+        let b: Arc<str> = "b".into();
+        r.watermark(&b, 1, 50, &mut out); // unknown origin: nothing to do
+        for s in [1, 4, 9, 12] {
+            r.push(m(s), &mut out);
+        }
+        assert_eq!(seqs(&out), vec![1], "2, 3 not yet known filtered");
+        r.resent(&b, 1, 7, &mut out);
+        out.clear();
+        r.watermark(&b, 2, 20, &mut out); // another epoch: ignored
+        assert!(out.is_empty());
+        r.watermark(&b, 1, 9, &mut out);
+        assert_eq!(seqs(&out), vec![4, 9], "in order, no loss told");
+        assert!(r.waiting(), "12 still waits for 10 and 11");
+        out.clear();
+        r.watermark(&b, 1, 5, &mut out); // behind: nothing
+        r.push(m(10), &mut out);
+        r.push(m(3), &mut out); // stepped over: late
+        assert_eq!(seqs(&out), vec![10]);
+        out.clear();
+        r.watermark(&b, 1, 11, &mut out);
+        assert_eq!(seqs(&out), vec![12], "11 filtered, 12 next");
+        assert!(!r.waiting());
+        out.clear();
+        r.watermark(&b, 1, 30, &mut out);
+        r.push(m(31), &mut out);
+        tokio::time::advance(Duration::from_secs(9)).await;
+        r.tick(&mut out);
+        assert_eq!(seqs(&out), vec![31], "nothing declared lost");
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,6 +27,8 @@ pub(crate) enum Command {
     },
     /// A `Subscription` was dropped.
     Unsubscribe { id: u64 },
+    /// A `Subscription` asks for [`Delivery::Watermark`](crate::Delivery) items.
+    Watermarks { id: u64 },
     /// A catch-up task delivered history up to these marks.
     CatchUpDone {
         id: u64,
@@ -64,6 +66,14 @@ impl SubscriberHandle {
             .await
             .map_err(|_| SubscribeError::Closed)?;
         rx.await.map_err(|_| SubscribeError::Closed)
+    }
+
+    /// Asks for watermarks on subscription `id`.
+    pub(crate) async fn want_watermarks(&self, id: u64) -> Result<(), SubscribeError> {
+        self.commands
+            .send(Command::Watermarks { id })
+            .await
+            .map_err(|_| SubscribeError::Closed)
     }
 
     /// Ends subscription `id` (without waiting; see the module docs).

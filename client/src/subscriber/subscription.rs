@@ -74,6 +74,13 @@ impl Subscription {
         &self.pattern
     }
 
+    /// From now on, also yield [`Delivery::Watermark`] items: for a
+    /// consumer that orders by origin seq (the hub), they tell which
+    /// missing seqs were filtered rather than still to come.
+    pub async fn keep_watermarks(&mut self) -> Result<(), crate::SubscribeError> {
+        self.subscriber.want_watermarks(self.id).await
+    }
+
     /// From now on, also yield re-sent copies (marked `resent`) of messages
     /// already delivered, so that a consumer that orders by origin seq (the
     /// hub) can tell such a seq from a hole.

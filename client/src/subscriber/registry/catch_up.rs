@@ -249,7 +249,7 @@ impl CatchUp {
         held.sort_by_key(|d| match d {
             Delivery::Gap(g) => (0, g.epoch, g.first),
             Delivery::Message(m) => (1, m.stamp.epoch, m.stamp.seq),
-            Delivery::Closed(_) => (2, 0, 0),
+            Delivery::Closed(_) | Delivery::Watermark(_) => (2, 0, 0),
         });
         held
     }
@@ -264,7 +264,7 @@ impl CatchUp {
         let (origin, mark) = match d {
             Delivery::Message(m) => (m.stamp.origin, (m.stamp.epoch, m.stamp.seq)),
             Delivery::Gap(g) => (g.origin, (g.epoch, g.last)),
-            Delivery::Closed(_) => return,
+            Delivery::Closed(_) | Delivery::Watermark(_) => return,
         };
         self.extend_tail(origin, mark);
     }
@@ -280,7 +280,7 @@ fn covered(start: &Marks, d: &Delivery) -> bool {
     let (origin, mark) = match d {
         Delivery::Message(m) => (&m.stamp.origin, (m.stamp.epoch, m.stamp.seq)),
         Delivery::Gap(g) => (&g.origin, (g.epoch, g.last)),
-        Delivery::Closed(_) => return false,
+        Delivery::Closed(_) | Delivery::Watermark(_) => return false,
     };
     start.get(origin).is_some_and(|s| mark <= *s)
 }

@@ -237,7 +237,7 @@ pub(super) fn mark_of(d: &Delivery) -> Failed {
     match d {
         Delivery::Message(m) => Some((m.stamp.origin.clone(), (m.stamp.epoch, m.stamp.seq))),
         Delivery::Gap(g) => Some((g.origin.clone(), (g.epoch, g.first))),
-        Delivery::Closed(_) => None,
+        Delivery::Closed(_) | Delivery::Watermark(_) => None,
     }
 }
 

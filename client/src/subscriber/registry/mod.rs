@@ -16,7 +16,7 @@ use fanfare_protocol::stamp::lane_of;
 use tokio::sync::{mpsc, oneshot};
 
 use super::queue::{self, Parts, Queue};
-use crate::message::{CloseReason, Delivery, Mark, Marks};
+use crate::message::{CloseReason, Delivery, Mark, Marks, Watermark};
 
 /// How long a catching-up subscription's application may leave queued items
 /// untaken (while live messages overflow what is held) before it is closed
@@ -40,6 +40,8 @@ struct Entry {
     catch_up: Option<CatchUp>,
     /// Deliveries waiting for [`Registry::flush`].
     pending: Vec<Delivery>,
+    /// Asked for watermarks: the last one queued, if any.
+    watermark: Option<Option<Watermark>>,
 }
 
 /// A subscription's pending buffer keeps at most this capacity between
@@ -67,6 +69,8 @@ pub(crate) struct Registry {
     effects: Effects,
     /// Subscriptions with pending deliveries.
     flush_list: Vec<u64>,
+    /// Subscriptions that asked for watermarks.
+    watermarked: Vec<u64>,
 }
 
 impl Registry {
@@ -79,6 +83,7 @@ impl Registry {
             next_id: 0,
             effects: Effects::default(),
             flush_list: Vec::new(),
+            watermarked: Vec::new(),
         }
     }
 
@@ -121,6 +126,7 @@ impl Registry {
                 delivered: Default::default(),
                 catch_up,
                 pending: Vec::new(),
+                watermark: None,
             },
         );
         (parts, tx)
@@ -131,6 +137,9 @@ impl Registry {
         let Some(mut e) = self.subs.remove(&id) else {
             return;
         };
+        if e.watermark.is_some() {
+            self.watermarked.retain(|&w| w != id);
+        }
         if let Some(task) = e.catch_up.take().and_then(|c| c.task) {
             task.abort();
         }
@@ -143,6 +152,45 @@ impl Registry {
             if *n == 0 {
                 self.prefixes.remove(prefix);
                 self.effects.dirty = true;
+            }
+        }
+    }
+
+    /// Subscription `id` asks for watermarks from now on.
+    pub(crate) fn want_watermarks(&mut self, id: u64) {
+        if let Some(e) = self.subs.get_mut(&id) {
+            if e.watermark.is_none() {
+                e.watermark = Some(None);
+                self.watermarked.push(id);
+            }
+        }
+    }
+
+    /// Queues a watermark (after what was flushed) to the subscriptions
+    /// that asked and are live (one catching up holds its live messages:
+    /// a watermark would overtake them), unless it does not move theirs.
+    /// One that does not fit is skipped: the next call tells it again.
+    pub(crate) fn watermark(&mut self, origin: &Arc<str>, epoch: u64, through: u64) {
+        for id in &self.watermarked {
+            let Some(e) = self.subs.get_mut(id) else {
+                continue;
+            };
+            let Some(last) = &mut e.watermark else {
+                continue;
+            };
+            let moved = last
+                .as_ref()
+                .is_none_or(|w| w.origin != *origin || (w.epoch, w.through) < (epoch, through));
+            if !moved || e.catch_up.is_some() || !e.pending.is_empty() {
+                continue;
+            }
+            let w = Watermark {
+                origin: origin.clone(),
+                epoch,
+                through,
+            };
+            if e.queue.tx.try_send(Delivery::Watermark(w.clone())).is_ok() {
+                *last = Some(w);
             }
         }
     }

@@ -126,6 +126,7 @@ fn deferred_deliveries_wait_for_the_flush_in_order_and_the_full_rule_holds() {
                 Delivery::Message(m) => m.stamp.seq.to_string(),
                 Delivery::Gap(g) => format!("gap{}", g.first),
                 Delivery::Closed(_) => "closed".to_owned(),
+                Delivery::Watermark(w) => format!("w{}", w.through),
             });
         }
         v
@@ -403,4 +404,65 @@ fn a_catch_up_goes_live_only_with_room_left_in_the_queue() {
         .finish_catch_up(s.id, vec![(Arc::from("b1"), (E, 8))], &none)
         .is_none());
     assert_eq!(seqs(&mut s.rx), [9]);
+}
+
+/// What a queue holds, watermarks as `w<through>`.
+fn items(rx: &mut mpsc::Receiver<Delivery>) -> Vec<String> {
+    let mut v = Vec::new();
+    while let Ok(d) = rx.try_recv() {
+        v.push(match d {
+            Delivery::Message(m) => m.stamp.seq.to_string(),
+            Delivery::Watermark(w) => format!("w{}", w.through),
+            other => format!("{other:?}"),
+        });
+    }
+    v
+}
+
+#[test]
+fn watermarks_go_after_the_flush_to_who_asked_and_only_forward() {
+    let mut r = Registry::new(4);
+    let b1: Arc<str> = Arc::from("b1");
+    let (mut asked, _) = r.add(p("a.#"), Marks::default(), None);
+    let (mut plain, _) = r.add(p("a.#"), Marks::default(), None);
+    r.want_watermarks(asked.id);
+    r.deliver(msg("a.x", 1), &none);
+    // Before the flush the message waits: a watermark would overtake it.
+    r.watermark(&b1, E, 1);
+    assert!(asked.rx.try_recv().is_err());
+    r.flush(&none);
+    r.watermark(&b1, E, 3);
+    r.watermark(&b1, E, 3); // does not move: not told again
+    r.watermark(&b1, E, 2); // behind: not told
+    assert_eq!(items(&mut asked.rx), ["1", "w3"]);
+    assert_eq!(items(&mut plain.rx), ["1"], "only who asked");
+    // A full queue skips one; the next call tells it.
+    for seq in 4..=7 {
+        r.deliver(msg("a.x", seq), &none);
+    }
+    r.flush(&none);
+    r.watermark(&b1, E, 7);
+    assert_eq!(items(&mut asked.rx), ["4", "5", "6", "7"]);
+    r.watermark(&b1, E, 8);
+    assert_eq!(items(&mut asked.rx), ["w8"]);
+    // A new epoch moves it on; a removed subscription is forgotten.
+    r.watermark(&b1, E + 1, 1);
+    assert_eq!(items(&mut asked.rx), ["w1"]);
+    r.remove(asked.id, None);
+    assert!(r.watermarked.is_empty());
+}
+
+#[test]
+fn a_catching_up_subscription_gets_no_watermark() {
+    let mut r = Registry::new(16);
+    let b1: Arc<str> = Arc::from("b1");
+    let (mut c, _) = r.add(p("a.#"), Marks::default(), Some(catching_up(0)));
+    r.want_watermarks(c.id);
+    r.deliver(msg("a.x", 5), &none);
+    r.flush(&none);
+    r.watermark(&b1, E, 9);
+    assert!(
+        c.rx.try_recv().is_err(),
+        "held live messages must not be overtaken"
+    );
 }

@@ -288,6 +288,27 @@ impl State {
     }
 }
 
+impl State {
+    /// How far the stream of the broadcaster's own origin is complete (see
+    /// [`crate::Watermark`]): with one broadcaster and in a session, up to
+    /// the highest seq heard in it, and below any repair or sweep of that
+    /// origin still pending. With several broadcasters the origin may also
+    /// come by another path, where the lanes rule (no watermark).
+    pub(super) fn watermark(&self) -> Option<(Arc<str>, u64, u64)> {
+        let [slot] = self.slots.as_slice() else {
+            return None;
+        };
+        let s = slot.session.as_ref()?;
+        let mut through = slot.complete_to;
+        if let Some((epoch, low)) = self.tracker.lowest_pending(&s.origin) {
+            if epoch == s.epoch {
+                through = through.min(low.saturating_sub(1));
+            }
+        }
+        (through > 0).then(|| (s.origin.clone(), s.epoch, through))
+    }
+}
+
 /// How a message reached the tracker.
 enum Via {
     /// Live, on a connection complete for its origin after this seq (if in

@@ -169,6 +169,9 @@ impl State {
             // subscription (one wake of its reader).
             let tracker = &self.tracker;
             self.registry.flush(&|o| tracker.lowest_pending(o));
+            if let Some((origin, epoch, through)) = self.watermark() {
+                self.registry.watermark(&origin, epoch, through);
+            }
             self.apply_effects().await;
             // One unit of cooperative budget per message taken (a batch
             // is up to 256): while the SUB always has data this loop must
@@ -194,6 +197,7 @@ impl State {
                 tracing::debug!(id, "subscribed");
             }
             Command::Unsubscribe { id } => self.registry.remove(id, None),
+            Command::Watermarks { id } => self.registry.want_watermarks(id),
             Command::CatchUpDone { id, marks } => self.on_catch_up_done(id, marks),
         }
     }
