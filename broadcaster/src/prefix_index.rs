@@ -8,6 +8,11 @@
 //! repeated SUBSCRIBEs are kept by the subscriber. Empty nodes are pruned,
 //! and the number of nodes is capped.
 
+/// The last byte of a *word-boundary* prefix (a Fanfare extension of
+/// ZeroMQ's prefix matching; no topic holds it): `room.5` + `WORD_END` is
+/// wanted by `room.5` and `room.5.x`, not by `room.50`.
+pub(crate) const WORD_END: u8 = 0;
+
 /// One trie node: the byte that leads to it, its children sorted by byte,
 /// and the subscriber slots holding exactly the prefix it spells.
 #[derive(Debug, Default)]
@@ -116,15 +121,27 @@ impl PrefixIndex {
     }
 
     /// Calls `f` for every holder of every prefix of `topic` (a slot holding
-    /// several such prefixes is reported once per prefix).
+    /// several such prefixes is reported once per prefix), and of every
+    /// word-boundary prefix `p` + [`WORD_END`] where the topic is `p` or
+    /// goes on after `p` with a `.`.
     pub(crate) fn for_each_match(&self, topic: &[u8], mut f: impl FnMut(u32)) {
         let mut node = 0u32;
         let mut i = 0;
         loop {
-            for &s in &self.nodes[node as usize].holders {
+            let n = &self.nodes[node as usize];
+            for &s in &n.holders {
                 f(s);
             }
-            let Some(&b) = topic.get(i) else { return };
+            let next = topic.get(i).copied();
+            if matches!(next, None | Some(b'.')) {
+                // Children are sorted by byte: a word end is the first.
+                if let Some(&(WORD_END, end)) = n.children.first() {
+                    for &s in &self.nodes[end as usize].holders {
+                        f(s);
+                    }
+                }
+            }
+            let Some(b) = next else { return };
             match self.child(node, b) {
                 Some(c) => node = c,
                 None => return,
@@ -160,6 +177,21 @@ mod tests {
         ix.remove(b"", 3);
         assert_eq!(ix.len(), 1);
         assert!(matches(&ix, b"chat.room").is_empty());
+    }
+
+    #[test]
+    fn a_word_boundary_prefix_matches_the_word_and_what_follows_its_dot() {
+        let mut ix = PrefixIndex::new(100);
+        assert!(ix.insert(b"room.5\0", 1));
+        assert!(ix.insert(b"room.5", 2));
+        assert!(ix.insert(b"room\0", 3));
+        assert_eq!(matches(&ix, b"room.5"), vec![1, 2, 3]);
+        assert_eq!(matches(&ix, b"room.5.chat"), vec![1, 2, 3]);
+        assert_eq!(matches(&ix, b"room.50"), vec![2, 3], "not the word room.5");
+        assert_eq!(matches(&ix, b"room"), vec![3]);
+        assert!(matches(&ix, b"rooms").is_empty());
+        ix.remove(b"room.5\0", 1);
+        assert_eq!(matches(&ix, b"room.5"), vec![2, 3]);
     }
 
     #[test]

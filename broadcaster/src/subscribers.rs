@@ -34,9 +34,9 @@ use fanfare_protocol::session::Marker;
 use fanfare_protocol::SESSION_TOPIC;
 
 /// Most distinct prefixes one subscriber may hold.
-pub(crate) const MAX_PREFIXES: usize = 1024;
+pub(crate) const MAX_PREFIXES: usize = 4096;
 /// Most bytes of distinct prefixes one subscriber may hold.
-pub(crate) const MAX_PREFIX_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_PREFIX_BYTES: usize = 32 * 1024;
 /// Most trie nodes (bytes of distinct prefixes, all subscribers together).
 pub(crate) const MAX_INDEX_NODES: usize = 1 << 20;
 /// Most chunks queued to one subscriber (the byte bound usually binds first).

@@ -141,7 +141,7 @@ fn prefix_caps_refuse_and_count() {
     );
     let (mut s, _, _) = setup(1, &m);
     let big = Bytes::from(vec![b'x'; 1000]);
-    for i in 0..20u8 {
+    for i in 0..100u8 {
         let mut p = big.to_vec();
         p.push(i);
         s.apply(
@@ -154,7 +154,7 @@ fn prefix_caps_refuse_and_count() {
     }
     assert_eq!(
         m.subscriptions_refused.get(),
-        10 + 20 - (MAX_PREFIX_BYTES / 1001) as u64
+        10 + 100 - (MAX_PREFIX_BYTES / 1001) as u64
     );
 }
 

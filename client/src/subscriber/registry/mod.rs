@@ -107,7 +107,7 @@ impl Registry {
         let id = self.next_id;
         let (queue, reason_tx, parts) = queue::open(id, self.capacity);
         let tx = queue.tx.clone();
-        let prefix = pattern.literal_prefix().to_owned();
+        let prefix = sub_prefix(&pattern);
         let count = self.prefixes.entry(prefix.clone()).or_insert(0);
         *count += 1;
         if *count == 1 {
@@ -146,11 +146,11 @@ impl Registry {
         if let (Some(r), Some(tx)) = (reason, e.reason.take()) {
             let _ = tx.send(r);
         }
-        let prefix = e.pattern.literal_prefix();
-        if let Some(n) = self.prefixes.get_mut(prefix) {
+        let prefix = sub_prefix(&e.pattern);
+        if let Some(n) = self.prefixes.get_mut(&prefix) {
             *n -= 1;
             if *n == 0 {
-                self.prefixes.remove(prefix);
+                self.prefixes.remove(&prefix);
                 self.effects.dirty = true;
             }
         }
@@ -284,6 +284,18 @@ impl Registry {
             .filter(|e| e.lane == Some(lane))
             .map(|e| floor_of(e, origin, epoch))
             .min()
+    }
+}
+
+/// The SUB prefix that brings what `pattern` may match: its literal part,
+/// as a word-boundary prefix (PROTOCOL.md) when that part ends at a word
+/// (`room.5` is not wanted by `room.50`).
+pub(crate) fn sub_prefix(pattern: &Pattern) -> String {
+    let literal = pattern.literal_prefix();
+    if literal.is_empty() || literal.ends_with('.') {
+        literal.to_owned()
+    } else {
+        format!("{literal}\0")
     }
 }
 

@@ -247,7 +247,11 @@ fn prefixes_are_refcounted() {
     assert!(!r.take_effects().dirty);
     r.remove(a.id, None);
     assert!(!r.take_effects().dirty);
-    assert_eq!(r.prefixes().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(
+        r.prefixes().collect::<Vec<_>>(),
+        ["a\0"],
+        "a word-boundary prefix"
+    );
     r.remove(b.id, None);
     assert!(r.take_effects().dirty);
     assert_eq!(r.prefixes().count(), 0);
@@ -465,4 +469,13 @@ fn a_catching_up_subscription_gets_no_watermark() {
         c.rx.try_recv().is_err(),
         "held live messages must not be overtaken"
     );
+}
+
+#[test]
+fn sub_prefixes_end_at_a_word_where_the_literal_part_does() {
+    assert_eq!(sub_prefix(&p("room.5")), "room.5\0");
+    assert_eq!(sub_prefix(&p("room.5.#")), "room.5\0");
+    assert_eq!(sub_prefix(&p("room.*.x")), "room.");
+    assert_eq!(sub_prefix(&p("#")), "");
+    assert_eq!(sub_prefix(&p("*.x")), "");
 }
