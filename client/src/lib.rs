@@ -141,7 +141,9 @@ pub mod hub;
 pub use client::Client;
 pub use error::{ConnectError, PublishError, ReplayError, SubscribeError};
 pub use events::{ClientEvent, EventStream};
-pub use message::{CloseReason, Confirmation, Delivery, Gap, GapReason, Message, Stamp, Watermark};
+pub use message::{
+    CloseReason, Confirmation, Delivery, Gap, GapReason, Message, PatternsApplied, Stamp, Watermark,
+};
 pub use options::{ClientOptions, DEFAULT_PUB, DEFAULT_PULL, DEFAULT_REPLAY};
 pub use replay_query::{ReplayBatch, ReplayQuery, ReplayStatus};
 pub use subscriber::Subscription;

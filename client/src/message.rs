@@ -133,6 +133,19 @@ pub enum Delivery {
     Watermark(Watermark),
 }
 
+/// Where a [`Subscription::set_patterns`](crate::Subscription::set_patterns)
+/// took effect: every message of `origin`/`epoch` after `seq` that the new
+/// patterns match is delivered (the broadcaster's own origin).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternsApplied {
+    /// The broadcaster's origin.
+    pub origin: Arc<str>,
+    /// Its epoch.
+    pub epoch: u64,
+    /// The new patterns are complete after this seq.
+    pub seq: u64,
+}
+
 /// A point up to which a subscription's stream of one origin is complete:
 /// the seqs at or below `through` that never came were not for it
 /// (filtered), so a consumer ordering by origin seq may step over them.

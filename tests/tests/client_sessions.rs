@@ -227,3 +227,69 @@ async fn watermarks_step_over_what_a_narrow_subscription_filters() -> Result<()>
     eprintln!("{watermarks} watermarks up to seq {through} (last published {last_seq})");
     Ok(())
 }
+
+/// `set_patterns` moves a subscription to other patterns (the hub's feed
+/// follows its browsers so): once it resolves, a message published on a new
+/// pattern is never missed, even a room whose SUB prefix was written just
+/// now; what the old patterns match no longer comes; the position it
+/// tells is the broadcaster's own origin, at or before the first message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_patterns_takes_effect_once_it_resolves() -> Result<()> {
+    let (_b, publisher, subscriber) = fabric("sess-p").await?;
+    let mut sub = subscriber.subscribe("room.0.#").await?;
+    sync_subscriptions(&publisher, &mut [&mut sub], "room.0").await?;
+    for k in 1..=30u64 {
+        let room = format!("room.{k}");
+        // Stamped before the change: the marker that answers the change
+        // (each one here writes a new prefix) is stamped after it.
+        let before = publisher
+            .publish_confirmed("elsewhere.x", indexed_payload(3000 + k, 16))
+            .await?
+            .seq
+            .context("the ack names the message")?;
+        let applied = tokio::time::timeout(RECV_TIMEOUT, sub.set_patterns(&[room.as_str()]))
+            .await
+            .context("set_patterns resolves")??;
+        ensure!(&*applied.origin == "sess-p", "origin {applied:?}");
+        ensure!(
+            applied.seq >= before,
+            "{room}: applied at {} before the marker answering it (seq {before} was stamped first)",
+            applied.seq
+        );
+        // The room before, and a longer name sharing its prefix: neither
+        // comes any more.
+        publisher
+            .publish_confirmed(&format!("room.{}", k - 1), indexed_payload(1000 + k, 16))
+            .await?;
+        publisher
+            .publish_confirmed(&format!("{room}0"), indexed_payload(2000 + k, 16))
+            .await?;
+        let c = publisher
+            .publish_confirmed(&room, indexed_payload(k, 16))
+            .await?;
+        let m = loop {
+            match next_delivery(&mut sub, RECV_TIMEOUT)
+                .await
+                .with_context(|| format!("{room}'s message"))?
+            {
+                Delivery::Message(m) if is_probe(&m) => {}
+                Delivery::Message(m) => break m,
+                other => anyhow::bail!("{room}: expected its message, got {other:?}"),
+            }
+        };
+        ensure!(
+            index_of(&m.payload) == Some(k),
+            "{room}: got {} ({:?})",
+            m.topic,
+            index_of(&m.payload)
+        );
+        ensure!(
+            applied.seq < m.stamp.seq && Some(m.stamp.seq) == c.seq,
+            "{room}: applied at {} for seq {} (ack {:?})",
+            applied.seq,
+            m.stamp.seq,
+            c.seq
+        );
+    }
+    Ok(())
+}

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::queue::Parts;
 use crate::error::SubscribeError;
-use crate::message::Mark;
+use crate::message::{Mark, PatternsApplied};
 
 /// What handles (and catch-up tasks) ask of the subscriber task.
 pub(crate) enum Command {
@@ -29,6 +29,12 @@ pub(crate) enum Command {
     Unsubscribe { id: u64 },
     /// A `Subscription` asks for [`Delivery::Watermark`](crate::Delivery) items.
     Watermarks { id: u64 },
+    /// A `Subscription` matches these patterns from now on.
+    SetPatterns {
+        id: u64,
+        patterns: Vec<Pattern>,
+        reply: oneshot::Sender<PatternsApplied>,
+    },
     /// A catch-up task delivered history up to these marks.
     CatchUpDone {
         id: u64,
@@ -74,6 +80,24 @@ impl SubscriberHandle {
             .send(Command::Watermarks { id })
             .await
             .map_err(|_| SubscribeError::Closed)
+    }
+
+    /// Sets the patterns of subscription `id`; resolves once they apply.
+    pub(crate) async fn set_patterns(
+        &self,
+        id: u64,
+        patterns: Vec<Pattern>,
+    ) -> Result<PatternsApplied, SubscribeError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SetPatterns {
+                id,
+                patterns,
+                reply,
+            })
+            .await
+            .map_err(|_| SubscribeError::Closed)?;
+        rx.await.map_err(|_| SubscribeError::Closed)
     }
 
     /// Ends subscription `id` (without waiting; see the module docs).

@@ -74,6 +74,27 @@ impl Subscription {
         &self.pattern
     }
 
+    /// From now on this subscription matches `patterns` (any of them;
+    /// none: nothing) instead of what it matched, and holds their SUB
+    /// prefixes (coarser ones past a budget of 3072 prefixes / 24 KiB, so
+    /// the broadcaster refuses none). Resolves once the broadcaster applied
+    /// the change (the session marker answering it, PROTOCOL.md
+    /// "Sessions"), telling from which seq of its origin the new patterns
+    /// are complete; a change that needs no new prefix resolves at once.
+    /// With several broadcasters, once the first applied it. Without a
+    /// session (a broadcaster that refused a prefix) it waits: bound it
+    /// with a timeout.
+    pub async fn set_patterns(
+        &mut self,
+        patterns: &[&str],
+    ) -> Result<crate::PatternsApplied, crate::SubscribeError> {
+        let parsed = patterns
+            .iter()
+            .map(|p| fanfare_protocol::pattern::Pattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.subscriber.set_patterns(self.id, parsed).await
+    }
+
     /// From now on, also yield [`Delivery::Watermark`] items: for a
     /// consumer that orders by origin seq (the hub), they tell which
     /// missing seqs were filtered rather than still to come.

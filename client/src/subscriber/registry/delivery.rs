@@ -39,10 +39,7 @@ impl Registry {
             }
         };
         for (id, e) in subs.iter_mut() {
-            if reserved && !e.pattern.as_str().starts_with(RESERVED_PREFIX) {
-                continue;
-            }
-            if !e.pattern.matches(&m.topic) {
+            if !e.wants(&m.topic, reserved) {
                 continue;
             }
             if e.start.get(&m.stamp.origin).is_some_and(|s| mark <= *s) {

@@ -13,10 +13,12 @@ use std::time::Duration;
 use fanfare_protocol::pattern::Pattern;
 use fanfare_protocol::position::Position;
 use fanfare_protocol::stamp::lane_of;
+use fanfare_protocol::RESERVED_PREFIX;
 use tokio::sync::{mpsc, oneshot};
 
 use super::queue::{self, Parts, Queue};
 use crate::message::{CloseReason, Delivery, Mark, Marks, Watermark};
+use pattern_set::PatternSet;
 
 /// How long a catching-up subscription's application may leave queued items
 /// untaken (while live messages overflow what is held) before it is closed
@@ -28,7 +30,10 @@ const STALL: Duration = Duration::from_millis(500);
 type Failed = Option<(Arc<str>, Mark)>;
 
 struct Entry {
+    /// The pattern it was made with (its catch-up's filter, its name).
     pattern: Pattern,
+    /// Set by `Subscription::set_patterns`: matched instead of `pattern`.
+    set: Option<Box<PatternSet>>,
     /// Lane of the literal first word; `None` for a wildcard first word.
     lane: Option<u16>,
     queue: Queue,
@@ -107,18 +112,14 @@ impl Registry {
         let id = self.next_id;
         let (queue, reason_tx, parts) = queue::open(id, self.capacity);
         let tx = queue.tx.clone();
-        let prefix = sub_prefix(&pattern);
-        let count = self.prefixes.entry(prefix.clone()).or_insert(0);
-        *count += 1;
-        if *count == 1 {
-            self.effects.dirty = true;
-        }
+        self.hold_prefix(sub_prefix(&pattern));
         let first = pattern.as_str().split('.').next().unwrap_or_default();
         let lane = (first != "*" && first != "#").then(|| lane_of(first.as_bytes()));
         self.subs.insert(
             id,
             Entry {
                 pattern,
+                set: None,
                 lane,
                 queue,
                 reason: Some(reason_tx),
@@ -146,14 +147,48 @@ impl Registry {
         if let (Some(r), Some(tx)) = (reason, e.reason.take()) {
             let _ = tx.send(r);
         }
-        let prefix = sub_prefix(&e.pattern);
-        if let Some(n) = self.prefixes.get_mut(&prefix) {
+        for prefix in held_prefixes(&e) {
+            self.release_prefix(&prefix);
+        }
+    }
+
+    fn hold_prefix(&mut self, prefix: String) {
+        let count = self.prefixes.entry(prefix).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.effects.dirty = true;
+        }
+    }
+
+    fn release_prefix(&mut self, prefix: &str) {
+        if let Some(n) = self.prefixes.get_mut(prefix) {
             *n -= 1;
             if *n == 0 {
-                self.prefixes.remove(&prefix);
+                self.prefixes.remove(prefix);
                 self.effects.dirty = true;
             }
         }
+    }
+
+    /// Subscription `id` matches `patterns` from now on (instead of what it
+    /// matched), with their SUB prefixes. Returns whether the SUB prefixes
+    /// changed (`None`: no such subscription).
+    pub(crate) fn set_patterns(&mut self, id: u64, patterns: &[Pattern]) -> Option<bool> {
+        let e = self.subs.get_mut(&id)?;
+        let old = held_prefixes(e);
+        e.set = Some(Box::new(PatternSet::new(patterns)));
+        e.lane = None;
+        let new = held_prefixes(e);
+        let was_dirty = std::mem::take(&mut self.effects.dirty);
+        for p in new {
+            self.hold_prefix(p);
+        }
+        for p in old {
+            self.release_prefix(&p);
+        }
+        let changed = self.effects.dirty;
+        self.effects.dirty |= was_dirty;
+        Some(changed)
     }
 
     /// Subscription `id` asks for watermarks from now on.
@@ -235,10 +270,23 @@ impl Registry {
     /// Patterns to send as a replay filter: all of them, or none (no
     /// filter) when there are more than the protocol allows.
     pub(crate) fn replay_patterns(&self) -> Vec<Pattern> {
-        if self.subs.len() > fanfare_protocol::replay::MAX_PATTERNS {
+        let max = fanfare_protocol::replay::MAX_PATTERNS;
+        let count: usize = self
+            .subs
+            .values()
+            .map(|e| e.set.as_ref().map_or(1, |s| s.len()))
+            .sum();
+        if count > max {
             return Vec::new();
         }
-        self.subs.values().map(|e| e.pattern.clone()).collect()
+        let mut out = Vec::with_capacity(count);
+        for e in self.subs.values() {
+            match &e.set {
+                Some(set) => out.extend(set.patterns()),
+                None => out.push(e.pattern.clone()),
+            }
+        }
+        out
     }
 
     /// Queues of the live subscriptions that may want messages of `lane`
@@ -287,6 +335,28 @@ impl Registry {
     }
 }
 
+/// The SUB prefixes entry `e` holds.
+fn held_prefixes(e: &Entry) -> Vec<String> {
+    match &e.set {
+        Some(set) => set.prefixes.clone(),
+        None => vec![sub_prefix(&e.pattern)],
+    }
+}
+
+impl Entry {
+    /// Does this subscription want `topic` (`reserved`: a `_fanfare.` one,
+    /// wanted only by a pattern that names that prefix)?
+    fn wants(&self, topic: &str, reserved: bool) -> bool {
+        match &self.set {
+            Some(set) => set.matches(topic),
+            None => {
+                (!reserved || self.pattern.as_str().starts_with(RESERVED_PREFIX))
+                    && self.pattern.matches(topic)
+            }
+        }
+    }
+}
+
 /// The SUB prefix that brings what `pattern` may match: its literal part,
 /// as a word-boundary prefix (PROTOCOL.md) when that part ends at a word
 /// (`room.5` is not wanted by `room.50`).
@@ -315,6 +385,7 @@ fn floor_of(e: &Entry, origin: &str, epoch: u64) -> u64 {
 
 mod catch_up;
 mod delivery;
+mod pattern_set;
 
 pub(crate) use catch_up::{CatchUp, NextRound};
 

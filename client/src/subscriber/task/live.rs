@@ -178,6 +178,13 @@ impl State {
             Some(_) => slot.complete_to.max(seq),
             None => seq,
         };
+        for reply in self.applying.drain(..) {
+            let _ = reply.send(crate::PatternsApplied {
+                origin: origin.clone(),
+                epoch,
+                seq,
+            });
+        }
         let session = Session {
             origin,
             epoch,

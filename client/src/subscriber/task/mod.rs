@@ -80,6 +80,7 @@ pub(crate) fn spawn(task: SubscriberTask) -> SubscriberHandle {
         slots,
         sockets: (0..n).map(|_| None).collect(),
         actions: Vec::new(),
+        applying: Vec::new(),
         connecting: (0..n).map(|_| None).collect(),
         next_socket: 0,
         sources_noted: Default::default(),
@@ -110,6 +111,9 @@ pub(super) struct State {
     /// Per broadcaster, its SUB socket once the connect task has handed it
     /// over; from then on only this task touches it.
     pub(super) sockets: Vec<Option<SubConn>>,
+    /// Pattern changes waiting for the marker that answers them (one per
+    /// `set_patterns` call in flight: each holds its subscription's `&mut`).
+    pub(super) applying: Vec<oneshot::Sender<crate::PatternsApplied>>,
     /// Tracker actions of the message being handled (reused, kept empty).
     pub(super) actions: Vec<Action<crate::Message>>,
     /// Per broadcaster, the connect task building its next SUB, if one runs.
@@ -198,6 +202,11 @@ impl State {
             }
             Command::Unsubscribe { id } => self.registry.remove(id, None),
             Command::Watermarks { id } => self.registry.want_watermarks(id),
+            Command::SetPatterns {
+                id,
+                patterns,
+                reply,
+            } => self.set_patterns(id, &patterns, reply),
             Command::CatchUpDone { id, marks } => self.on_catch_up_done(id, marks),
         }
     }
@@ -225,7 +234,35 @@ impl State {
         id
     }
 
+    /// `Subscription::set_patterns`: the registry changes now; the reply
+    /// waits for the marker that answers the prefixes written for it, or
+    /// goes at once when no prefix changed and a session runs.
+    fn set_patterns(
+        &mut self,
+        id: u64,
+        patterns: &[Pattern],
+        reply: oneshot::Sender<crate::PatternsApplied>,
+    ) {
+        let Some(changed) = self.registry.set_patterns(id, patterns) else {
+            return; // gone: dropping the reply tells it
+        };
+        let now = self.slots.iter().find_map(|s| {
+            s.session.as_ref().map(|x| crate::PatternsApplied {
+                origin: x.origin.clone(),
+                epoch: x.epoch,
+                seq: s.complete_to,
+            })
+        });
+        match now.filter(|_| !changed) {
+            Some(applied) => {
+                let _ = reply.send(applied);
+            }
+            None => self.applying.push(reply),
+        }
+    }
+
     fn on_tick(&mut self) {
+        self.applying.retain(|r| !r.is_closed());
         self.registry.sweep();
         let limit = self.task.heartbeat_timeout;
         if self.read_pause.active() {

@@ -1,0 +1,143 @@
+//! A subscription's pattern *set* (see `Subscription::set_patterns`): what
+//! it matches, and the SUB prefixes it holds, within a budget.
+//!
+//! Literal patterns (the usual `room.5`) are looked up in a hash set, the
+//! others matched one by one. The prefixes are those of the patterns
+//! (`sub_prefix`) while they fit the budget; past it, each pattern's first
+//! word, and past that again the empty prefix (everything): the broadcaster
+//! caps what one connection may hold, and a refused prefix would cost the
+//! connection its session.
+
+use std::collections::HashSet;
+
+use fanfare_protocol::pattern::Pattern;
+
+use super::sub_prefix;
+
+/// Most SUB prefixes one set holds (the broadcaster takes 4096 per
+/// connection, PROTOCOL.md; the rest is left to other subscriptions).
+pub(crate) const MAX_SET_PREFIXES: usize = 3072;
+/// Most bytes of SUB prefixes one set holds (of the broadcaster's 32 KiB).
+pub(crate) const MAX_SET_PREFIX_BYTES: usize = 24 * 1024;
+
+#[derive(Debug, Default)]
+pub(crate) struct PatternSet {
+    literal: HashSet<String>,
+    wild: Vec<Pattern>,
+    /// The SUB prefixes this set holds in the registry.
+    pub(super) prefixes: Vec<String>,
+}
+
+impl PatternSet {
+    pub(crate) fn new(patterns: &[Pattern]) -> Self {
+        let mut set = PatternSet::default();
+        for p in patterns {
+            if p.is_literal() {
+                set.literal.insert(p.as_str().to_owned());
+            } else if !set.wild.contains(p) {
+                set.wild.push(p.clone());
+            }
+        }
+        set.prefixes = prefixes_within(patterns, MAX_SET_PREFIXES, MAX_SET_PREFIX_BYTES);
+        set
+    }
+
+    /// Does a pattern of the set match `topic`?
+    pub(crate) fn matches(&self, topic: &str) -> bool {
+        self.literal.contains(topic) || self.wild.iter().any(|p| p.matches(topic))
+    }
+
+    /// Its patterns, for a replay filter.
+    pub(crate) fn patterns(&self) -> impl Iterator<Item = Pattern> + '_ {
+        self.literal
+            .iter()
+            .filter_map(|t| Pattern::parse(t).ok())
+            .chain(self.wild.iter().cloned())
+    }
+
+    /// Number of distinct patterns.
+    pub(crate) fn len(&self) -> usize {
+        self.literal.len() + self.wild.len()
+    }
+}
+
+/// The distinct SUB prefixes of `patterns`, coarser when they do not fit
+/// `max` prefixes of `max_bytes` in all.
+fn prefixes_within(patterns: &[Pattern], max: usize, max_bytes: usize) -> Vec<String> {
+    let fits =
+        |v: &[String]| v.len() <= max && v.iter().map(String::len).sum::<usize>() <= max_bytes;
+    let exact = distinct(patterns.iter().map(sub_prefix));
+    if fits(&exact) {
+        return exact;
+    }
+    // Each pattern's first word, as a word (a wildcard first word: all).
+    let words = distinct(patterns.iter().map(|p| {
+        let first = p.as_str().split('.').next().unwrap_or_default();
+        if first == "*" || first == "#" {
+            String::new()
+        } else {
+            format!("{first}\0")
+        }
+    }));
+    if fits(&words) {
+        tracing::info!(
+            patterns = patterns.len(),
+            prefixes = words.len(),
+            "pattern set over the prefix budget: subscribing by first word"
+        );
+        return words;
+    }
+    tracing::info!(
+        patterns = patterns.len(),
+        "pattern set over the prefix budget: subscribing to everything"
+    );
+    vec![String::new()]
+}
+
+/// Sorted, deduplicated; the empty prefix (everything) alone if present.
+fn distinct(prefixes: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = prefixes.collect();
+    if v.iter().any(String::is_empty) {
+        return vec![String::new()];
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pats(list: &[&str]) -> Vec<Pattern> {
+        list.iter().map(|p| Pattern::parse(p).unwrap()).collect()
+    }
+
+    #[test]
+    fn matches_literal_and_wildcard_patterns() {
+        let s = PatternSet::new(&pats(&["room.5", "room.7", "news.#", "room.5"]));
+        assert!(s.matches("room.5") && s.matches("room.7") && s.matches("news.a.b"));
+        assert!(!s.matches("room.50") && !s.matches("room.6"));
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.prefixes, ["news\0", "room.5\0", "room.7\0"]);
+        assert_eq!(s.patterns().count(), 3);
+        let all = PatternSet::new(&pats(&["room.5", "#"]));
+        assert_eq!(all.prefixes, [""], "everything alone");
+    }
+
+    #[test]
+    fn coarser_prefixes_past_the_budget() {
+        let many: Vec<String> = (0..20).map(|i| format!("room.{i}")).collect();
+        let mut list: Vec<&str> = many.iter().map(String::as_str).collect();
+        list.push("chat.x");
+        let p = pats(&list);
+        assert_eq!(prefixes_within(&p, 30, 1000).len(), 21);
+        assert_eq!(prefixes_within(&p, 10, 1000), ["chat\0", "room\0"]);
+        assert_eq!(prefixes_within(&p, 1, 1000), [""]);
+        assert_eq!(
+            prefixes_within(&p, 30, 100),
+            ["chat\0", "room\0"],
+            "bytes bind too"
+        );
+    }
+}
