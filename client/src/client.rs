@@ -42,6 +42,8 @@ struct Inner {
     max_payload: usize,
     close_timeout: std::time::Duration,
     shutdown: CancellationToken,
+    /// How many broadcasters it was given.
+    broadcasters: usize,
 }
 
 impl Drop for Inner {
@@ -122,6 +124,7 @@ impl Client {
                 max_payload: opts.max_payload,
                 close_timeout: opts.close_timeout,
                 shutdown,
+                broadcasters: opts.broadcasters.len(),
             }),
         };
         if !opts.connect_timeout.is_zero() {
@@ -257,6 +260,18 @@ impl Client {
     /// Connection events from now on (bounded: a slow reader skips).
     pub fn events(&self) -> EventStream {
         EventStream::new(self.inner.events.subscribe())
+    }
+
+    /// Did a broadcaster of this client relay an origin other than its
+    /// own (federation)? Known once its first heartbeat of that origin or
+    /// message came.
+    pub fn relays_other_origins(&self) -> bool {
+        self.inner.subscriber.relays_others()
+    }
+
+    /// How many broadcasters this client was given.
+    pub fn broadcasters(&self) -> usize {
+        self.inner.broadcasters
     }
 
     /// True while the broadcaster is heard (heartbeats or messages).

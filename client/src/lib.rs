@@ -46,6 +46,7 @@
 //!         }
 //!         Some(Delivery::Gap(g)) => eprintln!("lost {}..={} from {}", g.first, g.last, g.origin),
 //!         Some(Delivery::Closed(reason)) => return Err(format!("closed: {reason:?}").into()),
+//!         Some(Delivery::Watermark(_)) => {} // only after `keep_watermarks`
 //!         None => return Err("subscription ended".into()),
 //!     }
 //! }

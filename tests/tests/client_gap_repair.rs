@@ -81,7 +81,13 @@ async fn stalled_subscriber_with(
             .subscription_capacity(2 * N as usize),
     ))
     .await?;
-    let sub = c.subscribe(pattern).await?;
+    let mut sub = c.subscribe(pattern).await?;
+    // Once the broadcaster applied the subscription (the SUBSCRIBE goes
+    // through the proxy, a publish straight in: the warm-up message could
+    // otherwise be stamped before it and never come).
+    tokio::time::timeout(RECV, sub.set_patterns(&[pattern]))
+        .await
+        .context("the subscription is applied")??;
     Ok((c, sub, proxy))
 }
 

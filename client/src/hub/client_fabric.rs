@@ -2,6 +2,8 @@
 //! subscription (resumed with `subscribe_from` if the client ever closes it
 //! as a slow consumer), recovery uses the client's raw history queries.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 use fanfare_protocol::pattern::Pattern;
 use fanfare_protocol::position::Position;
@@ -10,10 +12,11 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 
 use super::fabric::{
-    Fabric, FabricItem, FabricMessage, FeedFailure, PublishFailure, ReplayChunk, ReplayFailure,
-    ReplayRange,
+    Fabric, FabricItem, FabricMessage, FeedApplied, FeedFailure, PublishFailure, ReplayChunk,
+    ReplayFailure, ReplayRange,
 };
 use super::protocol::GapCause;
+use crate::subscriber::handle::SubscriberHandle;
 use crate::{
     Client, CloseReason, Delivery, GapReason, Message, PublishError, ReplayError, ReplayQuery,
     ReplayStatus, SubscribeError,
@@ -22,12 +25,28 @@ use crate::{
 /// The hub's view of a [`Client`].
 pub struct ClientFabric {
     client: Client,
+    control: Arc<Mutex<Control>>,
+}
+
+/// The open feed subscription, to change its patterns while the feed
+/// stream reads it, and the patterns last set (a resumed feed gets them).
+#[derive(Default)]
+struct Control {
+    current: Option<(SubscriberHandle, u64)>,
+    patterns: Option<Vec<Pattern>>,
+}
+
+fn lock(c: &Mutex<Control>) -> std::sync::MutexGuard<'_, Control> {
+    c.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ClientFabric {
     /// Wraps a client.
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            control: Arc::default(),
+        }
     }
 }
 
@@ -130,13 +149,20 @@ impl Fabric for ClientFabric {
             let mut sub = self.client.subscribe(pattern.as_str()).await?;
             sub.keep_resent();
             sub.keep_watermarks().await?;
+            {
+                let mut c = lock(&self.control);
+                c.current = Some(sub.control());
+                c.patterns = None;
+            }
             let client = self.client.clone();
+            let control = self.control.clone();
             // State: the live subscription; on a slow-consumer close, resume
             // from its position so the hub loses nothing.
             // The client and pattern travel in the state: cloning them per
             // item would cost the pattern's three allocations per message.
-            let stream =
-                futures::stream::unfold(Some((sub, client, pattern)), |state| async move {
+            let stream = futures::stream::unfold(Some((sub, client, pattern)), move |state| {
+                let control = control.clone();
+                async move {
                     let (mut sub, client, pattern) = state?;
                     loop {
                         match sub.next().await? {
@@ -175,14 +201,57 @@ impl Fabric for ClientFabric {
                             Delivery::Closed(CloseReason::SlowConsumer { position }) => {
                                 tracing::warn!("hub feed fell behind; resuming from its position");
                                 sub = resume(&client, &pattern, position).await?;
+                                reapply(&control, &sub);
                             }
                             Delivery::Closed(_) => return None,
                         }
                     }
-                });
+                }
+            });
             Ok(stream.boxed())
         }
         .boxed()
+    }
+
+    fn follows_interest(&self) -> bool {
+        // With several broadcasters an origin may come by more than one
+        // path: no watermarks (the client's lanes rule), so no filtering.
+        // A broadcaster that relays other origins (federation): no
+        // watermarks for those, so no filtering either.
+        self.client.broadcasters() == 1 && !self.client.relays_other_origins()
+    }
+
+    fn set_feed_patterns(
+        &self,
+        patterns: Vec<Pattern>,
+    ) -> BoxFuture<'static, Result<FeedApplied, FeedFailure>> {
+        let current = {
+            let mut c = lock(&self.control);
+            c.patterns = Some(patterns.clone());
+            c.current.clone()
+        };
+        async move {
+            let (handle, id) = current.ok_or(FeedFailure::Closed)?;
+            let a = handle.set_patterns(id, patterns).await?;
+            Ok(FeedApplied {
+                origin: a.origin,
+                epoch: a.epoch,
+                seq: a.seq,
+            })
+        }
+        .boxed()
+    }
+}
+
+/// A resumed feed (it starts on the feed's own pattern) gets the patterns
+/// last set, in the background (it only narrows what it carries).
+fn reapply(control: &Mutex<Control>, sub: &crate::Subscription) {
+    let mut c = lock(control);
+    c.current = Some(sub.control());
+    if let (Some(patterns), Some((handle, id))) = (c.patterns.clone(), c.current.clone()) {
+        tokio::spawn(async move {
+            let _ = handle.set_patterns(id, patterns).await;
+        });
     }
 }
 

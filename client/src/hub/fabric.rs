@@ -200,6 +200,18 @@ pub enum FeedFailure {
     Closed,
 }
 
+/// Where a change of the feed's patterns took effect: every message of
+/// `origin`/`epoch` after `seq` that the new patterns match is in the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedApplied {
+    /// The origin the feed is complete for (the broadcaster's own).
+    pub origin: Arc<str>,
+    /// Its epoch.
+    pub epoch: u64,
+    /// The new patterns are complete after this seq.
+    pub seq: u64,
+}
+
 /// The fabric as the hub sees it.
 pub trait Fabric: Send + Sync + 'static {
     /// Publishes a browser's payload.
@@ -212,4 +224,21 @@ pub trait Fabric: Send + Sync + 'static {
         &self,
         pattern: Pattern,
     ) -> BoxFuture<'_, Result<BoxStream<'static, FabricItem>, FeedFailure>>;
+    /// Can the feed follow the browsers' interest: narrow to a pattern set
+    /// ([`Self::set_feed_patterns`]), with [`FabricItem::Watermark`]s that
+    /// tell filtered seqs from holes? (Default: no; the feed carries its
+    /// pattern.)
+    fn follows_interest(&self) -> bool {
+        false
+    }
+    /// The open feed matches `patterns` from now on; resolves once that
+    /// holds (see [`FeedApplied`]). Only called when
+    /// [`Self::follows_interest`].
+    fn set_feed_patterns(
+        &self,
+        patterns: Vec<Pattern>,
+    ) -> BoxFuture<'static, Result<FeedApplied, FeedFailure>> {
+        let _ = patterns;
+        Box::pin(async { Err(FeedFailure::Closed) })
+    }
 }

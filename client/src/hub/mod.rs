@@ -100,6 +100,8 @@ mod auth;
 mod client_fabric;
 mod connection;
 mod fabric;
+mod feed;
+mod interest;
 mod limits;
 mod metrics;
 mod options;
@@ -113,25 +115,22 @@ mod socket;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use fanfare_protocol::pattern::Pattern;
-use futures::StreamExt;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{AllowAll, AuthRequest, Authorizer, Denied, Identity, OriginPolicy};
 pub use connection::{CloseCause, SocketError};
 pub use fabric::{
-    Fabric, FabricError, FabricItem, FabricMessage, FeedFailure, PublishFailure, ReplayChunk,
-    ReplayFailure, ReplayRange,
+    Fabric, FabricError, FabricItem, FabricMessage, FeedApplied, FeedFailure, PublishFailure,
+    ReplayChunk, ReplayFailure, ReplayRange,
 };
 pub use metrics::{HubMetrics, LagHistogram, METRICS_CONTENT_TYPE};
 pub use options::HubOptions;
@@ -149,6 +148,8 @@ pub(crate) struct HubInner {
     shutdown: CancellationToken,
     /// Turns for resumes (`HubOptions::max_resumes`).
     resumes: tokio::sync::Semaphore,
+    /// The patterns the feed must carry (when it follows interest).
+    interest: interest::Interest,
 }
 
 /// A websocket hub for axum. Cheap to clone.
@@ -185,7 +186,10 @@ impl Hub {
                 options.max_wildcard_led_patterns,
             ),
         );
+        let following =
+            options.follow_interest && options.feed_pattern == "#" && fabric.follows_interest();
         let inner = Arc::new(HubInner {
+            interest: interest::Interest::new(following),
             resumes: tokio::sync::Semaphore::new(options.max_resumes),
             options,
             fabric,
@@ -194,7 +198,7 @@ impl Hub {
             next_conn: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
         });
-        tokio::spawn(feed_loop(inner.clone()));
+        tokio::spawn(feed::feed_loop(inner.clone()));
         Self { inner }
     }
 
@@ -319,88 +323,4 @@ async fn upgrade(State(hub): State<Hub>, mut req: Request) -> Response {
 fn refused_handshake(hub: &Hub, refused: socket::Refused) {
     hub.inner.metrics.refused_handshake.inc();
     tracing::debug!(?refused, "not a websocket handshake");
-}
-
-async fn feed_loop(inner: Arc<HubInner>) {
-    let pattern = match Pattern::parse(&inner.options.feed_pattern) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "hub feed pattern is invalid; the hub delivers nothing");
-            return;
-        }
-    };
-    // Polled once per message: the token's own future takes two locks per
-    // poll, the flag none.
-    let stop = crate::cancel_flag::CancelFlag::watch(&inner.shutdown);
-    let mut backoff = Duration::from_millis(100);
-    while !inner.shutdown.is_cancelled() {
-        let feed = tokio::select! {
-            _ = inner.shutdown.cancelled() => return,
-            f = inner.fabric.feed(pattern.clone()) => f,
-        };
-        let mut feed = match feed {
-            Ok(f) => {
-                backoff = Duration::from_millis(100);
-                f
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "hub feed unavailable; retrying");
-                tokio::select! {
-                    _ = inner.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        let mut order = reorder::Reorder::new(50_000, Duration::from_secs(8));
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut out = Vec::new();
-        loop {
-            tokio::select! {
-                item = feed.next() => match item {
-                    Some(FabricItem::Message(m)) => order.push(m, &mut out),
-                    Some(FabricItem::Gap { origin, epoch, first, last, reason }) => {
-                        order.gap(&origin, epoch, first, last, reason, &mut out)
-                    }
-                    Some(FabricItem::Resent { origin, epoch, seq }) => {
-                        order.resent(&origin, epoch, seq, &mut out)
-                    }
-                    Some(FabricItem::Watermark { origin, epoch, through }) => {
-                        order.watermark(&origin, epoch, through, &mut out)
-                    }
-                    None => break,
-                },
-                // Polled only while a hole holds messages back: polling an
-                // interval per message re-registers its timer each time.
-                _ = tick.tick(), if order.waiting() => order.tick(&mut out),
-                _ = stop.cancelled() => return,
-            }
-            for o in out.drain(..) {
-                match o {
-                    reorder::Ordered::Message(m) => dispatch(&inner, m),
-                    reorder::Ordered::Lost(notice) => inner.registry.gap(&notice),
-                }
-            }
-        }
-        tracing::warn!("hub feed ended; resubscribing");
-    }
-}
-
-fn dispatch(inner: &HubInner, m: FabricMessage) {
-    if m.topic.starts_with(fanfare_protocol::RESERVED_PREFIX) {
-        return;
-    }
-    inner.metrics.events_in.inc();
-    let lag = fanfare_protocol::stamp::now_us().saturating_sub(m.timestamp_us);
-    inner.metrics.lag_us.store(lag, Relaxed);
-    let frame = m.event_frame(&inner.options.trusted_publishers);
-    inner.registry.dispatch(Arc::new(ring::Event {
-        topic: m.topic,
-        origin: m.origin,
-        epoch: m.epoch,
-        seq: m.seq,
-        timestamp_us: m.timestamp_us,
-        frame,
-    }));
 }

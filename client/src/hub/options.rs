@@ -10,6 +10,7 @@ use super::auth::{AllowAll, Authorizer, OriginPolicy};
 pub struct HubOptions {
     pub(crate) worker_id: String,
     pub(crate) feed_pattern: String,
+    pub(crate) follow_interest: bool,
     pub(crate) queue_capacity: usize,
     pub(crate) max_frame: usize,
     pub(crate) ws_read_buffer: usize,
@@ -63,6 +64,7 @@ impl HubOptions {
             trusted_publishers: vec![worker_id.clone()],
             worker_id,
             feed_pattern: "#".to_owned(),
+            follow_interest: true,
             queue_capacity: 1024,
             max_frame: 64 * 1024,
             ws_read_buffer: 512,
@@ -100,6 +102,21 @@ impl HubOptions {
     /// Browsers only receive what this pattern lets through.
     pub fn feed_pattern(mut self, pattern: impl Into<String>) -> Self {
         self.feed_pattern = pattern.into();
+        self
+    }
+
+    /// Whether the feed follows the browsers' interest (default on): it
+    /// carries only what this worker's browsers subscribe to (the union of
+    /// their patterns, refcounted), so a worker takes in only its share of
+    /// many rooms. Applies with the feed pattern `#` over a
+    /// [`Client`](crate::Client) of one broadcaster that does not relay
+    /// other origins: with several broadcasters, or once a message of
+    /// another origin (federation) shows up, the feed carries everything,
+    /// as with this off. A `subscribe` of a pattern new to the worker is
+    /// answered once the broadcaster applied it (a few ms; refused with
+    /// `unavailable` after 10 s).
+    pub fn follow_interest(mut self, on: bool) -> Self {
+        self.follow_interest = on;
         self
     }
 

@@ -44,6 +44,9 @@ pub struct Reorder {
     origins: HashMap<Arc<str>, Origin>,
     max_parked: usize,
     wait: Duration,
+    /// Until then, messages of every origin but this one go out as they
+    /// come (see [`Reorder::release_all_but`]).
+    pass_through: Option<(Arc<str>, Instant)>,
 }
 
 impl Reorder {
@@ -53,11 +56,20 @@ impl Reorder {
             origins: HashMap::default(),
             max_parked: max_parked.max(1),
             wait,
+            pass_through: None,
         }
     }
 
     /// Takes one message; appends what can now be delivered to `out`.
     pub fn push(&mut self, m: FabricMessage, out: &mut Vec<Ordered>) {
+        if let Some((keep, until)) = &self.pass_through {
+            if Instant::now() >= *until {
+                self.pass_through = None;
+            } else if *m.origin != **keep {
+                out.push(Ordered::Message(m));
+                return;
+            }
+        }
         let o = match self.origins.get_mut(&m.origin) {
             Some(o) if o.epoch == m.epoch => o,
             Some(o) if o.epoch > m.epoch => return,
@@ -173,6 +185,34 @@ impl Reorder {
         o.resent = o.resent.split_off(&after);
         o.next = after;
         drain(o, out);
+    }
+
+    /// Every origin but `keep`: what is parked goes out in seq order, the
+    /// origin is forgotten, and for `grace` its messages go out as they
+    /// come (then its next message starts it afresh). For a feed that was
+    /// filtered without watermarks for those origins: their holes are not
+    /// known to be losses, and until the broadcasters' interest catches up
+    /// (federation) more such holes come. The fabric still reports real
+    /// losses as gaps.
+    pub fn release_all_but(
+        &mut self,
+        keep: &Arc<str>,
+        grace: Duration,
+        out: &mut Vec<Ordered>,
+    ) -> Vec<Arc<str>> {
+        self.pass_through = Some((keep.clone(), Instant::now() + grace));
+        let others: Vec<Arc<str>> = self
+            .origins
+            .keys()
+            .filter(|o| ***o != **keep)
+            .cloned()
+            .collect();
+        for o in &others {
+            if let Some(old) = self.origins.remove(o) {
+                out.extend(old.parked.into_values().map(Ordered::Message));
+            }
+        }
+        others
     }
 
     /// Does a hole hold messages back (so [`Self::tick`] has work)?
@@ -304,6 +344,39 @@ mod tests {
         tokio::time::advance(Duration::from_secs(9)).await;
         r.tick(&mut out);
         assert_eq!(seqs(&out), vec![31], "nothing declared lost");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn released_origins_go_out_as_they_come_for_the_grace() {
+        let mut r = Reorder::new(100, Duration::from_secs(8));
+        let mut out = Vec::new();
+        let other = |seq| FabricMessage {
+            origin: "far".into(),
+            ..m(seq)
+        };
+        for s in [1, 3, 5] {
+            r.push(other(s), &mut out);
+            r.push(m(s), &mut out);
+        }
+        assert_eq!(seqs(&out), vec![1, 1], "both wait for 2");
+        out.clear();
+        let released = r.release_all_but(&"b".into(), Duration::from_secs(10), &mut out);
+        assert_eq!(released, vec![Arc::<str>::from("far")]);
+        assert_eq!(seqs(&out), vec![3, 5], "far's parked, in order");
+        out.clear();
+        r.push(other(9), &mut out);
+        r.push(other(7), &mut out);
+        r.push(m(7), &mut out);
+        assert_eq!(
+            seqs(&out),
+            vec![9, 7],
+            "far as it comes; b still waits for 2"
+        );
+        out.clear();
+        tokio::time::advance(Duration::from_secs(11)).await;
+        r.push(other(20), &mut out);
+        r.push(other(22), &mut out);
+        assert_eq!(seqs(&out), vec![20], "after the grace far is ordered again");
     }
 
     #[tokio::test(start_paused = true)]

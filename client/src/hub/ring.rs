@@ -4,7 +4,12 @@
 //!
 //! Bounded by count and bytes; the oldest go first. For each origin the ring
 //! knows from which seq on it holds *every* message of the current epoch
-//! (`first`): below that, recovery must ask the broadcaster.
+//! that the feed carries (`first`): below that, recovery must ask the
+//! broadcaster. The reorder hands events over in origin order with every
+//! hole accounted for (filled, reported lost — [`Ring::note_gap`] —, a
+//! re-sent copy, or filtered under a watermark), so a seq jump is no hole.
+//! When the feed takes on a pattern, what the ring held before does not
+//! cover it: [`Ring::raise`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -89,10 +94,6 @@ impl Ring {
                 if event.seq <= c.last {
                     return false;
                 }
-                if Some(event.seq) != c.last.checked_add(1) {
-                    // A hole the feed did not fill: the run restarts here.
-                    c.first = event.seq;
-                }
                 c.last = event.seq;
             }
             Some(c) if c.epoch > event.epoch => return false,
@@ -131,6 +132,22 @@ impl Ring {
                 c.first = last.saturating_add(1);
             }
         }
+    }
+
+    /// The feed carries more patterns from after `seq` of `origin`/`epoch`
+    /// on: the held run covers them only from there.
+    pub fn raise(&mut self, origin: &str, epoch: u64, seq: u64) {
+        if let Some(c) = self.origins.get_mut(origin) {
+            if c.epoch == epoch && c.first <= seq {
+                c.first = seq.saturating_add(1);
+            }
+        }
+    }
+
+    /// Nothing held of `origin` covers a resume any more (its run restarts
+    /// with its next event).
+    pub fn forget(&mut self, origin: &str) {
+        self.origins.remove(origin);
     }
 
     /// Held events of `origin`/`epoch` with seq > `after`, oldest first, at
@@ -173,9 +190,13 @@ mod tests {
         r.push(ev("b", 1, 4));
         assert_eq!(r.len(), 3);
         assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((2, 4)));
-        r.push(ev("b", 1, 7));
-        assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((7, 7)));
+        r.push(ev("b", 1, 7)); // 5 and 6 were filtered: no hole
+        assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((3, 7)));
         assert_eq!(r.since("b", 1, 3, usize::MAX).len(), 2);
+        r.raise("b", 1, 6);
+        assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((7, 7)));
+        r.raise("b", 1, 2); // behind: nothing
+        assert_eq!(r.coverage("b").map(|c| c.first), Some(7));
         r.push(ev("b", 2, 1));
         assert_eq!(
             r.coverage("b"),
@@ -187,6 +208,10 @@ mod tests {
         );
         r.note_gap(&"b".into(), 2, 5);
         assert_eq!(r.coverage("b").map(|c| c.first), Some(6));
+        r.forget("b");
+        assert_eq!(r.coverage("b"), None);
+        r.push(ev("b", 2, 9));
+        assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((9, 9)));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use fanfare_protocol::position::Position;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::queue::Parts;
+use super::registry::PatternSet;
 use crate::error::SubscribeError;
 use crate::message::{Mark, PatternsApplied};
 
@@ -29,10 +30,10 @@ pub(crate) enum Command {
     Unsubscribe { id: u64 },
     /// A `Subscription` asks for [`Delivery::Watermark`](crate::Delivery) items.
     Watermarks { id: u64 },
-    /// A `Subscription` matches these patterns from now on.
+    /// A `Subscription` matches this set from now on (built by the caller).
     SetPatterns {
         id: u64,
-        patterns: Vec<Pattern>,
+        set: Box<PatternSet>,
         reply: oneshot::Sender<PatternsApplied>,
     },
     /// A catch-up task delivered history up to these marks.
@@ -47,11 +48,26 @@ pub(crate) enum Command {
 pub(crate) struct SubscriberHandle {
     commands: mpsc::Sender<Command>,
     heard: watch::Receiver<bool>,
+    relayed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SubscriberHandle {
-    pub(super) fn new(commands: mpsc::Sender<Command>, heard: watch::Receiver<bool>) -> Self {
-        Self { commands, heard }
+    pub(super) fn new(
+        commands: mpsc::Sender<Command>,
+        heard: watch::Receiver<bool>,
+        relayed: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        Self {
+            commands,
+            heard,
+            relayed,
+        }
+    }
+
+    /// Did a heartbeat or message of an origin other than the
+    /// broadcaster's own come (it relays others)?
+    pub(crate) fn relays_others(&self) -> bool {
+        self.relayed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Registers a subscription (catching up from `since` first, if given)
@@ -89,12 +105,10 @@ impl SubscriberHandle {
         patterns: Vec<Pattern>,
     ) -> Result<PatternsApplied, SubscribeError> {
         let (reply, rx) = oneshot::channel();
+        // Built here, in the caller's task, not in the subscriber task.
+        let set = Box::new(PatternSet::new(&patterns));
         self.commands
-            .send(Command::SetPatterns {
-                id,
-                patterns,
-                reply,
-            })
+            .send(Command::SetPatterns { id, set, reply })
             .await
             .map_err(|_| SubscribeError::Closed)?;
         rx.await.map_err(|_| SubscribeError::Closed)

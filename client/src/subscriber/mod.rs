@@ -37,7 +37,7 @@
 //! knows `catch_up`.
 
 mod catch_up;
-mod handle;
+pub(crate) mod handle;
 mod publisher_seqs;
 mod queue;
 mod registry;

@@ -95,6 +95,13 @@ impl Subscription {
         self.subscriber.set_patterns(self.id, parsed).await
     }
 
+    /// What [`Self::set_patterns`] needs, to call it while another task
+    /// reads the subscription (the hub's feed).
+    #[cfg_attr(not(feature = "hub"), allow(dead_code))]
+    pub(crate) fn control(&self) -> (SubscriberHandle, u64) {
+        (self.subscriber.clone(), self.id)
+    }
+
     /// From now on, also yield [`Delivery::Watermark`] items: for a
     /// consumer that orders by origin seq (the hub), they tell which
     /// missing seqs were filtered rather than still to come.

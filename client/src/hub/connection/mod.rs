@@ -54,6 +54,8 @@ static EMPTY_HEADERS: std::sync::LazyLock<axum::http::HeaderMap> =
 struct Conn {
     hub: Arc<HubInner>,
     id: u64,
+    /// The patterns this connection holds in the feed's interest.
+    held: Vec<String>,
     identity: Option<Identity>,
     /// The upgrade's headers of a connection that authenticates in its
     /// first frame (boxed: not inline in every connection's task).
@@ -102,6 +104,7 @@ where
         errors: TokenBucket::new(o.error_rate, o.error_burst),
         hub: hub.clone(),
         id,
+        held: Vec::new(),
         identity,
         shared: shared.clone(),
         tx,
@@ -135,6 +138,7 @@ where
         .await;
     }
     hub.registry.remove(id);
+    hub.interest.release(conn.held.iter().map(String::as_str));
     hub.metrics.connections_open.dec();
     tracing::debug!(conn = %conn_name(&o.worker_id, id), cause = ?shared.cause(), "websocket closed");
 }
@@ -252,6 +256,7 @@ impl Conn {
             }
             Ok(Request::Unsubscribe { topics }) => {
                 self.hub.registry.unsubscribe(self.id, &topics);
+                self.release_interest(&topics);
                 self.queue(protocol::unsubscribed(&topics, reference));
                 Ok(())
             }

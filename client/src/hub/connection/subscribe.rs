@@ -6,6 +6,7 @@ use fanfare_protocol::pattern::Pattern;
 use fanfare_protocol::position::Position;
 use serde_json::value::RawValue;
 
+use super::super::feed::APPLY_TIMEOUT;
 use super::super::protocol::{self, ErrorCode, Refusal};
 use super::super::recovery;
 use super::super::registry::PatternsFull;
@@ -42,6 +43,11 @@ impl Conn {
             ));
         }
         let patterns = self.check_patterns(&topics)?;
+        self.hub
+            .registry
+            .room_for(&patterns)
+            .map_err(patterns_full)?;
+        self.hold_interest(&patterns).await?;
         let since = match since.as_deref() {
             None | Some("") => None,
             Some(s) => Some(
@@ -55,15 +61,65 @@ impl Conn {
         };
         let Some(since) = since else {
             let reply = protocol::subscribed(&topics, true, 0, reference);
-            return self
-                .hub
-                .registry
-                .subscribe(self.id, &patterns, reply)
-                .map_err(patterns_full);
+            let added = self.hub.registry.subscribe(self.id, &patterns, reply);
+            return added.map_err(|full| {
+                self.release_interest(&topics);
+                patterns_full(full)
+            });
         };
         // Boxed: the resume's state (≈ 2 KiB) is allocated only while a
         // resume runs, not inline in every connection's task.
-        Box::pin(self.resume(patterns, topics, since, reference)).await
+        let resumed = Box::pin(self.resume(patterns, topics.clone(), since, reference)).await;
+        if resumed.is_err() {
+            self.release_interest(&topics);
+        }
+        resumed
+    }
+
+    /// Holds the patterns this connection does not hold yet in the feed's
+    /// interest and waits (bounded) until the feed carries them, so that
+    /// `subscribed` comes only once every event published after it will.
+    async fn hold_interest(&mut self, patterns: &[Pattern]) -> Result<(), Refusal> {
+        let mut new: Vec<Pattern> = patterns
+            .iter()
+            .filter(|p| !self.held.iter().any(|h| h == p.as_str()))
+            .cloned()
+            .collect();
+        new.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        new.dedup();
+        let need = self.hub.interest.hold(&new);
+        self.held.extend(new.iter().map(|p| p.as_str().to_owned()));
+        if need == 0 {
+            return Ok(());
+        }
+        let carried = tokio::select! {
+            _ = self.shared.cancelled() => true, // closing: nothing will be sent
+            c = self.hub.interest.wait(need, APPLY_TIMEOUT) => c,
+        };
+        if carried {
+            return Ok(());
+        }
+        let texts: Vec<String> = new.iter().map(|p| p.as_str().to_owned()).collect();
+        self.release_interest(&texts);
+        Err(Refusal::new(
+            ErrorCode::Unavailable,
+            "the fabric did not take the subscription in time; retry",
+        ))
+    }
+
+    /// Releases, of `topics`, those this connection holds in the interest
+    /// and no longer subscribes to.
+    pub(super) fn release_interest(&mut self, topics: &[String]) {
+        let kept = self.hub.registry.patterns(self.id);
+        let mut gone = Vec::new();
+        self.held.retain(|h| {
+            let drop = topics.contains(h) && !kept.contains(h);
+            if drop {
+                gone.push(h.clone());
+            }
+            !drop
+        });
+        self.hub.interest.release(gone.iter().map(String::as_str));
     }
 
     /// A `subscribe` with `since`: the bounded resume.

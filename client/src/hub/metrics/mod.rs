@@ -40,6 +40,8 @@ pub struct HubMetrics {
     pub refused_full: Counter,
     /// Messages received from the fabric.
     pub events_in: Counter,
+    /// Changes of the feed's patterns applied (following interest).
+    pub feed_changes: Counter,
     /// Event frames queued toward browsers (live and recovered).
     pub deliveries: Counter,
     /// Frames written to browsers (all kinds).
@@ -85,6 +87,7 @@ impl HubMetrics {
             refused_auth: Counter::default(),
             refused_full: Counter::default(),
             events_in: Counter::default(),
+            feed_changes: Counter::default(),
             deliveries: Counter::default(),
             frames_out: Counter::default(),
             publishes: Counter::default(),
@@ -147,6 +150,11 @@ impl HubMetrics {
                 "fanfare_hub_events_in",
                 "Messages received from the fabric",
                 &self.events_in,
+            ),
+            (
+                "fanfare_hub_feed_changes",
+                "Changes of the feed's patterns applied (following the browsers' interest)",
+                &self.feed_changes,
             ),
             (
                 "fanfare_hub_deliveries",

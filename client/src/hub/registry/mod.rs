@@ -173,6 +173,14 @@ impl Registry {
         Ok(())
     }
 
+    /// Would `patterns` fit the worker's pattern caps now? (The check of
+    /// [`Self::subscribe`] made ahead, so a refused subscription does not
+    /// first change the feed's interest.)
+    pub fn room_for(&self, patterns: &[Pattern]) -> Result<(), PatternsFull> {
+        let st = self.lock();
+        self.check_room(&st, patterns)
+    }
+
     /// Refuses patterns that would take the worker past its distinct-pattern
     /// cap or its (smaller) cap of distinct wildcard-led patterns; counted.
     fn check_room(&self, st: &State, patterns: &[Pattern]) -> Result<(), PatternsFull> {
@@ -339,6 +347,17 @@ impl Registry {
         }
         self.metrics.deliveries.inc_by(delivered as u64);
         delivered
+    }
+
+    /// The feed carries more patterns after `seq` of `origin`/`epoch`
+    /// ([`Ring::raise`]).
+    pub fn raise_ring(&self, origin: &str, epoch: u64, seq: u64) {
+        self.lock().ring.raise(origin, epoch, seq);
+    }
+
+    /// The ring's run of `origin` covers nothing any more ([`Ring::forget`]).
+    pub fn forget_ring(&self, origin: &str) {
+        self.lock().ring.forget(origin);
     }
 
     /// Tells every connection that part of an origin is lost for good.

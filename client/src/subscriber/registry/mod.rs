@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::queue::{self, Parts, Queue};
 use crate::message::{CloseReason, Delivery, Mark, Marks, Watermark};
-use pattern_set::PatternSet;
+pub(crate) use pattern_set::PatternSet;
 
 /// How long a catching-up subscription's application may leave queued items
 /// untaken (while live messages overflow what is held) before it is closed
@@ -170,21 +170,43 @@ impl Registry {
         }
     }
 
-    /// Subscription `id` matches `patterns` from now on (instead of what it
-    /// matched), with their SUB prefixes. Returns whether the SUB prefixes
-    /// changed (`None`: no such subscription).
-    pub(crate) fn set_patterns(&mut self, id: u64, patterns: &[Pattern]) -> Option<bool> {
+    /// Subscription `id` matches `set` from now on (instead of what it
+    /// matched), with its SUB prefixes. Returns whether the SUB prefixes
+    /// changed (`None`: no such subscription). The set is built by the
+    /// caller, outside the task; here only the prefixes that differ are
+    /// touched (both lists sorted: one merge).
+    pub(crate) fn set_patterns(&mut self, id: u64, set: Box<PatternSet>) -> Option<bool> {
         let e = self.subs.get_mut(&id)?;
-        let old = held_prefixes(e);
-        e.set = Some(Box::new(PatternSet::new(patterns)));
+        let mut old = held_prefixes(e);
+        old.sort_unstable();
+        e.set = Some(set);
         e.lane = None;
         let new = held_prefixes(e);
         let was_dirty = std::mem::take(&mut self.effects.dirty);
-        for p in new {
-            self.hold_prefix(p);
-        }
-        for p in old {
-            self.release_prefix(&p);
+        let (mut a, mut b) = (old.into_iter().peekable(), new.into_iter().peekable());
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x == y => {
+                    a.next();
+                    b.next();
+                }
+                (Some(x), Some(y)) if x < y => {
+                    let x = x.clone();
+                    a.next();
+                    self.release_prefix(&x);
+                }
+                (_, Some(_)) => {
+                    if let Some(y) = b.next() {
+                        self.hold_prefix(y);
+                    }
+                }
+                (Some(_), None) => {
+                    if let Some(x) = a.next() {
+                        self.release_prefix(&x);
+                    }
+                }
+                (None, None) => break,
+            }
         }
         let changed = self.effects.dirty;
         self.effects.dirty |= was_dirty;

@@ -1,14 +1,16 @@
 //! A subscription's pattern *set* (see `Subscription::set_patterns`): what
 //! it matches, and the SUB prefixes it holds, within a budget.
 //!
-//! Literal patterns (the usual `room.5`) are looked up in a hash set, the
-//! others matched one by one. The prefixes are those of the patterns
+//! Literal patterns (the usual `room.5`) are looked up in a hash set; the
+//! others are keyed by their leading literal words (`""` for a wildcard-led
+//! one), so a topic is matched only against the patterns whose literal
+//! words are a word prefix of it (as the hub's dispatch index does). The prefixes are those of the patterns
 //! (`sub_prefix`) while they fit the budget; past it, each pattern's first
 //! word, and past that again the empty prefix (everything): the broadcaster
 //! caps what one connection may hold, and a refused prefix would cost the
 //! connection its session.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use fanfare_protocol::pattern::Pattern;
 
@@ -23,7 +25,9 @@ pub(crate) const MAX_SET_PREFIX_BYTES: usize = 24 * 1024;
 #[derive(Debug, Default)]
 pub(crate) struct PatternSet {
     literal: HashSet<String>,
-    wild: Vec<Pattern>,
+    /// Leading literal words → the wildcard patterns with them.
+    wild: HashMap<String, Vec<Pattern>>,
+    wild_count: usize,
     /// The SUB prefixes this set holds in the registry.
     pub(super) prefixes: Vec<String>,
 }
@@ -31,11 +35,16 @@ pub(crate) struct PatternSet {
 impl PatternSet {
     pub(crate) fn new(patterns: &[Pattern]) -> Self {
         let mut set = PatternSet::default();
+        let mut seen = HashSet::new();
         for p in patterns {
             if p.is_literal() {
                 set.literal.insert(p.as_str().to_owned());
-            } else if !set.wild.contains(p) {
-                set.wild.push(p.clone());
+            } else if seen.insert(p.as_str()) {
+                set.wild
+                    .entry(leading_words(p))
+                    .or_default()
+                    .push(p.clone());
+                set.wild_count += 1;
             }
         }
         set.prefixes = prefixes_within(patterns, MAX_SET_PREFIXES, MAX_SET_PREFIX_BYTES);
@@ -44,7 +53,18 @@ impl PatternSet {
 
     /// Does a pattern of the set match `topic`?
     pub(crate) fn matches(&self, topic: &str) -> bool {
-        self.literal.contains(topic) || self.wild.iter().any(|p| p.matches(topic))
+        if self.literal.contains(topic) {
+            return true;
+        }
+        if self.wild.is_empty() {
+            return false;
+        }
+        let keys = std::iter::once("")
+            .chain(topic.match_indices('.').map(|(i, _)| &topic[..i]))
+            .chain(std::iter::once(topic));
+        keys.filter_map(|k| self.wild.get(k))
+            .flatten()
+            .any(|p| p.matches(topic))
     }
 
     /// Its patterns, for a replay filter.
@@ -52,13 +72,24 @@ impl PatternSet {
         self.literal
             .iter()
             .filter_map(|t| Pattern::parse(t).ok())
-            .chain(self.wild.iter().cloned())
+            .chain(self.wild.values().flatten().cloned())
     }
 
     /// Number of distinct patterns.
     pub(crate) fn len(&self) -> usize {
-        self.literal.len() + self.wild.len()
+        self.literal.len() + self.wild_count
     }
+}
+
+/// A pattern's leading literal words, joined (`""`: it starts with a
+/// wildcard).
+fn leading_words(p: &Pattern) -> String {
+    let words: Vec<&str> = p
+        .as_str()
+        .split('.')
+        .take_while(|w| *w != "*" && *w != "#")
+        .collect();
+    words.join(".")
 }
 
 /// The distinct SUB prefixes of `patterns`, coarser when they do not fit
@@ -121,6 +152,10 @@ mod tests {
         assert_eq!(s.len(), 3);
         assert_eq!(s.prefixes, ["news\0", "room.5\0", "room.7\0"]);
         assert_eq!(s.patterns().count(), 3);
+        let w = PatternSet::new(&pats(&["a.*.c", "a.b.#", "*.x", "a.*.c"]));
+        assert_eq!(w.len(), 3);
+        assert!(w.matches("a.z.c") && w.matches("a.b") && w.matches("a.b.q.r") && w.matches("q.x"));
+        assert!(!w.matches("a.z.d") && !w.matches("ab.x.y") && !w.matches("b.y"));
         let all = PatternSet::new(&pats(&["room.5", "#"]));
         assert_eq!(all.prefixes, [""], "everything alone");
     }

@@ -479,3 +479,45 @@ fn sub_prefixes_end_at_a_word_where_the_literal_part_does() {
     assert_eq!(sub_prefix(&p("#")), "");
     assert_eq!(sub_prefix(&p("*.x")), "");
 }
+
+#[test]
+fn a_pattern_set_touches_only_the_prefixes_that_differ() {
+    let mut r = Registry::new(8);
+    let (other, _) = r.add(p("room.1"), Marks::default(), None);
+    let (feed, _) = r.add(p("#"), Marks::default(), None);
+    r.take_effects();
+    let set = |list: &[&str]| {
+        Box::new(PatternSet::new(
+            &list.iter().map(|s| p(s)).collect::<Vec<_>>(),
+        ))
+    };
+    // `#`'s "" goes; room.1's prefix is shared with the other subscription.
+    assert_eq!(
+        r.set_patterns(feed.id, set(&["room.1", "room.2"])),
+        Some(true)
+    );
+    assert!(r.take_effects().dirty);
+    let mut have: Vec<&str> = r.prefixes().collect();
+    have.sort_unstable();
+    assert_eq!(have, ["room.1\0", "room.2\0"]);
+    assert_eq!(
+        r.set_patterns(feed.id, set(&["room.2", "room.1"])),
+        Some(false),
+        "same set"
+    );
+    assert!(!r.take_effects().dirty);
+    assert_eq!(r.set_patterns(feed.id, set(&["room.3"])), Some(true));
+    let mut have: Vec<&str> = r.prefixes().collect();
+    have.sort_unstable();
+    assert_eq!(have, ["room.1\0", "room.3\0"], "room.1 kept for the other");
+    r.deliver(msg("room.3", 1), &none);
+    r.deliver(msg("room.1", 2), &none);
+    r.flush(&none);
+    let mut feed = feed;
+    let mut other = other;
+    assert_eq!(seqs(&mut feed.rx), [1], "the set, not `#`");
+    assert_eq!(seqs(&mut other.rx), [2]);
+    assert_eq!(r.set_patterns(999, set(&["x"])), None);
+    r.remove(feed.id, None);
+    assert_eq!(r.prefixes().collect::<Vec<_>>(), ["room.1\0"]);
+}

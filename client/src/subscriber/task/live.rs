@@ -77,6 +77,7 @@ impl State {
         match decode_broadcast(frames, &mut self.origins) {
             Ok(Incoming::Message(m)) => {
                 self.note_source(&m.stamp.origin, i);
+                self.note_relayed(i, &m.stamp.origin);
                 let slot = &mut self.slots[i];
                 let session = slot
                     .session
@@ -94,6 +95,7 @@ impl State {
                 beat,
             }) => {
                 self.note_source(&origin, i);
+                self.note_relayed(i, &origin);
                 let slot = &mut self.slots[i];
                 let session = slot.session.as_ref().and_then(|s| s.floor(&origin, epoch));
                 if session.is_some() {
@@ -114,6 +116,18 @@ impl State {
                 self.slots[i].session = None;
                 tracing::debug!(error = %e, "skipping malformed broadcast");
             }
+        }
+    }
+
+    /// Notes (once) that broadcaster `i` relays an origin not its own.
+    fn note_relayed(&self, i: usize, origin: &str) {
+        let Some(own) = self.slots[i].last_session.as_ref() else {
+            return;
+        };
+        if *own.origin != *origin && !self.relayed.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::debug!(origin, own = %own.origin, "the broadcaster relays another origin");
+            self.relayed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

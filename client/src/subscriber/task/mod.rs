@@ -65,6 +65,7 @@ pub(crate) struct SubscriberTask {
 pub(crate) fn spawn(task: SubscriberTask) -> SubscriberHandle {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let (connected_tx, connected) = watch::channel(false);
+    let relayed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let n = task.endpoints.len();
     let slots = task
         .endpoints
@@ -87,11 +88,12 @@ pub(crate) fn spawn(task: SubscriberTask) -> SubscriberHandle {
         heard: false,
         read_pause: ReadPause::default(),
         connected: connected_tx,
+        relayed: relayed.clone(),
         commands: tx.clone(),
         task,
     };
     tokio::spawn(state.run(rx));
-    SubscriberHandle::new(tx, connected)
+    SubscriberHandle::new(tx, connected, relayed)
 }
 
 /// Everything the subscriber task owns. Its methods live in one file per
@@ -127,6 +129,9 @@ pub(super) struct State {
     /// Whether the SUB sockets are left unread (`read_pause`).
     pub(super) read_pause: ReadPause,
     pub(super) connected: watch::Sender<bool>,
+    /// Set once a heartbeat or message of an origin other than the
+    /// session's came (the broadcaster relays others: federation).
+    pub(super) relayed: Arc<std::sync::atomic::AtomicBool>,
     /// This task's own command queue, for the catch-up tasks to report to.
     pub(super) commands: mpsc::Sender<Command>,
 }
@@ -202,11 +207,7 @@ impl State {
             }
             Command::Unsubscribe { id } => self.registry.remove(id, None),
             Command::Watermarks { id } => self.registry.want_watermarks(id),
-            Command::SetPatterns {
-                id,
-                patterns,
-                reply,
-            } => self.set_patterns(id, &patterns, reply),
+            Command::SetPatterns { id, set, reply } => self.set_patterns(id, set, reply),
             Command::CatchUpDone { id, marks } => self.on_catch_up_done(id, marks),
         }
     }
@@ -240,10 +241,10 @@ impl State {
     fn set_patterns(
         &mut self,
         id: u64,
-        patterns: &[Pattern],
+        set: Box<crate::subscriber::registry::PatternSet>,
         reply: oneshot::Sender<crate::PatternsApplied>,
     ) {
-        let Some(changed) = self.registry.set_patterns(id, patterns) else {
+        let Some(changed) = self.registry.set_patterns(id, set) else {
             return; // gone: dropping the reply tells it
         };
         let now = self.slots.iter().find_map(|s| {
