@@ -34,9 +34,11 @@ use fanfare_protocol::session::Marker;
 use fanfare_protocol::SESSION_TOPIC;
 
 /// Most distinct prefixes one subscriber may hold.
-pub(crate) const MAX_PREFIXES: usize = 4096;
+pub(crate) const MAX_PREFIXES: usize = 8192;
 /// Most bytes of distinct prefixes one subscriber may hold.
-pub(crate) const MAX_PREFIX_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_PREFIX_BYTES: usize = 64 * 1024;
+/// Most bytes of prefixes all subscribers together may hold.
+pub(crate) const MAX_TOTAL_PREFIX_BYTES: usize = 64 * 1024 * 1024;
 /// Most trie nodes (bytes of distinct prefixes, all subscribers together).
 pub(crate) const MAX_INDEX_NODES: usize = 1 << 20;
 /// Most chunks queued to one subscriber (the byte bound usually binds first).
@@ -191,6 +193,8 @@ pub(crate) struct Subscribers {
     announcements: Vec<Bytes>,
     /// Slots that may owe a session marker.
     due: Vec<u32>,
+    /// Bytes of prefixes held by all subscribers.
+    prefix_bytes: usize,
 }
 
 impl Subscribers {
@@ -208,6 +212,7 @@ impl Subscribers {
             local_changed: false,
             announcements: Vec::new(),
             due: Vec::new(),
+            prefix_bytes: 0,
         }
     }
 
@@ -313,6 +318,7 @@ impl Subscribers {
                     s.prefixes.remove(&prefix);
                     s.prefix_bytes -= prefix.len();
                     let link = s.link;
+                    self.prefix_bytes -= prefix.len();
                     self.index.remove(&prefix, slot);
                     if !link {
                         self.local_remove(&prefix);
@@ -376,7 +382,9 @@ impl Subscribers {
         }
         let fits =
             s.prefixes.len() < MAX_PREFIXES && s.prefix_bytes + prefix.len() <= MAX_PREFIX_BYTES;
+        let fits = fits && self.prefix_bytes + prefix.len() <= MAX_TOTAL_PREFIX_BYTES;
         if fits && self.index.insert(&prefix, slot) {
+            self.prefix_bytes += prefix.len();
             if let Some((_, s)) = self.get(id) {
                 s.prefix_bytes += prefix.len();
                 let link = s.link;
@@ -391,7 +399,7 @@ impl Subscribers {
         if metrics.log_allowed(crate::metrics::LogKind::Subscription) {
             tracing::warn!(
                 subscriber = id,
-                "subscription limit reached ({MAX_PREFIXES} prefixes / {MAX_PREFIX_BYTES} bytes per subscriber, {MAX_INDEX_NODES} trie nodes); prefix ignored"
+                "subscription limit reached ({MAX_PREFIXES} prefixes / {MAX_PREFIX_BYTES} bytes per subscriber, {MAX_TOTAL_PREFIX_BYTES} bytes in all, {MAX_INDEX_NODES} trie nodes); prefix ignored"
             );
         }
         false
@@ -402,6 +410,7 @@ impl Subscribers {
             return;
         };
         if let Some(s) = self.slots[slot as usize].take() {
+            self.prefix_bytes -= s.prefix_bytes;
             for p in s.prefixes.keys() {
                 self.index.remove(p, slot);
                 if !s.link {

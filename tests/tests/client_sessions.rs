@@ -99,14 +99,14 @@ async fn a_narrow_subscription_in_a_busy_lane_asks_no_replay() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_with_a_refused_prefix_has_no_session_and_loses_nothing() -> Result<()> {
-    // 1000 distinct prefixes of 43 bytes on one connection (zero-padded,
+    // 1000 distinct prefixes of 110 bytes on one connection (zero-padded,
     // so that none is a prefix of another): the broadcaster refuses those
-    // past its 32 KiB of prefixes per subscriber. A refused SUBSCRIBE is not
+    // past its 64 KiB of prefixes per subscriber. A refused SUBSCRIBE is not
     // counted, so no marker matches the client's count: the connection
     // never has a session, and the rooms whose prefix was refused are
     // repaired from history (heartbeat lane marks show the lane moved).
     const MANY: u64 = 1000;
-    const PAD: &str = "padding-to-reach-the-byte-cap";
+    const PAD: &str = "padding-to-reach-the-byte-cap-of-the-broadcaster-with-fewer-rooms-than-prefixes-allowed-in-count";
     let (b, publisher, subscriber) = fabric("sess-r").await?;
     let mut subs = Vec::new();
     for k in 0..MANY {

@@ -28,6 +28,14 @@ pub struct ClientFabric {
     control: Arc<Mutex<Control>>,
 }
 
+/// What the feed stream carries from item to item.
+struct FeedState {
+    sub: crate::Subscription,
+    client: Client,
+    pattern: Pattern,
+    control: Arc<Mutex<Control>>,
+}
+
 /// The open feed subscription, to change its patterns while the feed
 /// stream reads it, and the patterns last set (a resumed feed gets them).
 #[derive(Default)]
@@ -154,58 +162,47 @@ impl Fabric for ClientFabric {
                 c.current = Some(sub.control());
                 c.patterns = None;
             }
-            let client = self.client.clone();
-            let control = self.control.clone();
+            let state = FeedState {
+                sub,
+                client: self.client.clone(),
+                pattern,
+                control: self.control.clone(),
+            };
             // State: the live subscription; on a slow-consumer close, resume
-            // from its position so the hub loses nothing.
-            // The client and pattern travel in the state: cloning them per
-            // item would cost the pattern's three allocations per message.
-            let stream = futures::stream::unfold(Some((sub, client, pattern)), move |state| {
-                let control = control.clone();
-                async move {
-                    let (mut sub, client, pattern) = state?;
-                    loop {
-                        match sub.next().await? {
-                            Delivery::Message(m) if m.resent => {
-                                let item = FabricItem::Resent {
-                                    origin: m.stamp.origin,
-                                    epoch: m.stamp.epoch,
-                                    seq: m.stamp.seq,
-                                };
-                                return Some((item, Some((sub, client, pattern))));
-                            }
-                            Delivery::Message(m) => {
-                                return Some((
-                                    FabricItem::Message(convert(m)),
-                                    Some((sub, client, pattern)),
-                                ))
-                            }
-                            Delivery::Gap(g) => {
-                                let item = FabricItem::Gap {
-                                    origin: g.origin,
-                                    epoch: g.epoch,
-                                    first: g.first,
-                                    last: if g.last == u64::MAX { 0 } else { g.last },
-                                    reason: g.reason.into(),
-                                };
-                                return Some((item, Some((sub, client, pattern))));
-                            }
-                            Delivery::Watermark(w) => {
-                                let item = FabricItem::Watermark {
-                                    origin: w.origin,
-                                    epoch: w.epoch,
-                                    through: w.through,
-                                };
-                                return Some((item, Some((sub, client, pattern))));
-                            }
-                            Delivery::Closed(CloseReason::SlowConsumer { position }) => {
-                                tracing::warn!("hub feed fell behind; resuming from its position");
-                                sub = resume(&client, &pattern, position).await?;
-                                reapply(&control, &sub);
-                            }
-                            Delivery::Closed(_) => return None,
+            // from its position so the hub loses nothing. Everything travels
+            // in the state: cloning per item would cost the pattern's three
+            // allocations and a refcount per message.
+            let stream = futures::stream::unfold(Some(state), |state| async move {
+                let mut st = state?;
+                loop {
+                    let item = match st.sub.next().await? {
+                        Delivery::Message(m) if m.resent => FabricItem::Resent {
+                            origin: m.stamp.origin,
+                            epoch: m.stamp.epoch,
+                            seq: m.stamp.seq,
+                        },
+                        Delivery::Message(m) => FabricItem::Message(convert(m)),
+                        Delivery::Gap(g) => FabricItem::Gap {
+                            origin: g.origin,
+                            epoch: g.epoch,
+                            first: g.first,
+                            last: if g.last == u64::MAX { 0 } else { g.last },
+                            reason: g.reason.into(),
+                        },
+                        Delivery::Watermark(w) => FabricItem::Watermark {
+                            origin: w.origin,
+                            epoch: w.epoch,
+                            through: w.through,
+                        },
+                        Delivery::Closed(CloseReason::SlowConsumer { position }) => {
+                            tracing::warn!("hub feed fell behind; resuming from its position");
+                            st.sub = resume(&st.client, &st.pattern, position).await?;
+                            reapply(&st.control, &st.sub);
+                            continue;
                         }
-                    }
+                        Delivery::Closed(_) => return None,
+                    };
+                    return Some((item, Some(st)));
                 }
             });
             Ok(stream.boxed())

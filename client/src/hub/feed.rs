@@ -105,6 +105,9 @@ pub(super) async fn feed_loop(inner: Arc<HubInner>) {
         // The change in flight: the generation it applies (`None`: back to
         // everything) and its future.
         let mut in_flight: Option<(Option<u64>, Applying)> = None;
+        // Kept across iterations: a fresh `Notified` per message would
+        // register a waiter (a lock) each time.
+        let mut changed = std::pin::pin!(inner.interest.changed());
         loop {
             if in_flight.is_none() {
                 in_flight = follow.start(&inner);
@@ -136,7 +139,10 @@ pub(super) async fn feed_loop(inner: Arc<HubInner>) {
                     let generation = generation.flatten();
                     follow.finished(&inner, generation, r, &mut order, &mut out);
                 }
-                _ = inner.interest.changed(), if following => follow.dirty = true,
+                _ = &mut changed, if following => {
+                    follow.dirty = true;
+                    changed.set(inner.interest.changed());
+                }
                 _ = sleep_opt(retry_at), if retry_at.is_some() => follow.retry_at = None,
                 // Polled only while a hole holds messages back: polling an
                 // interval per message re-registers its timer each time.

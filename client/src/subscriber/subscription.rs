@@ -76,7 +76,7 @@ impl Subscription {
 
     /// From now on this subscription matches `patterns` (any of them;
     /// none: nothing) instead of what it matched, and holds their SUB
-    /// prefixes (coarser ones past a budget of 3072 prefixes / 24 KiB, so
+    /// prefixes (coarser ones past a budget of 6144 prefixes / 48 KiB, so
     /// the broadcaster refuses none). Resolves once the broadcaster applied
     /// the change (the session marker answering it, PROTOCOL.md
     /// "Sessions"), telling from which seq of its origin the new patterns

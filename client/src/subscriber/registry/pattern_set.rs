@@ -4,9 +4,13 @@
 //! Literal patterns (the usual `room.5`) are looked up in a hash set; the
 //! others are keyed by their leading literal words (`""` for a wildcard-led
 //! one), so a topic is matched only against the patterns whose literal
-//! words are a word prefix of it (as the hub's dispatch index does). The prefixes are those of the patterns
-//! (`sub_prefix`) while they fit the budget; past it, each pattern's first
-//! word, and past that again the empty prefix (everything): the broadcaster
+//! words are a word prefix of it (as the hub's dispatch index does).
+//!
+//! The prefixes are those of the patterns (`sub_prefix`) while they fit the
+//! budget; past it, the same cut to the longest length that fits
+//! (`room.1234` → `room.12`: a few more rooms taken in), then each
+//! pattern's first word, and past that again the empty prefix
+//! (everything): the broadcaster
 //! caps what one connection may hold, and a refused prefix would cost the
 //! connection its session.
 
@@ -16,11 +20,11 @@ use fanfare_protocol::pattern::Pattern;
 
 use super::sub_prefix;
 
-/// Most SUB prefixes one set holds (the broadcaster takes 4096 per
+/// Most SUB prefixes one set holds (the broadcaster takes 8192 per
 /// connection, PROTOCOL.md; the rest is left to other subscriptions).
-pub(crate) const MAX_SET_PREFIXES: usize = 3072;
-/// Most bytes of SUB prefixes one set holds (of the broadcaster's 32 KiB).
-pub(crate) const MAX_SET_PREFIX_BYTES: usize = 24 * 1024;
+pub(crate) const MAX_SET_PREFIXES: usize = 6144;
+/// Most bytes of SUB prefixes one set holds (of the broadcaster's 64 KiB).
+pub(crate) const MAX_SET_PREFIX_BYTES: usize = 48 * 1024;
 
 #[derive(Debug, Default)]
 pub(crate) struct PatternSet {
@@ -101,6 +105,37 @@ fn prefixes_within(patterns: &[Pattern], max: usize, max_bytes: usize) -> Vec<St
     if fits(&exact) {
         return exact;
     }
+    // Cut to `len` bytes (at a char boundary): a cut prefix is a plain one.
+    let cut = |p: &String, len: usize| -> String {
+        let body = p.strip_suffix('\0').unwrap_or(p);
+        if body.len() <= len {
+            return p.clone();
+        }
+        let mut end = len;
+        while !body.is_char_boundary(end) {
+            end -= 1;
+        }
+        body[..end].to_owned()
+    };
+    let longest = exact.iter().map(String::len).max().unwrap_or(0);
+    for len in (1..longest).rev() {
+        let v = distinct(exact.iter().map(|p| cut(p, len)));
+        if v.iter().any(String::is_empty) {
+            break;
+        }
+        if fits(&v) {
+            tracing::info!(
+                patterns = patterns.len(),
+                prefixes = v.len(),
+                len,
+                "pattern set over the prefix budget: prefixes cut"
+            );
+            return v;
+        }
+        if v.len() * 2 < exact.len() {
+            break; // cutting more would take in much more than asked
+        }
+    }
     // Each pattern's first word, as a word (a wildcard first word: all).
     let words = distinct(patterns.iter().map(|p| {
         let first = p.as_str().split('.').next().unwrap_or_default();
@@ -160,6 +195,14 @@ mod tests {
         assert_eq!(all.prefixes, [""], "everything alone");
     }
 
+    /// Does one of `prefixes` bring `topic` (the broadcaster's rule)?
+    fn brought(prefixes: &[String], topic: &str) -> bool {
+        prefixes.iter().any(|p| match p.strip_suffix('\0') {
+            Some(word) => topic == word || topic.starts_with(&format!("{word}.")),
+            None => topic.starts_with(p.as_str()),
+        })
+    }
+
     #[test]
     fn coarser_prefixes_past_the_budget() {
         let many: Vec<String> = (0..20).map(|i| format!("room.{i}")).collect();
@@ -167,12 +210,23 @@ mod tests {
         list.push("chat.x");
         let p = pats(&list);
         assert_eq!(prefixes_within(&p, 30, 1000).len(), 21);
-        assert_eq!(prefixes_within(&p, 10, 1000), ["chat\0", "room\0"]);
+        // Cut: room.10 … room.19 become room.1, the rest stay.
+        let cut = prefixes_within(&p, 12, 1000);
+        assert_eq!(cut.len(), 12, "{cut:?}");
+        assert!(cut.contains(&"room.1".to_owned()) && cut.contains(&"room.9\0".to_owned()));
+        assert_eq!(prefixes_within(&p, 10, 1000), ["chat.", "room."]);
         assert_eq!(prefixes_within(&p, 1, 1000), [""]);
-        assert_eq!(
-            prefixes_within(&p, 30, 100),
-            ["chat\0", "room\0"],
-            "bytes bind too"
-        );
+        for (max, bytes) in [(30, 100), (12, 1000), (10, 1000), (5, 60)] {
+            let v = prefixes_within(&p, max, bytes);
+            let total: usize = v.iter().map(String::len).sum();
+            assert!(
+                v.len() <= max && total <= bytes,
+                "{v:?} over ({max}, {bytes})"
+            );
+            for t in many.iter().map(String::as_str).chain(["chat.x"]) {
+                assert!(brought(&v, t), "{t} not brought by {v:?}");
+            }
+            assert!(!brought(&v, "news.x"), "{v:?}");
+        }
     }
 }
