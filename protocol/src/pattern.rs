@@ -235,6 +235,21 @@ fn match_words(pattern: &[Word], topic: &str) -> bool {
         .all(|w| *w == Word::Many)
 }
 
+/// A pattern's leading literal words (the whole pattern when it has no
+/// wildcard; `""` when it starts with one): the key under which an index
+/// of patterns files it, so that a topic is matched only against the
+/// patterns whose key is one of its [`word_prefixes`](crate::topic::word_prefixes).
+pub fn leading_literal_words(pattern: &str) -> &str {
+    let mut end: usize = 0;
+    for (i, word) in pattern.split('.').enumerate() {
+        if word == "*" || word == "#" {
+            return &pattern[..end.saturating_sub(usize::from(i > 0))];
+        }
+        end += word.len() + 1;
+    }
+    pattern
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,5 +392,14 @@ mod tests {
                 prop_assert!(topic.starts_with(p.literal_prefix()));
             }
         }
+    }
+
+    #[test]
+    fn leading_literal_words_key_a_pattern() {
+        assert_eq!(leading_literal_words("chat.room"), "chat.room");
+        assert_eq!(leading_literal_words("chat.#"), "chat");
+        assert_eq!(leading_literal_words("chat.room.*.x"), "chat.room");
+        assert_eq!(leading_literal_words("#"), "");
+        assert_eq!(leading_literal_words("*.x"), "");
     }
 }

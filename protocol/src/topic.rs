@@ -60,6 +60,15 @@ pub fn validate_any(raw: &[u8]) -> Result<&str, TopicError> {
     Ok(topic)
 }
 
+/// The keys a topic is looked up under in an index of patterns keyed by
+/// their [`leading_literal_words`](crate::pattern::leading_literal_words):
+/// `""`, then every run of its leading words (`a`, `a.b`, …, the topic).
+pub fn word_prefixes(topic: &str) -> impl Iterator<Item = &str> {
+    std::iter::once("")
+        .chain(topic.match_indices('.').map(|(i, _)| &topic[..i]))
+        .chain(std::iter::once(topic))
+}
+
 /// The first word of a topic (its namespace), which selects its lane.
 pub fn first_word(topic: &[u8]) -> &[u8] {
     match topic.iter().position(|&b| b == b'.') {
@@ -92,5 +101,12 @@ mod tests {
     fn first_word_is_namespace() {
         assert_eq!(first_word(b"chat.lobby"), b"chat");
         assert_eq!(first_word(b"chat"), b"chat");
+    }
+
+    #[test]
+    fn word_prefixes_are_the_leading_runs_of_words() {
+        let v: Vec<&str> = word_prefixes("a.b.c").collect();
+        assert_eq!(v, ["", "a", "a.b", "a.b.c"]);
+        assert_eq!(word_prefixes("x").collect::<Vec<_>>(), ["", "x"]);
     }
 }

@@ -99,6 +99,17 @@ pub async fn sync_subscriptions(
     Ok(())
 }
 
+/// Publishes with `publish_confirmed` and returns the stamp seq its ack
+/// names.
+pub async fn publish_seq(
+    publisher: &fanfare_client::Client,
+    topic: &str,
+    payload: impl Into<bytes::Bytes>,
+) -> Result<u64> {
+    let c = publisher.publish_confirmed(topic, payload).await?;
+    c.seq.context("the ack names the message")
+}
+
 /// True for probes of [`sync_subscriptions`].
 pub fn is_probe(m: &Message) -> bool {
     m.topic.rsplit('.').next() == Some(crate::sockets::PROBE_WORD)

@@ -14,7 +14,9 @@ use anyhow::{ensure, Context, Result};
 use fanfare_client::{Client, ClientEvent, ClientOptions, Delivery, Subscription};
 use fanfare_protocol::heartbeat::MAX_HEARTBEAT_LANES;
 use fanfare_protocol::stamp::lane_of;
-use fanfare_tests::client::{connect, next_delivery, next_message, options, wait_event};
+use fanfare_tests::client::{
+    connect, next_delivery, next_message, options, publish_seq, wait_event,
+};
 use fanfare_tests::process::BroadcasterProcess;
 use fanfare_tests::proxy::PausableProxy;
 use fanfare_tests::{metrics, wait};
@@ -398,11 +400,7 @@ async fn a_watermark_never_passes_a_message_under_repair() -> Result<()> {
             publisher.publish("unwanted.y", "filtered").await?;
         }
     }
-    let last = publisher
-        .publish_confirmed("unwanted.y", "the end")
-        .await?
-        .seq
-        .context("the ack names the message")?;
+    let last = publish_seq(&publisher, "unwanted.y", "the end").await?;
     let dropped = wait_for_drops(&b).await?;
     proxy.resume();
     let (mut next, mut through, mut replayed, mut watermarks) = (1, 0, 0, 0);

@@ -10,7 +10,8 @@
 use anyhow::{ensure, Context, Result};
 use fanfare_client::{Client, Delivery};
 use fanfare_tests::client::{
-    index_of, indexed_payload, is_probe, next_delivery, options, sync_subscriptions,
+    index_of, indexed_payload, is_probe, next_data, next_delivery, options, publish_seq,
+    sync_subscriptions,
 };
 use fanfare_tests::process::BroadcasterProcess;
 use fanfare_tests::{metrics, RECV_TIMEOUT};
@@ -191,10 +192,8 @@ async fn watermarks_step_over_what_a_narrow_subscription_filters() -> Result<()>
     for round in 0..ROUNDS {
         for room in 0..ROOMS {
             let i = round * ROOMS + room;
-            let c = publisher
-                .publish_confirmed(&format!("room.{room}.msg"), indexed_payload(i, 16))
-                .await?;
-            last_seq = c.seq.context("the ack names the message")?;
+            let topic = format!("room.{room}.msg");
+            last_seq = publish_seq(&publisher, &topic, indexed_payload(i, 16)).await?;
         }
     }
     let (mut expected, mut through, mut watermarks) = (5, 0, 0);
@@ -242,11 +241,7 @@ async fn set_patterns_takes_effect_once_it_resolves() -> Result<()> {
         let room = format!("room.{k}");
         // Stamped before the change: the marker that answers the change
         // (each one here writes a new prefix) is stamped after it.
-        let before = publisher
-            .publish_confirmed("elsewhere.x", indexed_payload(3000 + k, 16))
-            .await?
-            .seq
-            .context("the ack names the message")?;
+        let before = publish_seq(&publisher, "elsewhere.x", indexed_payload(3000 + k, 16)).await?;
         let applied = tokio::time::timeout(RECV_TIMEOUT, sub.set_patterns(&[room.as_str()]))
             .await
             .context("set_patterns resolves")??;
@@ -267,16 +262,9 @@ async fn set_patterns_takes_effect_once_it_resolves() -> Result<()> {
         let c = publisher
             .publish_confirmed(&room, indexed_payload(k, 16))
             .await?;
-        let m = loop {
-            match next_delivery(&mut sub, RECV_TIMEOUT)
-                .await
-                .with_context(|| format!("{room}'s message"))?
-            {
-                Delivery::Message(m) if is_probe(&m) => {}
-                Delivery::Message(m) => break m,
-                other => anyhow::bail!("{room}: expected its message, got {other:?}"),
-            }
-        };
+        let m = next_data(&mut sub, RECV_TIMEOUT)
+            .await
+            .with_context(|| format!("{room}'s message"))?;
         ensure!(
             index_of(&m.payload) == Some(k),
             "{room}: got {} ({:?})",

@@ -77,6 +77,11 @@ async fn a_worker_takes_in_only_what_its_browsers_subscribe_to() -> anyhow::Resu
     Ok(())
 }
 
+/// Each room is new to the worker, so each `subscribe` changes the feed:
+/// the event published right after `subscribed` must come. (That the
+/// answer waits for the broadcaster is checked where a race cannot hide
+/// it: `client_sessions`' `set_patterns_takes_effect_once_it_resolves`,
+/// and the resume test below, which fails without the wait.)
 #[tokio::test]
 async fn a_room_new_to_the_worker_misses_nothing_after_subscribed() -> anyhow::Result<()> {
     let demo = Demo::start(&["--workers", "1", "--publish-rate", "10000"]).await?;

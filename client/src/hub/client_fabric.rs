@@ -243,9 +243,10 @@ impl Fabric for ClientFabric {
 /// A resumed feed (it starts on the feed's own pattern) gets the patterns
 /// last set, in the background (it only narrows what it carries).
 fn reapply(control: &Mutex<Control>, sub: &crate::Subscription) {
+    let (handle, id) = sub.control();
     let mut c = lock(control);
-    c.current = Some(sub.control());
-    if let (Some(patterns), Some((handle, id))) = (c.patterns.clone(), c.current.clone()) {
+    c.current = Some((handle.clone(), id));
+    if let Some(patterns) = c.patterns.clone() {
         tokio::spawn(async move {
             let _ = handle.set_patterns(id, patterns).await;
         });

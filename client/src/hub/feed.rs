@@ -52,8 +52,6 @@ struct Follow {
     mode: Mode,
     /// The feed's own pattern (`#`): what "everything" is.
     everything: Pattern,
-    /// A change is in flight (the loop holds it).
-    busy: bool,
     /// The set changed since the last change was started.
     dirty: bool,
     retry_at: Option<Instant>,
@@ -155,7 +153,6 @@ pub(super) async fn feed_loop(inner: Arc<HubInner>) {
                 // A narrowing in flight is dropped: the change back to
                 // everything covers it.
                 in_flight = None;
-                follow.busy = false;
             }
             for o in out.drain(..) {
                 match o {
@@ -177,7 +174,6 @@ impl Follow {
                 Mode::Everything
             },
             everything,
-            busy: false,
             dirty: following,
             retry_at: None,
             own: None,
@@ -188,10 +184,10 @@ impl Follow {
         self.mode == Mode::Following
     }
 
-    /// The owed change, if any and nothing is in flight: the generation it
-    /// applies (`None`: back to everything) and its future.
+    /// The owed change, if any (called while none is in flight): the
+    /// generation it applies (`None`: back to everything) and its future.
     fn start(&mut self, inner: &HubInner) -> Option<(Option<u64>, Applying)> {
-        if self.busy || self.retry_at.is_some() {
+        if self.retry_at.is_some() {
             return None;
         }
         let (generation, patterns) = match self.mode {
@@ -204,7 +200,6 @@ impl Follow {
             }
         };
         self.dirty = false;
-        self.busy = true;
         let change = inner.fabric.set_feed_patterns(patterns);
         Some((
             generation,
@@ -221,7 +216,6 @@ impl Follow {
         order: &mut reorder::Reorder,
         out: &mut Vec<reorder::Ordered>,
     ) {
-        self.busy = false;
         let a = match r {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => return self.retry(&e.to_string()),

@@ -1,7 +1,8 @@
 //! The registry's pattern indexes: distinct patterns with their
 //! connections, and the dispatch index (leading literal words → patterns).
 
-use fanfare_protocol::pattern::Pattern;
+// The dispatch key of a pattern: its leading literal words.
+use fanfare_protocol::pattern::{leading_literal_words as dispatch_key, Pattern};
 
 use super::{Index, State};
 
@@ -56,19 +57,6 @@ pub(super) fn wildcard_led(pattern: &str) -> bool {
     dispatch_key(pattern).is_empty()
 }
 
-/// The dispatch key of a pattern: its leading literal words (the whole
-/// pattern when it has no wildcard; "" when it starts with one).
-fn dispatch_key(pattern: &str) -> &str {
-    let mut end: usize = 0;
-    for (i, word) in pattern.split('.').enumerate() {
-        if word == "*" || word == "#" {
-            return &pattern[..end.saturating_sub(usize::from(i > 0))];
-        }
-        end += word.len() + 1;
-    }
-    pattern
-}
-
 pub(super) fn remove_locked(st: &mut State, id: u64) {
     let Some(e) = st.conns.remove(&id) else {
         return;
@@ -78,15 +66,8 @@ pub(super) fn remove_locked(st: &mut State, id: u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::dispatch_key;
-
     #[test]
-    fn dispatch_keys_are_the_leading_literal_words() {
-        assert_eq!(dispatch_key("chat.room"), "chat.room");
-        assert_eq!(dispatch_key("chat.#"), "chat");
-        assert_eq!(dispatch_key("chat.room.*.x"), "chat.room");
-        assert_eq!(dispatch_key("#"), "");
-        assert_eq!(dispatch_key("*.x"), "");
+    fn wildcard_led_patterns_have_the_empty_key() {
         assert!(super::wildcard_led("#.y") && !super::wildcard_led("a.#"));
     }
 }

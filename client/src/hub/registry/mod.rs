@@ -309,10 +309,7 @@ impl Registry {
         // Only the patterns whose leading literal words are a word prefix of
         // the topic are matched (not every pattern of the worker).
         let topic = &*event.topic;
-        let keys = std::iter::once("")
-            .chain(topic.match_indices('.').map(|(i, _)| &topic[..i]))
-            .chain(std::iter::once(topic));
-        let candidates = keys
+        let candidates = fanfare_protocol::topic::word_prefixes(topic)
             .filter_map(|k| by_prefix.get(k))
             .flatten()
             .filter_map(|text| index.get(text));

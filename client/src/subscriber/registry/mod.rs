@@ -223,6 +223,11 @@ impl Registry {
         }
     }
 
+    /// Does any subscription ask for watermarks?
+    pub(crate) fn wants_watermarks(&self) -> bool {
+        !self.watermarked.is_empty()
+    }
+
     /// Queues a watermark (after what was flushed) to the subscriptions
     /// that asked and are live (one catching up holds its live messages:
     /// a watermark would overtake them), unless it does not move theirs.

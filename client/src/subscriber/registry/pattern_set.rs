@@ -16,7 +16,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use fanfare_protocol::pattern::Pattern;
+use fanfare_protocol::pattern::{leading_literal_words, Pattern};
+use fanfare_protocol::topic::word_prefixes;
 
 use super::sub_prefix;
 
@@ -45,7 +46,7 @@ impl PatternSet {
                 set.literal.insert(p.as_str().to_owned());
             } else if seen.insert(p.as_str()) {
                 set.wild
-                    .entry(leading_words(p))
+                    .entry(leading_literal_words(p.as_str()).to_owned())
                     .or_default()
                     .push(p.clone());
                 set.wild_count += 1;
@@ -63,10 +64,8 @@ impl PatternSet {
         if self.wild.is_empty() {
             return false;
         }
-        let keys = std::iter::once("")
-            .chain(topic.match_indices('.').map(|(i, _)| &topic[..i]))
-            .chain(std::iter::once(topic));
-        keys.filter_map(|k| self.wild.get(k))
+        word_prefixes(topic)
+            .filter_map(|k| self.wild.get(k))
             .flatten()
             .any(|p| p.matches(topic))
     }
@@ -83,17 +82,6 @@ impl PatternSet {
     pub(crate) fn len(&self) -> usize {
         self.literal.len() + self.wild_count
     }
-}
-
-/// A pattern's leading literal words, joined (`""`: it starts with a
-/// wildcard).
-fn leading_words(p: &Pattern) -> String {
-    let words: Vec<&str> = p
-        .as_str()
-        .split('.')
-        .take_while(|w| *w != "*" && *w != "#")
-        .collect();
-    words.join(".")
 }
 
 /// The distinct SUB prefixes of `patterns`, coarser when they do not fit

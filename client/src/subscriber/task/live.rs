@@ -119,13 +119,18 @@ impl State {
         }
     }
 
-    /// Notes (once) that broadcaster `i` relays an origin not its own.
-    fn note_relayed(&self, i: usize, origin: &str) {
+    /// Notes (once) that broadcaster `i` relays an origin not its own. Per
+    /// message: once noted, one load; before, the origin names are the
+    /// same interned `Arc` (`Origins`), so a pointer compare.
+    fn note_relayed(&self, i: usize, origin: &Arc<str>) {
+        if self.relayed.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let Some(own) = self.slots[i].last_session.as_ref() else {
             return;
         };
-        if *own.origin != *origin && !self.relayed.load(std::sync::atomic::Ordering::Relaxed) {
-            tracing::debug!(origin, own = %own.origin, "the broadcaster relays another origin");
+        if !Arc::ptr_eq(&own.origin, origin) && *own.origin != **origin {
+            tracing::debug!(origin = %origin, own = %own.origin, "the broadcaster relays another origin");
             self.relayed
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }

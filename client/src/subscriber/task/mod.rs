@@ -178,8 +178,12 @@ impl State {
             // subscription (one wake of its reader).
             let tracker = &self.tracker;
             self.registry.flush(&|o| tracker.lowest_pending(o));
-            if let Some((origin, epoch, through)) = self.watermark() {
-                self.registry.watermark(&origin, epoch, through);
+            // Only when a subscription asked: the watermark looks at every
+            // lane of the origin for a pending repair.
+            if self.registry.wants_watermarks() {
+                if let Some((origin, epoch, through)) = self.watermark() {
+                    self.registry.watermark(&origin, epoch, through);
+                }
             }
             self.apply_effects().await;
             // One unit of cooperative budget per message taken (a batch
