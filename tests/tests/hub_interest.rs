@@ -3,11 +3,15 @@
 //! to, with no wait on the seqs it filters; a room new to a worker misses
 //! nothing published after `subscribed`; and a resume of a room the worker
 //! did not carry comes from the broadcaster's history, not from a ring
-//! that never held it.
+//! that never held it. With federation (no watermarks for relayed
+//! origins), the feed turns back to everything without a false gap,
+//! whether the link is up from the start or comes up while it follows.
 
 use std::time::Duration;
 
+use fanfare_client::{Client, ClientOptions};
 use fanfare_tests::demo::{metric, Demo};
+use fanfare_tests::fabric::Fabric;
 use fanfare_tests::websocket::Ws;
 use serde_json::json;
 
@@ -133,26 +137,16 @@ async fn a_resume_of_a_room_the_worker_did_not_carry_comes_from_history() -> any
     Ok(())
 }
 
-/// A worker whose one broadcaster relays another's origin (federation):
-/// the feed has no watermarks for that origin, so on its first message the
-/// feed goes back to carrying everything. Every event of both origins
-/// comes, promptly and in order, and no seq of the relayed origin that the
-/// feed had filtered is told lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relayed_origin_turns_the_feed_back_to_everything_without_a_false_gap(
-) -> anyhow::Result<()> {
-    use fanfare_client::{Client, ClientOptions};
-    use fanfare_tests::fabric::Fabric;
-    const N: u64 = 50;
-    let f = Fabric::start(2, &[(0, 1), (1, 0)], &[]).await?;
-    f.wait_links_up(Duration::from_secs(20)).await?;
-    let e1 = f.nodes[1].endpoints();
+/// A one-worker demo on broadcaster `node` of `f`, and a client on each of
+/// the two broadcasters: (the far one, the near one).
+async fn demo_on_fabric(f: &Fabric, node: usize) -> anyhow::Result<(Demo, Client, Client)> {
+    let e = f.nodes[node].endpoints();
     let spec = format!(
         "pull={},pub={},replay={},admin={}",
-        e1.pull,
-        e1.publish,
-        e1.replay,
-        e1.admin_addr()?
+        e.pull,
+        e.publish,
+        e.replay,
+        e.admin_addr()?
     );
     let demo = Demo::start(&[
         "--workers",
@@ -167,14 +161,21 @@ async fn a_relayed_origin_turns_the_feed_back_to_everything_without_a_false_gap(
         let e = f.nodes[i].endpoints();
         ClientOptions::new(e.pull.clone(), e.publish.clone(), e.replay.clone())
     };
-    let far = Client::connect(client_of(0)).await?;
-    let near = Client::connect(client_of(1)).await?;
-    let mut ws = demo.connect_where(|_| true).await?;
-    ws.subscribe(&["fed.#"], None).await?;
-    // Other rooms of the local origin, filtered by the feed meanwhile.
-    for i in 0..20 {
-        near.publish("other.x", format!("{{\"i\":{i}}}")).await?;
-    }
+    let far = Client::connect(client_of(1 - node)).await?;
+    let near = Client::connect(client_of(node)).await?;
+    Ok((demo, far, near))
+}
+
+/// With `ws` subscribed to `fed.#` on the near broadcaster: once the far
+/// origin's events reach the worker, N events of each origin interleaved
+/// with events of other rooms (holes in both origins' seqs) all come,
+/// promptly and in order, with no gap told then or later.
+async fn both_origins_come_in_order(
+    far: &Client,
+    near: &Client,
+    ws: &mut Ws,
+) -> anyhow::Result<()> {
+    const N: u64 = 50;
     // Until the far origin's interest reached it: warm up.
     let mut heard = false;
     for _ in 0..100 {
@@ -198,7 +199,7 @@ async fn a_relayed_origin_turns_the_feed_back_to_everything_without_a_false_gap(
     }
     let (mut far_next, mut near_next) = (0, 0);
     while far_next < N || near_next < N {
-        let v = recv_within(&mut ws, PROMPT).await?;
+        let v = recv_within(ws, PROMPT).await?;
         assert_ne!(v["op"], "gap", "a false gap: {v}");
         match v["topic"].as_str() {
             Some("fed.warm") => {}
@@ -221,5 +222,65 @@ async fn a_relayed_origin_turns_the_feed_back_to_everything_without_a_false_gap(
             "after the run: {v}"
         );
     }
+    Ok(())
+}
+
+/// A worker whose one broadcaster relays another's origin (federation):
+/// the feed has no watermarks for that origin, so on its first message the
+/// feed goes back to carrying everything. Every event of both origins
+/// comes, promptly and in order, and no seq of the relayed origin that the
+/// feed had filtered is told lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_origin_turns_the_feed_back_to_everything_without_a_false_gap(
+) -> anyhow::Result<()> {
+    let f = Fabric::start(2, &[(0, 1), (1, 0)], &[]).await?;
+    f.wait_links_up(Duration::from_secs(20)).await?;
+    let (demo, far, near) = demo_on_fabric(&f, 1).await?;
+    let mut ws = demo.connect_where(|_| true).await?;
+    ws.subscribe(&["fed.#"], None).await?;
+    // Other rooms of the local origin, filtered by the feed meanwhile.
+    for i in 0..20 {
+        near.publish("other.x", format!("{{\"i\":{i}}}")).await?;
+    }
+    both_origins_come_in_order(&far, &near, &mut ws).await
+}
+
+/// The same when the federation link comes up only after the feed has
+/// narrowed to the browsers' interest: the hub is following (it took in
+/// none of the other rooms), then the far origin's first relayed heartbeat
+/// or message turns it back, with the far origin's filtered seqs already
+/// in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_comes_up_while_the_feed_follows_interest_tells_no_false_gap(
+) -> anyhow::Result<()> {
+    // b1 --peer b0, the link cut before any demo exists.
+    let f = Fabric::start(2, &[(1, 0)], &[]).await?;
+    f.links[0].proxy.cut();
+    let (demo, far, near) = demo_on_fabric(&f, 1).await?;
+    let mut ws = demo.connect_where(|_| true).await?;
+    ws.subscribe(&["fed.#"], None).await?;
+    let worker = ws.worker.clone();
+    let changes = counter(&demo, &worker, "fanfare_hub_feed_changes_total").await?;
+    anyhow::ensure!(changes >= 1, "the feed never narrowed");
+    let taken_before = counter(&demo, &worker, "fanfare_hub_events_in_total").await?;
+    for i in 0..20 {
+        near.publish("other.x", format!("{{\"i\":{i}}}")).await?;
+    }
+    near.publish("fed.probe", "{}").await?;
+    let v = recv_within(&mut ws, PROMPT).await?;
+    assert_eq!(v["topic"], "fed.probe", "{v}");
+    let taken = counter(&demo, &worker, "fanfare_hub_events_in_total").await? - taken_before;
+    anyhow::ensure!(
+        taken < 20,
+        "the feed was not following interest: it took in {taken} events for 1 wanted"
+    );
+    f.links[0].proxy.restore();
+    f.wait_links_up(Duration::from_secs(20)).await?;
+    both_origins_come_in_order(&far, &near, &mut ws).await?;
+    let turned = counter(&demo, &worker, "fanfare_hub_feed_changes_total").await?;
+    anyhow::ensure!(
+        turned > changes,
+        "the feed never turned back to everything ({turned} changes)"
+    );
     Ok(())
 }
