@@ -137,6 +137,43 @@ async fn a_resume_of_a_room_the_worker_did_not_carry_comes_from_history() -> any
     Ok(())
 }
 
+/// A `subscribe` refused for a bad `since` holds nothing: its patterns
+/// never reach the feed. (They did: the interest was held before `since`
+/// was parsed and never released, so requests that were all refused could
+/// widen a worker's feed without bound, past the hub's pattern caps.)
+#[tokio::test]
+async fn a_refused_subscribe_leaves_the_feed_as_it_was() -> anyhow::Result<()> {
+    const N: u64 = 30;
+    let demo = Demo::start(&["--workers", "1", "--publish-rate", "10000"]).await?;
+    let mut publisher = demo.connect_where(|_| true).await?;
+    let mut watcher = demo.connect_where(|_| true).await?;
+    watcher.subscribe(&["probe.w"], None).await?;
+    let mut refused = demo.connect_where(|_| true).await?;
+    refused
+        .send(&json!({"op": "subscribe", "topics": ["leak.a", "leak.b"], "since": "nonsense"}))
+        .await?;
+    let v = recv_within(&mut refused, PROMPT).await?;
+    assert_eq!(
+        (v["op"].as_str(), v["code"].as_str()),
+        (Some("error"), Some("bad_since")),
+        "{v}"
+    );
+    let worker = watcher.worker.clone();
+    let before = counter(&demo, &worker, "fanfare_hub_events_in_total").await?;
+    for i in 0..N {
+        publisher.publish("leak.a", json!({ "i": i })).await?;
+    }
+    publisher.publish("probe.w", json!({})).await?;
+    let ev = recv_within(&mut watcher, PROMPT).await?;
+    assert_eq!(ev["topic"], "probe.w", "{ev}");
+    let taken = counter(&demo, &worker, "fanfare_hub_events_in_total").await? - before;
+    assert!(
+        taken < N,
+        "the worker took in {taken} events of a pattern only a refused request named"
+    );
+    Ok(())
+}
+
 /// A one-worker demo on broadcaster `node` of `f`, and a client on each of
 /// the two broadcasters: (the far one, the near one).
 async fn demo_on_fabric(f: &Fabric, node: usize) -> anyhow::Result<(Demo, Client, Client)> {

@@ -47,7 +47,8 @@ impl Conn {
             .registry
             .room_for(&patterns)
             .map_err(patterns_full)?;
-        self.hold_interest(&patterns).await?;
+        // Every check before the interest is held: a refused request must
+        // leave nothing held (nor a feed change behind it).
         let since = match since.as_deref() {
             None | Some("") => None,
             Some(s) => Some(
@@ -59,6 +60,7 @@ impl Conn {
                     })?,
             ),
         };
+        self.hold_interest(&patterns).await?;
         let Some(since) = since else {
             let reply = protocol::subscribed(&topics, true, 0, reference);
             let added = self.hub.registry.subscribe(self.id, &patterns, reply);
