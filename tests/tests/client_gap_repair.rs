@@ -46,14 +46,10 @@ fn index(m: &fanfare_client::Message) -> u32 {
 /// A broadcaster whose PUB soon drops for a stalled subscriber (64 KiB
 /// queues), with heartbeats every 100 ms; `extra` arguments after those.
 async fn dropping_broadcaster(extra: &[&str]) -> Result<BroadcasterProcess> {
-    let mut args = vec![
-        "--id",
-        "b1",
-        "--heartbeat-ms",
-        "100",
-        "--subscriber-queue-bytes",
-        "65536",
-    ];
+    let mut args = vec!["--id", "b1", "--subscriber-queue-bytes", "65536"];
+    if !extra.contains(&"--heartbeat-ms") {
+        args.extend_from_slice(&["--heartbeat-ms", "100"]);
+    }
     args.extend_from_slice(extra);
     BroadcasterProcess::spawn(&args).await
 }
@@ -384,9 +380,32 @@ async fn a_narrow_pattern_in_a_busy_namespace_gets_everything_in_order() -> Resu
 /// reaches the last seq published (on the lane not taken).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watermark_never_passes_a_message_under_repair() -> Result<()> {
-    let b = dropping_broadcaster(&[]).await?;
+    watermarks_after_drops(false).await
+}
+
+/// The same with a subscription change while the PUB drops: the marker
+/// that answers the change also reports the miss, and what was missed must
+/// still be swept before a watermark passes it. (A change used to forget
+/// the session it followed, so that marker swept nothing and the watermark
+/// stepped over the dropped messages: they came after it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_change_during_drops_keeps_watermarks_below_the_repair() -> Result<()> {
+    watermarks_after_drops(true).await
+}
+
+/// A burst the PUB partly drops while `proxy` is paused (with a new
+/// subscription on the same client then, when `change`); checks every
+/// message comes, in order, above every watermark told before it.
+async fn watermarks_after_drops(change: bool) -> Result<()> {
+    // With a change, heartbeats are rare: the marker's own sweep must cover
+    // the miss, not a heartbeat's lane marks read in the same batch.
+    let heartbeats: &[&str] = match change {
+        true => &["--heartbeat-ms", "2000"],
+        false => &[],
+    };
+    let b = dropping_broadcaster(heartbeats).await?;
     let publisher = connect(&b, RECV).await?;
-    let (_subscriber, mut sub, proxy) = stalled_subscriber(&b, "burst.#").await?;
+    let (subscriber, mut sub, proxy) = stalled_subscriber(&b, "burst.#").await?;
     publisher.publish("burst.x", "0 warm-up").await?;
     ensure!(index(&next_message(&mut sub, RECV).await?) == 0, "warm-up");
     sub.keep_watermarks().await?;
@@ -402,7 +421,17 @@ async fn a_watermark_never_passes_a_message_under_repair() -> Result<()> {
     }
     let last = publish_seq(&publisher, "unwanted.y", "the end").await?;
     let dropped = wait_for_drops(&b).await?;
+    // A new prefix, written while the PUB is still dropping (the proxy
+    // stalls only the broadcaster's side).
+    let _other = match change {
+        true => Some(subscriber.subscribe("other.#").await?),
+        false => None,
+    };
     proxy.resume();
+    if change {
+        // The next message after the miss brings the marker.
+        publisher.publish("unwanted.y", "after").await?;
+    }
     let (mut next, mut through, mut replayed, mut watermarks) = (1, 0, 0, 0);
     while next <= N || through < last {
         let d = next_delivery(&mut sub, RECV).await.with_context(|| {

@@ -41,9 +41,9 @@ pub(crate) struct Slot {
     /// The current connection's session, once a marker that follows its
     /// latest subscription change came.
     pub(super) session: Option<Session>,
-    /// The latest session, kept across a miss or a reconnect (cleared by a
-    /// subscription change): a marker after a miss sweeps from
-    /// `complete_to` and keeps its start.
+    /// The latest session, kept across a miss, a reconnect and a
+    /// subscription change: a marker after a miss (or on a new connection)
+    /// sweeps from `complete_to` and keeps its start.
     pub(super) last_session: Option<Session>,
     /// The highest seq of `last_session`'s origin heard while in it (a
     /// message, or a heartbeat's seq).
@@ -182,10 +182,12 @@ impl State {
                 .map(|p| (p, true))
                 .chain(slot.applied.difference(&wanted).map(|p| (p, false)));
             for (p, subscribe) in changes {
-                // Until a marker says this change was applied; no sweep
-                // reaches across a change (the marker starts afresh).
+                // Until a marker says this change was applied. The last
+                // session stays: if that marker reports a miss, what came
+                // after `complete_to` is swept (with the patterns of now)
+                // before a watermark may pass it; without a miss the new
+                // session starts at the marker.
                 slot.session = None;
-                slot.last_session = None;
                 if let Err(e) = sock.set(p, subscribe).await {
                     // The connection is broken: a new one subscribes `wanted`.
                     failed.push((i, e.to_string()));
