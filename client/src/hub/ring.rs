@@ -62,6 +62,10 @@ pub struct Ring {
     max_events: usize,
     max_bytes: usize,
     origins: HashMap<Arc<str>, Coverage>,
+    /// A raise that found no run of its origin and epoch (none yet, or an
+    /// older epoch's): the run that starts next covers only after it.
+    /// At most one per origin.
+    floors: HashMap<Arc<str>, (u64, u64)>,
 }
 
 impl Ring {
@@ -73,6 +77,7 @@ impl Ring {
             max_events,
             max_bytes,
             origins: HashMap::default(),
+            floors: HashMap::default(),
         }
     }
 
@@ -98,11 +103,17 @@ impl Ring {
             }
             Some(c) if c.epoch > event.epoch => return false,
             _ => {
+                let first = match self.floors.remove(&event.origin) {
+                    Some((epoch, floor)) if epoch == event.epoch => {
+                        event.seq.max(floor.saturating_add(1))
+                    }
+                    _ => event.seq,
+                };
                 self.origins.insert(
                     event.origin.clone(),
                     Coverage {
                         epoch: event.epoch,
-                        first: event.seq,
+                        first,
                         last: event.seq,
                     },
                 );
@@ -136,10 +147,21 @@ impl Ring {
 
     /// The feed carries more patterns from after `seq` of `origin`/`epoch`
     /// on: the held run covers them only from there.
-    pub fn raise(&mut self, origin: &str, epoch: u64, seq: u64) {
-        if let Some(c) = self.origins.get_mut(origin) {
-            if c.epoch == epoch && c.first <= seq {
-                c.first = seq.saturating_add(1);
+    pub fn raise(&mut self, origin: &Arc<str>, epoch: u64, seq: u64) {
+        match self.origins.get_mut(origin) {
+            Some(c) if c.epoch == epoch => {
+                if c.first <= seq {
+                    c.first = seq.saturating_add(1);
+                }
+            }
+            Some(c) if c.epoch > epoch => {}
+            // No run of this epoch yet: events up to `seq` may still come
+            // (in flight in the feed); the run they start covers only after.
+            _ => {
+                let floor = self.floors.entry(origin.clone()).or_insert((epoch, seq));
+                if floor.0 < epoch || (floor.0 == epoch && floor.1 < seq) {
+                    *floor = (epoch, seq);
+                }
             }
         }
     }
@@ -148,6 +170,7 @@ impl Ring {
     /// with its next event).
     pub fn forget(&mut self, origin: &str) {
         self.origins.remove(origin);
+        self.floors.remove(origin);
     }
 
     /// Held events of `origin`/`epoch` with seq > `after`, oldest first, at
@@ -193,9 +216,10 @@ mod tests {
         r.push(ev("b", 1, 7)); // 5 and 6 were filtered: no hole
         assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((3, 7)));
         assert_eq!(r.since("b", 1, 3, usize::MAX).len(), 2);
-        r.raise("b", 1, 6);
+        let b: Arc<str> = "b".into();
+        r.raise(&b, 1, 6);
         assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((7, 7)));
-        r.raise("b", 1, 2); // behind: nothing
+        r.raise(&b, 1, 2); // behind: nothing
         assert_eq!(r.coverage("b").map(|c| c.first), Some(7));
         r.push(ev("b", 2, 1));
         assert_eq!(
@@ -212,6 +236,36 @@ mod tests {
         assert_eq!(r.coverage("b"), None);
         r.push(ev("b", 2, 9));
         assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((9, 9)));
+    }
+
+    /// A raise before the origin's first event (or of a newer epoch than
+    /// the ring holds): the events up to it still in flight start a run
+    /// that covers only after the raise.
+    #[test]
+    fn a_raise_with_no_run_yet_bounds_the_run_that_starts() {
+        let mut r = Ring::new(100, 1 << 20);
+        let b: Arc<str> = "b".into();
+        r.raise(&b, 1, 5);
+        assert!(
+            r.push(ev("b", 1, 3)),
+            "an event in flight is still dispatched"
+        );
+        assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((6, 3)));
+        r.push(ev("b", 1, 8));
+        assert_eq!(r.coverage("b").map(|c| (c.first, c.last)), Some((6, 8)));
+        // A newer epoch than the ring holds.
+        r.raise(&b, 2, 4);
+        assert_eq!(
+            r.coverage("b").map(|c| c.epoch),
+            Some(1),
+            "the old run stays"
+        );
+        r.push(ev("b", 2, 2));
+        assert_eq!(r.coverage("b").map(|c| (c.epoch, c.first)), Some((2, 5)));
+        // Used once: a later new run starts where it starts.
+        r.forget("b");
+        r.push(ev("b", 2, 9));
+        assert_eq!(r.coverage("b").map(|c| c.first), Some(9));
     }
 
     #[test]

@@ -348,7 +348,7 @@ impl Registry {
 
     /// The feed carries more patterns after `seq` of `origin`/`epoch`
     /// ([`Ring::raise`]).
-    pub fn raise_ring(&self, origin: &str, epoch: u64, seq: u64) {
+    pub fn raise_ring(&self, origin: &Arc<str>, epoch: u64, seq: u64) {
         self.lock().ring.raise(origin, epoch, seq);
     }
 
