@@ -108,7 +108,7 @@ impl Reorder {
             return;
         }
         out.push(Ordered::Message(m));
-        o.next += 1;
+        o.next = o.next.saturating_add(1);
         drain(o, out);
     }
 
@@ -136,12 +136,21 @@ impl Reorder {
         if o.epoch != epoch || last == 0 {
             return;
         }
-        while o.next >= first && o.next <= last {
-            if let Some(m) = o.parked.remove(&o.next) {
-                out.push(Ordered::Message(m));
-            }
-            o.next += 1;
+        if o.next < first || o.next > last {
+            return drain(o, out);
         }
+        // What is parked up to `last` goes out in order and `next` steps past
+        // it at once: the range comes from outside (stamps), so no walk
+        // along it.
+        let up_to = match last.checked_add(1) {
+            Some(after) => {
+                let rest = o.parked.split_off(&after);
+                std::mem::replace(&mut o.parked, rest)
+            }
+            None => std::mem::take(&mut o.parked),
+        };
+        out.extend(up_to.into_values().map(Ordered::Message));
+        o.next = last.saturating_add(1);
         drain(o, out);
     }
 
@@ -155,7 +164,7 @@ impl Reorder {
             return;
         }
         if seq == o.next {
-            o.next += 1;
+            o.next = o.next.saturating_add(1);
             drain(o, out);
         } else if o.resent.len() < self.max_parked {
             o.resent.insert(seq);
@@ -240,7 +249,7 @@ fn drain(o: &mut Origin, out: &mut Vec<Ordered>) {
         } else if !o.resent.remove(&o.next) {
             break;
         }
-        o.next += 1;
+        o.next = o.next.saturating_add(1);
     }
     if o.resent.first().is_some_and(|&s| s < o.next) {
         o.resent = o.resent.split_off(&o.next);
@@ -310,6 +319,40 @@ mod tests {
         tokio::time::advance(Duration::from_secs(9)).await;
         r.tick(&mut out);
         assert_eq!(seqs(&out), vec![-11, 13]);
+    }
+
+    /// A gap's range comes from stamps: one as wide as the seq space is
+    /// stepped over at once (it was walked seq by seq: the feed task spun
+    /// for ever), and the seqs at the very top do not overflow.
+    #[tokio::test(start_paused = true)]
+    async fn a_gap_as_wide_as_the_seq_space_is_stepped_over_at_once() {
+        let mut r = Reorder::new(100, Duration::from_secs(8));
+        let mut out = Vec::new();
+        let b: Arc<str> = "b".into();
+        for s in [1, 3, u64::MAX - 1] {
+            r.push(m(s), &mut out);
+        }
+        assert_eq!(seqs(&out), vec![1]);
+        out.clear();
+        r.gap(&b, 1, 2, u64::MAX - 2, GapCause::Unrecoverable, &mut out);
+        let got: Vec<u64> = out
+            .iter()
+            .filter_map(|o| match o {
+                Ordered::Message(m) => Some(m.seq),
+                Ordered::Lost(_) => None,
+            })
+            .collect();
+        assert_eq!(got, vec![3, u64::MAX - 1]);
+        assert!(!r.waiting());
+        out.clear();
+        r.push(m(u64::MAX), &mut out);
+        r.gap(&b, 1, 1, u64::MAX, GapCause::Unrecoverable, &mut out);
+        assert_eq!(
+            out.iter()
+                .filter(|o| matches!(o, Ordered::Message(_)))
+                .count(),
+            1
+        );
     }
 
     #[tokio::test(start_paused = true)]
